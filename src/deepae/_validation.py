@@ -1,0 +1,146 @@
+"""Input checks shared by the model, the data loaders and the CLI.
+
+Every message names the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+__all__ = ["as_array", "check_positive_int", "check_fraction", "check_in", "check_units"]
+
+
+def _describe(x) -> str:
+    return f"{type(x).__name__} {x!r}" if np.ndim(x) == 0 else type(x).__name__
+
+
+def as_array(x, name: str = "x", *, min_rank: int = 2, allow_nan: bool = False) -> np.ndarray:
+    """Return `x` as a numeric NumPy array, or raise an error that says what is wrong.
+
+    Accepts arrays, nested lists and pandas DataFrames with numeric columns. Integer and
+    unsigned (uint8 image) arrays keep their dtype; booleans become float32.
+    """
+    if x is None:
+        raise TypeError(f"Expected `{name}` to be an array; received None.")
+    if hasattr(x, "dtypes") and hasattr(x, "columns"):  # pandas DataFrame
+        bad = [str(c) for c, dt in zip(x.columns, x.dtypes, strict=True)
+               if not (np.issubdtype(np.dtype(dt), np.number) or np.dtype(dt) == bool)]
+        if bad:
+            raise TypeError(
+                f"Expected `{name}` with numeric columns only; received non-numeric "
+                f"column(s) {bad[:5]}{' ...' if len(bad) > 5 else ''}. Encode or drop them first."
+            )
+        x = x.to_numpy()
+    if isinstance(x, str | bytes):
+        raise TypeError(f"Expected `{name}` to be an array; received {type(x).__name__} {x!r}.")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"Expected `{name}` to be a rectangular numeric array; could not convert it: {e}"
+        ) from e
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(
+            f"Expected `{name}` with a numeric dtype; received dtype {arr.dtype}"
+            + (" (mixed or ragged values)" if arr.dtype == object else "") + "."
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"Expected `{name}` with real values; received dtype {arr.dtype}.")
+    if arr.ndim < min_rank:
+        hint = ""
+        if arr.ndim == 1 and min_rank == 2:
+            hint = " Use x.reshape(-1, 1) for one feature or x.reshape(1, -1) for one sample."
+        raise ValueError(
+            f"Expected `{name}` with at least {min_rank} dimensions (n_samples, ...); "
+            f"received an array of shape {arr.shape}.{hint}"
+        )
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(
+            f"Expected `{name}` with at least one sample and one feature; received shape {arr.shape}."
+        )
+    if not allow_nan and np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            n_nan = int(np.isnan(arr).sum())
+            n_inf = int(arr.size - finite.sum() - n_nan)
+            raise ValueError(
+                f"Expected `{name}` with finite values; received {n_nan} NaN and {n_inf} inf "
+                f"value(s) (first at index {tuple(int(i) for i in np.argwhere(~finite)[0])})."
+            )
+    return arr
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1, owner: str = "") -> int:
+    """Return `value` as int if it is an integer >= `minimum`, else raise."""
+    where = f" of {owner}" if owner else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"The '{name}' parameter{where} must be an int in the range [{minimum}, inf). "
+            f"Got {_describe(value)} instead."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"The '{name}' parameter{where} must be an int in the range [{minimum}, inf). "
+            f"Got {value} instead."
+        )
+    return int(value)
+
+
+def check_fraction(value, name: str, *, owner: str = "", closed_low: bool = True) -> float:
+    """Return `value` if it is a real number in [0, 1) ((0, 1) if not `closed_low`)."""
+    where = f" of {owner}" if owner else ""
+    rng = "[0, 1)" if closed_low else "(0, 1)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"The '{name}' parameter{where} must be a float in {rng}. "
+                        f"Got {_describe(value)} instead.")
+    ok = (0 <= value < 1) if closed_low else (0 < value < 1)
+    if not ok:
+        raise ValueError(f"The '{name}' parameter{where} must be a float in {rng}. "
+                         f"Got {value} instead.")
+    return float(value)
+
+
+def check_in(value, name: str, options, *, owner: str = ""):
+    """Return `value` if it is one of `options`, else raise naming them all."""
+    where = f" of {owner}" if owner else ""
+    if value not in options:
+        raise ValueError(
+            f"The '{name}' parameter{where} must be one of {sorted(map(str, options))}. "
+            f"Got {value!r} instead."
+        )
+    return value
+
+
+def check_units(value, name: str, *, owner: str = "", allow_empty: bool = True) -> tuple[int, ...]:
+    """Return a tuple of positive layer sizes, accepting an int, a list or a tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"The '{name}' parameter of {owner or 'the model'} must be a tuple of "
+                        f"positive ints. Got {_describe(value)} instead.")
+    if not value and not allow_empty:
+        raise ValueError(f"The '{name}' parameter of {owner or 'the model'} must not be empty.")
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(
+                f"The '{name}' parameter of {owner or 'the model'} must hold positive ints; "
+                f"got {v!r} at position {i} in {tuple(value)!r}."
+            )
+        out.append(int(v))
+    return tuple(out)
+
+
+def warn_no_compression(latent_dim: int, n_features: int) -> None:
+    if latent_dim >= n_features:
+        warnings.warn(
+            f"latent_dim={latent_dim} is not smaller than the input's {n_features} features: "
+            "nothing is compressed, and the autoencoder can learn the identity.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,1 @@
+"""The `deepae` command: a thin layer over the Python API."""

@@ -1,0 +1,341 @@
+"""`deepae` command line: parse, call the Python API, print.
+
+A user error prints one line, ``deepae: error: ...``, to stderr and exits with status 1;
+argument-parsing errors exit with 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# Quiet TensorFlow's C++ start-up logs before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TRAIN_DEFAULTS = {
+    "kind": "dense", "hidden_units": "256,128", "latent_dim": 32, "decoder_units": None,
+    "activation": "relu", "latent_activation": "linear", "output_activation": "auto",
+    "preprocessing": "auto", "epochs": 10, "batch_size": 256, "loss": "mse",
+    "optimizer": "adam", "learning_rate": None, "momentum": 0.9, "validation_split": 0.0,
+    "early_stopping": None, "reduce_lr_on_plateau": None, "seed": None,
+    "checkpoint_dir": None, "key": None, "split": "train",
+}
+
+
+class UserError(Exception):
+    """A mistake in how the command was called, reported in one line."""
+
+
+def _units(text):
+    if text is None or isinstance(text, list | tuple):
+        return text
+    try:
+        return tuple(int(t) for t in str(text).replace(" ", "").split(",") if t)
+    except ValueError as e:
+        raise UserError(f"expected comma-separated ints such as 256,128; received {text!r}") from e
+
+
+def _load_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} not found")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            cfg = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {str(path)!r} is not valid TOML: {e}") from e
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as e:
+            raise UserError('YAML config files need PyYAML: pip install "deepae[config]"') from e
+        try:
+            cfg = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+    else:
+        raise UserError(f"config file must end in .toml, .yaml or .yml; received {str(path)!r}")
+    if not isinstance(cfg, dict):
+        raise UserError(f"config file {str(path)!r} must hold a table of options")
+    cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+    unknown = sorted(set(cfg) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise UserError(f"config file {str(path)!r} has unknown option(s) {unknown}; "
+                        f"known: {sorted(TRAIN_DEFAULTS)}")
+    return cfg
+
+
+def _read_source(source, key=None, split="train"):
+    from deepae.data.datasets import DATASETS, load_dataset
+    from deepae.data.io import read_data
+
+    if source.lower().replace("-", "_") in DATASETS and not Path(source).exists():
+        (x_train, _), (x_test, _) = load_dataset(source)
+        return x_train if split == "train" else x_test
+    return read_data(source, key=key)
+
+
+def _write_array(path, arr):
+    from deepae.persistence import _atomic_write_bytes
+
+    path = Path(path)
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    if path.suffix == ".npy":
+        np.save(buf, arr)
+    elif path.suffix == ".csv":
+        np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
+    else:
+        raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_demo(args):
+    from deepae.experiments import format_table, reference_experiment
+
+    res = reference_experiment(epochs=args.epochs, latent_dim=args.latent_dim,
+                               random_state=args.seed, picture=args.out,
+                               verbose=2 if args.quiet else "auto")
+    print()
+    print(f"MNIST test set, {res['epochs']} epochs: reconstruction error at code size "
+          f"{args.latent_dim}")
+    print(format_table(res["rows"]))
+    ratio = res["rows"][0]["mse_per_feature"] / res["rows"][1]["mse_per_feature"]
+    print(f"\nThe autoencoder's error is {ratio:.2f} x PCA's. Picture: {res['picture']}")
+    return 0
+
+
+def cmd_train(args):
+    import deepae
+
+    cfg = dict(TRAIN_DEFAULTS)
+    if args.config:
+        cfg.update(_load_config(args.config))
+    for k in TRAIN_DEFAULTS:
+        v = getattr(args, k, None)
+        if v is not None:
+            cfg[k] = v
+    out = Path(args.output)
+    ckpt = Path(cfg["checkpoint_dir"]) if cfg["checkpoint_dir"] else out.with_name(
+        out.name + ".ckpt")
+    if out.exists() and not args.overwrite and not args.resume:
+        raise UserError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    x = _read_source(args.source, key=cfg["key"], split=cfg["split"])
+    model = deepae.Autoencoder(kind=cfg["kind"], hidden_units=_units(cfg["hidden_units"]),
+                               latent_dim=cfg["latent_dim"],
+                               decoder_units=_units(cfg["decoder_units"]),
+                               activation=cfg["activation"],
+                               latent_activation=cfg["latent_activation"],
+                               output_activation=cfg["output_activation"],
+                               preprocessing=cfg["preprocessing"])
+    model.fit(x, epochs=cfg["epochs"], batch_size=cfg["batch_size"], loss=cfg["loss"],
+              optimizer=cfg["optimizer"], learning_rate=cfg["learning_rate"],
+              momentum=cfg["momentum"], validation_split=cfg["validation_split"],
+              early_stopping=cfg["early_stopping"],
+              reduce_lr_on_plateau=cfg["reduce_lr_on_plateau"], checkpoint_dir=ckpt,
+              resume=args.resume, random_state=cfg["seed"],
+              verbose=2 if args.quiet else "auto")
+    model.save(out)
+    s = model.training_summary_
+    print(f"saved {out} ({s['epochs_run']} epochs, final "
+          + ", ".join(f"{k}={v:.5g}" for k, v in s["final"].items()) + ")")
+    if args.curves:
+        from deepae.plots import training_curves
+
+        print(f"training curves: {training_curves(model.history_, args.curves)}")
+    return 0
+
+
+def _load_model(path):
+    import deepae
+
+    return deepae.load(path)
+
+
+def cmd_encode(args):
+    model = _load_model(args.model)
+    codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
+    _write_array(args.output, codes)
+    print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
+    return 0
+
+
+def cmd_reconstruct(args):
+    model = _load_model(args.model)
+    x = _read_source(args.source, key=args.key, split=args.split)
+    out = Path(args.output)
+    if out.suffix == ".png":
+        from deepae.plots import reconstruction_grid
+
+        n = min(args.n, len(x))
+        recon = model.reconstruct(x[:n])
+        reconstruction_grid(x[:n], recon, out, n=n)
+        print(f"wrote originals beside reconstructions of {n} samples to {out}")
+    else:
+        recon = model.reconstruct(x)
+        _write_array(out, recon)
+        print(f"wrote {len(recon)} reconstructions to {out}")
+    return 0
+
+
+def model_info(model) -> dict:
+    """What `deepae info` shows, as a dict."""
+    enc = model.encoder
+    s = model.training_summary_ or {}
+    info = {
+        "kind": model.kind, "input_shape": list(model.data_shape),
+        "encoder": list(enc.hidden_units),
+        "latent_dim": enc.latent_dim, "decoder": list(model.decoder.hidden_units),
+        "activation": model.activation, "latent_activation": model.latent_activation,
+        "output_activation": model.output_activation_, "parameters": int(model.count_params()),
+        "preprocessing": None if model.scaler_ is None else model.scaler_.kind,
+        "data_range_after_scaling": None if model.scaler_ is None else
+        [model.scaler_.data_min_, model.scaler_.data_max_],
+        "training": s,
+    }
+    return info
+
+
+def cmd_info(args):
+    info = model_info(_load_model(args.model))
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    arch = " -> ".join(str(v) for v in (
+        ["x".join(map(str, info["input_shape"]))] + info["encoder"] + [info["latent_dim"]]
+        + info["decoder"] + ["x".join(map(str, info["input_shape"]))]))
+    print(f"model:         {info['kind']} autoencoder, {arch}")
+    print(f"activations:   hidden {info['activation']}, code {info['latent_activation']}, "
+          f"output {info['output_activation']}")
+    print(f"parameters:    {info['parameters']:,}")
+    print(f"preprocessing: {info['preprocessing']}, data range after scaling "
+          f"{info['data_range_after_scaling']}")
+    s = info["training"]
+    if s:
+        final = ", ".join(f"{k}={v:.5g}" for k, v in s.get("final", {}).items())
+        print(f"training:      {s.get('epochs_run')} epochs of {s.get('epochs_requested')} on "
+              f"{s.get('n_samples')} samples, batch {s.get('batch_size')}, {s.get('loss')}, "
+              f"{s.get('optimizer')}, {s.get('seconds')} s; final {final}")
+        print(f"data:          fingerprint {s.get('data_fingerprint')}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="deepae", description="Deep autoencoders: train, encode, reconstruct, inspect.")
+    from deepae._version import __version__
+
+    p.add_argument("--version", action="version", version=f"deepae {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="train the reference autoencoder on MNIST, compare with PCA",
+                       description="The reference experiment: MNIST; encoder with two layers "
+                       "(hidden + code), decoder with one hidden and the output layer; ReLU; "
+                       "MSE; 5 epochs. Writes originals beside reconstructions and prints the "
+                       "test error beside PCA's at the same code size.")
+    d.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    d.add_argument("--latent-dim", type=int, default=32, help="code size (default 32)")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    d.add_argument("--out", default="reconstructions.png",
+                   help="picture to write (default reconstructions.png)")
+    d.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train an autoencoder on a file, folder or data set",
+                       description="Train an autoencoder and save it as one .deepae file. "
+                       "Options may come from a TOML/YAML --config file (keys as the long "
+                       "option names); options on the command line win. A checkpoint is kept "
+                       "each epoch in OUTPUT.ckpt; after an interruption, run the same command "
+                       "with --resume to continue from the last completed epoch.")
+    t.add_argument("source", help="data: .npy, .npz, .csv, .parquet, a folder of PNG/JPEG "
+                   "images, or a data set name (mnist, fashion-mnist, digits)")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.deepae)")
+    t.add_argument("--config", help="TOML or YAML file of options")
+    t.add_argument("--kind", choices=["dense", "conv"], help="layer type (default dense)")
+    t.add_argument("--hidden-units", help="encoder hidden sizes, widest first (default 256,128)")
+    t.add_argument("--latent-dim", type=int, help="code size (default 32)")
+    t.add_argument("--decoder-units", help="decoder hidden sizes (default: mirror)")
+    t.add_argument("--activation", help="hidden activation: relu, tanh, sigmoid, elu, ...")
+    t.add_argument("--latent-activation", help="code activation (default linear)")
+    t.add_argument("--output-activation", help="auto (from the data range), sigmoid, tanh, "
+                   "linear")
+    t.add_argument("--preprocessing", choices=["auto", "none", "unit", "minmax", "standard"])
+    t.add_argument("--epochs", type=int, help="training epochs (default 10)")
+    t.add_argument("--batch-size", type=int, help="batch size (default 256)")
+    t.add_argument("--loss", choices=["mse", "mae", "binary_crossentropy"])
+    t.add_argument("--optimizer", choices=["adam", "sgd"], help="adam, or sgd with momentum")
+    t.add_argument("--learning-rate", type=float, help="default 1e-3 (adam), 1e-2 (sgd)")
+    t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    t.add_argument("--validation-split", type=float, help="fraction held out (default 0)")
+    t.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement, keep the best weights")
+    t.add_argument("--reduce-lr-on-plateau", type=int, metavar="PATIENCE",
+                   help="halve the learning rate after PATIENCE epochs without improvement")
+    t.add_argument("--seed", type=int, help="random seed for a repeatable run")
+    t.add_argument("--checkpoint-dir", help="checkpoint folder (default OUTPUT.ckpt)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last completed epoch")
+    t.add_argument("--key", help="array name inside a .npz file")
+    t.add_argument("--split", choices=["train", "test"], help="split of a named data set")
+    t.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    t.add_argument("--curves", help="also write training curves to this PNG")
+    t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (
+            ("encode", cmd_encode, "write the latent codes of data (.npy or .csv)"),
+            ("reconstruct", cmd_reconstruct,
+             "reconstruct data: a picture (.png) of originals beside reconstructions, "
+             "or an array file (.npy, .csv)")):
+        c = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
+        c.add_argument("model", help="a .deepae model file")
+        c.add_argument("source", help="data file, image folder or data set name")
+        c.add_argument("-o", "--output", required=True, help="file to write")
+        c.add_argument("--key", help="array name inside a .npz file")
+        c.add_argument("--split", choices=["train", "test"], default="test",
+                       help="split of a named data set (default test)")
+        if name == "reconstruct":
+            c.add_argument("-n", type=int, default=10, help="samples in the picture (default 10)")
+        c.set_defaults(func=func)
+
+    i = sub.add_parser("info", help="architecture, data range and training summary of a model",
+                       description="Show a saved model's architecture, data range and "
+                       "training summary.")
+    i.add_argument("model", help="a .deepae model file")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from sklearn.exceptions import NotFittedError
+
+    from deepae.exceptions import DeepAEError
+
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("deepae: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, DeepAEError, ValueError, TypeError, OSError, ImportError,
+            NotFittedError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"deepae: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

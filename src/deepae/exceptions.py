@@ -1,0 +1,19 @@
+"""Errors raised by deepae. Each subclasses the builtin a caller would catch."""
+
+__all__ = ["DeepAEError", "ArtifactError", "DataNotFoundError", "TrainingError"]
+
+
+class DeepAEError(Exception):
+    """Base class of every error deepae raises on purpose."""
+
+
+class ArtifactError(DeepAEError, ValueError):
+    """A saved model file is corrupted, truncated, foreign or of an unknown format version."""
+
+
+class DataNotFoundError(DeepAEError, FileNotFoundError):
+    """A data set was found in none of the places searched."""
+
+
+class TrainingError(DeepAEError, FloatingPointError):
+    """Training diverged (NaN or inf loss) and was stopped."""

@@ -1,0 +1,5 @@
+"""Keras building blocks. Nothing here knows about files or the command line."""
+
+from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
+
+__all__ = ["Encoder", "Decoder", "Autoencoder"]

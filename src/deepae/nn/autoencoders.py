@@ -1,0 +1,435 @@
+"""Encoder, Decoder and the Autoencoder model that joins them (dense and convolutional).
+
+Math uses `keras.ops` only, so the model runs on any Keras 3 backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from deepae._validation import (
+    as_array,
+    check_in,
+    check_positive_int,
+    check_units,
+    warn_no_compression,
+)
+
+__all__ = ["Encoder", "Decoder", "Autoencoder", "KINDS", "ACTIVATIONS"]
+
+KINDS = ("dense", "conv")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish",
+               "leaky_relu", "softplus", "linear")
+
+
+def _check_activation(value, name, owner):
+    if callable(value):
+        return value
+    return check_in(value, name, ACTIVATIONS, owner=owner)
+
+
+def _check_shape(shape, kind, owner):
+    if shape is None or isinstance(shape, str | bytes) or not hasattr(shape, "__len__"):
+        raise TypeError(f"The 'input_shape' parameter of {owner} must be a tuple of positive ints "
+                        f"such as (784,) or (28, 28); got {shape!r}.")
+    shape = check_units(tuple(shape), "input_shape", owner=owner, allow_empty=False)
+    if kind == "conv" and len(shape) not in (2, 3):
+        raise ValueError(f"The 'input_shape' parameter of {owner} must be (height, width) or "
+                         f"(height, width, channels) for kind='conv'; got {shape}.")
+    return shape
+
+
+def _conv_grid(shape, n_down):
+    """Spatial size after `n_down` stride-2 'same' convolutions: ceil(h / 2**n)."""
+    h, w = shape[0], shape[1]
+    for _ in range(n_down):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
+def _build_chain(chain, shape):
+    for layer in chain:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    return shape
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class Encoder(layers.Layer):
+    """Maps inputs to latent codes, narrowing layer by layer.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Shape of one sample, e.g. ``(784,)`` or ``(28, 28)`` or ``(32, 32, 3)``.
+    kind : {"dense", "conv"}
+        ``"dense"``: Flatten then Dense layers. ``"conv"``: stride-2 Conv2D layers (3x3,
+        "same" padding), then Flatten and a Dense code layer.
+    hidden_units : tuple of int
+        Units (dense) or filters (conv) of each hidden layer, widest first.
+    latent_dim : int
+        Size of the code z.
+    activation, latent_activation : str
+        Hidden-layer and code-layer activations.
+
+    Input shape ``(batch, *input_shape)``; output shape ``(batch, latent_dim)``.
+    """
+
+    def __init__(self, input_shape, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
+                 activation="relu", latent_activation="linear", **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.kind = check_in(kind, "kind", KINDS, owner=owner)
+        self.data_shape = _check_shape(input_shape, kind, owner)
+        self.hidden_units = check_units(hidden_units, "hidden_units", owner=owner,
+                                        allow_empty=kind == "dense")
+        self.latent_dim = check_positive_int(latent_dim, "latent_dim", owner=owner)
+        self.activation = _check_activation(activation, "activation", owner)
+        self.latent_activation = _check_activation(latent_activation, "latent_activation", owner)
+        if self.kind == "dense":
+            self.hidden = [layers.Dense(u, activation=self.activation, name=f"dense_{i}")
+                           for i, u in enumerate(self.hidden_units)]
+        else:
+            self.hidden = [layers.Conv2D(f, 3, strides=2, padding="same",
+                                         activation=self.activation, name=f"conv_{i}")
+                           for i, f in enumerate(self.hidden_units)]
+        self.code = layers.Dense(self.latent_dim, activation=self.latent_activation, name="code")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if self.kind == "conv":
+            if len(self.data_shape) == 2:
+                shape = shape + (1,)
+            shape = _build_chain(self.hidden, shape)
+            shape = (shape[0], int(np.prod(shape[1:])))
+        else:
+            shape = _build_chain(self.hidden, (shape[0], int(np.prod(self.data_shape))))
+        self.code.build(shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.kind == "conv":
+            if len(self.data_shape) == 2:
+                x = ops.expand_dims(x, -1)  # (batch, h, w, 1)
+            for layer in self.hidden:
+                x = layer(x)
+        else:
+            x = ops.reshape(x, (-1, int(np.prod(self.data_shape))))
+            for layer in self.hidden:
+                x = layer(x)
+        x = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+        return self.code(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.latent_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "input_shape": list(self.data_shape), "kind": self.kind,
+                "hidden_units": list(self.hidden_units), "latent_dim": self.latent_dim,
+                "activation": self.activation, "latent_activation": self.latent_activation}
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class Decoder(layers.Layer):
+    """Maps latent codes back to the input space, widening layer by layer.
+
+    Parameters
+    ----------
+    output_shape : tuple of int
+        Shape of one reconstructed sample (the encoder's ``input_shape``).
+    kind : {"dense", "conv"}
+        ``"conv"``: a Dense layer to the bottleneck grid, then stride-2 Conv2DTranspose layers
+        up to the output, cropped to ``output_shape``.
+    hidden_units : tuple of int
+        Units (dense) or filters (conv) of each hidden layer, narrowest first (the mirror of
+        the encoder's). For conv, the first entry is the bottleneck grid's depth.
+    activation, output_activation : str
+        Hidden-layer and output-layer activations.
+
+    Input shape ``(batch, latent_dim)``; output shape ``(batch, *output_shape)``.
+    """
+
+    def __init__(self, output_shape, *, kind="dense", hidden_units=(128, 256),
+                 activation="relu", output_activation="linear", **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.kind = check_in(kind, "kind", KINDS, owner=owner)
+        self.data_shape = _check_shape(output_shape, kind, owner)
+        self.hidden_units = check_units(hidden_units, "hidden_units", owner=owner,
+                                        allow_empty=kind == "dense")
+        self.activation = _check_activation(activation, "activation", owner)
+        self.output_activation = _check_activation(output_activation, "output_activation", owner)
+        if self.kind == "dense":
+            self.hidden = [layers.Dense(u, activation=self.activation, name=f"dense_{i}")
+                           for i, u in enumerate(self.hidden_units)]
+            self.out = layers.Dense(int(np.prod(self.data_shape)),
+                                    activation=self.output_activation, name="output")
+        else:
+            self._grid = _conv_grid(self.data_shape, len(self.hidden_units))
+            depth = self.hidden_units[0]
+            self.hidden = [layers.Dense(self._grid[0] * self._grid[1] * depth,
+                                        activation=self.activation, name="dense_grid")]
+            self.hidden += [layers.Conv2DTranspose(f, 3, strides=2, padding="same",
+                                                   activation=self.activation, name=f"deconv_{i}")
+                            for i, f in enumerate(self.hidden_units[1:])]
+            channels = self.data_shape[2] if len(self.data_shape) == 3 else 1
+            self.out = layers.Conv2DTranspose(channels, 3, strides=2, padding="same",
+                                              activation=self.output_activation, name="output")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if self.kind == "dense":
+            shape = _build_chain(self.hidden, shape)
+        else:
+            shape = _build_chain(self.hidden[:1], shape)
+            shape = (shape[0], *self._grid, self.hidden_units[0])
+            shape = _build_chain(self.hidden[1:], shape)
+        self.out.build(shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.kind == "dense":
+            for layer in self.hidden:
+                x = layer(x)
+            return ops.reshape(self.out(x), (-1, *self.data_shape))
+        x = self.hidden[0](x)
+        x = ops.reshape(x, (-1, *self._grid, self.hidden_units[0]))  # (batch, h/2^k, w/2^k, c)
+        for layer in self.hidden[1:]:
+            x = layer(x)
+        x = self.out(x)[:, : self.data_shape[0], : self.data_shape[1], :]  # crop to (h, w)
+        if len(self.data_shape) == 2:
+            x = ops.squeeze(x, -1)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.data_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "output_shape": list(self.data_shape), "kind": self.kind,
+                "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "output_activation": self.output_activation}
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class Autoencoder(keras.Model):
+    """A deep autoencoder: an `Encoder` to a latent code and a mirrored `Decoder` back.
+
+    Calling the model reconstructs its input in the model's (scaled) space, as any Keras
+    model; `fit`, `encode`, `decode` and `reconstruct` take data in the user's own units
+    (uint8 images, raw table values) and apply the scaling fitted on the training data.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, optional
+        Shape of one sample; inferred from the data in `fit` when None.
+    kind : {"dense", "conv"}
+        Fully connected layers, or stride-2 convolutions for images.
+    hidden_units : tuple of int
+        Encoder hidden layers, widest first (filters for conv).
+    latent_dim : int
+        Size of the code.
+    decoder_units : tuple of int, optional
+        Decoder hidden layers; the mirror of `hidden_units` when None.
+    activation : str
+        Hidden activation: "relu", "tanh", "sigmoid", "elu", ...
+    latent_activation : str
+        Code-layer activation, linear by default.
+    output_activation : str
+        "auto" picks sigmoid for training data in [0, 1], tanh for [-1, 1], linear otherwise
+        (decided in `fit`, after scaling).
+    preprocessing : {"auto", "none", "unit", "minmax", "standard"}
+        Scaling fitted on the training data and saved with the model. "auto": uint8 / 255,
+        data already in [0, 1] or [-1, 1] kept, other images min-max, tables standardised.
+
+    Attributes
+    ----------
+    scaler_ : Scaler or None
+        Fitted scaling, set by `fit`.
+    training_summary_ : dict
+        Epochs run, final losses, seconds, data fingerprint; set by `fit`.
+
+    Examples
+    --------
+    >>> import numpy as np, deepae
+    >>> x = np.random.default_rng(0).random((64, 20)).astype("float32")
+    >>> ae = deepae.Autoencoder(hidden_units=(16,), latent_dim=4)
+    >>> _ = ae.fit(x, epochs=1, verbose=0, random_state=0)
+    >>> ae.encode(x).shape
+    (64, 4)
+    """
+
+    def __init__(self, input_shape=None, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
+                 decoder_units=None, activation="relu", latent_activation="linear",
+                 output_activation="auto", preprocessing="auto", **kwargs):
+        kwargs.setdefault("name", "autoencoder")
+        super().__init__(**kwargs)
+        self.data_shape = None if input_shape is None else tuple(input_shape)
+        self.kind = kind
+        self.hidden_units = tuple(hidden_units) if isinstance(hidden_units, list) else hidden_units
+        self.latent_dim = latent_dim
+        self.decoder_units = decoder_units
+        self.activation = activation
+        self.latent_activation = latent_activation
+        self.output_activation = output_activation
+        self.preprocessing = preprocessing
+        self.scaler_ = None
+        self.training_summary_ = {}
+        self._fns = {}
+        self.encoder = None
+        self.decoder = None
+
+    # -- construction --------------------------------------------------------------------
+    def _resolved_output_activation(self):
+        if self.output_activation != "auto":
+            return self.output_activation
+        if self.scaler_ is not None:
+            from deepae.data.preprocessing import output_activation_for_range
+
+            return output_activation_for_range(self.scaler_.data_min_, self.scaler_.data_max_)
+        return "linear"
+
+    def _make_layers(self):
+        owner = type(self).__name__
+        if self.data_shape is None:
+            raise ValueError(f"{owner} has no 'input_shape': pass input_shape=... or call fit(x) "
+                             "so that it is taken from the data.")
+        kind = check_in(self.kind, "kind", KINDS, owner=owner)
+        shape = _check_shape(self.data_shape, kind, owner)
+        units = check_units(self.hidden_units, "hidden_units", owner=owner,
+                            allow_empty=kind == "dense")
+        latent = check_positive_int(self.latent_dim, "latent_dim", owner=owner)
+        dec = tuple(reversed(units)) if self.decoder_units is None else check_units(
+            self.decoder_units, "decoder_units", owner=owner, allow_empty=kind == "dense")
+        if kind == "conv" and len(dec) != len(units):
+            raise ValueError(f"The 'decoder_units' parameter of {owner} must have as many "
+                             f"entries as hidden_units={units} for kind='conv' (one upsampling "
+                             f"per downsampling); got {dec}.")
+        check_in(self.preprocessing, "preprocessing",
+                 ("auto", "none", "unit", "minmax", "standard"), owner=owner)
+        warn_no_compression(latent, int(np.prod(shape)))
+        out_act = self._resolved_output_activation()
+        self.output_activation_ = out_act
+        self.encoder = Encoder(shape, kind=kind, hidden_units=units, latent_dim=latent,
+                               activation=self.activation,
+                               latent_activation=self.latent_activation, name="encoder")
+        self.decoder = Decoder(shape, kind=kind, hidden_units=dec, activation=self.activation,
+                               output_activation=out_act, name="decoder")
+
+    def build(self, input_shape):
+        if self.data_shape is None:
+            self.data_shape = tuple(int(d) for d in input_shape[1:])
+        if self.encoder is None:
+            self._make_layers()
+        self.encoder.build(input_shape)
+        self.decoder.build((input_shape[0], self.encoder.latent_dim))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.decoder(self.encoder(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        base = super().get_config()
+        return {**base, "input_shape": None if self.data_shape is None else list(self.data_shape),
+                "kind": self.kind, "hidden_units": list(self.hidden_units),
+                "latent_dim": self.latent_dim,
+                "decoder_units": None if self.decoder_units is None else list(self.decoder_units),
+                "activation": self.activation, "latent_activation": self.latent_activation,
+                "output_activation": (self.output_activation_ if self.built
+                                      else self.output_activation),
+                "preprocessing": self.preprocessing}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("trainable", "dtype"):
+            config.pop(key, None)
+        return cls(**config)
+
+    # -- data in the user's units -------------------------------------------------------------
+    def _check_fitted(self):
+        if not self.built:
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(x) "
+                                 "first, or deepae.load(path) a trained one.")
+
+    def _check_input(self, x, name="x"):
+        """Validate user data against the fitted sample shape; return it in model space."""
+        self._check_fitted()
+        arr = as_array(x, name)
+        if arr.ndim == len(self.data_shape) and arr.shape == self.data_shape:
+            arr = arr[None]  # one sample
+        if tuple(arr.shape[1:]) != tuple(self.data_shape):
+            n_got, n_exp = int(np.prod(arr.shape[1:])), int(np.prod(self.data_shape))
+            what = (f"{n_got} features, but {type(self).__name__} is expecting {n_exp} "
+                    f"features as input" if arr.ndim == 2 and len(self.data_shape) == 1
+                    else f"samples of shape {tuple(arr.shape[1:])}, but "
+                    f"{type(self).__name__} is expecting shape {tuple(self.data_shape)}")
+            raise ValueError(f"`{name}` has {what}.")
+        if self.scaler_ is not None:
+            return self.scaler_.transform(arr)
+        return arr.astype(np.float32, copy=False)
+
+    def _batched(self, key, fn, z, batch_size):
+        from deepae.nn.runtime import compiled
+
+        if key not in self._fns:
+            self._fns[key] = compiled(fn)
+        f = self._fns[key]
+        out = [keras.ops.convert_to_numpy(f(z[i: i + batch_size]))
+               for i in range(0, len(z), batch_size)]
+        return np.concatenate(out, axis=0)
+
+    def encode(self, x, *, batch_size=4096):
+        """Latent codes of `x` (user units), shape ``(n_samples, latent_dim)``."""
+        z = self._check_input(x)
+        return self._batched("encode", self.encoder, z, batch_size)
+
+    def decode(self, codes, *, batch_size=4096):
+        """Reconstructions in the user's units from codes of shape ``(n, latent_dim)``."""
+        self._check_fitted()
+        codes = as_array(codes, "codes")
+        if codes.ndim != 2 or codes.shape[1] != self.encoder.latent_dim:
+            raise ValueError(f"Expected `codes` of shape (n_samples, {self.encoder.latent_dim}); "
+                             f"received shape {codes.shape}.")
+        out = self._batched("decode", self.decoder, codes.astype(np.float32), batch_size)
+        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+
+    def reconstruct(self, x, *, batch_size=4096):
+        """Reconstructions of `x` in the user's units (float32)."""
+        z = self._check_input(x)
+        out = self._batched("reconstruct", self, z, batch_size)
+        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+
+    def reconstruction_error(self, x, *, batch_size=4096):
+        """Per-sample mean squared error in the model's (scaled) space, shape ``(n_samples,)``."""
+        z = self._check_input(x)
+
+        def err(batch):
+            d = self(batch) - batch
+            return ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1)
+
+        return self._batched("error", err, z, batch_size)
+
+    # -- training and persistence -------------------------------------------------------------
+    def fit(self, x=None, y=None, **kwargs):
+        """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.
+
+        Returns the Keras `History`; the model is trained in place.
+        """
+        from deepae.training import fit_autoencoder
+
+        return fit_autoencoder(self, x, y, **kwargs)
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Write the model, its scaling and metadata to one deepae artifact (atomically)."""
+        from deepae.persistence import save_autoencoder
+
+        save_autoencoder(self, filepath, overwrite=overwrite)

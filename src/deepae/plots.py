@@ -1,0 +1,100 @@
+"""Figures, drawn with matplotlib's Agg backend (no screen needed).
+
+Each function writes a PNG atomically and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["reconstruction_grid", "training_curves"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError('Plots need matplotlib: pip install "deepae[plots]"') from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        fig.clf()
+        _pyplot().close(fig)
+    return path
+
+
+def _as_image(sample, shape=None):
+    img = np.asarray(sample, np.float32)
+    if shape is not None:
+        img = img.reshape(shape)
+    if img.ndim == 1:  # a table row: show it as a strip
+        side = int(np.ceil(np.sqrt(img.size)))
+        img = np.pad(img, (0, side * side - img.size)).reshape(side, side)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    return img
+
+
+def reconstruction_grid(originals, reconstructions, path, *, n: int = 10, title=None) -> Path:
+    """Originals (top row) beside their reconstructions (bottom row).
+
+    Parameters
+    ----------
+    originals, reconstructions : array of shape (n_samples, h, w[, c]) or (n_samples, d)
+        In the same units; uint8-range data is shown on 0..255, otherwise on its own range.
+    """
+    plt = _pyplot()
+    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
+    n = min(n, len(originals))
+    lo = float(min(originals[:n].min(), 0))
+    hi = float(max(originals[:n].max(), 1))
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False)
+    for i in range(n):
+        for row, data, label in ((0, originals, "original"), (1, reconstructions, "reconstructed")):
+            ax = axes[row][i]
+            img = np.clip(_as_image(data[i]), lo, hi)
+            if img.ndim == 3:
+                ax.imshow((img - lo) / (hi - lo))
+            else:
+                ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def training_curves(history: dict, path, *, title=None) -> Path:
+    """Loss (and validation loss) per epoch, log scale."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, values in history.items():
+        if key.endswith("loss") and values:
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,275 @@
+"""Training glue: compile, callbacks, seeding, NaN guard, checkpoints and resume.
+
+Training goes through `keras.Model.fit`. Resume uses Keras's `BackupAndRestore`, which writes
+the weights, the optimizer state and the epoch counter at the end of each epoch; deepae adds
+a `run.json` (what was being trained, on which data) and `history.json` (every epoch's
+logs) beside it, each written atomically, so a resumed run keeps the epochs already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from deepae._validation import as_array, check_fraction, check_in, check_positive_int
+from deepae.data.preprocessing import Scaler, resolve_preprocessing
+from deepae.exceptions import TrainingError
+
+__all__ = ["fit_autoencoder", "data_fingerprint", "LOSSES", "OPTIMIZERS", "NaNGuard"]
+
+LOSSES = ("mse", "mae", "binary_crossentropy")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def data_fingerprint(x: np.ndarray) -> str:
+    """A short content hash of an array (shape, dtype and bytes)."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(f"{x.shape}|{x.dtype}".encode())
+    h.update(np.ascontiguousarray(x).data)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training with a `TrainingError` as soon as the loss is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _check(self, logs, where):
+        for key, value in (logs or {}).items():
+            if key.endswith("loss") and value is not None and not math.isfinite(float(value)):
+                self.model.stop_training = True
+                lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+                raise TrainingError(
+                    f"Training stopped: `{key}` became {float(value)} at epoch "
+                    f"{self._epoch + 1}{where}. Lower the learning rate (now {lr:g}), scale "
+                    "the data, or check it for extreme values."
+                )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f", batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, "")
+
+
+class _HistoryLog(keras.callbacks.Callback):
+    """Keeps every epoch's logs in `history.json` so that a resumed run has them all."""
+
+    def __init__(self, path: Path, previous: list[dict]):
+        super().__init__()
+        self.path, self.epochs = path, list(previous)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        self.epochs = [r for r in self.epochs if r["epoch"] <= epoch] + [row]
+        _write_json_atomic(self.path, self.epochs)
+
+
+def _make_optimizer(optimizer, learning_rate, momentum):
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return optimizer
+    check_in(optimizer, "optimizer", OPTIMIZERS, owner="fit")
+    if learning_rate is None:
+        learning_rate = 1e-3 if optimizer == "adam" else 1e-2
+    if not (isinstance(learning_rate, int | float) and learning_rate > 0):
+        raise ValueError(f"The 'learning_rate' parameter of fit must be a float in the range "
+                         f"(0, inf). Got {learning_rate!r} instead.")
+    if optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.SGD(learning_rate, momentum=momentum)
+
+
+def _validation_arrays(model, x, y, validation_data, validation_split):
+    if validation_data is not None:
+        if isinstance(validation_data, tuple | list):
+            vx = validation_data[0]
+            vy = validation_data[1] if len(validation_data) > 1 else None
+        else:
+            vx, vy = validation_data, None
+        vx = model._check_input(vx, "validation_data")
+        vy = vx if vy is None else model._check_input(vy, "validation_data")
+        return x, y, (vx, vy)
+    if validation_split:
+        n_val = int(math.ceil(len(x) * validation_split))
+        if n_val >= len(x):
+            raise ValueError(f"validation_split={validation_split} leaves no training sample "
+                             f"out of {len(x)}; use a smaller split or more data.")
+        # Keras's convention: the last fraction of the data, before shuffling.
+        return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+    return x, y, None
+
+
+def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
+                    optimizer="adam", learning_rate=None, momentum=0.9, validation_split=0.0,
+                    validation_data=None, early_stopping=None, reduce_lr_on_plateau=None,
+                    checkpoint_dir=None, resume=False, random_state=None, callbacks=None,
+                    shuffle=True, verbose="auto", steps_per_execution=None, jit_compile="auto"):
+    """Train `model` (an `Autoencoder`) to reconstruct `x` (or to map `x` to `y`).
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, ...)
+        Training data in the user's units; uint8 images, floats or a numeric DataFrame.
+    y : array-like, optional
+        Targets of the same shape (clean images for denoising); default `x`.
+    epochs, batch_size : int
+        A final partial batch is kept, never dropped.
+    loss : {"mse", "mae", "binary_crossentropy"}
+    optimizer : {"adam", "sgd"} or keras.optimizers.Optimizer
+        "sgd" uses `momentum`. `learning_rate` defaults to 1e-3 (Adam) / 1e-2 (SGD).
+    validation_split : float in [0, 1)
+        Last fraction of the data held out (Keras's convention); or give `validation_data`.
+    early_stopping : int, optional
+        Patience in epochs; stops when the monitored loss stops improving and restores the
+        best weights.
+    reduce_lr_on_plateau : int, optional
+        Patience in epochs before the learning rate is halved.
+    checkpoint_dir : path, optional
+        Where a checkpoint is written at the end of each epoch. It is removed when training
+        completes; if the run is interrupted, ``resume=True`` continues from the last
+        completed epoch.
+    random_state : int, optional
+        Seeds Python, NumPy and the backend: the same seed and data give the same weights
+        on the same machine.
+    steps_per_execution, jit_compile :
+        Passed to `compile`; by default tuned for the CPU.
+
+    Returns
+    -------
+    keras.callbacks.History
+        `history.history` holds every epoch's logs, resumed runs included.
+    """
+    owner = "fit"
+    epochs = check_positive_int(epochs, "epochs", owner=owner)
+    batch_size = check_positive_int(batch_size, "batch_size", owner=owner)
+    check_in(loss, "loss", LOSSES, owner=owner)
+    check_fraction(validation_split, "validation_split", owner=owner)
+    for name, value in (("early_stopping", early_stopping),
+                        ("reduce_lr_on_plateau", reduce_lr_on_plateau)):
+        if value is not None:
+            check_positive_int(value, name, owner=owner)
+    if random_state is not None:
+        check_positive_int(random_state, "random_state", minimum=0, owner=owner)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
+                         "received checkpoint_dir=None.")
+
+    x = as_array(x, "x")
+    y_given = y is not None
+    y = as_array(y, "y") if y_given else None
+    if y_given and y.shape != x.shape:
+        raise ValueError(f"Expected `y` with the shape of `x` {x.shape}; received {y.shape}.")
+    fingerprint = data_fingerprint(x)
+
+    if random_state is not None:
+        keras.utils.set_random_seed(random_state)
+
+    if not model.built:
+        if model.data_shape is None:
+            model.data_shape = tuple(int(d) for d in x.shape[1:])
+        if model.scaler_ is None:
+            kind = model.preprocessing
+            if kind == "auto":
+                kind = resolve_preprocessing(x)
+            model.scaler_ = Scaler(kind).fit(x)
+        model.build((None, *model.data_shape))
+    xs = model._check_input(x, "x")
+    ys = model._check_input(y, "y") if y_given else xs
+    xs, ys, val = _validation_arrays(model, xs, ys, validation_data, validation_split)
+
+    if not getattr(model, "compiled", False) or getattr(model, "_deepae_compiled", False):
+        if steps_per_execution is None:
+            # Several steps per call amortise Python overhead; keep epochs exact.
+            steps_per_execution = 1 if len(xs) < 64 * batch_size else 8
+        model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum),
+                      loss=loss, steps_per_execution=steps_per_execution,
+                      jit_compile=jit_compile)
+        model._deepae_compiled = True
+
+    monitor = "val_loss" if val is not None else "loss"
+    cbs = [NaNGuard()]
+    if early_stopping is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping,
+                                                 restore_best_weights=True))
+    if reduce_lr_on_plateau is not None:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                     patience=reduce_lr_on_plateau))
+    previous = []
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir)
+        run_file = ckpt / "run.json"
+        if ckpt.exists() and any(ckpt.iterdir()):
+            if not resume:
+                raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds an interrupted run; "
+                                 "pass resume=True (CLI: --resume) to continue it, or remove "
+                                 "the folder to start again.")
+            if run_file.exists():
+                run = json.loads(run_file.read_text())
+                if run.get("data_fingerprint") != fingerprint:
+                    raise ValueError(
+                        f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
+                        f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
+            hist = ckpt / "history.json"
+            previous = json.loads(hist.read_text()) if hist.exists() else []
+        ckpt.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(run_file, {"model_config": model.get_config(),
+                                      "data_fingerprint": fingerprint, "epochs": epochs,
+                                      "batch_size": batch_size})
+        cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
+                                                    double_checkpoint=True))
+        cbs.append(_HistoryLog(ckpt / "history.json", previous))
+    cbs += list(callbacks or [])
+
+    start = time.perf_counter()
+    history = keras.Model.fit(model, xs, ys, batch_size=batch_size, epochs=epochs,
+                              validation_data=val, shuffle=shuffle, callbacks=cbs,
+                              verbose=verbose)
+    seconds = time.perf_counter() - start
+
+    # Full history: epochs done before an interruption, then this run's.
+    done = {r["epoch"]: r for r in previous}
+    first = epochs - len(history.epoch) if history.epoch else epochs
+    for i, e in enumerate(history.epoch):
+        done[e + 1] = {"epoch": e + 1, **{k: float(v[i]) for k, v in history.history.items()}}
+    rows = [done[k] for k in sorted(done) if k <= max(done, default=0)]
+    history.history = {k: [r[k] for r in rows if k in r]
+                       for k in (rows[-1].keys() if rows else []) if k != "epoch"}
+    history.epoch = [r["epoch"] - 1 for r in rows]
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+    stopped_early = bool(early_stopping is not None and len(rows) < epochs)
+    model.history_ = history.history
+    model.training_summary_ = {
+        "epochs_requested": epochs, "epochs_run": len(rows), "resumed_at_epoch": (
+            len(previous) if previous else None) if resume else None,
+        "stopped_early": stopped_early, "batch_size": batch_size,
+        "loss": loss if model._deepae_compiled else "user-compiled",
+        "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+        "learning_rate": learning_rate, "random_state": random_state,
+        "n_samples": int(len(xs)), "n_validation": 0 if val is None else int(len(val[0])),
+        "seconds": round(seconds, 3), "data_fingerprint": fingerprint,
+        "final": {k: v[-1] for k, v in history.history.items() if v},
+        "first_epoch_this_run": first + 1,
+    }
+    return history
