@@ -289,6 +289,8 @@ class Autoencoder(keras.Model):
         if self.scaler_ is not None:
             from deepae.data.preprocessing import output_activation_for_range
 
+            if self.scaler_.kind == "standard":  # unbounded by construction
+                return "linear"
             return output_activation_for_range(self.scaler_.data_min_, self.scaler_.data_max_)
         return "linear"
 

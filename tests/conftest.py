@@ -1,0 +1,47 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def table(rng):
+    """200 rows, 12 features on a 3-d manifold, not standardised."""
+    z = rng.normal(size=(200, 3))
+    w = rng.normal(size=(3, 12))
+    return (z @ w * 5 + 10 + 0.05 * rng.normal(size=(200, 12))).astype(np.float32)
+
+
+@pytest.fixture
+def images(rng):
+    """64 uint8 8x8 images: bright squares at random places."""
+    x = np.zeros((64, 8, 8), np.uint8)
+    for i in range(64):
+        r, c = rng.integers(0, 5, size=2)
+        x[i, r: r + 3, c: c + 3] = 255
+    return x
+
+
+def small_model(**kw):
+    import deepae
+
+    kw.setdefault("hidden_units", (16,))
+    kw.setdefault("latent_dim", 4)
+    return deepae.Autoencoder(**kw)
+
+
+def write_idx(path, arr):
+    import gzip
+    import struct
+
+    arr = np.asarray(arr, np.uint8)
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.tobytes())

@@ -1,0 +1,194 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import small_model
+
+import deepae
+from deepae.exceptions import TrainingError
+
+
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def test_same_seed_same_weights(table):
+    runs = []
+    for _ in range(2):
+        ae = small_model()
+        ae.fit(table, epochs=3, batch_size=32, random_state=7, verbose=0)
+        runs.append(_weights(ae))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = small_model()
+    other.fit(table, epochs=3, batch_size=32, random_state=8, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(runs[0], _weights(other), strict=True))
+
+
+def test_training_reduces_error_and_keeps_history(table):
+    ae = small_model(latent_dim=3)
+    h = ae.fit(table, epochs=15, batch_size=32, random_state=0, verbose=0)
+    assert len(h.history["loss"]) == 15
+    assert h.history["loss"][-1] < 0.5 * h.history["loss"][0]
+    assert ae.history_["loss"] == h.history["loss"]
+    assert ae.training_summary_["epochs_run"] == 15
+
+
+def test_validation_split_and_data(table):
+    ae = small_model()
+    h = ae.fit(table, epochs=2, validation_split=0.25, verbose=0)
+    assert "val_loss" in h.history
+    assert ae.training_summary_["n_validation"] == 50 and ae.training_summary_["n_samples"] == 150
+    ae2 = small_model()
+    h2 = ae2.fit(table[:150], epochs=2, validation_data=table[150:], verbose=0)
+    assert len(h2.history["val_loss"]) == 2
+
+
+def test_early_stopping_restores_best_weights(table):
+    ae = small_model()
+    h = ae.fit(table, epochs=60, batch_size=200, learning_rate=0.05, validation_split=0.2,
+               early_stopping=3, random_state=1, verbose=0)
+    val = h.history["val_loss"]
+    best = int(np.argmin(val))
+    if len(val) == 60:
+        pytest.skip("did not stop early with this seed; nothing to check")
+    assert len(val) == best + 1 + 3  # patience epochs after the best one
+    # restored weights give the best validation loss, not the last one
+    held_out = table[-40:]
+    restored = float(np.mean(ae.reconstruction_error(held_out)))
+    assert abs(restored - val[best]) < 1e-4 * max(1.0, val[best])
+
+
+def test_reduce_lr_on_plateau(table):
+    ae = small_model()
+    h = ae.fit(table, epochs=12, batch_size=200, learning_rate=0.3, reduce_lr_on_plateau=1,
+               random_state=0, verbose=0)
+    lrs = h.history["learning_rate"]
+    assert min(lrs) < lrs[0]
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "binary_crossentropy"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_losses_and_optimizers(images, loss, optimizer):
+    ae = small_model()
+    h = ae.fit(images, epochs=2, loss=loss, optimizer=optimizer, verbose=0)
+    assert np.isfinite(h.history["loss"]).all()
+    assert ae.optimizer.__class__.__name__.lower() == optimizer
+    assert ae.training_summary_["loss"] == loss
+
+
+def test_sgd_uses_momentum(table):
+    ae = small_model()
+    ae.fit(table, epochs=1, optimizer="sgd", momentum=0.8, verbose=0)
+    assert ae.optimizer.momentum == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("shape,batch", [((1, 5), 32), ((20, 3), 64), ((7, 4), 3)])
+def test_tiny_data_no_batch_dropped(shape, batch, rng):
+    x = rng.normal(size=shape).astype(np.float32)
+    ae = deepae.Autoencoder(hidden_units=(2,), latent_dim=1)
+    h = ae.fit(x, epochs=2, batch_size=batch, verbose=0)
+    assert len(h.history["loss"]) == 2
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, b, logs=None):
+            seen.append(b)
+
+    ae2 = deepae.Autoencoder(hidden_units=(2,), latent_dim=1)
+    ae2.fit(x, epochs=1, batch_size=batch, verbose=0, callbacks=[Count()])
+    assert len(seen) == -(-shape[0] // batch)  # ceil: the partial batch is kept
+
+
+def test_nan_guard_stops_with_clear_error(table):
+    ae = small_model(preprocessing="none", output_activation="linear")
+    with pytest.raises(TrainingError, match=r"became (nan|inf) at epoch 1.*Lower the learning"):
+        ae.fit(table * 1e18, epochs=3, learning_rate=10.0, optimizer="sgd", verbose=0)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"epochs": 0}, ValueError, r"'epochs' parameter of fit must be an int in the range \[1"),
+    ({"batch_size": -1}, ValueError, "'batch_size'.*Got -1"),
+    ({"batch_size": 0}, ValueError, "'batch_size'.*Got 0"),
+    ({"loss": "huber"}, ValueError, "'loss'.*Got 'huber'"),
+    ({"optimizer": "rmsprop"}, ValueError, "'optimizer'.*Got 'rmsprop'"),
+    ({"validation_split": 1.5}, ValueError, "'validation_split'.*Got 1.5"),
+    ({"learning_rate": -1.0}, ValueError, "'learning_rate'.*Got -1.0"),
+    ({"resume": True}, ValueError, "checkpoint_dir"),
+])
+def test_bad_fit_arguments(table, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        small_model().fit(table, verbose=0, **kwargs)
+
+
+def test_checkpoint_dir_refuses_silent_resume(table, tmp_path):
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    (ckpt / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match="interrupted run; pass resume=True"):
+        small_model().fit(table, epochs=1, checkpoint_dir=ckpt, verbose=0)
+    ae = small_model()
+    ae.fit(table, epochs=2, checkpoint_dir=tmp_path / "fresh", verbose=0)
+    assert not (tmp_path / "fresh").exists()  # removed after a completed run
+
+
+TRAIN_SCRIPT = """
+import sys, numpy as np, deepae
+x = np.load(sys.argv[1])
+ae = deepae.Autoencoder(hidden_units=(64, 32), latent_dim=8)
+ae.fit(x, epochs=int(sys.argv[3]), batch_size=16, checkpoint_dir=sys.argv[2],
+       resume=len(sys.argv) > 5, random_state=0, verbose=0)
+ae.save(sys.argv[4])
+"""
+
+
+def test_resume_after_kill(tmp_path, rng):
+    """SIGKILL a training process mid-run; resuming finishes with every epoch counted once."""
+    x = rng.normal(size=(3000, 40)).astype(np.float32)
+    data, ckpt, out = tmp_path / "x.npy", tmp_path / "ckpt", tmp_path / "m.deepae"
+    np.save(data, x)
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    epochs = 40
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, str(script), str(data), str(ckpt), str(epochs),
+                             str(out)], env=env)
+    hist = ckpt / "history.json"
+    deadline = time.time() + 120
+    done_before = []
+    while time.time() < deadline and proc.poll() is None:
+        if hist.exists():
+            done_before = json.loads(hist.read_text())
+            if len(done_before) >= 3:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not out.exists()
+    done_before = json.loads(hist.read_text())
+    k = len(done_before)
+    assert 3 <= k < epochs
+
+    res = subprocess.run([sys.executable, str(script), str(data), str(ckpt), str(epochs),
+                          str(out), "resume"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    model = deepae.load(out)
+    s = model.training_summary_
+    assert s["epochs_run"] == epochs
+    assert len(model.history_["loss"]) == epochs
+    # epochs finished before the kill are kept exactly, not retrained
+    assert model.history_["loss"][:k] == pytest.approx([r["loss"] for r in done_before])
+    assert s["first_epoch_this_run"] == k + 1
+    # the resumed run continued from the checkpoint: its first epoch is close to the last
+    # pre-kill epoch, far below a fresh start's first epoch
+    first_new = model.history_["loss"][k]
+    assert first_new < 1.05 * done_before[-1]["loss"] < done_before[0]["loss"]
+    assert not ckpt.exists()
