@@ -3,9 +3,9 @@ import doctest
 import keras
 import numpy as np
 import pytest
-from conftest import small_model
 
 import deepae
+from conftest import small_model
 from deepae.nn import autoencoders
 
 

@@ -8,9 +8,9 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import small_model
 
 import deepae
+from conftest import small_model
 from deepae.exceptions import TrainingError
 
 
@@ -148,7 +148,13 @@ ae.save(sys.argv[4])
 """
 
 
-def test_resume_after_kill(tmp_path, rng):
+CLI = ["-m", "deepae.cli.main", "train", "{data}", "-o", "{out}", "--epochs", "{epochs}",
+       "--hidden-units", "64,32", "--latent-dim", "8", "--batch-size", "16", "--seed", "0",
+       "--checkpoint-dir", "{ckpt}", "--quiet"]
+
+
+@pytest.mark.parametrize("entry", ["python", "cli"])
+def test_resume_after_kill(tmp_path, rng, entry):
     """SIGKILL a training process mid-run; resuming finishes with every epoch counted once."""
     x = rng.normal(size=(3000, 40)).astype(np.float32)
     data, ckpt, out = tmp_path / "x.npy", tmp_path / "ckpt", tmp_path / "m.deepae"
@@ -157,8 +163,14 @@ def test_resume_after_kill(tmp_path, rng):
     script.write_text(TRAIN_SCRIPT)
     epochs = 40
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, str(script), str(data), str(ckpt), str(epochs),
-                             str(out)], env=env)
+    if entry == "python":
+        cmd = [sys.executable, str(script), str(data), str(ckpt), str(epochs), str(out)]
+        resume_cmd = cmd + ["resume"]
+    else:
+        fill = {"data": data, "out": out, "epochs": epochs, "ckpt": ckpt}
+        cmd = [sys.executable] + [a.format(**fill) for a in CLI]
+        resume_cmd = cmd + ["--resume"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     hist = ckpt / "history.json"
     deadline = time.time() + 120
     done_before = []
@@ -176,9 +188,7 @@ def test_resume_after_kill(tmp_path, rng):
     k = len(done_before)
     assert 3 <= k < epochs
 
-    res = subprocess.run([sys.executable, str(script), str(data), str(ckpt), str(epochs),
-                          str(out), "resume"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(resume_cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     model = deepae.load(out)
     s = model.training_summary_

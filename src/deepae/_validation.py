@@ -27,7 +27,7 @@ def as_array(x, name: str = "x", *, min_rank: int = 2, allow_nan: bool = False) 
         raise TypeError(f"Expected `{name}` to be an array; received None.")
     if hasattr(x, "dtypes") and hasattr(x, "columns"):  # pandas DataFrame
         bad = [str(c) for c, dt in zip(x.columns, x.dtypes, strict=True)
-               if not (np.issubdtype(np.dtype(dt), np.number) or np.dtype(dt) == bool)]
+               if getattr(dt, "kind", "O") not in "biuf"]
         if bad:
             raise TypeError(
                 f"Expected `{name}` with numeric columns only; received non-numeric "

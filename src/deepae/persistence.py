@@ -20,6 +20,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def read_artifact(path) -> Artifact:
                     models[name] = keras.saving.load_model(file, compile=False, safe_mode=True)
     except ArtifactError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError,
+            TypeError) as e:
         raise ArtifactError(f"{str(path)!r} is truncated or corrupted and cannot be read as a "
                             f"deepae model: {type(e).__name__}: {e}") from e
     return Artifact(kind=header["kind"], metadata=header.get("metadata", {}), models=models,

@@ -365,9 +365,10 @@ class Autoencoder(keras.Model):
     def _check_input(self, x, name="x"):
         """Validate user data against the fitted sample shape; return it in model space."""
         self._check_fitted()
-        arr = as_array(x, name)
-        if arr.ndim == len(self.data_shape) and arr.shape == self.data_shape:
+        arr = as_array(x, name, min_rank=1)
+        if arr.shape == tuple(self.data_shape):
             arr = arr[None]  # one sample
+        arr = as_array(arr, name)  # (n_samples, ...)
         if tuple(arr.shape[1:]) != tuple(self.data_shape):
             n_got, n_exp = int(np.prod(arr.shape[1:])), int(np.prod(self.data_shape))
             what = (f"{n_got} features, but {type(self).__name__} is expecting {n_exp} "
