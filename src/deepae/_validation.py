@@ -64,8 +64,9 @@ def as_array(x, name: str = "x", *, min_rank: int = 2, allow_nan: bool = False) 
             f"Expected `{name}` with at least one sample and one feature; received shape {arr.shape}."
         )
     if not allow_nan and np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr)
-        if not finite.all():
+        # min and max propagate NaN and show inf without a temporary array of the data's size
+        if not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+            finite = np.isfinite(arr)
             n_nan = int(np.isnan(arr).sum())
             n_inf = int(arr.size - finite.sum() - n_nan)
             raise ValueError(

@@ -368,7 +368,8 @@ class Autoencoder(keras.Model):
         arr = as_array(x, name, min_rank=1)
         if arr.shape == tuple(self.data_shape):
             arr = arr[None]  # one sample
-        arr = as_array(arr, name)  # (n_samples, ...)
+        elif arr.ndim < 2:
+            as_array(arr, name)  # raises the (n_samples, ...) error
         if tuple(arr.shape[1:]) != tuple(self.data_shape):
             n_got, n_exp = int(np.prod(arr.shape[1:])), int(np.prod(self.data_shape))
             what = (f"{n_got} features, but {type(self).__name__} is expecting {n_exp} "
