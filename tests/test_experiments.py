@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import write_idx
 
+from conftest import write_idx
 from deepae.cli.main import main
 from deepae.experiments import format_table, reference_experiment
 
