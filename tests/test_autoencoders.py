@@ -98,7 +98,7 @@ def test_latent_not_smaller_warns(table):
     ({"kind": "conv", "input_shape": (784,)}, ValueError, "height, width"),
 ])
 def test_bad_model_parameters(table, kwargs, exc, match):
-    kwargs.setdefault("hidden_units", (8,))
+    kwargs = {"hidden_units": (8,), "latent_dim": 2, **kwargs}
     ae = deepae.Autoencoder(**kwargs)
     with pytest.raises(exc, match=match):
         ae.fit(table, epochs=1, verbose=0)

@@ -94,6 +94,9 @@ def test_read_data_files(tmp_path, table):
     pd.DataFrame(table, columns=[f"f{i}" for i in range(12)]).to_parquet(tmp_path / "d.parquet")
     for name in ("a.npy", "b.npz", "c.csv", "d.parquet"):
         np.testing.assert_allclose(read_data(tmp_path / name), table, rtol=1e-6)
+    ae = small_model()
+    ae.fit(str(tmp_path / "d.parquet"), epochs=1, verbose=0)  # fit takes a path too
+    assert ae.data_shape == (12,)
     with pytest.raises(ValueError, match=r"Expected an array named 'z'.*\['x', 'y'\]"):
         read_data(tmp_path / "b.npz", key="z")
     txt = tmp_path / "c.txt"

@@ -23,7 +23,8 @@ def fitted():
     (np.float32(3.0), ValueError, r"shape \(\)"),
     (np.array([["a", "b"]]), TypeError, "numeric dtype; received dtype <U1"),
     ([[1, 2], [3]], ValueError, "rectangular numeric array"),
-    ("data.csv", TypeError, "received str"),
+    ("missing.csv", FileNotFoundError, "No data at 'missing.csv'"),
+    (b"data", TypeError, "received bytes"),
     (None, TypeError, "received None"),
     (np.array([[1 + 2j, 1]]), TypeError, "real values"),
 ])

@@ -30,7 +30,7 @@ from deepae._version import __version__
 from deepae.exceptions import ArtifactError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "register_loader"]
+           "register_loader", "atomic_write_bytes"]
 
 FORMAT_NAME = "deepae-artifact"
 FORMAT_VERSION = 1
@@ -59,7 +59,8 @@ def register_loader(kind: str):
     return deco
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -98,7 +99,7 @@ def save_artifact(path, kind: str, metadata: dict, *, models=None, arrays=None,
         arr_buf = io.BytesIO()
         np.savez(arr_buf, **{k: np.asarray(v) for k, v in (arrays or {}).items()})
         zf.writestr("arrays.npz", arr_buf.getvalue())
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

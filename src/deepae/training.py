@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from deepae._validation import as_array, check_fraction, check_in, check_positive_int
+from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
 from deepae.exceptions import TrainingError
 
@@ -168,8 +169,9 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
 
     Parameters
     ----------
-    x : array-like of shape (n_samples, ...)
-        Training data in the user's units; uint8 images, floats or a numeric DataFrame.
+    x : array-like of shape (n_samples, ...), or a path
+        Training data in the user's units: uint8 images, floats, a numeric DataFrame, or a
+        `.npy`/`.npz`/CSV/Parquet file or a folder of images (see `deepae.datasets.read_data`).
     y : array-like, optional
         Targets of the same shape (clean images for denoising); default `x`.
     epochs, batch_size : int
@@ -214,9 +216,10 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
                          "received checkpoint_dir=None.")
 
-    x = as_array(x, "x")
+    x = read_data(x) if isinstance(x, str | os.PathLike) else as_array(x, "x")
     y_given = y is not None
-    y = as_array(y, "y") if y_given else None
+    if y_given:
+        y = read_data(y) if isinstance(y, str | os.PathLike) else as_array(y, "y")
     if y_given and y.shape != x.shape:
         raise ValueError(f"Expected `y` with the shape of `x` {x.shape}; received {y.shape}.")
     fingerprint = data_fingerprint(x)
@@ -302,11 +305,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     seconds = time.perf_counter() - start
 
     # Full history: epochs done before an interruption, then this run's.
+    first_this_run = history.epoch[0] + 1 if history.epoch else None
     done = {r["epoch"]: r for r in previous}
-    first = epochs - len(history.epoch) if history.epoch else epochs
     for i, e in enumerate(history.epoch):
         done[e + 1] = {"epoch": e + 1, **{k: float(v[i]) for k, v in history.history.items()}}
-    rows = [done[k] for k in sorted(done) if k <= max(done, default=0)]
+    rows = [done[k] for k in sorted(done)]
     history.history = {k: [r[k] for r in rows if k in r]
                        for k in (rows[-1].keys() if rows else []) if k != "epoch"}
     history.epoch = [r["epoch"] - 1 for r in rows]
@@ -316,8 +319,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     stopped_early = bool(early_stopping is not None and len(rows) < epochs)
     model.history_ = history.history
     model.training_summary_ = {
-        "epochs_requested": epochs, "epochs_run": len(rows), "resumed_at_epoch": (
-            len(previous) if previous else None) if resume else None,
+        "epochs_requested": epochs, "epochs_run": len(rows),
+        "resumed_after_epoch": len(previous) if previous else None,
         "stopped_early": stopped_early, "batch_size": batch_size,
         "loss": "user-compiled" if user_compiled else loss,
         "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
@@ -325,6 +328,6 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         "n_samples": int(len(xs)), "n_validation": int(n_val),
         "seconds": round(seconds, 3), "data_fingerprint": fingerprint,
         "final": {k: v[-1] for k, v in history.history.items() if v},
-        "first_epoch_this_run": first + 1,
+        "first_epoch_this_run": first_this_run,
     }
     return history

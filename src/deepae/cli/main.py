@@ -82,13 +82,13 @@ def _read_source(source, key=None, split="train"):
 
 
 def _write_array(path, arr):
-    from deepae.persistence import _atomic_write_bytes
-
-    path = Path(path)
     import io
 
     import numpy as np
 
+    from deepae.persistence import atomic_write_bytes
+
+    path = Path(path)
     buf = io.BytesIO()
     if path.suffix == ".npy":
         np.save(buf, arr)
@@ -96,7 +96,7 @@ def _write_array(path, arr):
         np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
     else:
         raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # -- commands ------------------------------------------------------------------------------
