@@ -77,13 +77,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def save_artifact(path, kind: str, metadata: dict, *, models=None, arrays=None,
                   overwrite: bool = True) -> Path:
     """Write an artifact atomically and return its path."""
-    import keras
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"`path` {str(path)!r} exists; pass overwrite=True to replace it.")
     if path.is_dir():
         raise IsADirectoryError(f"Expected `path` to be a file name; {str(path)!r} is a folder.")
+    atomic_write_bytes(path, artifact_bytes(kind, metadata, models=models, arrays=arrays))
+    return path
+
+
+def artifact_bytes(kind: str, metadata: dict, *, models=None, arrays=None) -> bytes:
+    """The bytes of an artifact (what `save_artifact` writes)."""
+    import keras
+
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "deepae_version": __version__, "keras_version": keras.__version__,
               "backend": keras.backend.backend(), "kind": kind,
@@ -99,8 +105,7 @@ def save_artifact(path, kind: str, metadata: dict, *, models=None, arrays=None,
         arr_buf = io.BytesIO()
         np.savez(arr_buf, **{k: np.asarray(v) for k, v in (arrays or {}).items()})
         zf.writestr("arrays.npz", arr_buf.getvalue())
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return buf.getvalue()
 
 
 def _json_default(obj):
@@ -114,21 +119,26 @@ def _json_default(obj):
 
 
 def read_artifact(path) -> Artifact:
-    """Read and check an artifact; raise `ArtifactError` if it is not a valid one."""
+    """Read and check an artifact (a path, or its bytes); raise `ArtifactError` if invalid."""
     import keras
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No deepae model at `path` {str(path)!r}.")
-    if path.is_dir():
-        raise ArtifactError(f"Expected a deepae model file; `path` {str(path)!r} is a folder.")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    if isinstance(path, bytes | bytearray):
+        source, head, path = io.BytesIO(path), bytes(path[:4]), "<bytes>"
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No deepae model at `path` {str(path)!r}.")
+        if path.is_dir():
+            raise ArtifactError(f"Expected a deepae model file; `path` {str(path)!r} is a "
+                                "folder.")
+        with open(path, "rb") as f:
+            head = f.read(4)
+        source = path
     if head != _ZIP_MAGIC:
         raise ArtifactError(f"{str(path)!r} is not a deepae model: expected a zip archive "
                             f"starting with {_ZIP_MAGIC!r}, found {head!r}.")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             bad = zf.testzip()
             if bad is not None:
                 raise ArtifactError(f"{str(path)!r} is corrupted: member {bad!r} fails its CRC "
@@ -185,7 +195,7 @@ def load(path):
     ArtifactError
         If the file is corrupted, truncated, foreign or of an unknown format version.
     """
-    import deepae.nn.autoencoders  # noqa: F401  (registers the loaders below)
+    import deepae.apps.reduce  # noqa: F401  (registers its loader)
 
     art = read_artifact(path)
     loader = _LOADERS.get(art.kind)
@@ -196,25 +206,35 @@ def load(path):
 
 
 # -- the core model -------------------------------------------------------------------------
-def save_autoencoder(model, path, *, overwrite=True) -> Path:
-    """Write an `Autoencoder` with its scaling, training summary and history."""
+def autoencoder_state(model) -> tuple[dict, dict]:
+    """JSON metadata and arrays that, with its `.keras` member, restore an `Autoencoder`."""
     model._check_fitted()
     meta = {"config": model.get_config(), "training": model.training_summary_,
             "history": getattr(model, "history_", {}), "scaler": None}
     arrays = {}
     if model.scaler_ is not None:
         meta["scaler"], arrays = model.scaler_.get_state()
+    return meta, arrays
+
+
+def restore_autoencoder(model, meta: dict, arrays: dict):
+    """Attach the scaler, training summary and history saved by `autoencoder_state`."""
+    from deepae.data.preprocessing import Scaler
+
+    if meta.get("scaler"):
+        model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
+    model.training_summary_ = meta.get("training", {})
+    model.history_ = meta.get("history", {})
+    return model
+
+
+def save_autoencoder(model, path, *, overwrite=True) -> Path:
+    """Write an `Autoencoder` with its scaling, training summary and history."""
+    meta, arrays = autoencoder_state(model)
     return save_artifact(path, "Autoencoder", meta, models={"model": model}, arrays=arrays,
                          overwrite=overwrite)
 
 
 @register_loader("Autoencoder")
 def _load_autoencoder(art: Artifact):
-    from deepae.data.preprocessing import Scaler
-
-    model = art.models["model"]
-    if art.metadata.get("scaler"):
-        model.scaler_ = Scaler.from_state(art.metadata["scaler"], art.arrays)
-    model.training_summary_ = art.metadata.get("training", {})
-    model.history_ = art.metadata.get("history", {})
-    return model
+    return restore_autoencoder(art.models["model"], art.metadata, art.arrays)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["reconstruction_grid", "training_curves"]
+__all__ = ["reconstruction_grid", "training_curves", "embedding_scatter", "error_vs_code_size"]
 
 
 def _pyplot():
@@ -94,6 +94,46 @@ def training_curves(history: dict, path, *, title=None) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def embedding_scatter(codes: dict, labels, path, *, title=None) -> Path:
+    """2-D codes of each method side by side (e.g. autoencoder beside PCA), coloured by label.
+
+    Parameters
+    ----------
+    codes : dict of name -> array of shape (n_samples, 2)
+    labels : array of shape (n_samples,)
+    """
+    plt = _pyplot()
+    labels = np.asarray(labels)
+    fig, axes = plt.subplots(1, len(codes), figsize=(5.5 * len(codes), 5), squeeze=False)
+    for ax, (name, z) in zip(axes[0], codes.items(), strict=True):
+        z = np.asarray(z)
+        sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(sc, ax=axes[0].tolist(), label="label")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def error_vs_code_size(sizes, errors: dict, path, *, ylabel="test squared error per sample",
+                       title=None) -> Path:
+    """Test reconstruction error against code size for each method (log scale)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for name, values in errors.items():
+        ax.plot(list(sizes), list(values), marker="o", label=name)
+    ax.set_xlabel("code size")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.set_xticks(list(sizes))
     ax.legend()
     if title:
         ax.set_title(title)

@@ -230,6 +230,60 @@ def cmd_info(args):
     return 0
 
 
+def _labelled_source(source, test, labels):
+    """(x_train, x_test, labels_test) from a data set name, or from files."""
+    import numpy as np
+
+    from deepae.data.datasets import DATASETS, load_dataset
+    from deepae.data.io import read_data
+
+    if source.lower().replace("-", "_") in DATASETS and not Path(source).exists():
+        (x_train, _), (x_test, y_test) = load_dataset(source)
+        return x_train, x_test, y_test
+    x = read_data(source)
+    if test:
+        x_test = read_data(test)
+    else:  # hold out a random fifth
+        perm = np.random.default_rng(0).permutation(len(x))
+        cut = max(1, len(x) // 5)
+        x, x_test = x[perm[cut:]], x[perm[:cut]]
+    y = np.load(labels, allow_pickle=False) if labels else None
+    return x, x_test, y
+
+
+def cmd_reduce(args):
+    import deepae
+    from deepae.apps.reduce import reduction_plots
+
+    x_train, x_test, y_test = _labelled_source(args.source, args.test, args.labels)
+    x_train = x_train.reshape(len(x_train), -1)
+    x_test = x_test.reshape(len(x_test), -1)
+    params = {"epochs": args.epochs, "batch_size": args.batch_size,
+              "hidden_units": _units(args.hidden_units), "random_state": args.seed,
+              "verbose": 0 if args.quiet else 2}
+    res = deepae.compare_with_pca(x_train, x_test, args.n_components, **params)
+    print(f"test reconstruction error at code size {args.n_components} "
+          f"({len(x_train)} training and {len(x_test)} test samples; SE/sample: squared error "
+          "summed over the features in [0, 1])")
+    head = (f"{'model':<12} {'code':>5} {'MSE/feature':>12} {'SE/sample':>10} "
+            f"{'fit s':>8} {'transform s':>12}")
+    print(head)
+    print("-" * len(head))
+    for r in res["rows"]:
+        print(f"{r['model']:<12} {r['code_size']:>5} {r['mse_per_feature']:>12.5f} "
+              f"{r['se_per_sample']:>10.3f} {r['fit_seconds']:>8.1f} "
+              f"{r['transform_seconds']:>12.4f}")
+    if args.output:
+        res["models"]["autoencoder"].save(args.output)
+        print(f"saved the reducer to {args.output}")
+    if args.plots:
+        paths = reduction_plots(x_train, x_test, args.plots, labels_test=y_test,
+                                fitted={args.n_components: res["models"]["autoencoder"]},
+                                **params)
+        print("plots: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -308,6 +362,25 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "reconstruct":
             c.add_argument("-n", type=int, default=10, help="samples in the picture (default 10)")
         c.set_defaults(func=func)
+
+    r = sub.add_parser("reduce", help="dimensionality reduction: autoencoder codes vs PCA",
+                       description="Fit an AutoencoderReducer and PCA at the same code size and "
+                       "print their test reconstruction errors (per feature, and summed per "
+                       "sample with the data in [0, 1], Hinton & Salakhutdinov's unit).")
+    r.add_argument("source", help="training data (file or folder) or a data set name "
+                   "(mnist, fashion-mnist, digits: its test split is the test set)")
+    r.add_argument("--test", help="test data file (default: a random fifth of SOURCE)")
+    r.add_argument("--labels", help=".npy of test labels, to colour the 2-d plot")
+    r.add_argument("-k", "--n-components", type=int, default=30, help="code size (default 30)")
+    r.add_argument("--hidden-units", help="encoder layers (default 1000,500,250 for images)")
+    r.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
+    r.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("-o", "--output", help="save the fitted reducer here (.deepae)")
+    r.add_argument("--plots", metavar="DIR", help="write error_vs_code_size.png (codes 2, 10, "
+                   "30) and, with labels, embedding_2d.png to DIR")
+    r.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    r.set_defaults(func=cmd_reduce)
 
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "

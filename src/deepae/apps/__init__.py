@@ -1,0 +1,1 @@
+"""Applications: one module per use, each a scikit-learn estimator."""
