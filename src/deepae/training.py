@@ -27,7 +27,8 @@ from deepae.exceptions import TrainingError
 __all__ = ["fit_autoencoder", "data_fingerprint", "LOSSES", "OPTIMIZERS", "NaNGuard"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
 
 
 def data_fingerprint(x: np.ndarray, max_rows: int = 4096) -> str:
@@ -93,18 +94,27 @@ class _HistoryLog(keras.callbacks.Callback):
         _write_json_atomic(self.path, self.epochs)
 
 
-def _make_optimizer(optimizer, learning_rate, momentum):
+def _make_optimizer(optimizer, learning_rate, momentum, weight_decay=None, schedule="constant",
+                    total_steps=1):
     if isinstance(optimizer, keras.optimizers.Optimizer):
         return optimizer
     check_in(optimizer, "optimizer", OPTIMIZERS, owner="fit")
+    check_in(schedule, "lr_schedule", SCHEDULES, owner="fit")
     if learning_rate is None:
-        learning_rate = 1e-3 if optimizer == "adam" else 1e-2
+        learning_rate = 1e-2 if optimizer == "sgd" else 1e-3
     if not (isinstance(learning_rate, int | float) and learning_rate > 0):
         raise ValueError(f"The 'learning_rate' parameter of fit must be a float in the range "
                          f"(0, inf). Got {learning_rate!r} instead.")
+    lr = learning_rate
+    if schedule == "cosine":  # from learning_rate down to 1% of it over the whole run
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps),
+                                                    alpha=0.01)
     if optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    return keras.optimizers.SGD(learning_rate, momentum=momentum)
+        return keras.optimizers.Adam(lr)
+    if optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=0.004 if weight_decay is None
+                                      else weight_decay)
+    return keras.optimizers.SGD(lr, momentum=momentum)
 
 
 def _validation_arrays(model, x, y, validation_data, validation_split):
@@ -164,7 +174,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                     optimizer="adam", learning_rate=None, momentum=0.9, validation_split=0.0,
                     validation_data=None, early_stopping=None, reduce_lr_on_plateau=None,
                     checkpoint_dir=None, resume=False, random_state=None, callbacks=None,
-                    shuffle=True, verbose="auto", steps_per_execution=None, jit_compile="auto"):
+                    shuffle=True, verbose="auto", steps_per_execution=None, jit_compile="auto",
+                    weight_decay=None, lr_schedule="constant"):
     """Train `model` (an `Autoencoder`) to reconstruct `x` (or to map `x` to `y`).
 
     Parameters
@@ -177,8 +188,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     epochs, batch_size : int
         A final partial batch is kept, never dropped.
     loss : {"mse", "mae", "binary_crossentropy"}
-    optimizer : {"adam", "sgd"} or keras.optimizers.Optimizer
-        "sgd" uses `momentum`. `learning_rate` defaults to 1e-3 (Adam) / 1e-2 (SGD).
+    optimizer : {"adam", "adamw", "sgd"} or keras.optimizers.Optimizer
+        "sgd" uses `momentum`, "adamw" `weight_decay` (default 0.004). `learning_rate`
+        defaults to 1e-3 (Adam, AdamW) / 1e-2 (SGD).
+    lr_schedule : {"constant", "cosine"}
+        "cosine" decays the learning rate to 1% of its start over all `epochs`.
     validation_split : float in [0, 1)
         Last fraction of the data held out (Keras's convention); or give `validation_data`.
     early_stopping : int, optional
@@ -212,6 +226,9 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
             check_positive_int(value, name, owner=owner)
     if random_state is not None:
         check_positive_int(random_state, "random_state", minimum=0, owner=owner)
+    if reduce_lr_on_plateau is not None and lr_schedule != "constant":
+        raise ValueError(f"reduce_lr_on_plateau={reduce_lr_on_plateau} cannot be combined with "
+                         f"lr_schedule={lr_schedule!r}: choose one way to lower the rate.")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
                          "received checkpoint_dir=None.")
@@ -243,7 +260,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     # Compile once; a later fit with the same settings continues with the same optimizer
     # state and the already traced train step. A model compiled by the user is kept as is.
     key = (loss, optimizer if isinstance(optimizer, str) else id(optimizer), learning_rate,
-           momentum, steps_per_execution, jit_compile)
+           momentum, steps_per_execution, jit_compile, weight_decay, lr_schedule,
+           epochs if lr_schedule != "constant" else None)
     user_compiled = getattr(model, "compiled", False) and not getattr(model, "_deepae_key", None)
     if not user_compiled and getattr(model, "_deepae_key", None) != key:
         if steps_per_execution is None:
@@ -255,7 +273,9 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
             # compiling per batch shape: worth it only for runs of many steps.
             steps = epochs * math.ceil(len(xs) / batch_size)
             jit_compile = keras.backend.backend() in ("tensorflow", "jax") and steps >= 200
-        model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum),
+        total_steps = epochs * math.ceil(len(xs) / batch_size)
+        model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum, weight_decay,
+                                                lr_schedule, total_steps),
                       loss=loss, steps_per_execution=steps_per_execution,
                       jit_compile=jit_compile)
         model._deepae_key = key
@@ -325,6 +345,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         "loss": "user-compiled" if user_compiled else loss,
         "optimizer": type(model.optimizer).__name__.lower(),
         "learning_rate": float(f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.6g}"),
+        "lr_schedule": lr_schedule,
         "random_state": random_state,
         "n_samples": int(len(xs)), "n_validation": int(n_val),
         "seconds": round(seconds, 3), "data_fingerprint": fingerprint,

@@ -61,7 +61,10 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     activation : str, default="relu"
     loss : {"mse", "mae", "binary_crossentropy"}, default="mse"
     epochs, batch_size, learning_rate :
-        Adam training; defaults 50 epochs, batch 256, 1e-3.
+        Defaults 50 epochs, batch 256, 1e-3.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        "cosine" decays the learning rate to 1% of its start over the epochs.
     validation_fraction : float in [0, 1), default=0.1
         Random share of the rows held out to stop early (no early stopping when 0 or when
         too few rows).
@@ -69,6 +72,8 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Patience in epochs; the best weights are kept.
     preprocessing : str, default="auto"
         See `deepae.Autoencoder`.
+    callbacks : list of keras.callbacks.Callback, optional
+        Extra Keras callbacks for training (not saved with the model).
     random_state : int, optional
     verbose : int, default=0
 
@@ -91,8 +96,9 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def __init__(self, n_components=2, *, kind="dense", hidden_units=None, image_shape=None,
                  activation="relu", loss="mse", epochs=50, batch_size=256,
-                 learning_rate=1e-3, validation_fraction=0.1, early_stopping=5,
-                 preprocessing="auto", random_state=None, verbose=0):
+                 learning_rate=1e-3, optimizer="adam", lr_schedule="constant",
+                 validation_fraction=0.1, early_stopping=5, preprocessing="auto",
+                 callbacks=None, random_state=None, verbose=0):
         self.n_components = n_components
         self.kind = kind
         self.hidden_units = hidden_units
@@ -102,9 +108,12 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.preprocessing = preprocessing
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -160,9 +169,10 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             activation=self.activation, preprocessing=self.preprocessing)
         self.autoencoder_.fit(
             train, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
-            learning_rate=float(self.learning_rate), validation_data=val,
+            learning_rate=float(self.learning_rate), optimizer=self.optimizer,
+            lr_schedule=self.lr_schedule, validation_data=val,
             early_stopping=self.early_stopping if val is not None else None,
-            random_state=self.random_state, verbose=self.verbose)
+            callbacks=self.callbacks, random_state=self.random_state, verbose=self.verbose)
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
         self._n_features_out = k
         return self
@@ -203,7 +213,8 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     # -- persistence: one artifact format, also behind pickle ------------------------------
     def _artifact(self):
         meta, arrays = autoencoder_state(self.autoencoder_)
-        return {"params": self.get_params(), "n_features_in": int(self.n_features_in_),
+        params = {**self.get_params(), "callbacks": None}  # callbacks are not saved
+        return {"params": params, "n_features_in": int(self.n_features_in_),
                 "autoencoder": meta}, arrays
 
     def save(self, path, overwrite=True):
