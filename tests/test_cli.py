@@ -111,7 +111,7 @@ def test_console_script_error_without_traceback(tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "train", "encode", "reconstruct", "info"])
+@pytest.mark.parametrize("command", ["demo", "train", "encode", "reconstruct", "info", "reduce"])
 def test_help_is_complete(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

@@ -150,4 +150,11 @@ def test_cli_reduce_table_model_and_plots(tmp_path, capsys, rng):
     assert "autoencoder" in out and "PCA" in out and "SE/sample" in out
     assert (tmp_path / "plots" / "error_vs_code_size.png").stat().st_size > 5000
     assert (tmp_path / "plots" / "embedding_2d.png").stat().st_size > 5000
+    capsys.readouterr()
     assert isinstance(deepae.load(tmp_path / "red.deepae"), AutoencoderReducer)
+    assert main(["info", str(tmp_path / "red.deepae")]) == 0
+    text = capsys.readouterr().out
+    assert "AutoencoderReducer(" in text and "64 -> 32 -> 16 -> 10 -> 16 -> 32 -> 64" in text
+    assert main(["encode", str(tmp_path / "red.deepae"), str(tmp_path / "test.npy"), "-o",
+                 str(tmp_path / "codes.npy")]) == 0
+    assert np.load(tmp_path / "codes.npy").shape == (len(xt), 10)

@@ -156,7 +156,7 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train the autoencoder on `X` of shape (n_samples, n_features); returns self."""
-        X = validate_data(self, X, reset=True, dtype=("numeric"), ensure_min_features=1)
+        X = validate_data(self, X, reset=True, dtype="numeric")
         k, hidden, shape = self._validate_params(X.shape[1])
         X = X.reshape((len(X), *shape))
         val, train = None, X

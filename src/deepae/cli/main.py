@@ -156,10 +156,13 @@ def cmd_train(args):
     return 0
 
 
-def _load_model(path):
+def _load_model(path, *, with_owner=False):
+    """The `Autoencoder` inside any saved deepae model (and, if asked, what holds it)."""
     import deepae
 
-    return deepae.load(path)
+    obj = deepae.load(path)
+    model = getattr(obj, "autoencoder_", obj)
+    return (model, obj) if with_owner else model
 
 
 def cmd_encode(args):
@@ -207,13 +210,18 @@ def model_info(model) -> dict:
 
 
 def cmd_info(args):
-    info = model_info(_load_model(args.model))
+    model, owner = _load_model(args.model, with_owner=True)
+    info = model_info(model)
+    if owner is not model:
+        info["estimator"] = repr(owner)
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
     arch = " -> ".join(str(v) for v in (
         ["x".join(map(str, info["input_shape"]))] + info["encoder"] + [info["latent_dim"]]
         + info["decoder"] + ["x".join(map(str, info["input_shape"]))]))
+    if "estimator" in info:
+        print(f"estimator:     {info['estimator']}")
     print(f"model:         {info['kind']} autoencoder, {arch}")
     print(f"activations:   hidden {info['activation']}, code {info['latent_activation']}, "
           f"output {info['output_activation']}")
