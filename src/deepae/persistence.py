@@ -195,8 +195,8 @@ def load(path):
     ArtifactError
         If the file is corrupted, truncated, foreign or of an unknown format version.
     """
-    import deepae.apps.reduce  # noqa: F401  (registers its loader)
-
+    # Loaders register themselves when their modules are imported; importing this module
+    # imports the `deepae` package first, which imports every estimator module.
     art = read_artifact(path)
     loader = _LOADERS.get(art.kind)
     if loader is None:

@@ -41,10 +41,8 @@ def _save(fig, path) -> Path:
     return path
 
 
-def _as_image(sample, shape=None):
+def _as_image(sample):
     img = np.asarray(sample, np.float32)
-    if shape is not None:
-        img = img.reshape(shape)
     if img.ndim == 1:  # a table row: show it as a strip
         side = int(np.ceil(np.sqrt(img.size)))
         img = np.pad(img, (0, side * side - img.size)).reshape(side, side)
