@@ -1,17 +1,20 @@
 """deepae: deep autoencoders on Keras 3.
 
 Public names: the core model (`Encoder`, `Decoder`, `Autoencoder`), dimensionality reduction
-(`AutoencoderReducer`, `compare_with_pca`), persistence (`load`),
+(`AutoencoderReducer`, `compare_with_pca`), anomaly detection (`AnomalyDetector`,
+`deepae.thresholds`, `deepae.metrics`), persistence (`load`),
 data sets (`deepae.datasets`), errors (`deepae.exceptions`).
 """
 
-from deepae import datasets, exceptions
+from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
+from deepae.apps.detect import AnomalyDetector
 from deepae.apps.reduce import AutoencoderReducer, compare_with_pca
 from deepae.exceptions import ArtifactError, DataNotFoundError, TrainingError
 from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
 from deepae.persistence import load
 
 __all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
-           "compare_with_pca", "load", "datasets", "exceptions", "ArtifactError",
+           "compare_with_pca", "AnomalyDetector", "load", "datasets", "exceptions", "metrics",
+           "thresholds", "ArtifactError",
            "DataNotFoundError", "TrainingError"]

@@ -145,3 +145,18 @@ def warn_no_compression(latent_dim: int, n_features: int) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def check_binary_labels(y, name: str = "y", *, n: int | None = None) -> np.ndarray:
+    """Return `y` as a bool array (True = anomaly) if it holds only 0/1 labels, else raise."""
+    y = np.asarray(y).ravel()
+    if n is not None and y.shape[0] != n:
+        raise ValueError(f"Expected `{name}` with {n} labels, one per row; received {y.shape[0]}.")
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"Expected `{name}` with labels 0 (normal) and 1 (anomaly); received "
+                        f"dtype {y.dtype}.")
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"Expected `{name}` with labels 0 (normal) and 1 (anomaly); received "
+                         f"values {sorted(values)[:10]}.")
+    return y.astype(bool)

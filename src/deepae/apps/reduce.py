@@ -16,16 +16,14 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from deepae._validation import check_fraction, check_in, check_positive_int, check_units
+from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.metrics import reconstruction_errors
 from deepae.nn.autoencoders import ACTIVATIONS, KINDS, Autoencoder
 from deepae.persistence import (
     Artifact,
-    artifact_bytes,
     autoencoder_state,
-    read_artifact,
     register_loader,
     restore_autoencoder,
-    save_artifact,
 )
 from deepae.training import LOSSES
 
@@ -44,7 +42,8 @@ def default_hidden_units(n_features: int, n_components: int) -> tuple[int, ...]:
     return (wide, max(n_components + 1, wide // 2))
 
 
-class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                         BaseEstimator):
     """Nonlinear dimensionality reduction by a deep autoencoder (a PCA replacement).
 
     Parameters
@@ -211,49 +210,20 @@ class AutoencoderReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return tags
 
     # -- persistence: one artifact format, also behind pickle ------------------------------
-    def _artifact(self):
+    def _artifact_parts(self):
         meta, arrays = autoencoder_state(self.autoencoder_)
-        params = {**self.get_params(), "callbacks": None}  # callbacks are not saved
-        return {"params": params, "n_features_in": int(self.n_features_in_),
-                "autoencoder": meta}, arrays
+        return ({"n_features_in": int(self.n_features_in_), "autoencoder": meta},
+                {"model": self.autoencoder_}, arrays)
 
-    def save(self, path, overwrite=True):
-        """Write the fitted reducer to one deepae artifact (atomically)."""
-        check_is_fitted(self, "autoencoder_")
-        meta, arrays = self._artifact()
-        return save_artifact(path, type(self).__name__, meta,
-                             models={"model": self.autoencoder_}, arrays=arrays,
-                             overwrite=overwrite)
-
-    def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k != "autoencoder_"}
-        if "autoencoder_" in self.__dict__:
-            meta, arrays = self._artifact()
-            state["_artifact_bytes"] = artifact_bytes(
-                type(self).__name__, meta, models={"model": self.autoencoder_}, arrays=arrays)
-        return state
-
-    def __setstate__(self, state):
-        blob = state.pop("_artifact_bytes", None)
-        self.__dict__.update(state)
-        if blob is not None:
-            art = read_artifact(blob)
-            self.autoencoder_ = restore_autoencoder(art.models["model"],
-                                                    art.metadata["autoencoder"], art.arrays)
+    def _restore(self, art: Artifact) -> None:
+        self.autoencoder_ = restore_autoencoder(art.models["model"],
+                                                art.metadata["autoencoder"], art.arrays)
+        self.n_features_in_ = art.metadata["n_features_in"]
+        self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
+        self._n_features_out = self.autoencoder_.encoder.latent_dim
 
 
-@register_loader("AutoencoderReducer")
-def _load_reducer(art: Artifact) -> AutoencoderReducer:
-    # JSON has no tuples: the tuple-valued parameters come back as lists
-    params = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in art.metadata["params"].items()}
-    reducer = AutoencoderReducer(**params)
-    reducer.autoencoder_ = restore_autoencoder(art.models["model"],
-                                               art.metadata["autoencoder"], art.arrays)
-    reducer.n_features_in_ = art.metadata["n_features_in"]
-    reducer.history_ = {k: list(v) for k, v in reducer.autoencoder_.history_.items()}
-    reducer._n_features_out = reducer.autoencoder_.encoder.latent_dim
-    return reducer
+register_loader("AutoencoderReducer")(AutoencoderReducer._from_artifact)
 
 
 def _unit_range(X_train):

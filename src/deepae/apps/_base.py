@@ -1,0 +1,68 @@
+"""What every application estimator shares: one artifact format for save, load and pickle."""
+
+from __future__ import annotations
+
+from sklearn.utils.validation import check_is_fitted
+
+from deepae.persistence import Artifact, artifact_bytes, read_artifact, save_artifact
+
+__all__ = ["ArtifactEstimatorMixin", "params_from_json"]
+
+
+def params_from_json(params: dict) -> dict:
+    """JSON has no tuples: tuple-valued parameters come back as lists."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+class ArtifactEstimatorMixin:
+    """Save, load and pickle a fitted estimator through the deepae artifact (no pickle inside).
+
+    Subclasses define ``_fitted_attr`` (the attribute that marks a fitted estimator),
+    ``_artifact_parts()`` returning ``(metadata, models, arrays)`` and ``_restore(artifact)``
+    setting the fitted state back. Parameters are saved from `get_params` (callbacks are not).
+    """
+
+    _fitted_attr = "autoencoder_"
+
+    def _artifact_parts(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore(self, art: Artifact) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _saved_params(self) -> dict:
+        params = self.get_params()
+        if "callbacks" in params:
+            params["callbacks"] = None  # Keras callbacks are not saved with the model
+        return params
+
+    def save(self, path, overwrite=True):
+        """Write the fitted estimator to one deepae artifact, atomically; returns the path."""
+        check_is_fitted(self, self._fitted_attr)
+        meta, models, arrays = self._artifact_parts()
+        return save_artifact(path, type(self).__name__, {"params": self._saved_params(), **meta},
+                             models=models, arrays=arrays, overwrite=overwrite)
+
+    @classmethod
+    def _from_artifact(cls, art: Artifact):
+        est = cls(**params_from_json(art.metadata["params"]))
+        est._restore(art)
+        return est
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self._fitted_attr in state:
+            meta, models, arrays = self._artifact_parts()
+            blob = artifact_bytes(type(self).__name__, {"params": self._saved_params(), **meta},
+                                  models=models, arrays=arrays)
+            # only the parameters and the artifact travel; fitted state is rebuilt from it
+            state = {k: v for k, v in state.items()
+                     if not k.endswith("_") and not k.startswith("_")}
+            state["_artifact_bytes"] = blob
+        return state
+
+    def __setstate__(self, state):
+        blob = state.pop("_artifact_bytes", None)
+        self.__dict__.update(state)
+        if blob is not None:
+            self._restore(read_artifact(blob))

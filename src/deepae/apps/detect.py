@@ -1,0 +1,418 @@
+"""Anomaly and fraud detection by reconstruction error.
+
+`AnomalyDetector` is trained on normal rows only; a row the autoencoder reconstructs badly
+is anomalous. It takes tables as they come (DataFrames with numeric and categorical columns
+and missing values, or arrays), follows PyOD's contract (`decision_function` higher = more
+anomalous, fitted `threshold_`, `predict` 0/1, `predict_proba`), chooses its threshold for a
+stated reason (`deepae.thresholds`) and keeps it, with the preprocessing, in its artifact.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from deepae._validation import (
+    check_binary_labels,
+    check_fraction,
+    check_in,
+    check_positive_int,
+    check_units,
+)
+from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
+from deepae.nn.autoencoders import ACTIVATIONS, Autoencoder
+from deepae.persistence import Artifact, autoencoder_state, register_loader, restore_autoencoder
+from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
+from deepae.training import LOSSES
+
+__all__ = ["AnomalyDetector", "default_detector_units"]
+
+
+def default_detector_units(n_features: int) -> tuple[tuple[int, ...], int]:
+    """Hidden layers and code size for a table of `n_features` model features.
+
+    A narrow code matters more than depth here: it must be too small to copy anomalies
+    through. One hidden layer of ``clip(2 * n, 16, 128)`` units and a code of
+    ``clip(n // 4, 2, 16)``.
+    """
+    hidden = int(np.clip(2 * n_features, 16, 128))
+    return (hidden,), int(np.clip(n_features // 4, 2, 16))
+
+
+class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
+    """An autoencoder anomaly detector for tables: train on normal rows, flag what it cannot
+    reconstruct.
+
+    Parameters
+    ----------
+    hidden_units : tuple of int, optional
+        Encoder layers (the decoder mirrors them). Default: `default_detector_units`.
+    n_components : int, optional
+        Size of the code. Default: `default_detector_units`.
+    activation : str, default="relu"
+    loss : {"mse", "mae"}, default="mse"
+    epochs : int, default=100
+        At most; training stops early on held-out normal rows.
+    batch_size : int, optional
+        Default ``clip(n_rows // 16, 32, 256)``.
+    learning_rate : float, default=1e-3
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+    validation_fraction : float in [0, 1), default=0.2
+        Share of the normal rows held out from training: early stopping watches their
+        error, and the "fpr" threshold is measured on them (rows the model never saw).
+    early_stopping : int, default=10
+        Patience in epochs; the best weights are kept.
+    missing : {"impute", "indicator", "reject"}, default="impute"
+        Missing-value policy of the preprocessing (see `TabularPreprocessor`).
+    categorical_columns : tuple of str, optional
+        Numeric columns to one-hot encode as categories.
+    threshold : {"contamination", "fpr", "f1", "precision", "recall", "cost"} or float
+        How `threshold_` is chosen (`deepae.thresholds.choose_threshold`); a number is used
+        as the threshold itself. Default "contamination", as in PyOD.
+    contamination : float in (0, 0.5], default=0.1
+        For "contamination": the share of the fitted rows flagged.
+    target : float, optional
+        The false-positive rate ("fpr", default 0.01), precision or recall (0.9) to reach.
+    cost_missed, cost_review : float, default=100.0 and 1.0
+        For "cost": the cost of a missed anomaly and of reviewing a false alarm.
+    random_state : int, optional
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    autoencoder_ : Autoencoder
+    preprocessor_ : TabularPreprocessor
+    threshold_ : float
+        Rows scoring above it are flagged.
+    threshold_info_ : dict
+        How the threshold was chosen, on how many rows, and what it achieved there.
+    decision_scores_ : ndarray of shape (n_rows,)
+        Scores of the rows passed to `fit` (PyOD's convention).
+    labels_ : ndarray of shape (n_rows,)
+        0/1 labels of those rows at `threshold_`.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When fitted on a DataFrame.
+
+    Examples
+    --------
+    >>> from deepae import AnomalyDetector
+    >>> from deepae.datasets import make_transactions
+    >>> X, y = make_transactions(3000, fraud_rate=0.01, random_state=0)
+    >>> det = AnomalyDetector(epochs=3, threshold="fpr", target=0.01, random_state=0)
+    >>> det.fit(X[y == 0]).predict(X).shape
+    (3000,)
+    """
+
+    def __init__(self, *, hidden_units=None, n_components=None, activation="relu", loss="mse",
+                 epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
+                 validation_fraction=0.2, early_stopping=10, missing="impute",
+                 categorical_columns=None, threshold="contamination", contamination=0.1,
+                 target=None, cost_missed=100.0, cost_review=1.0, random_state=None,
+                 verbose=0):
+        self.hidden_units = hidden_units
+        self.n_components = n_components
+        self.activation = activation
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.missing = missing
+        self.categorical_columns = categorical_columns
+        self.threshold = threshold
+        self.contamination = contamination
+        self.target = target
+        self.cost_missed = cost_missed
+        self.cost_review = cost_review
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ----------------------------------------------------------------------------
+    def _validate_params(self):
+        name = type(self).__name__
+        if not callable(self.activation):
+            check_in(self.activation, "activation", ACTIVATIONS, owner=name)
+        check_in(self.loss, "loss", tuple(x for x in LOSSES if x != "binary_crossentropy"),
+                 owner=name)
+        check_positive_int(self.epochs, "epochs", owner=name)
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size", owner=name)
+        if self.n_components is not None:
+            check_positive_int(self.n_components, "n_components", owner=name)
+        if self.hidden_units is not None:
+            check_units(self.hidden_units, "hidden_units", owner=name)
+        if not isinstance(self.learning_rate, numbers.Real) or self.learning_rate <= 0:
+            raise ValueError(f"The 'learning_rate' parameter of {name} must be a float in the "
+                             f"range (0, inf). Got {self.learning_rate!r} instead.")
+        check_fraction(self.validation_fraction, "validation_fraction", owner=name)
+        if self.early_stopping is not None:
+            check_positive_int(self.early_stopping, "early_stopping", owner=name)
+        check_in(self.missing, "missing", MISSING_POLICIES, owner=name)
+        t = self.threshold
+        if isinstance(t, str):
+            check_in(t, "threshold", METHODS[:2] + METHODS[3:], owner=name)
+        elif isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t):
+            raise ValueError(f"The 'threshold' parameter of {name} must be one of "
+                             f"{sorted(m for m in METHODS if m != 'score')} or a finite number. "
+                             f"Got {t!r} instead.")
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0 < c <= 0.5:
+            raise ValueError(f"The 'contamination' parameter of {name} must be a float in the "
+                             f"range (0, 0.5]. Got {c!r} instead.")
+
+    # -- data ------------------------------------------------------------------------------------
+    def _table(self, X, *, reset):
+        """Validate `X` as sklearn does (feature names, counts) and keep DataFrames as they are."""
+        if hasattr(X, "columns") and hasattr(X, "iloc"):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            return X
+        X = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False,
+                          ensure_min_samples=1)
+        if X.dtype == object:
+            return X
+        X = X.astype(np.float64, copy=False)
+        if np.isinf(X).any():
+            j = int(np.argwhere(np.isinf(X))[0][1])
+            raise ValueError(f"Input X holds infinite value(s) in column {j}; expected finite "
+                             "numbers or NaN for missing values.")
+        return X
+
+    def _model_input(self, X, *, reset=False):
+        return self.preprocessor_.transform(self._table(X, reset=reset))
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Train on the normal rows of `X` and choose `threshold_`; returns self.
+
+        Parameters
+        ----------
+        X : DataFrame or array of shape (n_rows, n_columns)
+            Normal rows; or normal and anomalous ones with `y`.
+        y : array of shape (n_rows,), optional
+            0 normal, 1 anomaly. Only rows labelled 0 are trained on; the labels are used to
+            choose the threshold ("f1", "precision", "recall", "cost" need them).
+        """
+        self._validate_params()
+        X = self._table(X, reset=True)
+        n = len(X)
+        labels = None if y is None else check_binary_labels(y, "y", n=n)
+        if isinstance(self.threshold, str) and self.threshold in LABELLED_METHODS and (
+                labels is None or not labels.any()):
+            raise ValueError(f"threshold={self.threshold!r} chooses the threshold from labels: "
+                             "pass y with at least one anomaly (label 1) to fit, or choose "
+                             "'contamination', 'fpr' or a number.")
+        normal = np.flatnonzero(~labels) if labels is not None else np.arange(n)
+        if len(normal) == 0:
+            raise ValueError("Expected at least one normal row (label 0) to train on; y labels "
+                             "every row as an anomaly.")
+
+        def rows(idx):
+            return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
+
+        self.preprocessor_ = TabularPreprocessor(
+            missing=self.missing, categorical_columns=self.categorical_columns)
+        self.preprocessor_.fit(rows(normal))
+        Z = self.preprocessor_.transform(X)
+        rng = np.random.default_rng(self.random_state)
+        n_val = int(round(len(normal) * self.validation_fraction))
+        held = np.zeros(0, dtype=np.int64)
+        train = normal
+        if n_val >= 1 and len(normal) - n_val >= 1:
+            perm = rng.permutation(normal)
+            held, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        m = Z.shape[1]
+        hidden, k = default_detector_units(m)
+        hidden = hidden if self.hidden_units is None else tuple(self.hidden_units)
+        k = k if self.n_components is None else int(self.n_components)
+        batch = (int(np.clip(len(train) // 16, 32, 256)) if self.batch_size is None
+                 else int(self.batch_size))
+        self.autoencoder_ = Autoencoder((m,), hidden_units=hidden, latent_dim=min(k, m),
+                                        activation=self.activation, preprocessing="none",
+                                        output_activation="linear")
+        self.autoencoder_.fit(
+            Z[train], epochs=self.epochs, batch_size=batch, loss=self.loss,
+            learning_rate=float(self.learning_rate), optimizer=self.optimizer,
+            validation_data=Z[held] if len(held) else None,
+            early_stopping=self.early_stopping if len(held) else None,
+            random_state=self.random_state, verbose=self.verbose)
+        self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
+        self.decision_scores_ = self._scores(Z)
+        self._held_out = held
+        self._choose(self.threshold, labels)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
+
+    def _choose(self, method, labels, *, target=None):
+        s = self.decision_scores_
+        opts = dict(target=self.target if target is None else target,
+                    contamination=self.contamination, cost_missed=self.cost_missed,
+                    cost_review=self.cost_review)
+        if not isinstance(method, str):
+            t, info = choose_threshold("score", s, labels, score=float(method))
+        elif method == "contamination":
+            t, info = choose_threshold("contamination", s, **opts)
+        elif method == "fpr":
+            held = self._held_out
+            if len(held) == 0:  # no held-out rows: the training rows' scores (optimistic)
+                held = np.flatnonzero(labels == 0) if labels is not None else np.arange(len(s))
+            t, info = choose_threshold("fpr", s[held], **opts)
+            info["rows"] = "held-out normal rows" if len(self._held_out) else \
+                "training rows (no held-out rows: validation_fraction=0)"
+        else:
+            calib = np.r_[self._held_out, np.flatnonzero(labels)]
+            t, info = choose_threshold(method, s[calib], labels[calib], **opts)
+            info["rows"] = "held-out normal rows and the labelled anomalies"
+        self.threshold_, self.threshold_info_ = float(t), info
+
+    def set_threshold(self, method="fpr", X=None, y=None, *, target=None):
+        """Choose `threshold_` again, without retraining; returns self.
+
+        Parameters
+        ----------
+        method : str or float
+            As the `threshold` parameter. "fpr" measures the rate on `X` (normal rows the
+            model was not trained on); "f1", "precision", "recall" and "cost" on `X` with
+            labels `y`; "contamination" on `X` (default the fitted rows).
+        X : DataFrame or array, optional
+        y : array, optional
+        target : float, optional
+        """
+        check_is_fitted(self, "autoencoder_")
+        if not isinstance(method, str):
+            t, info = choose_threshold("score", np.zeros(1), score=method)
+        else:
+            check_in(method, "method", METHODS[:2] + METHODS[3:], owner="set_threshold")
+            if X is None and method != "contamination":
+                raise ValueError(f"set_threshold({method!r}) measures the threshold on data: "
+                                 "pass X (and y for labelled methods).")
+            s = self.decision_scores_ if X is None else self.decision_function(X)
+            t, info = choose_threshold(
+                method, s, y, target=self.target if target is None else target,
+                contamination=self.contamination, cost_missed=self.cost_missed,
+                cost_review=self.cost_review)
+        info["set_by"] = "set_threshold"
+        self.threshold_, self.threshold_info_ = float(t), info
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _scores(self, Z):
+        return self.autoencoder_.reconstruction_error(Z, batch_size=8192).astype(np.float64)
+
+    def decision_function(self, X):
+        """Anomaly score of each row: mean squared reconstruction error over the model's
+        features (standardised units); higher is more anomalous. Shape (n_rows,)."""
+        check_is_fitted(self, "autoencoder_")
+        return self._scores(self._model_input(X))
+
+    def score_samples(self, X):
+        """The same as `decision_function` (higher = more anomalous, PyOD's sign)."""
+        return self.decision_function(X)
+
+    def predict(self, X):
+        """1 for rows scoring above `threshold_`, 0 otherwise."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def predict_proba(self, X, method="linear"):
+        """Outlier probability, shape (n_rows, 2): columns P(normal), P(anomaly).
+
+        ``"linear"`` min-max scales the score by the fitted rows' score range (PyOD);
+        ``"unify"`` maps the standardised score through the Gaussian error function.
+        """
+        from scipy.special import erf
+
+        check_in(method, "method", ("linear", "unify"), owner="predict_proba")
+        s = self.decision_function(X)
+        train = self.decision_scores_
+        if method == "linear":
+            lo, hi = float(train.min()), float(train.max())
+            p = (s - lo) / (hi - lo) if hi > lo else (s > hi).astype(np.float64)
+        else:
+            sd = float(train.std()) or 1.0
+            p = erf((s - float(train.mean())) / (sd * np.sqrt(2)))
+        p = np.clip(p, 0.0, 1.0)
+        return np.column_stack([1.0 - p, p])
+
+    # -- explanations ------------------------------------------------------------------------
+    def feature_contributions(self, X):
+        """Each input column's part of each row's score, shape (n_rows, n_columns).
+
+        A row's contributions sum to its `decision_function` score; a one-hot encoded
+        column's features and its missing indicator count for the column.
+        """
+        check_is_fitted(self, "autoencoder_")
+        Z = self._model_input(X)
+        R = self.autoencoder_.reconstruct(Z, batch_size=8192)
+        sq = (Z.astype(np.float64) - R) ** 2 / Z.shape[1]
+        return self.preprocessor_.column_contributions(sq)
+
+    def explain(self, X, *, top_k=3, only_flagged=True):
+        """The `top_k` columns behind each (flagged) row's score, largest first.
+
+        Returns
+        -------
+        DataFrame with one row per (row, rank): ``row`` (position in X), ``score``,
+        ``rank``, ``column``, ``contribution`` (part of the score) and ``share`` of it.
+        """
+        import pandas as pd
+
+        top_k = check_positive_int(top_k, "top_k", owner="explain")
+        contrib = self.feature_contributions(X)
+        scores = contrib.sum(axis=1)
+        rows = np.flatnonzero(scores > self.threshold_) if only_flagged else np.arange(
+            len(scores))
+        k = min(top_k, contrib.shape[1])
+        order = np.argsort(-contrib[rows], axis=1, kind="stable")[:, :k]
+        names = np.asarray(self.preprocessor_.columns_, dtype=object)
+        part = np.take_along_axis(contrib[rows], order, axis=1)
+        total = np.maximum(scores[rows], 1e-300)[:, None]
+        return pd.DataFrame({
+            "row": np.repeat(rows, k), "score": np.repeat(scores[rows], k),
+            "rank": np.tile(np.arange(1, k + 1), len(rows)),
+            "column": names[order].ravel(), "contribution": part.ravel(),
+            "share": (part / total).ravel()})
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        return tags
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _artifact_parts(self):
+        meta, arrays = autoencoder_state(self.autoencoder_)
+        arrays = {**arrays, "decision_scores": self.decision_scores_,
+                  "held_out": self._held_out}
+        info = {"n_features_in": int(self.n_features_in_), "autoencoder": meta,
+                "preprocessor": self.preprocessor_.get_state(),
+                "threshold": self.threshold_, "threshold_info": self.threshold_info_,
+                "feature_names_in": (None if not hasattr(self, "feature_names_in_")
+                                     else [str(c) for c in self.feature_names_in_])}
+        return info, {"model": self.autoencoder_}, arrays
+
+    def _restore(self, art: Artifact) -> None:
+        meta = art.metadata
+        self.autoencoder_ = restore_autoencoder(art.models["model"], meta["autoencoder"],
+                                                art.arrays)
+        self.preprocessor_ = TabularPreprocessor.from_state(meta["preprocessor"])
+        self.threshold_ = float(meta["threshold"])
+        self.threshold_info_ = meta["threshold_info"]
+        self.n_features_in_ = meta["n_features_in"]
+        if meta.get("feature_names_in") is not None:
+            self.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        self.decision_scores_ = np.asarray(art.arrays["decision_scores"], dtype=np.float64)
+        self._held_out = np.asarray(art.arrays["held_out"], dtype=np.int64)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
+
+
+register_loader("AnomalyDetector")(AnomalyDetector._from_artifact)

@@ -1,0 +1,207 @@
+"""Synthetic data with a documented recipe, for tests, demos and benchmarks.
+
+No package ships the credit-card fraud data (284,807 transactions, 0.17% fraud), so
+`make_transactions` writes rows of the same shape, with fraud patterns that are written
+down rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["make_transactions", "time_split"]
+
+_MERCHANTS = ("grocery", "fuel", "restaurant", "online", "travel", "electronics")
+_DAY = 86400.0
+
+
+def _check(value, name, kind, low, high=None):
+    ok_type = isinstance(value, numbers.Integral if kind == "int" else numbers.Real)
+    if isinstance(value, bool) or not ok_type or value < low or (high is not None and value > high):
+        rng = f"[{low}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"The '{name}' parameter of make_transactions must be {'an int' if kind == 'int' else 'a float'} "
+                         f"in the range {rng}. Got {value!r} instead.")
+    return value
+
+
+def make_transactions(n_samples=100_000, *, fraud_rate=0.002, n_features=28, days=2.0,
+                      categorical=False, missing_rate=0.0, random_state=None, as_frame=True):
+    """Time-ordered card transactions shaped like the public credit-card fraud data.
+
+    Recipe
+    ------
+    *Normal rows.* Each customer profile is a point ``u`` in a 4-d latent space (a mixture
+    of 6 Gaussian clusters). Raw features are a fixed smooth nonlinear map of it,
+    ``r = A @ tanh(B @ u) + 0.25 * noise`` (``n_features`` of them), then rotated and
+    scaled by the PCA of the normal rows, so that ``V1..Vn`` are uncorrelated with
+    decreasing variance, as in the public data. ``Amount`` is log-normal with a median near
+    $40 whose level depends on ``u``; ``Time`` counts seconds from the first row, with
+    fewer transactions at night (a daily cycle).
+
+    *Fraud rows* (a share ``fraud_rate``), in three documented patterns:
+
+    1. account takeover (50%): a normal-looking profile pushed off the manifold along
+       three fixed raw directions (as V14, V17 and V12 are in the public data), amounts
+       somewhat higher than usual;
+    2. card testing (25%): amounts of $0.50-$3, features with three times the usual noise,
+       mostly at night;
+    3. cash-out (25%): a profile's features with amounts 10-60 times that profile's usual
+       one, mostly at night.
+
+    Some fraud is subtle by construction (small shifts), so no detector separates all of it.
+    With ``categorical=True`` a ``merchant`` column is added (fraud leans towards
+    ``online`` and ``electronics``); ``missing_rate`` blanks that share of the V values.
+
+    Parameters
+    ----------
+    n_samples : int, default=100000
+    fraud_rate : float in [0, 0.5], default=0.002
+    n_features : int, default=28
+        Number of V columns.
+    days : float, default=2.0
+        Span of the ``Time`` column.
+    categorical : bool, default=False
+    missing_rate : float in [0, 0.5], default=0.0
+    random_state : int, optional
+    as_frame : bool, default=True
+        Return a pandas DataFrame and Series; otherwise a float array (without the
+        categorical column) and an int array.
+
+    Returns
+    -------
+    X : DataFrame with columns ``Time, V1..Vn, Amount`` (and ``merchant``), time-ordered
+    y : Series ``Class`` (1 = fraud) of the same length
+
+    Examples
+    --------
+    >>> from deepae.datasets import make_transactions
+    >>> X, y = make_transactions(2000, fraud_rate=0.01, random_state=0)
+    >>> X.shape, int(y.sum())
+    ((2000, 30), 20)
+    """
+    n = _check(n_samples, "n_samples", "int", 1)
+    rate = _check(fraud_rate, "fraud_rate", "float", 0.0, 0.5)
+    d = _check(n_features, "n_features", "int", 4)
+    _check(days, "days", "float", 1e-6)
+    _check(missing_rate, "missing_rate", "float", 0.0, 0.5)
+    rng = np.random.default_rng(random_state)
+    structure = np.random.default_rng(1234)  # the map itself is fixed, whatever the seed
+    k = 4
+    centers = structure.normal(0.0, 1.2, (6, k))
+    B = structure.normal(0.0, 0.8, (16, k))
+    A = structure.normal(0.0, 1.0, (d, 16)) / 4.0
+    fraud_dirs = np.zeros((3, d))
+    for i, j in enumerate((d // 2, (2 * d) // 3, d // 3)):
+        fraud_dirs[i, j] = 1.0
+    fraud_dirs = fraud_dirs + 0.3 * structure.normal(0, 1, (3, d))
+
+    n_fraud = int(round(rate * n))
+    y = np.zeros(n, dtype=np.int64)
+    y[rng.choice(n, n_fraud, replace=False)] = 1
+    pattern = np.where(y == 1, rng.choice(3, n, p=[0.5, 0.25, 0.25]), -1)
+
+    cluster = rng.integers(0, len(centers), n)
+    u = centers[cluster] + 0.5 * rng.normal(0, 1, (n, k))
+    noise = 0.25 * rng.normal(0, 1, (n, d))
+    noise[pattern == 1] *= 3.0
+    raw = np.tanh(u @ B.T) @ A.T + noise
+    takeover = pattern == 0
+    raw[takeover] -= rng.uniform(0.4, 1.6, (takeover.sum(), 1)) * (
+        rng.uniform(0.3, 1.0, (takeover.sum(), 3)) @ fraud_dirs)
+    # PCA-like V columns: rotate and scale by the normal rows' principal components
+    normal = raw[y == 0] if (y == 0).sum() > d else raw
+    mean = normal.mean(axis=0)
+    _, sv, vt = np.linalg.svd(normal - mean, full_matrices=False)
+    V = (raw - mean) @ vt.T * (np.sqrt(np.linspace(4.0, 0.3, d)) / (
+        sv / np.sqrt(max(len(normal) - 1, 1))))
+
+    level = 3.2 + 0.5 * np.tanh(u[:, 0]) + 0.3 * u[:, 1] / 1.5
+    amount = np.exp(level + 0.9 * rng.normal(0, 1, n))
+    amount[takeover] *= rng.uniform(1.5, 4.0, takeover.sum())
+    testing = pattern == 1
+    amount[testing] = rng.uniform(0.5, 3.0, testing.sum())
+    cash = pattern == 2
+    amount[cash] = np.exp(level[cash]) * rng.uniform(10, 60, cash.sum())
+    amount = np.round(amount, 2)
+
+    # a daily cycle: the hour of day by rejection sampling, then sorted arrival times
+    t = np.sort(rng.uniform(0, days * _DAY, 4 * n + 100))
+    keep = rng.random(t.size) < 0.55 - 0.45 * np.cos(2 * np.pi * (t / _DAY - 0.1))
+    t = t[keep][:n]
+    if t.size < n:
+        t = np.sort(np.r_[t, rng.uniform(0, days * _DAY, n - t.size)])
+    night = (pattern == 1) | (pattern == 2)
+    # move most testing / cash-out fraud to night: swap with a random night-time slot
+    hours = (t / 3600.0) % 24
+    night_slots = np.flatnonzero(hours < 5)
+    fraud_night = np.flatnonzero(night & (rng.random(n) < 0.7))
+    if len(night_slots) and len(fraud_night):
+        order = np.arange(n)
+        targets = rng.choice(night_slots, len(fraud_night), replace=len(night_slots) < len(
+            fraud_night))
+        for a, b in zip(fraud_night, targets, strict=True):
+            order[a], order[b] = order[b], order[a]
+        V, amount, y, cluster = V[order], amount[order], y[order], cluster[order]
+        pattern = pattern[order]
+
+    if missing_rate > 0:
+        V[rng.random(V.shape) < missing_rate] = np.nan
+    names = ["Time"] + [f"V{i + 1}" for i in range(d)] + ["Amount"]
+    X = np.column_stack([t - t[0], V, amount])
+    if not as_frame:
+        return X, y
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=names)
+    if categorical:
+        p_normal = np.array([0.3, 0.15, 0.2, 0.2, 0.05, 0.1])
+        p_fraud = np.array([0.05, 0.05, 0.05, 0.45, 0.1, 0.3])
+        merchant = np.where(
+            y == 1, rng.choice(6, n, p=p_fraud), rng.choice(6, n, p=p_normal))
+        frame["merchant"] = pd.Categorical.from_codes(merchant, list(_MERCHANTS))
+    return frame, pd.Series(y, name="Class")
+
+
+def time_split(X, y=None, *, test_size=0.3, time_column=None):
+    """Split rows in time order: the first ``1 - test_size`` for training, the rest for test.
+
+    Parameters
+    ----------
+    X : DataFrame or array of shape (n, ...)
+        Rows in time order, or with a `time_column` to sort by (stable, ties keep order).
+    y : array-like, optional
+    test_size : float in (0, 1), default=0.3
+
+    Returns
+    -------
+    X_train, X_test (and y_train, y_test when `y` is given)
+    """
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not (
+            0 < test_size < 1):
+        raise ValueError(f"The 'test_size' parameter of time_split must be a float in (0, 1). "
+                         f"Got {test_size!r} instead.")
+    n = len(X)
+    order = None
+    if time_column is not None:
+        if not hasattr(X, "columns") or time_column not in X.columns:
+            raise ValueError(f"The 'time_column' {time_column!r} is not a column of X.")
+        order = np.argsort(X[time_column].to_numpy(), kind="stable")
+    cut = n - int(np.ceil(test_size * n))
+    if cut < 1 or cut >= n:
+        raise ValueError(f"time_split of {n} rows with test_size={test_size} leaves an empty "
+                         "side.")
+
+    def take(a, idx):
+        if hasattr(a, "iloc"):
+            return a.iloc[idx]
+        return np.asarray(a)[idx]
+
+    idx = np.arange(n) if order is None else order
+    parts = [take(X, idx[:cut]), take(X, idx[cut:])]
+    if y is not None:
+        if len(y) != n:
+            raise ValueError(f"Expected `y` with {n} rows like X; received {len(y)}.")
+        parts += [take(y, idx[:cut]), take(y, idx[cut:])]
+    return tuple(parts)
