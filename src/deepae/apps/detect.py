@@ -171,6 +171,11 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     def _table(self, X, *, reset):
         """Validate `X` as sklearn does (feature names, counts) and keep DataFrames as they are."""
         if hasattr(X, "columns") and hasattr(X, "iloc"):
+            if not all(isinstance(c, str) for c in X.columns):
+                X = X.rename(columns=str)
+            if not reset and hasattr(self, "preprocessor_"):
+                # columns are matched by name: any order works, names must all be known
+                X = self.preprocessor_.align(X)
             validate_data(self, X, reset=reset, skip_check_array=True)
             return X
         X = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False,

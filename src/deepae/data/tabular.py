@@ -213,15 +213,24 @@ class TabularPreprocessor:
             dup = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
             raise ValueError(f"`{name}` has duplicated column name(s) {dup}.")
         if not fitting:
-            missing = [c for c in self.columns_ if c not in frame.columns]
-            if missing:
-                raise ValueError(f"`{name}` lacks column(s) {missing[:10]} that the model was "
-                                 f"fitted on (expected columns: {self.columns_[:20]}).")
-            extra = [c for c in frame.columns if c not in set(self.columns_)]
-            if extra:
-                raise ValueError(f"`{name}` has unknown column(s) {extra[:10]} that the model "
-                                 "was not fitted on; drop them (CLI: --id-column / "
-                                 "--label-column / --drop).")
+            frame = self.align(frame, name)
+        return frame
+
+    def align(self, frame, name="X"):
+        """`frame` with the fitted columns in the fitted order; raise naming any column that
+        is missing or unknown."""
+        missing = [c for c in self.columns_ if c not in frame.columns]
+        if missing:
+            raise ValueError(f"`{name}` lacks column(s) {missing[:10]} that the model was "
+                             f"fitted on (expected columns: {self.columns_[:20]}).")
+        known = set(self.columns_)
+        extra = [str(c) for c in frame.columns if c not in known]
+        if extra:
+            raise ValueError(f"`{name}` has unknown column(s) {extra[:10]} that the model "
+                             "was not fitted on; drop them (CLI: --id-column / "
+                             "--label-column / --drop).")
+        if list(frame.columns) != self.columns_:
+            frame = frame[self.columns_]
         return frame
 
     def _numeric_block(self, frame, *, fitting) -> np.ndarray:
