@@ -6,6 +6,11 @@ Public names: the core model (`Encoder`, `Decoder`, `Autoencoder`), dimensionali
 data sets (`deepae.datasets`), errors (`deepae.exceptions`).
 """
 
+import os as _os
+
+# Quiet TensorFlow's C++ start-up logs unless the user chose a level (before keras loads it).
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
 from deepae.apps.detect import AnomalyDetector

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["reconstruction_grid", "training_curves", "embedding_scatter", "error_vs_code_size"]
+__all__ = ["reconstruction_grid", "training_curves", "embedding_scatter", "error_vs_code_size",
+           "score_distribution", "roc_pr_curves"]
 
 
 def _pyplot():
@@ -135,4 +136,62 @@ def error_vs_code_size(sizes, errors: dict, path, *, ylabel="test squared error 
     ax.legend()
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def score_distribution(scores, labels, threshold, path, *, title=None) -> Path:
+    """Histograms of the anomaly scores of normal and anomalous rows, with the threshold.
+
+    Scores are drawn on a log axis when they span more than two decades (reconstruction
+    errors usually do).
+    """
+    plt = _pyplot()
+    s = np.asarray(scores, np.float64)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    positive = s[s > 0]
+    log = positive.size == s.size and s.size > 0 and positive.max() / positive.min() > 100
+    values = np.log10(s) if log else s
+    bins = np.linspace(values.min(), values.max(), 60)
+    if labels is None:
+        ax.hist(values, bins=bins, color="tab:blue", alpha=0.7, label="all rows")
+    else:
+        y = np.asarray(labels).astype(bool)
+        ax.hist(values[~y], bins=bins, color="tab:blue", alpha=0.6, density=True,
+                label=f"normal ({int((~y).sum())})")
+        ax.hist(values[y], bins=bins, color="tab:red", alpha=0.6, density=True,
+                label=f"anomaly ({int(y.sum())})")
+    if threshold is not None:
+        t = np.log10(threshold) if log and threshold > 0 else threshold
+        ax.axvline(t, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
+    ax.set_xlabel("log10 anomaly score" if log else "anomaly score")
+    ax.set_ylabel("density" if labels is not None else "rows")
+    ax.legend()
+    ax.set_title(title or "anomaly scores")
+    return _save(fig, path)
+
+
+def roc_pr_curves(labels, scores, path, *, title=None) -> Path:
+    """ROC curve (left) and precision-recall curve (right), with their areas."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    fpr, tpr, _ = roc_curve(y, s)
+    prec, rec, _ = precision_recall_curve(y, s)
+    auc = float(np.trapezoid(tpr, fpr))
+    ap = float(average_precision_score(y, s))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    a.plot(fpr, tpr, color="tab:blue", label=f"ROC-AUC {auc:.3f}")
+    a.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    a.set_xlabel("false-positive rate")
+    a.set_ylabel("recall (true-positive rate)")
+    a.legend(loc="lower right")
+    b.step(rec, prec, where="post", color="tab:red", label=f"average precision {ap:.3f}")
+    b.axhline(y.mean(), color="grey", linestyle=":", label=f"base rate {y.mean():.4f}")
+    b.set_xlabel("recall")
+    b.set_ylabel("precision")
+    b.set_ylim(0, 1.02)
+    b.legend(loc="upper right")
+    fig.suptitle(title or "detection quality")
     return _save(fig, path)

@@ -214,6 +214,14 @@ def cmd_info(args):
     info = model_info(model)
     if owner is not model:
         info["estimator"] = repr(owner)
+    if hasattr(owner, "threshold_"):
+        from deepae.cli.detect import describe_threshold
+
+        pre = owner.preprocessor_
+        info["threshold"] = owner.threshold_
+        info["threshold_info"] = owner.threshold_info_
+        info["columns"] = {"numeric": pre.numeric_, "categorical": list(pre.categories_),
+                           "missing": pre.missing, "indicators": pre.indicators_}
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -222,6 +230,11 @@ def cmd_info(args):
         + info["decoder"] + ["x".join(map(str, info["input_shape"]))]))
     if "estimator" in info:
         print(f"estimator:     {info['estimator']}")
+    if "threshold" in info:
+        cols = info["columns"]
+        print(f"columns:       {len(cols['numeric'])} numeric, {len(cols['categorical'])} "
+              f"categorical {cols['categorical']}; missing values: {cols['missing']}")
+        print(f"threshold:     {describe_threshold(owner)}")
     print(f"model:         {info['kind']} autoencoder, {arch}")
     print(f"activations:   hidden {info['activation']}, code {info['latent_activation']}, "
           f"output {info['output_activation']}")
@@ -389,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "30) and, with labels, embedding_2d.png to DIR")
     r.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     r.set_defaults(func=cmd_reduce)
+
+    from deepae.cli.detect import add_detect_parser
+
+    add_detect_parser(sub)
 
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "

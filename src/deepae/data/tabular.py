@@ -14,7 +14,7 @@ import numpy as np
 
 from deepae._validation import check_in
 
-__all__ = ["TabularPreprocessor", "MISSING_POLICIES", "read_table"]
+__all__ = ["TabularPreprocessor", "MISSING_POLICIES", "read_table", "iter_table"]
 
 MISSING_POLICIES = ("impute", "indicator", "reject")
 
@@ -334,3 +334,43 @@ def _category_codes(values, cats) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(cats)}
     table = np.asarray([lookup.get(label, -1) for label in labels] + [-1], dtype=np.int64)
     return table[codes]  # code -1 (missing) picks the final -1
+
+
+def iter_table(path, *, chunk_size=100_000):
+    """Yield ``(frame, bytes_read)`` chunks of a CSV or Parquet file, in row order.
+
+    Memory stays at one chunk whatever the file's size; `bytes_read` (of the file, for a
+    progress bar) is approximate for CSV.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No table at {str(path)!r}.")
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        size, done, total = path.stat().st_size, 0, max(pf.metadata.num_rows, 1)
+        if pf.metadata.num_rows == 0:
+            raise ValueError(f"The table {str(path)!r} has no rows.")
+        for batch in pf.iter_batches(batch_size=chunk_size):
+            done += batch.num_rows
+            yield batch.to_pandas(), int(size * done / total)
+        return
+    if not name.endswith((".csv", ".csv.gz", ".txt")):
+        raise ValueError(f"Expected a .csv or .parquet table; received {str(path)!r}.")
+    with open(path, "rb") as fh:
+        try:
+            reader = pd.read_csv(fh, chunksize=chunk_size)
+            first = True
+            for chunk in reader:
+                first = False
+                yield chunk, fh.tell()
+        except pd.errors.EmptyDataError as e:
+            raise ValueError(f"The table {str(path)!r} is empty: no header and no rows.") from e
+        if first:
+            raise ValueError(f"The table {str(path)!r} has a header but no rows.")

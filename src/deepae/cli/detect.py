@@ -1,0 +1,298 @@
+"""`deepae detect fit | score | evaluate`: anomaly detection on tables from the shell.
+
+A thin layer over `deepae.AnomalyDetector`: read the table, call the API, print or stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["add_detect_parser", "describe_threshold"]
+
+
+class _Columns:
+    """The id, label and dropped columns of a table, taken out before the model sees it."""
+
+    def __init__(self, args):
+        self.id = args.id_column
+        self.label = getattr(args, "label_column", None)
+        self.drop = [c for c in (args.drop or "").split(",") if c]
+
+    def split(self, frame, where, *, need_label=False):
+        for col in [self.id, self.label, *self.drop]:
+            if col and col not in frame.columns:
+                if col == self.label and not need_label:
+                    continue
+                raise ValueError(f"column {col!r} is not in {where}; its columns are "
+                                 f"{list(map(str, frame.columns))[:20]}")
+        ids = frame[self.id] if self.id else None
+        labels = frame[self.label] if self.label and self.label in frame.columns else None
+        drop = [c for c in [self.id, self.label, *self.drop] if c and c in frame.columns]
+        return frame.drop(columns=drop), ids, labels
+
+
+def _threshold_args(args) -> dict:
+    if args.threshold_fpr is not None:
+        return {"threshold": "fpr", "target": args.threshold_fpr}
+    if args.threshold_contamination is not None:
+        return {"threshold": "contamination", "contamination": args.threshold_contamination}
+    if args.threshold_score is not None:
+        return {"threshold": args.threshold_score}
+    if args.threshold is not None:
+        return {"threshold": args.threshold, "target": args.target}
+    return {"threshold": "fpr", "target": 0.01}
+
+
+def describe_threshold(det) -> str:
+    info = det.threshold_info_
+    parts = [f"{det.threshold_:.6g} ({info['method']}"]
+    for key in ("target", "contamination", "cost_missed", "cost_review"):
+        if key in info:
+            parts.append(f", {key} {info[key]}")
+    if "rows" in info:
+        parts.append(f", chosen on {info['n_rows']} {info['rows']}")
+    ach = info.get("achieved", {})
+    if ach:
+        parts.append("; there: " + ", ".join(
+            f"{k} {v}" for k, v in ach.items() if k in ("flagged", "flagged_rate", "precision",
+                                                       "recall", "false_positive_rate")))
+    return "".join(parts) + ")"
+
+
+def cmd_fit(args):
+    from deepae import AnomalyDetector
+    from deepae.cli.main import _units
+    from deepae.data.tabular import read_table
+
+    if Path(args.model).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.model!r} exists; pass --overwrite to replace it")
+    frame = read_table(args.data)
+    cols = _Columns(args)
+    X, _, labels = cols.split(frame, args.data, need_label=bool(args.label_column))
+    params = {"epochs": args.epochs, "random_state": args.seed, "missing": args.missing,
+              "verbose": 0 if args.quiet else 2, **_threshold_args(args)}
+    if args.hidden_units:
+        params["hidden_units"] = _units(args.hidden_units)
+    if args.n_components:
+        params["n_components"] = args.n_components
+    if args.categorical:
+        params["categorical_columns"] = tuple(c for c in args.categorical.split(",") if c)
+    if args.threshold == "cost":
+        params.update(cost_missed=args.cost_missed, cost_review=args.cost_review)
+    det = AnomalyDetector(**params)
+    det.fit(X, None if labels is None else labels.to_numpy())
+    det.save(args.model)
+    n_normal = len(X) if labels is None else int((labels.to_numpy() == 0).sum())
+    print(f"trained on {n_normal} normal rows of {len(X)} ({X.shape[1]} columns: "
+          f"{len(det.preprocessor_.numeric_)} numeric, {len(det.preprocessor_.categories_)} "
+          f"categorical; {det.preprocessor_.n_features_out} model features); "
+          f"{len(det.history_.get('loss', []))} epochs", file=sys.stderr)
+    print(f"threshold: {describe_threshold(det)}", file=sys.stderr)
+    print(f"saved the detector to {args.model}", file=sys.stderr)
+    return 0
+
+
+def _progress(total, quiet):
+    if quiet or not sys.stderr.isatty() and os.environ.get("DEEPAE_PROGRESS") != "1":
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, desc="scoring")
+
+
+def _scored_chunks(args, det, *, need_label=False):
+    """Yield (scores, ids, labels, frame) per chunk of the input table, in row order."""
+    from deepae.data.tabular import iter_table
+
+    cols = _Columns(args)
+    bar = _progress(Path(args.data).stat().st_size, args.quiet)
+    done = 0
+    try:
+        for frame, pos in iter_table(args.data, chunk_size=args.chunk_size):
+            X, ids, labels = cols.split(frame, args.data, need_label=need_label)
+            yield det.decision_function(X), ids, labels, X
+            if bar is not None:
+                bar.update(pos - done)
+                done = pos
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cmd_score(args):
+    import numpy as np
+
+    import deepae
+
+    det = deepae.load(args.model)
+    if not isinstance(det, deepae.AnomalyDetector):
+        raise ValueError(f"{args.model!r} holds a {type(det).__name__}, not an AnomalyDetector")
+    out_path = Path(args.output) if args.output else None
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
+        out = os.fdopen(fd, "w", newline="")
+    else:
+        out, tmp = sys.stdout, None
+    n_rows = n_flagged = 0
+    try:
+        first = True
+        for scores, ids, _, X in _scored_chunks(args, det):
+            import pandas as pd
+
+            flagged = scores > det.threshold_
+            key = args.id_column or "row"
+            res = pd.DataFrame({key: ids.to_numpy() if ids is not None
+                                else np.arange(n_rows, n_rows + len(scores)),
+                                "score": scores, "anomaly": flagged.astype(np.int8)})
+            if args.explain:
+                k = args.explain
+                tops = [[""] * len(res) for _ in range(k)]
+                if flagged.any():
+                    ex = det.explain(X.iloc[np.flatnonzero(flagged)], top_k=k,
+                                     only_flagged=False)
+                    rows = np.flatnonzero(flagged)[ex["row"].to_numpy()]
+                    for r, rank, col in zip(rows, ex["rank"], ex["column"], strict=True):
+                        tops[rank - 1][r] = col
+                for i in range(k):
+                    res[f"top{i + 1}"] = tops[i]
+            res.to_csv(out, header=first, index=False, float_format="%.6g")
+            first = False
+            n_rows += len(res)
+            n_flagged += int(flagged.sum())
+        if tmp is not None:
+            out.close()
+            os.replace(tmp, out_path)
+            tmp = None
+    finally:
+        if tmp is not None:
+            out.close()
+            Path(tmp).unlink(missing_ok=True)
+    print(f"scored {n_rows} rows; {n_flagged} above the threshold {det.threshold_:.6g}"
+          + (f"; wrote {out_path}" if out_path else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args):
+    import numpy as np
+
+    import deepae
+    from deepae.metrics import detection_report
+
+    if not args.label_column:
+        raise ValueError("evaluate needs --label-column: the 0/1 column (1 = anomaly)")
+    det = deepae.load(args.model)
+    if not isinstance(det, deepae.AnomalyDetector):
+        raise ValueError(f"{args.model!r} holds a {type(det).__name__}, not an AnomalyDetector")
+    all_scores, all_labels = [], []
+    for scores, _, labels, _ in _scored_chunks(args, det, need_label=True):
+        all_scores.append(scores)
+        all_labels.append(labels.to_numpy())
+    s, y = np.concatenate(all_scores), np.concatenate(all_labels)
+    rep = detection_report(y, s, det.threshold_, fpr=args.fpr)
+    rows = [("rows / anomalies", f"{rep['n_rows']} / {rep['n_anomalies']}"),
+            ("ROC-AUC", f"{rep['roc_auc']:.4f}"),
+            ("PR-AUC (average precision)", f"{rep['average_precision']:.4f}"),
+            (f"recall at FPR {args.fpr:g}", f"{rep['recall_at_fpr']:.4f}"),
+            (f"precision at k={rep['k']}", f"{rep['precision_at_k']:.4f}"),
+            ("threshold", describe_threshold(det)),
+            ("confusion at threshold", f"TN {rep['tn']}  FP {rep['fp']}  FN {rep['fn']}  "
+                                       f"TP {rep['tp']}"),
+            ("precision / recall / F1", f"{rep['precision']:.4f} / {rep['recall']:.4f} / "
+                                        f"{rep['f1']:.4f}"),
+            ("false-positive rate", f"{rep['false_positive_rate']:.4f}")]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    if args.json:
+        from deepae.persistence import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), json.dumps(rep, indent=1).encode())
+    if args.plots:
+        from deepae.plots import roc_pr_curves, score_distribution
+
+        folder = Path(args.plots)
+        paths = [score_distribution(s, y, det.threshold_, folder / "scores.png"),
+                 roc_pr_curves(y, s, folder / "roc_pr.png")]
+        print("plots: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_detect_parser(sub):
+    """Add ``detect`` with its ``fit``, ``score`` and ``evaluate`` commands."""
+    d = sub.add_parser("detect", help="anomaly / fraud detection on tables (fit, score, "
+                       "evaluate)", description="Anomaly detection by reconstruction error: "
+                       "train on normal rows, score new ones, evaluate against labels.")
+    dsub = d.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
+
+    def common(p, *, label_help):
+        p.add_argument("--id-column", help="column kept in the output, not used as a feature")
+        p.add_argument("--label-column", help=label_help)
+        p.add_argument("--drop", help="comma-separated columns to ignore")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    f = dsub.add_parser("fit", help="train a detector on a CSV or Parquet table",
+                        description="Train an AnomalyDetector on a CSV/Parquet table and save "
+                        "it with its preprocessing and threshold. Rows labelled 1 in "
+                        "--label-column are not trained on; they help choose the threshold.")
+    f.add_argument("data", help="a .csv or .parquet table")
+    f.add_argument("--model", required=True, help="detector file to write (.deepae)")
+    common(f, label_help="0/1 column (1 = anomaly); optional")
+    th = f.add_mutually_exclusive_group()
+    th.add_argument("--threshold-fpr", type=float, metavar="RATE",
+                    help="flag this share of held-out normal rows (default 0.01)")
+    th.add_argument("--threshold-contamination", type=float, metavar="SHARE",
+                    help="flag this share of the training rows (PyOD's rule)")
+    th.add_argument("--threshold-score", type=float, metavar="SCORE", help="a fixed threshold")
+    th.add_argument("--threshold", choices=["f1", "precision", "recall", "cost"],
+                    help="choose from labels (needs --label-column)")
+    f.add_argument("--target", type=float, help="precision or recall to reach (default 0.9)")
+    f.add_argument("--cost-missed", type=float, default=100.0,
+                   help="cost of a missed anomaly, for --threshold cost (default 100)")
+    f.add_argument("--cost-review", type=float, default=1.0,
+                   help="cost of reviewing a false alarm, for --threshold cost (default 1)")
+    f.add_argument("--missing", choices=["impute", "indicator", "reject"], default="impute",
+                   help="missing-value policy (default impute)")
+    f.add_argument("--categorical", help="comma-separated numeric columns to treat as "
+                   "categories (text columns always are)")
+    f.add_argument("--hidden-units", help="encoder layers, e.g. 64,32 (default from the width)")
+    f.add_argument("--n-components", type=int, help="code size (default from the width)")
+    f.add_argument("--epochs", type=int, default=100, help="at most (early stopping; "
+                   "default 100)")
+    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--overwrite", action="store_true", help="replace MODEL if it exists")
+    f.set_defaults(func=cmd_fit)
+
+    s = dsub.add_parser("score", help="score a table in chunks (CSV to stdout or -o)",
+                        description="Score every row of a CSV/Parquet table in chunks (memory "
+                        "stays flat), keeping the row order: columns id (or row), score, "
+                        "anomaly (0/1) and, with --explain K, the K columns behind each "
+                        "flagged row.")
+    s.add_argument("model", help="a detector file (.deepae)")
+    s.add_argument("data", help="a .csv or .parquet table")
+    s.add_argument("-o", "--output", help="CSV to write (default: standard output)")
+    common(s, label_help="column to ignore if present")
+    s.add_argument("--explain", type=int, metavar="K", default=0,
+                   help="add the top K contributing columns of flagged rows")
+    s.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk")
+    s.set_defaults(func=cmd_score)
+
+    e = dsub.add_parser("evaluate", help="ROC-AUC, PR-AUC, recall at FPR, confusion matrix",
+                        description="Evaluate a detector on a labelled table: ROC-AUC, PR-AUC "
+                        "(average precision), recall at a false-positive rate, precision at "
+                        "k, and the confusion matrix at its threshold.")
+    e.add_argument("model", help="a detector file (.deepae)")
+    e.add_argument("data", help="a labelled .csv or .parquet table")
+    common(e, label_help="0/1 column (1 = anomaly), required")
+    e.add_argument("--fpr", type=float, default=0.01, help="for recall at FPR (default 0.01)")
+    e.add_argument("--plots", metavar="DIR", help="write scores.png and roc_pr.png to DIR")
+    e.add_argument("--json", help="also write the figures to this JSON file")
+    e.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk")
+    e.set_defaults(func=cmd_evaluate)
+    return d
