@@ -280,7 +280,8 @@ def add_detect_parser(sub):
     common(s, label_help="column to ignore if present")
     s.add_argument("--explain", type=int, metavar="K", default=0,
                    help="add the top K contributing columns of flagged rows")
-    s.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk")
+    s.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
+                   "(default 20000)")
     s.set_defaults(func=cmd_score)
 
     e = dsub.add_parser("evaluate", help="ROC-AUC, PR-AUC, recall at FPR, confusion matrix",
@@ -293,6 +294,7 @@ def add_detect_parser(sub):
     e.add_argument("--fpr", type=float, default=0.01, help="for recall at FPR (default 0.01)")
     e.add_argument("--plots", metavar="DIR", help="write scores.png and roc_pr.png to DIR")
     e.add_argument("--json", help="also write the figures to this JSON file")
-    e.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk")
+    e.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
+                   "(default 20000)")
     e.set_defaults(func=cmd_evaluate)
     return d

@@ -110,12 +110,15 @@ def make_transactions(n_samples=100_000, *, fraud_rate=0.002, n_features=28, day
     takeover = pattern == 0
     raw[takeover] -= rng.uniform(0.4, 1.6, (takeover.sum(), 1)) * (
         rng.uniform(0.3, 1.0, (takeover.sum(), 3)) @ fraud_dirs)
-    # PCA-like V columns: rotate and scale by the normal rows' principal components
-    normal = raw[y == 0] if (y == 0).sum() > d else raw
-    mean = normal.mean(axis=0)
-    _, sv, vt = np.linalg.svd(normal - mean, full_matrices=False)
-    V = (raw - mean) @ vt.T * (np.sqrt(np.linspace(4.0, 0.3, d)) / (
-        sv / np.sqrt(max(len(normal) - 1, 1))))
+    # PCA-like V columns: rotate and scale by the principal components of normal rows drawn
+    # from the fixed structure, so that V1..Vn mean the same in every call, whatever the seed
+    ref_u = centers[structure.integers(0, len(centers), 20_000)] + 0.5 * structure.normal(
+        0, 1, (20_000, k))
+    ref = np.tanh(ref_u @ B.T) @ A.T + 0.25 * structure.normal(0, 1, (20_000, d))
+    mean = ref.mean(axis=0)
+    _, sv, vt = np.linalg.svd(ref - mean, full_matrices=False)
+    vt *= np.sign(vt[:, :1])  # a fixed sign per component
+    V = (raw - mean) @ vt.T * (np.sqrt(np.linspace(4.0, 0.3, d)) / (sv / np.sqrt(20_000 - 1)))
 
     level = 3.2 + 0.5 * np.tanh(u[:, 0]) + 0.3 * u[:, 1] / 1.5
     amount = np.exp(level + 0.9 * rng.normal(0, 1, n))
