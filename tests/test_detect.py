@@ -323,3 +323,22 @@ def test_dataframe_columns_are_checked_by_name(transactions, fitted):
 def test_tiny_data_works():
     det = AnomalyDetector(epochs=1, random_state=0).fit(np.ones((1, 3)))
     assert det.predict(np.ones((1, 3))).shape == (1,)
+
+
+def test_latent_score_flags_rows_far_along_the_manifold(tmp_path):
+    r = np.random.default_rng(0)
+    z = r.normal(size=(600, 2))
+    X = np.c_[z, z @ r.normal(size=(2, 4))] + 0.05 * r.normal(size=(600, 6))
+    far = X[:20] * 6.0  # on the normal data's (linear) manifold, far out along it
+    both = AnomalyDetector(score="reconstruction+latent", hidden_units=(16,), n_components=2,
+                           epochs=40, random_state=0).fit(X)
+    s_normal, s_far = both.decision_function(X[20:]), both.decision_function(far)
+    assert np.median(s_far) > np.quantile(s_normal, 0.99)
+    # on the training rows the latent term averages about 1 and the error term 1
+    assert np.mean(both.decision_scores_) == pytest.approx(2.0, rel=0.3)
+    again = deepae.load(both.save(tmp_path / "l.deepae"))
+    np.testing.assert_array_equal(again.decision_function(far), s_far)
+    ex = both.explain(np.r_[X[20:40], far], top_k=1)
+    assert len(set(ex["row"]) & set(range(20, 40))) >= 18  # the far rows are flagged
+    with pytest.raises(ValueError, match="'score' parameter of AnomalyDetector"):
+        AnomalyDetector(score="latent").fit(X)

@@ -29,7 +29,9 @@ from deepae.persistence import Artifact, autoencoder_state, register_loader, res
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
 from deepae.training import LOSSES
 
-__all__ = ["AnomalyDetector", "default_detector_units"]
+__all__ = ["AnomalyDetector", "default_detector_units", "SCORES"]
+
+SCORES = ("reconstruction", "reconstruction+latent")
 
 
 def default_detector_units(n_features: int) -> tuple[tuple[int, ...], int]:
@@ -61,6 +63,12 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     input_noise : float, default=0.0
         Gaussian noise (in standardised units) added to the inputs in training: a
         denoising autoencoder.
+    score : {"reconstruction", "reconstruction+latent"}, default="reconstruction"
+        ``"reconstruction"``: the row's mean squared reconstruction error.
+        ``"reconstruction+latent"``: that error divided by its mean on the training rows,
+        plus the squared Mahalanobis distance of the row's code from the training codes
+        divided by the code size; it also flags rows that the model reconstructs well but
+        that lie far out along the normal data's manifold.
     loss : {"mse", "mae"}, default="mse"
     epochs : int, default=100
         At most; training stops early on held-out normal rows.
@@ -116,7 +124,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, *, hidden_units=None, n_components=None, activation="relu", dropout=0.0,
-                 input_noise=0.0, loss="mse",
+                 input_noise=0.0, score="reconstruction", loss="mse",
                  epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
@@ -127,6 +135,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.input_noise = input_noise
+        self.score = score
         self.loss = loss
         self.epochs = epochs
         self.batch_size = batch_size
@@ -165,6 +174,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)
         check_in(self.missing, "missing", MISSING_POLICIES, owner=name)
+        check_in(self.score, "score", SCORES, owner=name)
         t = self.threshold
         if isinstance(t, str):
             check_in(t, "threshold", METHODS[:2] + METHODS[3:], owner=name)
@@ -259,6 +269,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             early_stopping=self.early_stopping if len(held) else None,
             random_state=self.random_state, verbose=self.verbose)
         self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
+        self._fit_latent(Z[train])
         self.decision_scores_ = self._scores(Z)
         self._held_out = held
         self._choose(self.threshold, labels)
@@ -319,8 +330,24 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         return self
 
     # -- scoring ---------------------------------------------------------------------------------
+    def _fit_latent(self, Z):
+        """Statistics of the training rows' errors and codes, for score="reconstruction+latent"."""
+        err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
+        codes = codes.astype(np.float64)
+        k = codes.shape[1]
+        self._err_scale = float(max(np.mean(err), 1e-12))
+        self._latent_mean = codes.mean(axis=0)
+        cov = np.cov(codes, rowvar=False).reshape(k, k) if len(codes) > 1 else np.eye(k)
+        ridge = 1e-6 * max(float(np.trace(cov)) / k, 1e-12)
+        self._latent_precision = np.linalg.pinv(cov + ridge * np.eye(k))
+
     def _scores(self, Z):
-        return self.autoencoder_.reconstruction_error(Z, batch_size=8192).astype(np.float64)
+        if self.score == "reconstruction":
+            return self.autoencoder_.reconstruction_error(Z, batch_size=8192).astype(np.float64)
+        err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
+        d = codes.astype(np.float64) - self._latent_mean
+        maha = np.einsum("ij,jk,ik->i", d, self._latent_precision, d)
+        return err.astype(np.float64) / self._err_scale + maha / d.shape[1]
 
     def decision_function(self, X):
         """Anomaly score of each row: mean squared reconstruction error over the model's
@@ -358,9 +385,10 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
 
     # -- explanations ------------------------------------------------------------------------
     def feature_contributions(self, X):
-        """Each input column's part of each row's score, shape (n_rows, n_columns).
+        """Each input column's part of each row's reconstruction error, (n_rows, n_columns).
 
-        A row's contributions sum to its `decision_function` score; a one-hot encoded
+        A row's contributions sum to its mean squared reconstruction error (its
+        `decision_function` score when ``score="reconstruction"``); a one-hot encoded
         column's features and its missing indicator count for the column.
         """
         check_is_fitted(self, "autoencoder_")
@@ -375,20 +403,22 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         Returns
         -------
         DataFrame with one row per (row, rank): ``row`` (position in X), ``score``,
-        ``rank``, ``column``, ``contribution`` (part of the score) and ``share`` of it.
+        ``rank``, ``column``, ``contribution`` (part of the reconstruction error) and
+        ``share`` of that error.
         """
         import pandas as pd
 
         top_k = check_positive_int(top_k, "top_k", owner="explain")
         contrib = self.feature_contributions(X)
-        scores = contrib.sum(axis=1)
+        total_error = contrib.sum(axis=1)
+        scores = total_error if self.score == "reconstruction" else self.decision_function(X)
         rows = np.flatnonzero(scores > self.threshold_) if only_flagged else np.arange(
             len(scores))
         k = min(top_k, contrib.shape[1])
         order = np.argsort(-contrib[rows], axis=1, kind="stable")[:, :k]
         names = np.asarray(self.preprocessor_.columns_, dtype=object)
         part = np.take_along_axis(contrib[rows], order, axis=1)
-        total = np.maximum(scores[rows], 1e-300)[:, None]
+        total = np.maximum(total_error[rows], 1e-300)[:, None]
         return pd.DataFrame({
             "row": np.repeat(rows, k), "score": np.repeat(scores[rows], k),
             "rank": np.tile(np.arange(1, k + 1), len(rows)),
@@ -407,7 +437,9 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     def _artifact_parts(self):
         meta, arrays = autoencoder_state(self.autoencoder_)
         arrays = {**arrays, "decision_scores": self.decision_scores_,
-                  "held_out": self._held_out}
+                  "held_out": self._held_out, "latent_mean": self._latent_mean,
+                  "latent_precision": self._latent_precision,
+                  "err_scale": np.asarray([self._err_scale])}
         info = {"n_features_in": int(self.n_features_in_), "autoencoder": meta,
                 "preprocessor": self.preprocessor_.get_state(),
                 "threshold": self.threshold_, "threshold_info": self.threshold_info_,
@@ -427,6 +459,9 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         self.decision_scores_ = np.asarray(art.arrays["decision_scores"], dtype=np.float64)
         self._held_out = np.asarray(art.arrays["held_out"], dtype=np.int64)
+        self._latent_mean = np.asarray(art.arrays["latent_mean"], dtype=np.float64)
+        self._latent_precision = np.asarray(art.arrays["latent_precision"], dtype=np.float64)
+        self._err_scale = float(art.arrays["err_scale"][0])
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
 

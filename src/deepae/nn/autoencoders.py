@@ -470,6 +470,22 @@ class Autoencoder(keras.Model):
 
         return self._batched("error", err, z, batch_size)
 
+    def reconstruction_error_and_codes(self, x, *, batch_size=4096):
+        """Per-sample mean squared error (model space) and the codes, in one pass.
+
+        Returns ``(errors, codes)`` of shapes ``(n_samples,)`` and ``(n_samples, latent_dim)``.
+        """
+        z = self._check_input(x)
+
+        def both(batch):
+            code = self.encoder(batch)
+            d = self.decoder(code) - batch
+            err = ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1, keepdims=True)
+            return ops.concatenate([err, code], axis=1)  # (batch, 1 + latent_dim)
+
+        out = self._batched("error_and_codes", both, z, batch_size)
+        return out[:, 0], out[:, 1:]
+
     # -- training and persistence -------------------------------------------------------------
     def fit(self, x=None, y=None, **kwargs):
         """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.
