@@ -264,7 +264,12 @@ def test_contributions_sum_to_the_score_and_explain(transactions, fitted):
     part = X.iloc[:300]
     contrib = fitted.feature_contributions(part)
     assert contrib.shape == (300, X.shape[1])
-    np.testing.assert_allclose(contrib.sum(1), fitted.decision_function(part), rtol=1e-4)
+    err, _ = fitted.autoencoder_.reconstruction_error_and_codes(
+        fitted.preprocessor_.transform(part))
+    np.testing.assert_allclose(contrib.sum(1), err, rtol=1e-4)  # the error part of the score
+    plain = AnomalyDetector(score="reconstruction", epochs=2, random_state=0).fit(part)
+    np.testing.assert_allclose(plain.feature_contributions(part).sum(1),
+                               plain.decision_function(part), rtol=1e-4)
     ex = fitted.explain(part, top_k=2, only_flagged=False)
     assert len(ex) == 600 and set(ex["rank"]) == {1, 2}
     first = ex[ex["rank"] == 1].set_index("row")["column"]
