@@ -134,3 +134,22 @@ def test_dropout_and_input_corruption_act_in_training_only(tmp_path, table):
         deepae.Autoencoder(hidden_units=(4,), latent_dim=2, dropout=1.5).fit(table, epochs=1)
     with pytest.raises(ValueError, match="'input_mask' parameter of Autoencoder"):
         deepae.Autoencoder(hidden_units=(4,), latent_dim=2, input_mask=1.0).fit(table, epochs=1)
+
+
+def test_tied_weights_share_the_encoder_kernels(tmp_path, table):
+    import deepae
+
+    tied = deepae.Autoencoder(hidden_units=(16, 8), latent_dim=3, tied_weights=True)
+    tied.fit(table, epochs=3, verbose=0, random_state=0)
+    free = deepae.Autoencoder(hidden_units=(16, 8), latent_dim=3)
+    free.fit(table, epochs=1, verbose=0, random_state=0)
+    kernels = 12 * 16 + 16 * 8 + 8 * 3
+    assert free.count_params() - tied.count_params() == kernels
+    assert len(tied.decoder.trainable_weights) == 3  # biases only
+    tied.save(tmp_path / "t.deepae")
+    again = deepae.load(tmp_path / "t.deepae")
+    np.testing.assert_allclose(again.reconstruct(table), tied.reconstruct(table), rtol=1e-6)
+    assert again.get_config()["tied_weights"] is True
+    with pytest.raises(ValueError, match="tied_weights=True in Autoencoder needs kind='dense'"):
+        deepae.Autoencoder(hidden_units=(16, 8), latent_dim=3, decoder_units=(4,),
+                           tied_weights=True).fit(table, epochs=1)
