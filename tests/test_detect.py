@@ -267,7 +267,7 @@ def test_contributions_sum_to_the_score_and_explain(transactions, fitted):
     err, _ = fitted.autoencoder_.reconstruction_error_and_codes(
         fitted.preprocessor_.transform(part))
     np.testing.assert_allclose(contrib.sum(1), err, rtol=1e-4)  # the error part of the score
-    plain = AnomalyDetector(score="reconstruction", epochs=2, random_state=0).fit(part)
+    plain = AnomalyDetector(anomaly_score="reconstruction", epochs=2, random_state=0).fit(part)
     np.testing.assert_allclose(plain.feature_contributions(part).sum(1),
                                plain.decision_function(part), rtol=1e-4)
     ex = fitted.explain(part, top_k=2, only_flagged=False)
@@ -335,7 +335,7 @@ def test_latent_score_flags_rows_far_along_the_manifold(tmp_path):
     z = r.normal(size=(600, 2))
     X = np.c_[z, z @ r.normal(size=(2, 4))] + 0.05 * r.normal(size=(600, 6))
     far = X[:20] * 6.0  # on the normal data's (linear) manifold, far out along it
-    both = AnomalyDetector(score="reconstruction+latent", hidden_units=(16,), n_components=2,
+    both = AnomalyDetector(anomaly_score="reconstruction+latent", hidden_units=(16,), n_components=2,
                            epochs=40, random_state=0).fit(X)
     s_normal, s_far = both.decision_function(X[20:]), both.decision_function(far)
     assert np.median(s_far) > np.quantile(s_normal, 0.99)
@@ -345,5 +345,5 @@ def test_latent_score_flags_rows_far_along_the_manifold(tmp_path):
     np.testing.assert_array_equal(again.decision_function(far), s_far)
     ex = both.explain(np.r_[X[20:40], far], top_k=1)
     assert len(set(ex["row"]) & set(range(20, 40))) >= 18  # the far rows are flagged
-    with pytest.raises(ValueError, match="'score' parameter of AnomalyDetector"):
-        AnomalyDetector(score="latent").fit(X)
+    with pytest.raises(ValueError, match="'anomaly_score' parameter of AnomalyDetector"):
+        AnomalyDetector(anomaly_score="latent").fit(X)

@@ -63,7 +63,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     input_noise : float, default=0.0
         Gaussian noise (in standardised units) added to the inputs in training: a
         denoising autoencoder.
-    score : {"reconstruction+latent", "reconstruction"}, default="reconstruction+latent"
+    anomaly_score : {"reconstruction+latent", "reconstruction"}, default="reconstruction+latent"
         ``"reconstruction"``: the row's mean squared reconstruction error.
         ``"reconstruction+latent"``: that error divided by its mean on the training rows,
         plus the squared Mahalanobis distance of the row's code from the training codes
@@ -126,7 +126,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, *, hidden_units=None, n_components=None, activation="relu", dropout=0.0,
-                 input_noise=0.0, score="reconstruction+latent", loss="mse",
+                 input_noise=0.0, anomaly_score="reconstruction+latent", loss="mse",
                  epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
@@ -137,7 +137,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.input_noise = input_noise
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.loss = loss
         self.epochs = epochs
         self.batch_size = batch_size
@@ -176,7 +176,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)
         check_in(self.missing, "missing", MISSING_POLICIES, owner=name)
-        check_in(self.score, "score", SCORES, owner=name)
+        check_in(self.anomaly_score, "anomaly_score", SCORES, owner=name)
         t = self.threshold
         if isinstance(t, str):
             check_in(t, "threshold", METHODS[:2] + METHODS[3:], owner=name)
@@ -333,7 +333,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
 
     # -- scoring ---------------------------------------------------------------------------------
     def _fit_latent(self, Z):
-        """Statistics of the training rows' errors and codes, for score="reconstruction+latent"."""
+        """Statistics of the training rows' errors and codes, for anomaly_score="reconstruction+latent"."""
         err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
         codes = codes.astype(np.float64)
         k = codes.shape[1]
@@ -344,7 +344,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self._latent_precision = np.linalg.pinv(cov + ridge * np.eye(k))
 
     def _scores(self, Z):
-        if self.score == "reconstruction":
+        if self.anomaly_score == "reconstruction":
             return self.autoencoder_.reconstruction_error(Z, batch_size=8192).astype(np.float64)
         err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
         d = codes.astype(np.float64) - self._latent_mean
@@ -390,7 +390,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         """Each input column's part of each row's reconstruction error, (n_rows, n_columns).
 
         A row's contributions sum to its mean squared reconstruction error (its
-        `decision_function` score when ``score="reconstruction"``); a one-hot encoded
+        `decision_function` score when ``anomaly_score="reconstruction"``); a one-hot encoded
         column's features and its missing indicator count for the column.
         """
         check_is_fitted(self, "autoencoder_")
@@ -413,7 +413,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         top_k = check_positive_int(top_k, "top_k", owner="explain")
         contrib = self.feature_contributions(X)
         total_error = contrib.sum(axis=1)
-        scores = total_error if self.score == "reconstruction" else self.decision_function(X)
+        scores = total_error if self.anomaly_score == "reconstruction" else self.decision_function(X)
         rows = np.flatnonzero(scores > self.threshold_) if only_flagged else np.arange(
             len(scores))
         k = min(top_k, contrib.shape[1])
