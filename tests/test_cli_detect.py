@@ -112,7 +112,7 @@ def test_detect_errors_are_one_line(tables, tmp_path, capsys):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("deepae: error:") and needle in err and "\n" not in err, err
-    # a failed -o write leaves nothing behind, and an existing model is not replaced
+    # an existing model is not replaced (checked before any training)
     before = model.read_bytes()
     assert main(["detect", "fit", str(d / "train.csv"), "--model", str(model)]) == 1
     assert "exists" in capsys.readouterr().err and model.read_bytes() == before
