@@ -160,3 +160,12 @@ def check_binary_labels(y, name: str = "y", *, n: int | None = None) -> np.ndarr
         raise ValueError(f"Expected `{name}` with labels 0 (normal) and 1 (anomaly); received "
                          f"values {sorted(values)[:10]}.")
     return y.astype(bool)
+
+
+def check_positive_float(value, name: str, *, owner: str = "") -> float:
+    """Return `value` as float if it is a real number > 0, else raise."""
+    where = f" of {owner}" if owner else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"The '{name}' parameter{where} must be a float in the range (0, inf). "
+                         f"Got {value!r} instead.")
+    return float(value)

@@ -19,6 +19,7 @@ from deepae._validation import (
     check_binary_labels,
     check_fraction,
     check_in,
+    check_positive_float,
     check_positive_int,
     check_units,
 )
@@ -169,9 +170,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             check_positive_int(self.n_components, "n_components", owner=name)
         if self.hidden_units is not None:
             check_units(self.hidden_units, "hidden_units", owner=name)
-        if not isinstance(self.learning_rate, numbers.Real) or self.learning_rate <= 0:
-            raise ValueError(f"The 'learning_rate' parameter of {name} must be a float in the "
-                             f"range (0, inf). Got {self.learning_rate!r} instead.")
+        check_positive_float(self.learning_rate, "learning_rate", owner=name)
         check_fraction(self.validation_fraction, "validation_fraction", owner=name)
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)

@@ -8,14 +8,19 @@ error beside PCA's at the same code size.
 
 from __future__ import annotations
 
-import numbers
 import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from deepae._validation import check_fraction, check_in, check_positive_int, check_units
+from deepae._validation import (
+    check_fraction,
+    check_in,
+    check_positive_float,
+    check_positive_int,
+    check_units,
+)
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.metrics import reconstruction_errors
 from deepae.nn.autoencoders import ACTIVATIONS, KINDS, Autoencoder
@@ -134,9 +139,7 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         check_in(self.loss, "loss", LOSSES, owner=name)
         check_positive_int(self.epochs, "epochs", owner=name)
         check_positive_int(self.batch_size, "batch_size", owner=name)
-        if not isinstance(self.learning_rate, numbers.Real) or self.learning_rate <= 0:
-            raise ValueError(f"The 'learning_rate' parameter of {name} must be a float in the "
-                             f"range (0, inf). Got {self.learning_rate!r} instead.")
+        check_positive_float(self.learning_rate, "learning_rate", owner=name)
         check_fraction(self.validation_fraction, "validation_fraction", owner=name)
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)

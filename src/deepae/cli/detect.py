@@ -125,14 +125,20 @@ def _scored_chunks(args, det, *, need_label=False):
             bar.close()
 
 
+def _load_detector(path):
+    import deepae
+
+    det = deepae.load(path)
+    if not isinstance(det, deepae.AnomalyDetector):
+        raise ValueError(f"{path!r} holds a {type(det).__name__}, not an AnomalyDetector")
+    return det
+
+
 def cmd_score(args):
     import numpy as np
 
-    import deepae
 
-    det = deepae.load(args.model)
-    if not isinstance(det, deepae.AnomalyDetector):
-        raise ValueError(f"{args.model!r} holds a {type(det).__name__}, not an AnomalyDetector")
+    det = _load_detector(args.model)
     out_path = Path(args.output) if args.output else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,14 +188,11 @@ def cmd_score(args):
 def cmd_evaluate(args):
     import numpy as np
 
-    import deepae
     from deepae.metrics import detection_report
 
     if not args.label_column:
         raise ValueError("evaluate needs --label-column: the 0/1 column (1 = anomaly)")
-    det = deepae.load(args.model)
-    if not isinstance(det, deepae.AnomalyDetector):
-        raise ValueError(f"{args.model!r} holds a {type(det).__name__}, not an AnomalyDetector")
+    det = _load_detector(args.model)
     all_scores, all_labels = [], []
     for scores, _, labels, _ in _scored_chunks(args, det, need_label=True):
         all_scores.append(scores)

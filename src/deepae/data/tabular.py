@@ -23,29 +23,41 @@ def _is_frame(x) -> bool:
     return hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "iloc")
 
 
-def read_table(path, **kwargs):
-    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame."""
+def _table_format(path) -> str:
+    """"parquet" or "csv" from the file name; raise if the file is missing or neither."""
     from pathlib import Path
 
-    try:
-        import pandas as pd
-    except ImportError as e:  # pragma: no cover - pandas is in the tables extra
-        raise ImportError('Reading tables needs pandas: pip install "deepae[tables]"') from e
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No table at {str(path)!r}.")
     name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    raise ValueError(f"Expected a .csv or .parquet table; received {str(path)!r}.")
+
+
+def _empty(path, header: bool) -> ValueError:
+    what = "has a header but no rows" if header else "is empty: no header and no rows"
+    return ValueError(f"The table {str(path)!r} {what}.")
+
+
+def read_table(path, **kwargs):
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame."""
     try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path, **kwargs)
-        elif name.endswith((".csv", ".csv.gz", ".txt")):
+        import pandas as pd
+    except ImportError as e:  # pragma: no cover - pandas is in the tables extra
+        raise ImportError('Reading tables needs pandas: pip install "deepae[tables]"') from e
+    if _table_format(path) == "parquet":
+        frame = pd.read_parquet(path, **kwargs)
+    else:
+        try:
             frame = pd.read_csv(path, **kwargs)
-        else:
-            raise ValueError(f"Expected a .csv or .parquet table; received {str(path)!r}.")
-    except pd.errors.EmptyDataError as e:
-        raise ValueError(f"The table {str(path)!r} is empty: no header and no rows.") from e
+        except pd.errors.EmptyDataError as e:
+            raise _empty(path, header=False) from e
     if len(frame) == 0:
-        raise ValueError(f"The table {str(path)!r} has a header but no rows.")
+        raise _empty(path, header=True)
     return frame
 
 
@@ -347,30 +359,24 @@ def iter_table(path, *, chunk_size=100_000):
     import pandas as pd
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No table at {str(path)!r}.")
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
+    if _table_format(path) == "parquet":
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(path)
         size, done, total = path.stat().st_size, 0, max(pf.metadata.num_rows, 1)
         if pf.metadata.num_rows == 0:
-            raise ValueError(f"The table {str(path)!r} has no rows.")
+            raise _empty(path, header=True)
         for batch in pf.iter_batches(batch_size=chunk_size):
             done += batch.num_rows
             yield batch.to_pandas(), int(size * done / total)
         return
-    if not name.endswith((".csv", ".csv.gz", ".txt")):
-        raise ValueError(f"Expected a .csv or .parquet table; received {str(path)!r}.")
     with open(path, "rb") as fh:
         try:
-            reader = pd.read_csv(fh, chunksize=chunk_size)
             first = True
-            for chunk in reader:
+            for chunk in pd.read_csv(fh, chunksize=chunk_size):
                 first = False
                 yield chunk, fh.tell()
         except pd.errors.EmptyDataError as e:
-            raise ValueError(f"The table {str(path)!r} is empty: no header and no rows.") from e
+            raise _empty(path, header=False) from e
         if first:
-            raise ValueError(f"The table {str(path)!r} has a header but no rows.")
+            raise _empty(path, header=True)

@@ -13,6 +13,7 @@ from keras import layers, ops
 
 from deepae._validation import (
     as_array,
+    check_fraction,
     check_in,
     check_positive_int,
     check_units,
@@ -56,13 +57,6 @@ def _build_chain(chain, shape):
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
     return shape
-
-
-def _check_rate(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"The '{name}' parameter of {owner} must be a float in [0, 1). Got "
-                         f"{value!r} instead.")
-    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -132,7 +126,7 @@ class Encoder(_Dropped, layers.Layer):
                  activation="relu", latent_activation="linear", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.dropout = _check_rate(dropout, "dropout", owner)
+        self.dropout = check_fraction(dropout, "dropout", owner=owner)
         self.drop = layers.Dropout(self.dropout, name="dropout") if self.dropout else None
         self.kind = check_in(kind, "kind", KINDS, owner=owner)
         self.data_shape = _check_shape(input_shape, kind, owner)
@@ -215,7 +209,7 @@ class Decoder(_Dropped, layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.dropout = _check_rate(dropout, "dropout", owner)
+        self.dropout = check_fraction(dropout, "dropout", owner=owner)
         self.drop = layers.Dropout(self.dropout, name="dropout") if self.dropout else None
         self.kind = check_in(kind, "kind", KINDS, owner=owner)
         self.data_shape = _check_shape(output_shape, kind, owner)
