@@ -327,6 +327,21 @@ def test_dataframe_columns_are_checked_by_name(transactions, fitted):
     np.testing.assert_array_equal(s, fitted.decision_function(X))
 
 
+def test_auto_dropout_follows_the_training_rows(tmp_path):
+    r = np.random.default_rng(0)
+    small = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(200, 3)))
+    assert small.dropout_ == 0.0 and small.autoencoder_.dropout == 0.0
+    # 12,500 rows, 20% held out: 10,000 training rows reach the "auto" threshold
+    big = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(12_500, 3)))
+    assert big.dropout_ == 0.2 and big.autoencoder_.dropout == 0.2
+    assert deepae.load(big.save(tmp_path / "big.deepae")).dropout_ == 0.2
+    fixed = AnomalyDetector(epochs=1, dropout=0.1, random_state=0).fit(r.normal(size=(200, 3)))
+    assert fixed.dropout_ == 0.1
+    for bad in ("high", 1.0, -0.1):
+        with pytest.raises((ValueError, TypeError), match="'dropout' parameter of AnomalyDetector"):
+            AnomalyDetector(epochs=1, dropout=bad).fit(r.normal(size=(20, 3)))
+
+
 def test_tiny_data_works():
     det = AnomalyDetector(epochs=1, random_state=0).fit(np.ones((1, 3)))
     assert det.predict(np.ones((1, 3))).shape == (1,)
