@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k"]
+__all__ = ["reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k",
+           "psnr", "psnr_per_image", "ssim"]
 
 
 def reconstruction_errors(x, x_hat) -> dict:
@@ -25,6 +26,86 @@ def reconstruction_errors(x, x_hat) -> dict:
                          f"received {x_hat.shape}.")
     se = ((x - x_hat) ** 2).sum(axis=1)
     return {"mse_per_feature": float(se.mean() / x.shape[1]), "se_per_sample": float(se.mean())}
+
+
+# -- images ---------------------------------------------------------------------------------
+def _image_pair(x, y, data_range, name):
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape:
+        raise ValueError(f"{name}: expected two images of the same shape; received {x.shape} "
+                         f"and {y.shape}.")
+    if x.ndim < 2 or x.size == 0:
+        raise ValueError(f"{name}: expected an image (h, w), (h, w, c) or a batch "
+                         f"(n, h, w, c); received shape {x.shape}.")
+    if data_range is None:
+        kinds = {a.dtype.kind for a in (x, y)}
+        if kinds <= {"u"} and {a.dtype.itemsize for a in (x, y)} == {1}:
+            data_range = 255.0
+        elif kinds <= {"f"}:
+            data_range = 1.0
+        else:
+            raise ValueError(f"{name}: pass data_range for images of dtype {x.dtype} and "
+                             f"{y.dtype} (uint8 images use 255, float images 1.0).")
+    if not np.isfinite(np.asarray(x, np.float64)).all() or \
+            not np.isfinite(np.asarray(y, np.float64)).all():
+        raise ValueError(f"{name}: expected finite pixel values; received NaN or inf.")
+    return x.astype(np.float64), y.astype(np.float64), float(data_range)
+
+
+def psnr(x, y, data_range=None) -> float:
+    """Peak signal-to-noise ratio in dB: ``10 log10(data_range**2 / MSE)`` over all pixels.
+
+    `data_range` defaults to 255 for uint8 images and 1.0 for float images in [0, 1].
+    Identical images give ``inf``. For a batch, average `psnr` over images yourself when
+    you want the per-image mean that restoration papers report (`psnr_per_image`).
+    """
+    x, y, r = _image_pair(x, y, data_range, "psnr")
+    mse = float(np.mean((x - y) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(r * r / mse))
+
+
+def psnr_per_image(x, y, data_range=None) -> np.ndarray:
+    """PSNR of each image of two (n, h, w[, c]) batches, shape (n,)."""
+    x, y, r = _image_pair(x, y, data_range, "psnr_per_image")
+    mse = ((x - y) ** 2).reshape(len(x), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(r * r / mse)
+
+
+def ssim(x, y, data_range=None, *, sigma=1.5, channel_axis=-1) -> float:
+    """Structural similarity (Wang et al. 2004), mean over the image.
+
+    Gaussian window of standard deviation `sigma` (1.5, truncated at 3.5 sigma), K1 = 0.01,
+    K2 = 0.03, population (co)variances: the settings of the paper and of
+    ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False)``. Colour images are averaged over channels
+    (`channel_axis`, use None for a grayscale (h, w) image or (n, h, w) batch); a batch
+    (n, h, w, c) is averaged over images. Borders within the window's radius are left out
+    of the mean, as scikit-image does.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x, y, r = _image_pair(x, y, data_range, "ssim")
+    if channel_axis is not None and x.ndim >= 3:
+        x, y = np.moveaxis(x, channel_axis, -1), np.moveaxis(y, channel_axis, -1)
+    else:
+        x, y = x[..., None], y[..., None]
+    x = x.reshape((-1,) + x.shape[-3:])
+    y = y.reshape((-1,) + y.shape[-3:])
+    radius = int(3.5 * sigma + 0.5)
+    if min(x.shape[1:3]) < 2 * radius + 1:
+        raise ValueError(f"ssim: images must be at least {2 * radius + 1} pixels on each side "
+                         f"for sigma={sigma}; received {x.shape[1]}x{x.shape[2]}.")
+    s = (0, sigma, sigma, 0)
+
+    def f(a):
+        return gaussian_filter(a, s, truncate=3.5, mode="reflect")
+
+    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+    m = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(m[:, radius:-radius, radius:-radius, :].mean())
 
 
 # -- anomaly detection ----------------------------------------------------------------------
