@@ -1,0 +1,119 @@
+"""Denoiser and the restoration pieces: layouts and dtypes, any size, seamless tiling,
+save/load, bad input."""
+
+import numpy as np
+import pytest
+
+import deepae
+from deepae.apps.restore import Denoiser, apply_tiled, random_patches, to_float_images
+from deepae.metrics import psnr
+from deepae.nn.restoration import multiple, receptive_radius, restoration_net
+
+
+def smooth_images(n, h, w, c=1, seed=0):
+    """Blurry blobs: images a small network can learn to denoise in seconds."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    out = np.zeros((n, h, w, c), np.float32)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(3, 8)
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+            out[i] += blob[..., None] * r.uniform(0.3, 0.6, c)
+    return np.clip(out, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x = smooth_images(64, 32, 32)
+    return Denoiser(sigma=0.1, filters=(8, 16), epochs=4, patches_per_epoch=512,
+                    patch_size=32, random_state=0).fit(x)
+
+
+def test_denoiser_learns_and_keeps_layout_and_dtype(fitted):
+    clean = smooth_images(8, 32, 32, seed=1)
+    r = np.random.default_rng(2)
+    noisy = np.clip(clean + r.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
+    out = fitted.transform(noisy)
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    assert psnr(clean, out) > psnr(clean, noisy) + 1.0   # it denoises
+    one = fitted.transform(noisy[0, ..., 0])             # (h, w) in, (h, w) out
+    assert one.shape == (32, 32)
+    u8 = fitted.transform((noisy[0] * 255).astype(np.uint8))
+    assert u8.dtype == np.uint8 and u8.shape == (32, 32, 1)
+    sizes = fitted.transform([noisy[0, :17, :29], noisy[1]])   # any size, a list
+    assert [s.shape for s in sizes] == [(17, 29, 1), (32, 32, 1)]
+
+
+def test_tiled_equals_untiled():
+    net = restoration_net(1, filters=(4, 8, 8), convs_per_level=2)
+    radius = receptive_radius((4, 8, 8), 2)
+    img = np.random.default_rng(0).random((150, 203, 1)).astype(np.float32)
+    fn = lambda x: net(x, training=False).numpy()  # noqa: E731
+    whole = apply_tiled(fn, img, tile=10_000, halo=radius, mult=multiple((4, 8, 8)))
+    tiled = apply_tiled(fn, img, tile=40, halo=radius, mult=4)
+    assert whole.shape == tiled.shape == img.shape
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+    # too little context shows: the check above is not vacuous
+    short = apply_tiled(fn, img, tile=40, halo=2, mult=4)
+    assert np.abs(short - whole).max() > 1e-4
+
+
+def test_denoiser_tiles_large_images(fitted):
+    img = smooth_images(1, 130, 90, seed=3)[0]
+    small_tiles = Denoiser(**{**fitted.get_params(), "tile": 32})
+    small_tiles.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")
+                                 or k == "_predict"})
+    np.testing.assert_allclose(small_tiles.transform(img), fitted.transform(img), atol=1e-4)
+
+
+def test_save_load_identity(tmp_path, fitted):
+    x = smooth_images(2, 24, 40, seed=4)
+    path = fitted.save(tmp_path / "d.deepae")
+    again = deepae.load(path)
+    assert isinstance(again, Denoiser) and again.get_params() == fitted.get_params()
+    for a, b in zip(again.model_.get_weights(), fitted.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the same weights; oneDNN may pick another kernel for a new model: float rounding only
+    np.testing.assert_allclose(again.transform(x), fitted.transform(x), atol=1e-6)
+
+
+def test_given_sigma_mode_and_other_noises():
+    x = smooth_images(16, 16, 16)
+    d = Denoiser(mode="given", filters=(4,), epochs=1, patches_per_epoch=64,
+                 random_state=0).fit(x)
+    assert d.transform(x[0], sigma=0.2).shape == (16, 16, 1)
+    with pytest.raises(ValueError, match="sigma="):
+        d.transform(x[0])
+    for noise in ("salt_pepper", "mask"):
+        m = Denoiser(noise=noise, sigma=0.1, filters=(4,), epochs=1, patches_per_epoch=64,
+                     random_state=0).fit(x)
+        assert m.transform(x).shape == x.shape
+
+
+def test_bad_input(fitted):
+    with pytest.raises(ValueError, match="1-channel images"):
+        fitted.transform(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        fitted.transform(np.zeros((1, 8), np.float32))
+    with pytest.raises(TypeError, match="16-bit"):
+        fitted.transform(np.zeros((8, 8), np.uint16))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fitted.transform(np.full((8, 8), 3.0))
+    with pytest.raises(ValueError, match="Expected image files"):
+        Denoiser().fit(tmp := __import__("tempfile").mkdtemp())
+    del tmp
+    with pytest.raises(ValueError, match="'sigma' parameter of Denoiser"):
+        Denoiser(sigma=(0.3, 0.1)).fit(smooth_images(2, 8, 8))
+    with pytest.raises(ValueError, match="'noise' parameter of Denoiser"):
+        Denoiser(noise="poisson").fit(smooth_images(2, 8, 8))
+
+
+def test_patches_and_layouts():
+    r = np.random.default_rng(0)
+    imgs = [np.arange(100, dtype=np.float32).reshape(10, 10, 1) / 100,
+            np.zeros((20, 12, 1), np.float32)]
+    p = random_patches(imgs, 8, 50, r)
+    assert p.shape == (50, 8, 8, 1)
+    ims, layout = to_float_images(np.zeros((5, 28, 28), np.uint8), batch_3d=True)
+    assert len(ims) == 5 and ims[0].shape == (28, 28, 1) and layout["kind"] == "batch3"
