@@ -15,12 +15,12 @@ from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
 from deepae.apps.detect import AnomalyDetector
 from deepae.apps.reduce import AutoencoderReducer, compare_with_pca
-from deepae.apps.restore import Denoiser
+from deepae.apps.restore import Denoiser, SuperResolver
 from deepae.exceptions import ArtifactError, DataNotFoundError, TrainingError
 from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
 from deepae.persistence import load
 
 __all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
-           "compare_with_pca", "AnomalyDetector", "Denoiser", "load", "datasets", "exceptions", "metrics",
+           "compare_with_pca", "AnomalyDetector", "Denoiser", "SuperResolver", "load", "datasets", "exceptions", "metrics",
            "thresholds", "ArtifactError",
            "DataNotFoundError", "TrainingError"]

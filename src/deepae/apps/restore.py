@@ -1,5 +1,5 @@
-"""Image restoration by convolutional autoencoders: `Denoiser`, and the pieces restoration
-models share: image batches in any layout, random training patches, tiling without seams.
+"""Image restoration by convolutional autoencoders: `Denoiser`, `SuperResolver`, and what
+they share: image batches in any layout, random training patches, tiling without seams.
 
 Images are (h, w) or (h, w, c) arrays, uint8 (0-255) or float in [0, 1]; a batch is
 (n, h, w, c). Every method gives back the layout and dtype it was given.
@@ -7,6 +7,7 @@ Images are (h, w) or (h, w, c) arrays, uint8 (0-255) or float in [0, 1]; a batch
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from pathlib import Path
@@ -20,11 +21,12 @@ from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, register_loader
 
-__all__ = ["Denoiser", "apply_tiled", "random_patches", "to_float_images", "from_float_images",
+__all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
            "NOISES"]
 
 NOISES = ("gaussian", "salt_pepper", "mask")
 MODES = ("blind", "given")
+SCALES = (2, 4)
 
 
 # -- images in, images out ---------------------------------------------------------------------
@@ -147,22 +149,25 @@ def _pad_to(img, mult):
     return img
 
 
-def apply_tiled(fn, image, *, tile=512, halo=32, mult=1):
-    """Apply a fully convolutional `fn` ((1, h, w, c) -> (1, h, w, c')) to a (h, w, c) image
-    in overlapping tiles, keeping only each tile's centre.
+
+def apply_tiled(fn, image, *, tile=512, halo=32, mult=1, scale=1):
+    """Apply a fully convolutional `fn` ((1, h, w, c) -> (1, h * scale, w * scale, c')) to a
+    (h, w, c) image in overlapping tiles, keeping only each tile's centre.
 
     The image is padded (mirrored) to a multiple of `mult`, cut into `tile` x `tile` cores,
-    each run with `halo` pixels of context on every side, and the cores are put together.
-    When `halo` is at least the network's receptive radius the result is the untiled one
-    (up to float rounding): no seams, and memory bounded by the tile, not the image.
+    each run with `halo` pixels of context on every side, and the cores are put together
+    (`tile`, `halo` and `mult` count input pixels). When `halo` is at least the network's
+    receptive radius the result is the untiled one (up to float rounding): no seams, and
+    memory bounded by the tile, not the image.
     """
     h, w = image.shape[:2]
     padded = _pad_to(image, mult)
     H, W = padded.shape[:2]
     halo = -(-halo // mult) * mult
     tile = max(mult, tile // mult * mult)
+    s = int(scale)
     if H <= tile + 2 * halo and W <= tile + 2 * halo:
-        return np.asarray(fn(padded[None]))[0][:h, :w]
+        return np.asarray(fn(padded[None]))[0][:h * s, :w * s]
     out = None
     for y0 in range(0, H, tile):
         for x0 in range(0, W, tile):
@@ -171,13 +176,22 @@ def apply_tiled(fn, image, *, tile=512, halo=32, mult=1):
             c, d = min(H, y1 + halo), min(W, x1 + halo)
             res = np.asarray(fn(padded[None, a:c, b:d]))[0]
             if out is None:
-                out = np.empty((H, W, res.shape[-1]), np.float32)
-            out[y0:y1, x0:x1] = res[y0 - a:y1 - a, x0 - b:x1 - b]
-    return out[:h, :w]
+                out = np.empty((H * s, W * s, res.shape[-1]), np.float32)
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = res[(y0 - a) * s:(y1 - a) * s,
+                                                    (x0 - b) * s:(x1 - b) * s]
+    return out[:h * s, :w * s]
 
 
-# -- the denoiser -----------------------------------------------------------------------------
-def _corrupt(tf, clean, noise, low, high, seed_tensor=None):
+def box_downscale(images, scale):
+    """Average `scale` x `scale` blocks (area downscaling) of a (n, h, w, c) batch, cropping
+    the sides down to multiples of `scale`: the degradation super-resolution trains on."""
+    n, h, w, c = images.shape
+    h, w = h // scale * scale, w // scale * scale
+    return images[:, :h, :w].reshape(n, h // scale, scale, w // scale, scale, c).mean(axis=(2, 4))
+
+
+# -- the estimators ---------------------------------------------------------------------------
+def _corrupt(tf, clean, noise, low, high):
     """Corrupt a batch in TensorFlow; returns (noisy, per-image level)."""
     n = tf.shape(clean)[0]
     level = tf.random.uniform((n, 1, 1, 1), low, high)
@@ -194,7 +208,174 @@ def _corrupt(tf, clean, noise, low, high, seed_tensor=None):
     return noisy, level
 
 
-class Denoiser(ArtifactEstimatorMixin, BaseEstimator):
+class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
+    """What the restoration estimators share: the network's parameters, training on random
+    patches of clean images with pairs made on the fly, tiled inference, persistence."""
+
+    _fitted_attr = "model_"
+    _scale = 1
+
+    def _validate_common(self):
+        name = type(self).__name__
+        check_units(self.filters, "filters", owner=name, allow_empty=False)
+        for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size",
+                  "tile"):
+            check_positive_int(getattr(self, p), p, owner=name)
+        check_positive_float(self.learning_rate, "learning_rate", owner=name)
+
+    @property
+    def _mult(self):
+        """Input sides must be multiples of this (the network runs at `_scale` times them)."""
+        m = multiple(self.filters)
+        return max(1, m // math.gcd(m, self._scale))
+
+    @property
+    def receptive_radius_(self):
+        """Input pixels of context each output pixel depends on (the tiles' overlap)."""
+        r = receptive_radius(self.filters, int(self.convs_per_level))
+        return -(-r // self._scale) + (2 if self._scale > 1 else 0)  # + bicubic support
+
+    def _patch_size(self, imgs):
+        step = self._mult * self._scale  # patches are cut at full resolution
+        smallest = min(min(im.shape[:2]) for im in imgs)
+        size = min(int(self.patch_size), smallest) // step * step
+        if size < step:
+            extra = f", scale={self._scale}" if self._scale > 1 else ""
+            raise ValueError(f"Training images must be at least {step} pixels on each side "
+                             f"for {type(self).__name__}(filters={tuple(self.filters)}{extra}); "
+                             f"the smallest is {smallest}.")
+        return size
+
+    def _fit(self, images, make_pair, build):
+        """Train ``build(channels)`` on pairs ``make_pair(clean_batch) -> (inputs, target)``."""
+        import keras
+        import tensorflow as tf
+
+        imgs, _ = to_float_images(images, "images", batch_3d=True)
+        channels = {im.shape[-1] for im in imgs}
+        if len(channels) > 1:
+            raise ValueError("Expected training images that are all grayscale or all colour; "
+                             f"received channel counts {sorted(channels)}.")
+        size = self._patch_size(imgs)
+        self.n_channels_ = channels.pop()
+        self.patch_size_ = size
+        rng = np.random.default_rng(self.random_state)
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        model = self.model_ = build(self.n_channels_)
+        bs = int(self.batch_size)
+        steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
+        sched = keras.optimizers.schedules.CosineDecay(
+            float(self.learning_rate), steps_per_epoch * int(self.epochs), alpha=0.01)
+        opt = keras.optimizers.Adam(sched)
+
+        @tf.function
+        def step(clean):
+            inputs, target = make_pair(clean)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(inputs, training=True) - target))
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        self.history_ = {"loss": [], "seconds": []}
+        t0 = time.perf_counter()
+        for epoch in range(int(self.epochs)):
+            patches = random_patches(imgs, size, steps_per_epoch * bs, rng)
+            losses = [step(tf.constant(patches[i * bs:(i + 1) * bs]))
+                      for i in range(steps_per_epoch)]
+            self.history_["loss"].append(float(np.mean([float(v) for v in losses])))
+            self.history_["seconds"].append(round(time.perf_counter() - t0, 2))
+            if self.verbose:
+                print(f"epoch {epoch + 1}/{self.epochs}  loss {self.history_['loss'][-1]:.5f}"
+                      f"  {self.history_['seconds'][-1]:.1f} s", flush=True)
+        self._build_predict()
+        return self
+
+    def _build_predict(self):
+        import tensorflow as tf
+
+        model = self.model_
+        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def _apply(self, images, extra=None):
+        """Run the model over `images` in tiles; `extra(x)` gives more inputs for a tile."""
+        check_is_fitted(self, "model_")
+        imgs, layout = to_float_images(images, "images")
+        mult, name = self._mult, type(self).__name__
+        low = max(mult, 2 if self._scale > 1 else 1)
+        out = []
+        for i, im in enumerate(imgs):
+            if im.shape[-1] != self.n_channels_:
+                raise ValueError(f"This {name} takes {self.n_channels_}-channel images "
+                                 f"({'grayscale' if self.n_channels_ == 1 else 'colour'}); "
+                                 f"image {i} has {im.shape[-1]} channel(s), shape {im.shape}.")
+            if min(im.shape[:2]) < low:
+                raise ValueError(f"Image {i} is {im.shape[1]}x{im.shape[0]}: this {name} needs "
+                                 f"at least {low} pixels on each side.")
+
+            def fn(x):
+                x = x.astype(np.float32)
+                return self._predict(x if extra is None else [x, extra(x)])
+
+            out.append(apply_tiled(fn, im, tile=int(self.tile), halo=self.receptive_radius_,
+                                   mult=mult, scale=self._scale))
+        return from_float_images(out, layout)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.non_deterministic = True
+        return tags
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _model_card(self) -> dict:
+        return {}
+
+    def _artifact_parts(self):
+        info = {"n_channels": int(self.n_channels_), "patch_size": int(self.patch_size_),
+                "history": self.history_, **self._model_card()}
+        return info, {"model": self.model_}, {}
+
+    def _restore(self, art: Artifact) -> None:
+        meta = art.metadata
+        self.model_ = art.models["model"]
+        self.n_channels_ = int(meta["n_channels"])
+        self.patch_size_ = int(meta["patch_size"])
+        self.history_ = meta["history"]
+        self._build_predict()
+
+
+_COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
+        Filters per level of the encoder-decoder (`deepae.nn.restoration.restoration_net`).
+    convs_per_level : int, default=2
+    patch_size : int, default=48
+        Side of the training patches at full resolution (capped by the smallest training
+        image and rounded down to what the network takes).
+    patches_per_epoch : int, default=4096
+    epochs : int, default=20
+    batch_size : int, default=32
+    learning_rate : float, default=1e-3
+        Adam, with a cosine decay over the training steps.
+    tile : int, default=512
+        Images larger than this (input pixels) are processed in overlapping tiles, so that
+        memory stays bounded; the tiles overlap by the network's receptive radius, which
+        makes the result the same as untiled.
+    random_state : int, optional
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    model_ : keras.Model
+    n_channels_ : int
+        1 (grayscale) or 3 (colour), from the training images.
+    patch_size_ : int
+    history_ : dict
+        ``loss`` per epoch (mean squared error on the training patches) and ``seconds``.
+"""
+
+
+class Denoiser(_Restorer):
     """A denoising convolutional autoencoder: trained on clean images, applied to noisy
     images of any size.
 
@@ -212,32 +393,7 @@ class Denoiser(ArtifactEstimatorMixin, BaseEstimator):
     mode : {"blind", "given"}, default="blind"
         ``"blind"``: the network works out the noise level itself. ``"given"``: the noise
         level is a second input (`transform(..., sigma=)`), as in FFDNet.
-    filters : tuple of int, default=(32, 64, 64)
-        Filters per level of the encoder-decoder (`deepae.nn.restoration.restoration_net`).
-    convs_per_level : int, default=2
-    patch_size : int, default=48
-        Side of the training patches (capped by the smallest training image and rounded
-        down to a multiple of ``2 ** (len(filters) - 1)``).
-    patches_per_epoch : int, default=4096
-    epochs : int, default=20
-    batch_size : int, default=32
-    learning_rate : float, default=1e-3
-        Adam, with a cosine decay over the training steps.
-    tile : int, default=512
-        Images larger than this are processed in overlapping tiles (memory stays bounded).
-    random_state : int, optional
-    verbose : int, default=0
-
-    Attributes
-    ----------
-    model_ : keras.Model
-    n_channels_ : int
-        1 (grayscale) or 3 (colour).
-    history_ : dict
-        ``loss`` per epoch (mean squared error on the training patches) and ``seconds``.
-    """
-
-    _fitted_attr = "model_"
+{common}    """
 
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
@@ -270,90 +426,28 @@ class Denoiser(ArtifactEstimatorMixin, BaseEstimator):
                              f"pair with 0 <= low <= high <= 1. Got {s!r} instead.")
         return lo, hi
 
-    def _validate_params(self):
-        name = type(self).__name__
-        check_in(self.noise, "noise", NOISES, owner=name)
-        check_in(self.mode, "mode", MODES, owner=name)
-        check_units(self.filters, "filters", owner=name, allow_empty=False)
-        for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size",
-                  "tile"):
-            check_positive_int(getattr(self, p), p, owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
-        return self._sigma_range()
-
-    @property
-    def _mult(self):
-        return multiple(self.filters)
-
     def fit(self, images, y=None):
         """Train on clean `images` (a batch, a list of images of any sizes, or a folder of
         PNG/JPEG files); returns self."""
-        import keras
         import tensorflow as tf
 
-        lo, hi = self._validate_params()
-        imgs, _ = to_float_images(images, "images", batch_3d=True)
-        channels = {im.shape[-1] for im in imgs}
-        if len(channels) > 1:
-            raise ValueError("Expected training images that are all grayscale or all colour; "
-                             f"received channel counts {sorted(channels)}.")
-        mult = self._mult
-        smallest = min(min(im.shape[:2]) for im in imgs)
-        size = min(int(self.patch_size), smallest) // mult * mult
-        if size < mult:
-            raise ValueError(f"Training images must be at least {mult} pixels on each side for "
-                             f"filters={tuple(self.filters)}; the smallest is {smallest}.")
-        self.n_channels_ = channels.pop()
-        self.patch_size_ = size
-        rng = np.random.default_rng(self.random_state)
-        if self.random_state is not None:
-            keras.utils.set_random_seed(int(self.random_state))
-        given = self.mode == "given"
-        self.model_ = restoration_net(self.n_channels_, filters=tuple(self.filters),
-                                      convs_per_level=int(self.convs_per_level),
-                                      noise_level_input=given, name="denoiser")
-        bs = int(self.batch_size)
-        steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
-        total = steps_per_epoch * int(self.epochs)
-        sched = keras.optimizers.schedules.CosineDecay(float(self.learning_rate), total,
-                                                       alpha=0.01)
-        opt = keras.optimizers.Adam(sched)
-        model, noise = self.model_, self.noise
+        name = type(self).__name__
+        check_in(self.noise, "noise", NOISES, owner=name)
+        check_in(self.mode, "mode", MODES, owner=name)
+        self._validate_common()
+        lo, hi = self._sigma_range()
+        given, noise = self.mode == "given", self.noise
 
-        @tf.function
-        def step(clean):
+        def make_pair(clean):
             noisy, level = _corrupt(tf, clean, noise, lo, hi)
-            inputs = [noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy
-            with tf.GradientTape() as tape:
-                out = model(inputs, training=True)
-                loss = tf.reduce_mean(tf.square(out - clean))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+            return ([noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy), clean
 
-        self.history_ = {"loss": [], "seconds": []}
-        t0 = time.perf_counter()
-        for epoch in range(int(self.epochs)):
-            patches = random_patches(imgs, size, steps_per_epoch * bs, rng)
-            losses = [step(tf.constant(patches[i * bs:(i + 1) * bs]))
-                      for i in range(steps_per_epoch)]
-            self.history_["loss"].append(float(np.mean([float(v) for v in losses])))
-            self.history_["seconds"].append(round(time.perf_counter() - t0, 2))
-            if self.verbose:
-                print(f"epoch {epoch + 1}/{self.epochs}  loss {self.history_['loss'][-1]:.5f}"
-                      f"  {self.history_['seconds'][-1]:.1f} s", flush=True)
-        self._build_predict()
-        return self
+        def build(channels):
+            return restoration_net(channels, filters=tuple(self.filters),
+                                   convs_per_level=int(self.convs_per_level),
+                                   noise_level_input=given, name="denoiser")
 
-    def _build_predict(self):
-        import tensorflow as tf
-
-        model = self.model_
-        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    @property
-    def receptive_radius_(self):
-        return receptive_radius(self.filters, int(self.convs_per_level))
+        return self._fit(images, make_pair, build)
 
     def transform(self, images, sigma=None):
         """Denoise `images` (one image, a batch or a list); same layout and dtype back.
@@ -362,56 +456,83 @@ class Denoiser(ArtifactEstimatorMixin, BaseEstimator):
         ``mode="given"`` and ignored in blind mode.
         """
         check_is_fitted(self, "model_")
-        imgs, layout = to_float_images(images, "images")
-        given = self.mode == "given"
-        if given:
-            if sigma is None or isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) \
-                    or not 0 <= sigma <= 1:
-                raise ValueError("This Denoiser was trained with mode='given': pass the noise "
-                                 f"level as transform(images, sigma=...) in [0, 1]; received "
-                                 f"sigma={sigma!r}.")
-        mult = self._mult
-        out = []
-        for i, im in enumerate(imgs):
-            if im.shape[-1] != self.n_channels_:
-                raise ValueError(f"This Denoiser takes {self.n_channels_}-channel images "
-                                 f"({'grayscale' if self.n_channels_ == 1 else 'colour'}); "
-                                 f"image {i} has {im.shape[-1]} channel(s), shape {im.shape}.")
-            if min(im.shape[:2]) < mult:
-                raise ValueError(f"Image {i} is {im.shape[1]}x{im.shape[0]}: this Denoiser "
-                                 f"needs at least {mult} pixels on each side.")
+        if self.mode != "given":
+            return self._apply(images)
+        if sigma is None or isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) \
+                or not 0 <= sigma <= 1:
+            raise ValueError("This Denoiser was trained with mode='given': pass the noise "
+                             f"level as transform(images, sigma=...) in [0, 1]; received "
+                             f"sigma={sigma!r}.")
+        return self._apply(images, lambda x: np.full(x.shape[:3] + (1,), sigma, np.float32))
 
-            def fn(x):
-                x = x.astype(np.float32)
-                if given:
-                    return self._predict([x, np.full(x.shape[:3] + (1,), sigma, np.float32)])
-                return self._predict(x)
-
-            out.append(apply_tiled(fn, im, tile=int(self.tile),
-                                   halo=self.receptive_radius_, mult=mult))
-        return from_float_images(out, layout)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        tags.non_deterministic = True
-        return tags
-
-    # -- persistence ---------------------------------------------------------------------------
-    def _artifact_parts(self):
-        info = {"n_channels": int(self.n_channels_), "patch_size": int(self.patch_size_),
-                "history": self.history_, "noise_model": {
-                    "noise": self.noise, "sigma": list(self._sigma_range()),
-                    "mode": self.mode}}
-        return info, {"model": self.model_}, {}
-
-    def _restore(self, art: Artifact) -> None:
-        meta = art.metadata
-        self.model_ = art.models["model"]
-        self.n_channels_ = int(meta["n_channels"])
-        self.patch_size_ = int(meta["patch_size"])
-        self.history_ = meta["history"]
-        self._build_predict()
+    def _model_card(self):
+        return {"noise_model": {"noise": self.noise, "sigma": list(self._sigma_range()),
+                                "mode": self.mode}}
 
 
+class SuperResolver(_Restorer):
+    """A super-resolution convolutional autoencoder: trained on high-resolution images, it
+    upscales images of any size by `scale`.
+
+    Training pairs are made on the fly: random patches of the images, box-averaged down by
+    `scale` (area downscaling, as the benchmark does) as the input and the patch itself as
+    the target. The model upsamples bicubically and learns the residual over bicubic.
+
+    Parameters
+    ----------
+    scale : {2, 4}, default=2
+{common}    """
+
+    def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
+                 patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
+                 tile=512, random_state=None, verbose=0):
+        self.scale = scale
+        self.filters = filters
+        self.convs_per_level = convs_per_level
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.tile = tile
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @property
+    def _scale(self):
+        return int(self.scale)
+
+    def fit(self, images, y=None):
+        """Train on high-resolution `images` (a batch, a list of images of any sizes, or a
+        folder of PNG/JPEG files); returns self."""
+        import tensorflow as tf
+
+        check_in(self.scale, "scale", SCALES, owner=type(self).__name__)
+        self._validate_common()
+        s = int(self.scale)
+
+        def make_pair(clean):
+            sh = tf.shape(clean)
+            small = tf.reshape(clean, (sh[0], sh[1] // s, s, sh[2] // s, s, sh[3]))
+            return tf.reduce_mean(small, axis=(2, 4)), clean
+
+        def build(channels):
+            return restoration_net(channels, filters=tuple(self.filters),
+                                   convs_per_level=int(self.convs_per_level), scale=s,
+                                   name="super_resolver")
+
+        return self._fit(images, make_pair, build)
+
+    def transform(self, images):
+        """Upscale `images` (one image, a batch or a list) by `scale`; the same layout and
+        dtype back, each side `scale` times longer."""
+        return self._apply(images)
+
+    def _model_card(self):
+        return {"degradation": {"downscale": "box average", "scale": int(self.scale)}}
+
+
+Denoiser.__doc__ = Denoiser.__doc__.replace("{common}", _COMMON_DOC)
+SuperResolver.__doc__ = SuperResolver.__doc__.replace("{common}", _COMMON_DOC)
 register_loader("Denoiser")(Denoiser._from_artifact)
+register_loader("SuperResolver")(SuperResolver._from_artifact)

@@ -16,7 +16,36 @@ from keras import layers
 
 from deepae._validation import check_positive_int, check_units
 
-__all__ = ["restoration_net", "receptive_radius"]
+__all__ = ["restoration_net", "receptive_radius", "multiple", "BicubicUpsampling"]
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class BicubicUpsampling(layers.Layer):
+    """Bicubic upsampling by an integer `scale`, for inputs of any (dynamic) size.
+
+    Keras's ``UpSampling2D(interpolation="bicubic")`` needs static sizes; this layer resizes
+    with TensorFlow's ``tf.image.resize`` (half-pixel centres, no antialiasing), so one
+    traced function serves images of every size.
+    """
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = check_positive_int(scale, "scale", owner="BicubicUpsampling")
+
+    def call(self, x):
+        import tensorflow as tf
+
+        shape = tf.shape(x)
+        return tf.image.resize(x, (shape[1] * self.scale, shape[2] * self.scale),
+                               method="bicubic")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else h * self.scale,
+                None if w is None else w * self.scale, c)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
 
 
 def _body(x, filters, convs_per_level, name):
@@ -52,16 +81,17 @@ def restoration_net(channels: int, *, filters=(32, 64, 64), convs_per_level: int
         1 (grayscale) or 3 (colour).
     filters : tuple of int
         Filters per level, finest first; each level after the first halves the resolution.
-        Input sizes must be multiples of ``2 ** (len(filters) - 1)`` (`multiple`).
+        The sides the body sees must be multiples of ``2 ** (len(filters) - 1)``
+        (`multiple`).
     convs_per_level : int
         3x3 convolutions per level on each side.
     noise_level_input : bool
         Add a second input, a (h, w, 1) map of the noise's standard deviation (the
         given-sigma mode of FFDNet, Zhang et al. 2018); otherwise the network is blind.
     scale : int
-        1 for denoising; 2 or 4 for super-resolution, where the input is the bicubic
-        upscaled image and the network predicts the residual over it (VDSR, Kim et al. 2016).
-        The architecture is the same; `scale` is recorded for the user.
+        1 for denoising. 2 or 4 for super-resolution: the low-resolution input is first
+        upsampled bicubically inside the model, and the network predicts the residual over
+        that (VDSR, Kim et al. 2016), so it learns only the detail bicubic misses.
 
     Returns
     -------
@@ -73,17 +103,22 @@ def restoration_net(channels: int, *, filters=(32, 64, 64), convs_per_level: int
     filters = check_units(filters, "filters", owner="restoration_net")
     convs_per_level = check_positive_int(convs_per_level, "convs_per_level",
                                          owner="restoration_net")
+    scale = check_positive_int(scale, "scale", owner="restoration_net")
     image = keras.Input((None, None, channels), name="image")
     inputs = [image]
-    x = image
+    base = image
+    if scale > 1:
+        base = BicubicUpsampling(scale, name="bicubic")(image)
+    x = base
     if noise_level_input:
         level = keras.Input((None, None, 1), name="noise_level")
         inputs.append(level)
-        x = layers.Concatenate(name="with_noise_level")([image, level])
+        x = layers.Concatenate(name="with_noise_level")([base, level])
     x = _body(x, filters, convs_per_level, "body")
     residual = layers.Conv2D(channels, 3, padding="same", name="residual")(x)
-    out = layers.Add(name="restored")([image, residual])
-    return keras.Model(inputs if noise_level_input else image, out, name=f"{name}_x{scale}" if scale > 1 else name)
+    out = layers.Add(name="restored")([base, residual])
+    return keras.Model(inputs if noise_level_input else image, out,
+                       name=f"{name}_x{scale}" if scale > 1 else name)
 
 
 def multiple(filters) -> int:
