@@ -327,14 +327,21 @@ def test_dataframe_columns_are_checked_by_name(transactions, fitted):
     np.testing.assert_array_equal(s, fitted.decision_function(X))
 
 
-def test_auto_dropout_follows_the_training_rows(tmp_path):
+def test_auto_dropout_and_score_follow_the_training_rows(tmp_path):
     r = np.random.default_rng(0)
     small = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(200, 3)))
     assert small.dropout_ == 0.0 and small.autoencoder_.dropout == 0.0
+    assert small.anomaly_score_ == "reconstruction+latent"
     # 12,500 rows, 20% held out: 10,000 training rows reach the "auto" threshold
     big = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(12_500, 3)))
     assert big.dropout_ == 0.2 and big.autoencoder_.dropout == 0.2
-    assert deepae.load(big.save(tmp_path / "big.deepae")).dropout_ == 0.2
+    assert big.anomaly_score_ == "reconstruction"
+    again = deepae.load(big.save(tmp_path / "big.deepae"))
+    assert again.dropout_ == 0.2 and again.anomaly_score_ == "reconstruction"
+    probe = r.normal(size=(3, 3))
+    np.testing.assert_allclose(
+        big.decision_function(probe),
+        big.autoencoder_.reconstruction_error(big.preprocessor_.transform(probe)), rtol=1e-5)
     fixed = AnomalyDetector(epochs=1, dropout=0.1, random_state=0).fit(r.normal(size=(200, 3)))
     assert fixed.dropout_ == 0.1
     for bad in ("high", 1.0, -0.1):
