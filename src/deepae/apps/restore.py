@@ -67,9 +67,9 @@ def to_float_images(images, name="images", *, batch_3d=False):
     results back into the caller's layout and dtype.
     """
     if isinstance(images, str | Path):
-        from deepae.data.io import read_image_folder
+        from deepae.data.io import read_images
 
-        images = read_image_folder(images)
+        images = read_images(images)
     if isinstance(images, list | tuple):
         if not images:
             raise ValueError(f"Expected at least one image in `{name}`; received an empty list.")

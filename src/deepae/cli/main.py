@@ -404,8 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_reduce)
 
     from deepae.cli.detect import add_detect_parser
+    from deepae.cli.restore import add_restore_parsers
 
     add_detect_parser(sub)
+    add_restore_parsers(sub)
 
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "

@@ -10,7 +10,8 @@ import numpy as np
 
 from deepae._validation import as_array
 
-__all__ = ["read_idx", "read_data", "read_image_folder", "IMAGE_SUFFIXES"]
+__all__ = ["read_idx", "read_data", "read_image_folder", "read_image", "read_images",
+           "write_image", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -43,6 +44,71 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{str(path)!r} is truncated or padded: header says {dims} "
                          f"({expected} bytes of data), found {len(body)}.")
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_image(path) -> np.ndarray:
+    """Read one 8-bit image file: (h, w) uint8 for grayscale, (h, w, 3) for colour.
+
+    16-bit and floating-point files are refused with an error that says so (convert them to
+    8-bit first, or pass a float array in [0, 1] to the Python API instead).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {str(path)!r}.")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                raise ValueError(f"{str(path)!r} is a {'16-bit' if mode.startswith('I;16') else mode + '-mode'} "
+                                 "image; expected 8-bit grayscale or colour. Convert it to 8 bits "
+                                 "(or pass a float array in [0, 1] from Python).")
+            if mode in ("L", "1"):
+                return np.asarray(im.convert("L"))
+            return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError(f"{str(path)!r} is not an image file that Pillow can read; expected "
+                         f"one of {', '.join(IMAGE_SUFFIXES)}.") from None
+
+
+def read_images(source) -> list[np.ndarray]:
+    """Read an image file, or every image file of a folder (sorted by name), into a list of
+    uint8 arrays of any sizes."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in folder "
+                             f"{str(source)!r}; found none.")
+        return [read_image(p) for p in files]
+    return [read_image(source)]
+
+
+def write_image(path, image) -> Path:
+    """Write a uint8 (h, w) or (h, w, 3) image; the format follows the suffix (PNG, JPEG,
+    ...). The file is written atomically: an existing file is replaced whole or not at all."""
+    import io as _io
+
+    from PIL import Image
+
+    from deepae.persistence import atomic_write_bytes
+
+    path = Path(path)
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"Expected a uint8 (h, w) or (h, w, 3) image to write; received "
+                         f"{image.dtype} {image.shape}.")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"Cannot tell the image format of {str(path)!r} from its suffix; "
+                         f"use one of {', '.join(IMAGE_SUFFIXES)}.")
+    buf = _io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def read_image_folder(folder, *, grayscale: bool | None = None) -> np.ndarray:

@@ -1,0 +1,180 @@
+"""`deepae denoise` and `deepae upscale`: image restoration from the shell.
+
+    deepae denoise noisy.png clean.png --model d.deepae [--sigma 0.1]
+    deepae denoise train FOLDER -o d.deepae [--sigma 0,0.3] [--epochs 20]
+    deepae denoise evaluate FOLDER --model d.deepae --sigma 0.1
+    deepae upscale small.png big.png --model s.deepae
+    deepae upscale train FOLDER -o s.deepae --scale 2
+    deepae upscale evaluate FOLDER --model s.deepae
+
+A thin layer over `deepae.Denoiser` and `deepae.SuperResolver`: read, call the API, write.
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_restore_parsers"]
+
+_USAGE = {
+    "denoise": "deepae denoise INPUT OUTPUT --model M | train FOLDER -o M | evaluate FOLDER "
+               "--model M --sigma S",
+    "upscale": "deepae upscale INPUT OUTPUT --model M | train FOLDER -o M --scale N | "
+               "evaluate FOLDER --model M",
+}
+
+
+def _sigma(text):
+    try:
+        parts = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--sigma expects a number or LOW,HIGH in [0, 1]; got {text!r}.") from None
+    if len(parts) not in (1, 2):
+        raise ValueError(f"--sigma expects a number or LOW,HIGH in [0, 1]; got {text!r}.")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _load(path, kind):
+    from deepae import load
+
+    if path is None:
+        raise ValueError(f"pass --model: a {kind} trained with `deepae "
+                         f"{'denoise' if kind == 'Denoiser' else 'upscale'} train FOLDER -o "
+                         "MODEL` (no pretrained model ships with this version yet).")
+    model = load(path)
+    if type(model).__name__ != kind:
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a {kind}.")
+    return model
+
+
+def _train(args, which):
+    from deepae import Denoiser, SuperResolver
+    from deepae.data.io import read_images
+
+    if not args.output:
+        raise ValueError(f"`deepae {which} train` needs -o/--output, the model file to write.")
+    common = dict(epochs=args.epochs, patch_size=args.patch_size,
+                  patches_per_epoch=args.patches, random_state=args.seed,
+                  verbose=0 if args.quiet else 1)
+    if which == "denoise":
+        est = Denoiser(noise=args.noise, sigma=_sigma(args.sigma or "0,0.3"), mode=args.mode,
+                       **common)
+    else:
+        est = SuperResolver(scale=args.scale or 2, **common)
+    est.fit(read_images(args.args[1]))
+    est.save(args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output} ({type(est).__name__}, {est.n_channels_} channel(s), "
+          f"{len(est.history_['loss'])} epochs, final loss {est.history_['loss'][-1]:.5f})")
+    return 0
+
+
+def _evaluate(args, which):
+    import numpy as np
+
+    from deepae.apps.restore import box_downscale, to_float_images
+    from deepae.data.io import read_images
+    from deepae.metrics import psnr, ssim
+
+    kind = "Denoiser" if which == "denoise" else "SuperResolver"
+    model = _load(args.model, kind)
+    imgs, _ = to_float_images(read_images(args.args[1]))
+    rng = np.random.default_rng(args.seed)
+    rows = {}
+    for im in imgs:
+        if which == "denoise":
+            if args.sigma is None:
+                raise ValueError("`deepae denoise evaluate` needs --sigma, the noise level to "
+                                 "add to the clean images.")
+            sigma = _sigma(args.sigma)
+            if isinstance(sigma, tuple):
+                raise ValueError(f"--sigma for evaluate is one noise level; got {args.sigma!r}.")
+            degraded = np.clip(im + rng.normal(0, sigma, im.shape), 0, 1).astype(np.float32)
+            outs = {"noisy input": degraded,
+                    "deepae": model.transform(degraded, sigma=sigma)
+                    if model.mode == "given" else model.transform(degraded)}
+        else:
+            s = model.scale
+            h, w = im.shape[0] // s * s, im.shape[1] // s * s
+            im = im[:h, :w]
+            small = box_downscale(im[None], s)[0]
+            from PIL import Image
+
+            bic = np.stack([np.asarray(Image.fromarray(small[..., c]).resize(
+                (w, h), Image.BICUBIC)) for c in range(small.shape[-1])], axis=-1)
+            outs = {"bicubic": np.clip(bic, 0, 1), "deepae": model.transform(small)}
+        for name, out in outs.items():
+            r = rows.setdefault(name, {"psnr": [], "ssim": []})
+            r["psnr"].append(psnr(im, out, data_range=1.0))
+            r["ssim"].append(ssim(im, out, data_range=1.0) if min(im.shape[:2]) >= 11 else np.nan)
+    print(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({len(imgs)} images)")
+    for name, r in rows.items():
+        print(f"{name:<14} {np.mean(r['psnr']):8.2f} {np.nanmean(r['ssim']):7.4f}")
+    return 0
+
+
+def _apply(args, which):
+    from deepae.data.io import read_image, write_image
+
+    if len(args.args) != 2:
+        raise ValueError(f"expected INPUT OUTPUT; usage: {_USAGE[which]}")
+    model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver")
+    image = read_image(args.args[0])
+    if which == "denoise":
+        sigma = None if args.sigma is None else _sigma(args.sigma)
+        out = model.transform(image, sigma=sigma) if model.mode == "given" else \
+            model.transform(image)
+    else:
+        if args.scale is not None and args.scale != model.scale:
+            raise ValueError(f"--scale {args.scale} differs from the model's scale "
+                             f"{model.scale}; use a x{args.scale} model.")
+        out = model.transform(image)
+    write_image(args.args[1], out)
+    return 0
+
+
+def _run(which):
+    def cmd(args):
+        first = args.args[0] if args.args else None
+        if first == "train":
+            if len(args.args) != 2:
+                raise ValueError(f"expected `deepae {which} train FOLDER -o MODEL`")
+            return _train(args, which)
+        if first == "evaluate":
+            if len(args.args) != 2:
+                raise ValueError(f"expected `deepae {which} evaluate FOLDER --model MODEL`")
+            return _evaluate(args, which)
+        return _apply(args, which)
+
+    return cmd
+
+
+def add_restore_parsers(sub):
+    """Add ``denoise`` and ``upscale``."""
+    for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
+                             "denoiser"),
+                            ("upscale", "super-resolution: upscale an image x2 or x4; train or "
+                             "evaluate an upscaler")):
+        p = sub.add_parser(which, help=helptext, usage=_USAGE[which],
+                           description=helptext[0].upper() + helptext[1:] + ".")
+        p.add_argument("args", nargs="+", metavar="ARG",
+                       help="INPUT OUTPUT, or train FOLDER, or evaluate FOLDER")
+        p.add_argument("--model", help="model file (.deepae)")
+        p.add_argument("-o", "--output", help="train: model file to write")
+        p.add_argument("--overwrite", action="store_true", help="train: replace --output")
+        p.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
+        p.add_argument("--patch-size", type=int, default=48,
+                       help="train: patch side in pixels (default 48)")
+        p.add_argument("--patches", type=int, default=4096,
+                       help="train: patches per epoch (default 4096)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+        if which == "denoise":
+            p.add_argument("--sigma", help="noise level in [0, 1]: the level to remove "
+                           "(given-sigma models), to add (evaluate), or LOW,HIGH to train on "
+                           "(default 0,0.3)")
+            p.add_argument("--noise", choices=["gaussian", "salt_pepper", "mask"],
+                           default="gaussian", help="train: noise model (default gaussian)")
+            p.add_argument("--mode", choices=["blind", "given"], default="blind",
+                           help="train: blind, or the noise level as an input (default blind)")
+        else:
+            p.add_argument("--scale", type=int, choices=[2, 4],
+                           help="upscaling factor (train: default 2)")
+        p.set_defaults(func=_run(which))

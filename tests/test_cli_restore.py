@@ -1,0 +1,64 @@
+"""`deepae denoise` and `deepae upscale`: train, apply, evaluate, and clear errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepae.cli.main import main
+from deepae.data.io import read_image
+
+
+def blocks(h, w, seed):
+    r = np.random.default_rng(seed)
+    img = np.full((h, w), 50, np.uint8)
+    for _ in range(5):
+        y, x = r.integers(0, h - 4), r.integers(0, w - 4)
+        img[y:y + r.integers(3, h // 2), x:x + r.integers(3, w // 2)] = r.integers(80, 255)
+    return img
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(4):
+        Image.fromarray(blocks(40 + 8 * i, 48, i)).save(d / f"im{i}.png")
+    return d
+
+
+@pytest.mark.parametrize("which,extra", [("denoise", ["--sigma", "0.1"]),
+                                         ("upscale", ["--scale", "2"])])
+def test_train_apply_evaluate(tmp_path, folder, capsys, which, extra):
+    model = tmp_path / f"{which}.deepae"
+    rc = main([which, "train", str(folder), "-o", str(model), "--epochs", "1", "--patches",
+               "64", "--patch-size", "32", "--quiet", *extra])
+    assert rc == 0 and model.exists()
+    out = tmp_path / "out.png"
+    assert main([which, str(folder / "im1.png"), str(out), "--model", str(model)]) == 0
+    src, res = read_image(folder / "im1.png"), read_image(out)
+    factor = 2 if which == "upscale" else 1
+    assert res.shape == (src.shape[0] * factor, src.shape[1] * factor) and res.dtype == np.uint8
+    capsys.readouterr()
+    assert main([which, "evaluate", str(folder), "--model", str(model), *extra]) == 0
+    table = capsys.readouterr().out
+    assert "deepae" in table and ("noisy input" in table or "bicubic" in table)
+
+
+def test_errors_are_one_line(tmp_path, folder, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.png").write_text("not an image")
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "deep.png")
+    cases = [
+        (["denoise", "a.png", "b.png"], "pass --model"),
+        (["denoise", str(bad / "notes.png"), "b.png", "--model", "x.deepae"],
+         "No deepae model"),
+        (["upscale", "train", str(tmp_path / "empty")], "-o/--output"),
+        (["denoise", "train", str(bad), "-o", str(tmp_path / "m.deepae")],
+         "not an image file"),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    with pytest.raises(ValueError, match="16-bit"):
+        read_image(tmp_path / "deep.png")
