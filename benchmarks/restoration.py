@@ -145,7 +145,7 @@ def restoration_table(name, train, test, args, out, pictures):
         save(out, args)
         if pictures:
             grid(Path(pictures) / f"{name}_denoise_sigma_{sigma}.png",
-                 [[clipped[i], ours[i][..., 0], b3[i], test[i]] for i in range(4)],
+                 [[clipped[i], ours[i][..., 0], b3[i], test[i]] for i in range(min(4, len(test)))],
                  ["noisy", "deepae", "BM3D", "clean"])
     for scale in (2, 4):
         t = time.perf_counter()
@@ -167,7 +167,7 @@ def restoration_table(name, train, test, args, out, pictures):
         save(out, args)
         if pictures:
             grid(Path(pictures) / f"{name}_sr_x{scale}.png",
-                 [[bic[i], ours[i][..., 0], hr[i]] for i in range(4)],
+                 [[bic[i], ours[i][..., 0], hr[i]] for i in range(min(4, len(test)))],
                  ["bicubic", "deepae", "original"])
     return den
 
