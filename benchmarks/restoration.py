@@ -80,11 +80,12 @@ def bicubic_batch(small, shape):
 
 
 # -- scoring ----------------------------------------------------------------------------------
-def scores(clean, results):
+def scores(clean, results, clip=True):
     from deepae.metrics import psnr, ssim
 
-    p = [psnr(np.clip(r, 0, 1), c, data_range=1.0) for c, r in zip(clean, results, strict=True)]
-    s = [ssim(np.clip(r, 0, 1), c, data_range=1.0, channel_axis=None)
+    results = [np.clip(r, 0, 1) if clip else r for r in results]
+    p = [psnr(r, c, data_range=1.0) for c, r in zip(clean, results, strict=True)]
+    s = [ssim(r, c, data_range=1.0, channel_axis=None)
          for c, r in zip(clean, results, strict=True)]
     return {"psnr": round(float(np.mean(p)), 3), "ssim": round(float(np.mean(s)), 4)}
 
@@ -126,15 +127,17 @@ def restoration_table(name, train, test, args, out, pictures):
     res["denoiser_fit_seconds"] = round(time.perf_counter() - t, 1)
     print(f"{name}: denoiser trained in {res['denoiser_fit_seconds']} s", flush=True)
     for sigma in SIGMAS:
+        # every method gets the same unclipped noisy image (the noise model of the paper
+        # figures and of the Denoiser's training); results are clipped to [0, 1]
         noisy = [(c + rng.normal(0, sigma, c.shape)).astype(np.float32) for c in test]
         clipped = [np.clip(x, 0, 1) for x in noisy]
-        rows = {"noisy input": scores(test, noisy)}
+        rows = {"noisy input": scores(test, noisy, clip=False)}
         t = time.perf_counter()
-        ours = den.transform([x[..., None] for x in clipped])
+        ours = den.transform([x[..., None] for x in noisy])
         rows["deepae"] = {**scores(test, [o[..., 0] for o in ours]),
                           "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
-        nlm = nlmeans_batch(clipped)
+        nlm = nlmeans_batch(noisy)
         rows["NL-means"] = {**scores(test, nlm), "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
         b3 = bm3d_batch(noisy, sigma, args.workers)

@@ -30,7 +30,7 @@ SCALES = (2, 4)
 
 
 # -- images in, images out ---------------------------------------------------------------------
-def _one_image(img, name, i=None):
+def _one_image(img, name, i=None, strict=True):
     where = f"{name}[{i}]" if i is not None else name
     img = np.asarray(img)
     if img.dtype == np.uint8:
@@ -40,7 +40,7 @@ def _one_image(img, name, i=None):
         if not np.isfinite(out).all():
             raise ValueError(f"Expected finite pixel values in `{where}`; received NaN or inf.")
         lo, hi = float(out.min()), float(out.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
+        if strict and (lo < -1e-3 or hi > 1 + 1e-3):
             raise ValueError(f"Expected float pixels in [0, 1] in `{where}`; received values in "
                              f"[{lo:.4g}, {hi:.4g}]. Divide 8-bit data by 255.")
     elif img.dtype.kind in "ui":
@@ -58,7 +58,7 @@ def _one_image(img, name, i=None):
     return out
 
 
-def to_float_images(images, name="images", *, batch_3d=False):
+def to_float_images(images, name="images", *, batch_3d=False, strict=True):
     """Read `images` into a list of float32 (h, w, c) arrays in [0, 1], and its layout.
 
     Accepts one (h, w) or (h, w, c) image, a batch (n, h, w, c) or a list of images of any
@@ -73,7 +73,7 @@ def to_float_images(images, name="images", *, batch_3d=False):
     if isinstance(images, list | tuple):
         if not images:
             raise ValueError(f"Expected at least one image in `{name}`; received an empty list.")
-        out = [_one_image(im, name, i) for i, im in enumerate(images)]
+        out = [_one_image(im, name, i, strict) for i, im in enumerate(images)]
         dtypes = {np.asarray(im).dtype for im in images}
         layout = {"kind": "list", "dtype": dtypes.pop() if len(dtypes) == 1 else np.float32,
                   "squeeze": [np.asarray(im).ndim == 2 for im in images]}
@@ -82,15 +82,15 @@ def to_float_images(images, name="images", *, batch_3d=False):
     if arr.ndim == 3 and batch_3d and arr.shape[-1] not in (1, 3):
         arr = arr[..., None]
         layout = {"kind": "batch3", "dtype": arr.dtype}
-        return [_one_image(im, name, i) for i, im in enumerate(arr)], layout
+        return [_one_image(im, name, i, strict) for i, im in enumerate(arr)], layout
     if arr.ndim in (2, 3):
-        return [_one_image(arr, name)], {"kind": "single", "dtype": arr.dtype,
+        return [_one_image(arr, name, None, strict)], {"kind": "single", "dtype": arr.dtype,
                                          "squeeze": arr.ndim == 2}
     if arr.ndim == 4:
         if len(arr) == 0:
             raise ValueError(f"Expected at least one image in `{name}`; received shape "
                              f"{arr.shape}.")
-        return [_one_image(im, name, i) for i, im in enumerate(arr)], {"kind": "batch",
+        return [_one_image(im, name, i, strict) for i, im in enumerate(arr)], {"kind": "batch",
                                                                      "dtype": arr.dtype}
     raise ValueError(f"Expected `{name}` as one (h, w) or (h, w, c) image or a batch "
                      f"(n, h, w, c); received an array of shape {arr.shape}.")
@@ -298,10 +298,10 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         model = self.model_
         self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def _apply(self, images, extra=None):
+    def _apply(self, images, extra=None, strict=True):
         """Run the model over `images` in tiles; `extra(x)` gives more inputs for a tile."""
         check_is_fitted(self, "model_")
-        imgs, layout = to_float_images(images, "images")
+        imgs, layout = to_float_images(images, "images", strict=strict)
         mult, name = self._mult, type(self).__name__
         low = max(mult, 2 if self._scale > 1 else 1)
         out = []
@@ -453,17 +453,19 @@ class Denoiser(_Restorer):
         """Denoise `images` (one image, a batch or a list); same layout and dtype back.
 
         `sigma` (the noise's standard deviation in [0, 1] units) is required in
-        ``mode="given"`` and ignored in blind mode.
+        ``mode="given"`` and ignored in blind mode. Float images may stray outside [0, 1] (the
+        model trains on unclipped noise); the result is clipped to [0, 1].
         """
         check_is_fitted(self, "model_")
         if self.mode != "given":
-            return self._apply(images)
+            return self._apply(images, strict=False)
         if sigma is None or isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) \
                 or not 0 <= sigma <= 1:
             raise ValueError("This Denoiser was trained with mode='given': pass the noise "
                              f"level as transform(images, sigma=...) in [0, 1]; received "
                              f"sigma={sigma!r}.")
-        return self._apply(images, lambda x: np.full(x.shape[:3] + (1,), sigma, np.float32))
+        return self._apply(images, lambda x: np.full(x.shape[:3] + (1,), sigma, np.float32),
+                           strict=False)
 
     def _model_card(self):
         return {"noise_model": {"noise": self.noise, "sigma": list(self._sigma_range()),
