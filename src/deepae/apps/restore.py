@@ -215,6 +215,20 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
     _fitted_attr = "model_"
     _scale = 1
 
+    def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
+                    batch_size, learning_rate, tile, random_state, verbose):
+        """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.filters = filters
+        self.convs_per_level = convs_per_level
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.tile = tile
+        self.random_state = random_state
+        self.verbose = verbose
+
     def _validate_common(self):
         name = type(self).__name__
         check_units(self.filters, "filters", owner=name, allow_empty=False)
@@ -401,16 +415,8 @@ class Denoiser(_Restorer):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
-        self.filters = filters
-        self.convs_per_level = convs_per_level
-        self.patch_size = patch_size
-        self.patches_per_epoch = patches_per_epoch
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.tile = tile
-        self.random_state = random_state
-        self.verbose = verbose
+        self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
+                         batch_size, learning_rate, tile, random_state, verbose)
 
     def _sigma_range(self):
         name = type(self).__name__
@@ -489,16 +495,8 @@ class SuperResolver(_Restorer):
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
                  tile=512, random_state=None, verbose=0):
         self.scale = scale
-        self.filters = filters
-        self.convs_per_level = convs_per_level
-        self.patch_size = patch_size
-        self.patches_per_epoch = patches_per_epoch
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.tile = tile
-        self.random_state = random_state
-        self.verbose = verbose
+        self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
+                         batch_size, learning_rate, tile, random_state, verbose)
 
     @property
     def _scale(self):
