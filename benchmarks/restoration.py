@@ -1,6 +1,7 @@
 """Image restoration: Denoiser and SuperResolver beside NL-means, BM3D and bicubic.
 
     python benchmarks/restoration.py [--parts digits,photos,speed,memory] [--n-test 1000]
+                                     [--digits fashion_mnist,mnist] [--merge]
                                      [--json benchmarks/restoration.json]
                                      [--pictures benchmarks/out/restoration] [--smoke]
 
@@ -223,6 +224,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="digits,photos,speed,memory")
     ap.add_argument("--n-test", type=int, default=1000)
+    ap.add_argument("--digits", default="fashion_mnist,mnist",
+                    help="digit-sized data sets for the digits part")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patches", type=int, default=8192, help="patches per epoch")
     ap.add_argument("--patch-size", type=int, default=48)
@@ -247,8 +250,9 @@ def main():
     if "digits" in parts:
         from deepae.datasets import load_fashion_mnist, load_mnist
 
-        for name, loader in (("fashion_mnist", load_fashion_mnist), ("mnist", load_mnist)):
-            (x, _), (xt, _) = loader()
+        loaders = {"fashion_mnist": load_fashion_mnist, "mnist": load_mnist}
+        for name in args.digits.split(","):
+            (x, _), (xt, _) = loaders[name]()
             if args.smoke:
                 x = x[:512]
             test = [im.astype(np.float32) / 255 for im in xt[: args.n_test]]
