@@ -244,8 +244,9 @@ def main():
     out = json.loads(Path(args.json).read_text()) if args.merge and Path(args.json).exists() \
         else {}
     out.setdefault("commands", {})
-    for part in parts:
-        out["commands"][part] = "python " + " ".join(sys.argv)
+    for part in parts:  # which command wrote each part (digits: per data set)
+        key = f"digits:{args.digits}" if part == "digits" else part
+        out["commands"][key] = "python " + " ".join(sys.argv)
 
     if "digits" in parts:
         from deepae.datasets import load_fashion_mnist, load_mnist
