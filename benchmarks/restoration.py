@@ -13,10 +13,12 @@ One run measures:
    the noisy input, scikit-image NL-means (h = 0.8 x estimate_sigma, fast mode, patch 5,
    distance 6) and BM3D (`bm3d` package, told the true sigma); super-resolution of
    box-downscaled images against Pillow's bicubic.
-2. photos: scikit-image's photographs as grayscale luminance in [0, 1]; training patches
-   from camera, astronaut, coffee, chelsea, rocket, page, text, moon; testing on 128x128
-   crops (the centre and four corners) of brick, grass, gravel, coins and
-   hubble_deep_field. Same methods and sigmas; super-resolution x2 against bicubic.
+2. photos: scikit-image's photographs as grayscale luminance in [0, 1]. The models are
+   the pretrained ones that ship in the package (`Denoiser.pretrained()`,
+   `SuperResolver.pretrained(scale=2|4)`), trained by scripts/train_pretrained.py on
+   patches of camera, astronaut, coffee, chelsea, rocket, page, text, moon; tested here on
+   128x128 crops (the centre and four corners) of brick, grass, gravel, coins and
+   hubble_deep_field. Same methods and sigmas; super-resolution x2 and x4 against bicubic.
 3. speed: images per second on 28x28 batches, and seconds per megapixel on a photo,
    deepae beside BM3D and NL-means.
 4. memory: peak RSS of denoising one 4000x3000 grayscale image (tiled), in a child process.
@@ -40,8 +42,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 SIGMAS = (0.1, 0.2, 0.3)
-TRAIN_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "page", "text", "moon")
-TEST_PHOTOS = ("brick", "grass", "gravel", "coins", "hubble_deep_field")
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -115,18 +115,32 @@ def grid(path, rows, names):
 
 
 # -- one data set -----------------------------------------------------------------------------
-def restoration_table(name, train, test, args, out, pictures):
-    """Denoising at each sigma and SR at each scale on `test` (a list of (h, w) float images)."""
+def train_models(name, train, args, res):
+    """One blind Denoiser and one SuperResolver per scale, trained on `train`."""
     from deepae import Denoiser, SuperResolver
-    from deepae.apps.restore import box_downscale
 
-    res = out.setdefault(name, {"n_test": len(test)})
-    rng = np.random.default_rng(0)
+    common = dict(epochs=args.epochs, patches_per_epoch=args.patches,
+                  patch_size=args.patch_size, random_state=0, verbose=1)
     t = time.perf_counter()
-    den = Denoiser(sigma=(0.0, 0.35), epochs=args.epochs, patches_per_epoch=args.patches,
-                   patch_size=args.patch_size, random_state=0, verbose=1).fit(train)
+    den = Denoiser(sigma=(0.0, 0.35), **common).fit(train)
     res["denoiser_fit_seconds"] = round(time.perf_counter() - t, 1)
     print(f"{name}: denoiser trained in {res['denoiser_fit_seconds']} s", flush=True)
+    srs = {}
+    for scale in (2, 4):
+        t = time.perf_counter()
+        srs[scale] = SuperResolver(scale=scale, **common).fit(train)
+        res[f"sr_x{scale}_fit_seconds"] = round(time.perf_counter() - t, 1)
+    return den, srs
+
+
+def restoration_table(name, test, den, srs, args, out, pictures):
+    """Denoising at each sigma with `den` and super-resolution with each of `srs`
+    ({scale: model}) on `test` (a list of (h, w) float images)."""
+    from deepae.apps.restore import box_downscale
+
+    res = out.setdefault(name, {})
+    res["n_test"] = len(test)
+    rng = np.random.default_rng(0)
     for sigma in SIGMAS:
         # every method gets the same unclipped noisy image (the noise model of the paper
         # figures and of the Denoiser's training); results are clipped to [0, 1]
@@ -151,11 +165,7 @@ def restoration_table(name, train, test, args, out, pictures):
             grid(Path(pictures) / f"{name}_denoise_sigma_{sigma}.png",
                  [[clipped[i], ours[i][..., 0], b3[i], test[i]] for i in range(min(4, len(test)))],
                  ["noisy", "deepae", "BM3D", "clean"])
-    for scale in (2, 4):
-        t = time.perf_counter()
-        sr = SuperResolver(scale=scale, epochs=args.epochs, patches_per_epoch=args.patches,
-                           patch_size=args.patch_size, random_state=0, verbose=1).fit(train)
-        fit_s = round(time.perf_counter() - t, 1)
+    for scale, sr in srs.items():
         hr = [c[: c.shape[0] // scale * scale, : c.shape[1] // scale * scale] for c in test]
         small = [box_downscale(c[None, ..., None], scale)[0, ..., 0] for c in hr]
         bic = [bicubic_batch([s], c.shape)[0] for s, c in zip(small, hr, strict=True)]
@@ -163,8 +173,7 @@ def restoration_table(name, train, test, args, out, pictures):
         ours = sr.transform([s[..., None] for s in small])
         rows = {"bicubic": scores(hr, bic),
                 "deepae": {**scores(hr, [o[..., 0] for o in ours]),
-                           "seconds": round(time.perf_counter() - t, 2)},
-                "fit_seconds": fit_s}
+                           "seconds": round(time.perf_counter() - t, 2)}}
         res[f"sr_x{scale}"] = rows
         print(f"  SR x{scale}: bicubic {rows['bicubic']['psnr']:.2f}  deepae "
               f"{rows['deepae']['psnr']:.2f}", flush=True)
@@ -173,29 +182,19 @@ def restoration_table(name, train, test, args, out, pictures):
             grid(Path(pictures) / f"{name}_sr_x{scale}.png",
                  [[bic[i], ours[i][..., 0], hr[i]] for i in range(min(4, len(test)))],
                  ["bicubic", "deepae", "original"])
-    return den
 
 
-def photos():
-    from skimage import color, data
+def photo_crops(size=128):
+    """The test photographs' centre and four corner crops, (size, size) each."""
+    from deepae.datasets import TEST_PHOTOS, load_photos
 
-    def gray(name):
-        im = getattr(data, name)()
-        if im.ndim == 3:
-            im = color.rgb2gray(im[..., :3])
-        elif im.dtype == np.uint8:
-            im = im / 255.0
-        return np.asarray(im, np.float32)
-
-    train = [gray(n) for n in TRAIN_PHOTOS]
     test = []
-    for n in TEST_PHOTOS:
-        im = gray(n)
+    for im in load_photos(TEST_PHOTOS):
         h, w = im.shape
-        c = 128
+        c = size
         for y, x in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)):
             test.append(im[y:y + c, x:x + c])
-    return train, test
+    return test
 
 
 def save(out, args):
@@ -257,12 +256,19 @@ def main():
             if args.smoke:
                 x = x[:512]
             test = [im.astype(np.float32) / 255 for im in xt[: args.n_test]]
-            restoration_table(name, x, test, args, out, args.pictures)
+            res = out.setdefault(name, {})
+            den, srs = train_models(name, x, args, res)
+            restoration_table(name, test, den, srs, args, out, args.pictures)
     if "photos" in parts:
-        train, test = photos()
-        if args.smoke:
-            test = test[:3]
-        restoration_table("photos", [t[..., None] for t in train], test, args, out,
+        # the models that ship in the package, trained by scripts/train_pretrained.py on
+        # TRAIN_PHOTOS; the test crops come from TEST_PHOTOS only
+        from deepae import Denoiser, SuperResolver
+
+        test = photo_crops()[: 3 if args.smoke else None]
+        out["photos"] = {"models": "Denoiser.pretrained(), SuperResolver.pretrained(scale=2|4)"
+                                   " (scripts/train_pretrained.py)"}
+        restoration_table("photos", test, Denoiser.pretrained(),
+                          {s: SuperResolver.pretrained(scale=s) for s in (2, 4)}, args, out,
                           args.pictures)
     if "speed" in parts:
         from skimage import data

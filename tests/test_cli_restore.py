@@ -52,8 +52,9 @@ def test_errors_are_one_line(tmp_path, folder, capsys):
     (bad / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "deep.png")
     cases = [
-        (["denoise", "a.png", "b.png"], "pass --model"),
-        (["denoise", str(bad / "notes.png"), "b.png", "--model", "x.deepae"],
+        (["denoise", str(tmp_path / "missing.png"), "b.png"], "missing.png"),
+        (["denoise", str(bad / "notes.png"), "b.png"], "not an image file"),
+        (["denoise", str(folder / "im1.png"), "b.png", "--model", "x.deepae"],
          "No deepae model"),
         (["upscale", "train", str(tmp_path / "empty")], "-o/--output"),
         (["denoise", "train", str(bad), "-o", str(tmp_path / "m.deepae")],
@@ -65,3 +66,17 @@ def test_errors_are_one_line(tmp_path, folder, capsys):
         assert msg in err and err.count("\n") == 1, err
     with pytest.raises(ValueError, match="16-bit"):
         read_image(tmp_path / "deep.png")
+
+
+def test_pretrained_models_without_model_option(tmp_path, capsys):
+    """Without --model the CLI uses the models that ship inside the package."""
+    from skimage import data
+
+    coins = data.coins()[:64, :96]
+    rgb = np.stack([coins, coins[::-1], coins[:, ::-1]], axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    assert main(["denoise", str(tmp_path / "in.png"), str(tmp_path / "d.png")]) == 0
+    assert read_image(tmp_path / "d.png").shape == (64, 96, 3)
+    assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "u.png"), "--scale",
+                 "4"]) == 0
+    assert read_image(tmp_path / "u.png").shape == (256, 384, 3)

@@ -2,14 +2,18 @@
 
 from deepae.data.datasets import (
     DATASETS,
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
     load_dataset,
     load_digits,
     load_fashion_mnist,
     load_mnist,
+    load_photos,
 )
 from deepae.data.io import read_data, read_idx
 from deepae.data.synthetic import make_transactions, time_split
 from deepae.data.tabular import read_table
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "DATASETS",
+__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_photos", "load_dataset", "DATASETS",
+           "TRAIN_PHOTOS", "TEST_PHOTOS",
            "read_idx", "read_data", "read_table", "make_transactions", "time_split"]

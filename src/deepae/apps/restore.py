@@ -216,8 +216,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
     _scale = 1
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, tile, random_state, verbose):
+                    batch_size, learning_rate, tile, per_channel, random_state, verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.per_channel = per_channel
         self.filters = filters
         self.convs_per_level = convs_per_level
         self.patch_size = patch_size
@@ -232,6 +233,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
     def _validate_common(self):
         name = type(self).__name__
         check_units(self.filters, "filters", owner=name, allow_empty=False)
+        if not isinstance(self.per_channel, bool | np.bool_):
+            raise TypeError(f"The 'per_channel' parameter of {name} must be a bool. Got "
+                            f"{self.per_channel!r} instead.")
         for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size",
                   "tile"):
             check_positive_int(getattr(self, p), p, owner=name)
@@ -319,11 +323,15 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         mult, name = self._mult, type(self).__name__
         low = max(mult, 2 if self._scale > 1 else 1)
         out = []
+        split = self.n_channels_ == 1 and bool(self.per_channel)
         for i, im in enumerate(imgs):
-            if im.shape[-1] != self.n_channels_:
+            if im.shape[-1] != self.n_channels_ and not split:
+                hint = (" (or set per_channel=True to apply it to each channel)"
+                        if self.n_channels_ == 1 else "")
                 raise ValueError(f"This {name} takes {self.n_channels_}-channel images "
-                                 f"({'grayscale' if self.n_channels_ == 1 else 'colour'}); "
-                                 f"image {i} has {im.shape[-1]} channel(s), shape {im.shape}.")
+                                 f"({'grayscale' if self.n_channels_ == 1 else 'colour'}"
+                                 f"{hint}); image {i} has {im.shape[-1]} channel(s), shape "
+                                 f"{im.shape}.")
             if min(im.shape[:2]) < low:
                 raise ValueError(f"Image {i} is {im.shape[1]}x{im.shape[0]}: this {name} needs "
                                  f"at least {low} pixels on each side.")
@@ -332,9 +340,26 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
                 x = x.astype(np.float32)
                 return self._predict(x if extra is None else [x, extra(x)])
 
-            out.append(apply_tiled(fn, im, tile=int(self.tile), halo=self.receptive_radius_,
-                                   mult=mult, scale=self._scale))
+            # a grayscale model with per_channel: each channel of a colour image in turn
+            out.append(np.concatenate(
+                [apply_tiled(fn, im[..., c:c + 1], tile=int(self.tile),
+                             halo=self.receptive_radius_, mult=mult, scale=self._scale)
+                 for c in range(im.shape[-1])], axis=-1))
         return from_float_images(out, layout)
+
+    @classmethod
+    def _pretrained(cls, filename):
+        """Load a model that ships in ``deepae/pretrained`` (`scripts/train_pretrained.py`)."""
+        from importlib.resources import files
+
+        from deepae.persistence import load
+
+        path = files("deepae") / "pretrained" / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"The pretrained model {filename!r} is missing from this "
+                                    f"installation of deepae (looked in {path}); reinstall "
+                                    "deepae, or train it with `python scripts/train_pretrained.py`.")
+        return load(str(path))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -375,6 +400,9 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
         Images larger than this (input pixels) are processed in overlapping tiles, so that
         memory stays bounded; the tiles overlap by the network's receptive radius, which
         makes the result the same as untiled.
+    per_channel : bool, default=False
+        With a model trained on grayscale images, restore colour images one channel at a
+        time (the pretrained models do); otherwise a colour image is an error.
     random_state : int, optional
     verbose : int, default=0
 
@@ -411,12 +439,24 @@ class Denoiser(_Restorer):
 
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
-                 batch_size=32, learning_rate=1e-3, tile=512, random_state=None, verbose=0):
+                 batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
+                 random_state=None, verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, random_state, verbose)
+
+    @classmethod
+    def pretrained(cls):
+        """The general-purpose blind Gaussian denoiser that ships with deepae.
+
+        Trained by ``scripts/train_pretrained.py`` on grayscale patches of scikit-image's
+        photographs `deepae.datasets.TRAIN_PHOTOS`, noise sigma drawn from [0, 0.35];
+        colour images are denoised one channel at a time (``per_channel=True``). Its
+        training is in `deepae info` and the benchmark in the README.
+        """
+        return cls._pretrained("denoiser.deepae")
 
     def _sigma_range(self):
         name = type(self).__name__
@@ -493,14 +533,25 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 tile=512, random_state=None, verbose=0):
+                 tile=512, per_channel=False, random_state=None, verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, random_state, verbose)
 
     @property
     def _scale(self):
         return int(self.scale)
+
+    @classmethod
+    def pretrained(cls, scale=2):
+        """The general-purpose x2 or x4 upscaler that ships with deepae.
+
+        Trained by ``scripts/train_pretrained.py`` on grayscale patches of scikit-image's
+        photographs `deepae.datasets.TRAIN_PHOTOS`, box-downscaled; colour images are
+        upscaled one channel at a time (``per_channel=True``).
+        """
+        check_in(scale, "scale", SCALES, owner="SuperResolver.pretrained")
+        return cls._pretrained(f"super_resolver_x{int(scale)}.deepae")
 
     def fit(self, images, y=None):
         """Train on high-resolution `images` (a batch, a list of images of any sizes, or a

@@ -1,13 +1,15 @@
 """`deepae denoise` and `deepae upscale`: image restoration from the shell.
 
-    deepae denoise noisy.png clean.png --model d.deepae [--sigma 0.1]
+    deepae denoise noisy.png clean.png [--model d.deepae] [--sigma 0.1]
     deepae denoise train FOLDER -o d.deepae [--sigma 0,0.3] [--epochs 20]
-    deepae denoise evaluate FOLDER --model d.deepae --sigma 0.1
-    deepae upscale small.png big.png --model s.deepae
+    deepae denoise evaluate FOLDER [--model d.deepae] --sigma 0.1
+    deepae upscale small.png big.png [--scale 4] [--model s.deepae]
     deepae upscale train FOLDER -o s.deepae --scale 2
-    deepae upscale evaluate FOLDER --model s.deepae
+    deepae upscale evaluate FOLDER [--scale 2] [--model s.deepae]
 
-A thin layer over `deepae.Denoiser` and `deepae.SuperResolver`: read, call the API, write.
+Without --model the pretrained models that ship with deepae are used
+(`Denoiser.pretrained()`, `SuperResolver.pretrained(scale=...)`). A thin layer over
+`deepae.Denoiser` and `deepae.SuperResolver`: read, call the API, write.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 __all__ = ["add_restore_parsers"]
 
 _USAGE = {
-    "denoise": "deepae denoise INPUT OUTPUT --model M | train FOLDER -o M | evaluate FOLDER "
-               "--model M --sigma S",
-    "upscale": "deepae upscale INPUT OUTPUT --model M | train FOLDER -o M --scale N | "
-               "evaluate FOLDER --model M",
+    "denoise": "deepae denoise INPUT OUTPUT [--model M] | train FOLDER -o M | "
+               "evaluate FOLDER [--model M] --sigma S",
+    "upscale": "deepae upscale INPUT OUTPUT [--scale N] [--model M] | train FOLDER -o M "
+               "--scale N | evaluate FOLDER [--scale N] [--model M]",
 }
 
 
@@ -32,13 +34,14 @@ def _sigma(text):
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
-def _load(path, kind):
-    from deepae import load
+def _load(path, kind, scale=None):
+    """The model in `path`, or the pretrained one that ships with deepae."""
+    from deepae import Denoiser, SuperResolver, load
 
     if path is None:
-        raise ValueError(f"pass --model: a {kind} trained with `deepae "
-                         f"{'denoise' if kind == 'Denoiser' else 'upscale'} train FOLDER -o "
-                         "MODEL` (no pretrained model ships with this version yet).")
+        if kind == "Denoiser":
+            return Denoiser.pretrained()
+        return SuperResolver.pretrained(scale=2 if scale is None else scale)
     model = load(path)
     if type(model).__name__ != kind:
         raise ValueError(f"{path!r} holds a {type(model).__name__}, not a {kind}.")
@@ -74,7 +77,7 @@ def _evaluate(args, which):
     from deepae.metrics import psnr, ssim
 
     kind = "Denoiser" if which == "denoise" else "SuperResolver"
-    model = _load(args.model, kind)
+    model = _load(args.model, kind, getattr(args, "scale", None))
     imgs, _ = to_float_images(read_images(args.args[1]))
     rng = np.random.default_rng(args.seed)
     rows = {}
@@ -115,8 +118,9 @@ def _apply(args, which):
 
     if len(args.args) != 2:
         raise ValueError(f"expected INPUT OUTPUT; usage: {_USAGE[which]}")
-    model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver")
     image = read_image(args.args[0])
+    model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver",
+                  getattr(args, "scale", None))
     if which == "denoise":
         sigma = None if args.sigma is None else _sigma(args.sigma)
         out = model.transform(image, sigma=sigma) if model.mode == "given" else \
@@ -139,7 +143,7 @@ def _run(which):
             return _train(args, which)
         if first == "evaluate":
             if len(args.args) != 2:
-                raise ValueError(f"expected `deepae {which} evaluate FOLDER --model MODEL`")
+                raise ValueError(f"expected `deepae {which} evaluate FOLDER [--model MODEL]`")
             return _evaluate(args, which)
         return _apply(args, which)
 
@@ -156,7 +160,8 @@ def add_restore_parsers(sub):
                            description=helptext[0].upper() + helptext[1:] + ".")
         p.add_argument("args", nargs="+", metavar="ARG",
                        help="INPUT OUTPUT, or train FOLDER, or evaluate FOLDER")
-        p.add_argument("--model", help="model file (.deepae)")
+        p.add_argument("--model", help="model file (.deepae); default: the pretrained "
+                       "model that ships with deepae")
         p.add_argument("-o", "--output", help="train: model file to write")
         p.add_argument("--overwrite", action="store_true", help="train: replace --output")
         p.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")

@@ -25,7 +25,13 @@ import numpy as np
 from deepae.data.io import read_idx
 from deepae.exceptions import DataNotFoundError
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "DATASETS"]
+__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "load_photos",
+           "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS"]
+
+# scikit-image's bundled photographs: the restoration models train on the first group and
+# are tested on the second, never the other way round
+TRAIN_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "page", "text", "moon")
+TEST_PHOTOS = ("brick", "grass", "gravel", "coins", "hubble_deep_field")
 
 _FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
           "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
@@ -139,6 +145,34 @@ def load_digits(test_size: float = 0.25, random_state: int = 0):
     x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=test_size,
                                               random_state=random_state, stratify=d.target)
     return (x_tr, y_tr), (x_te, y_te)
+
+
+def load_photos(names=TRAIN_PHOTOS, *, gray=True):
+    """scikit-image's bundled photographs by name, as float32 arrays in [0, 1].
+
+    With `gray`, colour photos become their luminance (``skimage.color.rgb2gray``) and
+    every image is (h, w); otherwise colour photos stay (h, w, 3). Needs scikit-image.
+    """
+    try:
+        from skimage import color, data
+    except ImportError as e:
+        raise ImportError('load_photos needs scikit-image: pip install "scikit-image>=0.22"') \
+            from e
+    names = (names,) if isinstance(names, str) else tuple(names)
+    out = []
+    for name in names:
+        if not hasattr(data, name):
+            raise ValueError(f"Unknown photo {name!r}; expected names of skimage.data images, "
+                             f"such as {TRAIN_PHOTOS + TEST_PHOTOS}.")
+        im = np.asarray(getattr(data, name)())
+        if im.ndim == 3 and im.shape[-1] == 4:
+            im = im[..., :3]
+        if im.dtype == np.uint8:
+            im = im.astype(np.float32) / 255.0
+        if gray and im.ndim == 3:
+            im = color.rgb2gray(im)
+        out.append(np.asarray(im, np.float32))
+    return out
 
 
 DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "digits": load_digits}
