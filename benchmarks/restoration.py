@@ -22,7 +22,8 @@ One run measures:
 3. speed: images per second on 28x28 batches, and seconds per megapixel on a photo,
    deepae beside BM3D and NL-means.
 4. memory: peak RSS of denoising one 4000x3000 grayscale image (tiled), in a child process.
-PSNR in dB (mean over images of each image's PSNR) and SSIM; pictures of noisy / ours /
+"deepae x8" is the same model with `transform(..., ensemble=True)` (the average over the
+8 flips and quarter turns). PSNR in dB (mean over images of each image's PSNR) and SSIM; pictures of noisy / ours /
 BM3D / clean grids in --pictures. The test images are never trained on.
 """
 
@@ -152,6 +153,10 @@ def restoration_table(name, test, den, srs, args, out, pictures):
         rows["deepae"] = {**scores(test, [o[..., 0] for o in ours]),
                           "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
+        ens = den.transform([x[..., None] for x in noisy], ensemble=True)
+        rows["deepae x8"] = {**scores(test, [o[..., 0] for o in ens]),
+                             "seconds": round(time.perf_counter() - t, 2)}
+        t = time.perf_counter()
         nlm = nlmeans_batch(noisy)
         rows["NL-means"] = {**scores(test, nlm), "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
@@ -174,9 +179,13 @@ def restoration_table(name, test, den, srs, args, out, pictures):
         rows = {"bicubic": scores(hr, bic),
                 "deepae": {**scores(hr, [o[..., 0] for o in ours]),
                            "seconds": round(time.perf_counter() - t, 2)}}
+        t = time.perf_counter()
+        ens = sr.transform([s[..., None] for s in small], ensemble=True)
+        rows["deepae x8"] = {**scores(hr, [o[..., 0] for o in ens]),
+                             "seconds": round(time.perf_counter() - t, 2)}
         res[f"sr_x{scale}"] = rows
-        print(f"  SR x{scale}: bicubic {rows['bicubic']['psnr']:.2f}  deepae "
-              f"{rows['deepae']['psnr']:.2f}", flush=True)
+        print(f"  SR x{scale}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()),
+              flush=True)
         save(out, args)
         if pictures:
             grid(Path(pictures) / f"{name}_sr_x{scale}.png",

@@ -316,8 +316,10 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         model = self.model_
         self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def _apply(self, images, extra=None, strict=True):
-        """Run the model over `images` in tiles; `extra(x)` gives more inputs for a tile."""
+    def _apply(self, images, extra=None, strict=True, ensemble=False):
+        """Run the model over `images` in tiles; `extra(x)` gives more inputs for a tile.
+        With `ensemble`, average the 8 flips and quarter turns of each image (each undone
+        after the model: the geometric self-ensemble of Lim et al. 2017)."""
         check_is_fitted(self, "model_")
         imgs, layout = to_float_images(images, "images", strict=strict)
         mult, name = self._mult, type(self).__name__
@@ -340,11 +342,23 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
                 x = x.astype(np.float32)
                 return self._predict(x if extra is None else [x, extra(x)])
 
-            # a grayscale model with per_channel: each channel of a colour image in turn
-            out.append(np.concatenate(
-                [apply_tiled(fn, im[..., c:c + 1], tile=int(self.tile),
-                             halo=self.receptive_radius_, mult=mult, scale=self._scale)
-                 for c in range(im.shape[-1])], axis=-1))
+            def run(x):
+                # a grayscale model with per_channel: each channel of a colour image in turn
+                return np.concatenate(
+                    [apply_tiled(fn, x[..., c:c + 1], tile=int(self.tile),
+                                 halo=self.receptive_radius_, mult=mult, scale=self._scale)
+                     for c in range(x.shape[-1])], axis=-1)
+
+            if not ensemble:
+                out.append(run(im))
+                continue
+            acc = 0.0
+            for k in range(4):
+                for flip in (False, True):
+                    x = np.rot90(im[:, ::-1] if flip else im, k)
+                    y = np.rot90(run(np.ascontiguousarray(x)), -k)
+                    acc = acc + (y[:, ::-1] if flip else y)
+            out.append(acc / 8.0)
         return from_float_images(out, layout)
 
     @classmethod
@@ -495,23 +509,25 @@ class Denoiser(_Restorer):
 
         return self._fit(images, make_pair, build)
 
-    def transform(self, images, sigma=None):
+    def transform(self, images, sigma=None, *, ensemble=False):
         """Denoise `images` (one image, a batch or a list); same layout and dtype back.
 
         `sigma` (the noise's standard deviation in [0, 1] units) is required in
         ``mode="given"`` and ignored in blind mode. Float images may stray outside [0, 1] (the
-        model trains on unclipped noise); the result is clipped to [0, 1].
+        model trains on unclipped noise); the result is clipped to [0, 1]. `ensemble=True`
+        averages the results for the 8 flips and quarter turns of each image: 8 times the
+        work, a little more accuracy.
         """
         check_is_fitted(self, "model_")
         if self.mode != "given":
-            return self._apply(images, strict=False)
+            return self._apply(images, strict=False, ensemble=ensemble)
         if sigma is None or isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) \
                 or not 0 <= sigma <= 1:
             raise ValueError("This Denoiser was trained with mode='given': pass the noise "
                              f"level as transform(images, sigma=...) in [0, 1]; received "
                              f"sigma={sigma!r}.")
         return self._apply(images, lambda x: np.full(x.shape[:3] + (1,), sigma, np.float32),
-                           strict=False)
+                           strict=False, ensemble=ensemble)
 
     def _model_card(self):
         return {"noise_model": {"noise": self.noise, "sigma": list(self._sigma_range()),
@@ -574,10 +590,11 @@ class SuperResolver(_Restorer):
 
         return self._fit(images, make_pair, build)
 
-    def transform(self, images):
+    def transform(self, images, *, ensemble=False):
         """Upscale `images` (one image, a batch or a list) by `scale`; the same layout and
-        dtype back, each side `scale` times longer."""
-        return self._apply(images)
+        dtype back, each side `scale` times longer. `ensemble=True` averages the results for
+        the 8 flips and quarter turns of each image (8 times the work)."""
+        return self._apply(images, ensemble=ensemble)
 
     def _model_card(self):
         return {"degradation": {"downscale": "box average", "scale": int(self.scale)}}
