@@ -78,5 +78,5 @@ def test_pretrained_models_without_model_option(tmp_path, capsys):
     assert main(["denoise", str(tmp_path / "in.png"), str(tmp_path / "d.png")]) == 0
     assert read_image(tmp_path / "d.png").shape == (64, 96, 3)
     assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "u.png"), "--scale",
-                 "4"]) == 0
+                 "4", "--ensemble"]) == 0
     assert read_image(tmp_path / "u.png").shape == (256, 384, 3)

@@ -123,13 +123,13 @@ def _apply(args, which):
                   getattr(args, "scale", None))
     if which == "denoise":
         sigma = None if args.sigma is None else _sigma(args.sigma)
-        out = model.transform(image, sigma=sigma) if model.mode == "given" else \
-            model.transform(image)
+        out = model.transform(image, sigma=sigma, ensemble=args.ensemble) \
+            if model.mode == "given" else model.transform(image, ensemble=args.ensemble)
     else:
         if args.scale is not None and args.scale != model.scale:
             raise ValueError(f"--scale {args.scale} differs from the model's scale "
                              f"{model.scale}; use a x{args.scale} model.")
-        out = model.transform(image)
+        out = model.transform(image, ensemble=args.ensemble)
     write_image(args.args[1], out)
     return 0
 
@@ -171,6 +171,9 @@ def add_restore_parsers(sub):
                        help="train: patches per epoch (default 4096)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+        p.add_argument("--ensemble", action="store_true", help="average the results for the "
+                       "8 flips and quarter turns of the image (8 times slower, a little "
+                       "better)")
         if which == "denoise":
             p.add_argument("--sigma", help="noise level in [0, 1]: the level to remove "
                            "(given-sigma models), to add (evaluate), or LOW,HIGH to train on "
