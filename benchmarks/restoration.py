@@ -12,7 +12,7 @@ One run measures:
    denoising at sigma 0.1 / 0.2 / 0.3 (noise drawn with a fixed seed, not clipped) against
    the noisy input, scikit-image NL-means (h = 0.8 x estimate_sigma, fast mode, patch 5,
    distance 6) and BM3D (`bm3d` package, told the true sigma); super-resolution of
-   box-downscaled images against Pillow's bicubic.
+   box-downscaled images against Pillow's bicubic (all three: `deepae.baselines`).
 2. photos: scikit-image's photographs as grayscale luminance in [0, 1]. The models are
    the pretrained ones that ship in the package (`Denoiser.pretrained()`,
    `SuperResolver.pretrained(scale=2|4)`), trained by scripts/train_pretrained.py on
@@ -47,14 +47,13 @@ SIGMAS = (0.1, 0.2, 0.3)
 
 # -- baselines --------------------------------------------------------------------------------
 def _bm3d_one(args):
-    import bm3d
+    from deepae.baselines import bm3d
 
-    img, sigma = args
-    return np.asarray(bm3d.bm3d(img, sigma), np.float32)
+    return bm3d(*args)
 
 
 def bm3d_batch(images, sigma, workers):
-    """BM3D on each (h, w) image, `workers` processes."""
+    """BM3D (`deepae.baselines.bm3d`) on each (h, w) image, `workers` processes."""
     jobs = [(im, sigma) for im in images]
     if workers <= 1:
         return [_bm3d_one(j) for j in jobs]
@@ -63,22 +62,15 @@ def bm3d_batch(images, sigma, workers):
 
 
 def nlmeans_batch(images):
-    from skimage.restoration import denoise_nl_means, estimate_sigma
+    from deepae.baselines import nl_means
 
-    out = []
-    for im in images:
-        s = float(estimate_sigma(im))
-        out.append(denoise_nl_means(im, h=0.8 * s, sigma=s, fast_mode=True, patch_size=5,
-                                    patch_distance=6).astype(np.float32))
-    return out
+    return [nl_means(im) for im in images]
 
 
 def bicubic_batch(small, shape):
-    from PIL import Image
+    from deepae.baselines import bicubic
 
-    h, w = shape
-    return [np.asarray(Image.fromarray(s.astype(np.float32)).resize((w, h), Image.BICUBIC))
-            for s in small]
+    return [bicubic(s, shape) for s in small]
 
 
 # -- scoring ----------------------------------------------------------------------------------

@@ -227,3 +227,39 @@ def test_self_ensemble_keeps_shapes_and_helps(fitted):
     for view in (lambda a: np.rot90(a), lambda a: a[::-1], lambda a: np.rot90(a[:, ::-1], 3)):
         np.testing.assert_allclose(fitted.transform(np.ascontiguousarray(view(x)), ensemble=True),
                                    view(fitted.transform(x, ensemble=True)), atol=1e-5)
+
+
+def test_baselines_and_training_log(capsys):
+    from deepae import baselines
+
+    clean = smooth_images(1, 40, 48, c=3, seed=3)[0]
+    noisy = clean + np.random.default_rng(2).normal(0, 0.1, clean.shape).astype(np.float32)
+    nlm = baselines.nl_means(noisy)
+    assert nlm.shape == clean.shape and psnr(clean, np.clip(nlm, 0, 1)) > psnr(
+        clean, np.clip(noisy, 0, 1)) + 3
+    big = baselines.bicubic(clean[..., 0], (80, 96))
+    assert big.shape == (80, 96) and big.dtype == np.float32
+    # not a terminal: one line per epoch with the loss
+    Denoiser(epochs=2, patches_per_epoch=32, filters=(8, 16), patch_size=16,
+             verbose=1).fit(smooth_images(2, 16, 16))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 2 and "loss" in lines[0]
+
+
+def test_bm3d_baseline():
+    pytest.importorskip("bm3d")
+    from deepae import baselines
+
+    clean = smooth_images(1, 32, 32, seed=4)[0, ..., 0]
+    noisy = clean + np.random.default_rng(2).normal(0, 0.1, clean.shape).astype(np.float32)
+    assert psnr(clean, np.clip(baselines.bm3d(noisy, 0.1), 0, 1)) > psnr(clean, noisy) + 3
+
+
+def test_colour_models_restore_channels_together():
+    rgb = smooth_images(16, 32, 32, c=3, seed=6)
+    sr = deepae.SuperResolver(scale=2, filters=(8, 16), epochs=1, patches_per_epoch=64,
+                              patch_size=16, random_state=0).fit(rgb)
+    assert sr.n_channels_ == 3
+    assert sr.transform(rgb[0]).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="3-channel images"):
+        sr.transform(rgb[0, ..., 0])

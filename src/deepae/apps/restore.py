@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import time
 from pathlib import Path
 
@@ -300,11 +301,18 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         t0 = time.perf_counter()
         for epoch in range(int(self.epochs)):
             patches = random_patches(imgs, size, steps_per_epoch * bs, rng)
-            losses = [step(tf.constant(patches[i * bs:(i + 1) * bs]))
-                      for i in range(steps_per_epoch)]
-            self.history_["loss"].append(float(np.mean([float(v) for v in losses])))
+            bar = None
+            if self.verbose and sys.stdout.isatty():  # a bar on a terminal, a line in a log
+                print(f"epoch {epoch + 1}/{self.epochs}", flush=True)
+                bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"])
+            total = 0.0
+            for i in range(steps_per_epoch):
+                total += float(step(tf.constant(patches[i * bs:(i + 1) * bs])))
+                if bar is not None:
+                    bar.update(i + 1, [("loss", total / (i + 1))])
+            self.history_["loss"].append(total / steps_per_epoch)
             self.history_["seconds"].append(round(time.perf_counter() - t0, 2))
-            if self.verbose:
+            if self.verbose and bar is None:
                 print(f"epoch {epoch + 1}/{self.epochs}  loss {self.history_['loss'][-1]:.5f}"
                       f"  {self.history_['seconds'][-1]:.1f} s", flush=True)
         self._build_predict()
@@ -344,10 +352,10 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
 
             def run(x):
                 # a grayscale model with per_channel: each channel of a colour image in turn
+                parts = [x[..., c:c + 1] for c in range(x.shape[-1])] if split else [x]
                 return np.concatenate(
-                    [apply_tiled(fn, x[..., c:c + 1], tile=int(self.tile),
-                                 halo=self.receptive_radius_, mult=mult, scale=self._scale)
-                     for c in range(x.shape[-1])], axis=-1)
+                    [apply_tiled(fn, p, tile=int(self.tile), halo=self.receptive_radius_,
+                                 mult=mult, scale=self._scale) for p in parts], axis=-1)
 
             if not ensemble:
                 out.append(run(im))

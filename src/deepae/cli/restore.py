@@ -69,47 +69,63 @@ def _train(args, which):
     return 0
 
 
+def _available(module):
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
 def _evaluate(args, which):
     import numpy as np
 
+    from deepae import baselines
     from deepae.apps.restore import box_downscale, to_float_images
     from deepae.data.io import read_images
     from deepae.metrics import psnr, ssim
 
     kind = "Denoiser" if which == "denoise" else "SuperResolver"
+    if which == "denoise":
+        if args.sigma is None:
+            raise ValueError("`deepae denoise evaluate` needs --sigma, the noise level to "
+                             "add to the clean images.")
+        sigma = _sigma(args.sigma)
+        if isinstance(sigma, tuple):
+            raise ValueError(f"--sigma for evaluate is one noise level; got {args.sigma!r}.")
     model = _load(args.model, kind, getattr(args, "scale", None))
     imgs, _ = to_float_images(read_images(args.args[1]))
     rng = np.random.default_rng(args.seed)
+    # the baselines that are installed: NL-means (scikit-image), BM3D (bm3d)
+    extra = {"NL-means": (_available("skimage"), "scikit-image"),
+             "BM3D": (_available("bm3d"), "bm3d")} if which == "denoise" else {}
     rows = {}
     for im in imgs:
         if which == "denoise":
-            if args.sigma is None:
-                raise ValueError("`deepae denoise evaluate` needs --sigma, the noise level to "
-                                 "add to the clean images.")
-            sigma = _sigma(args.sigma)
-            if isinstance(sigma, tuple):
-                raise ValueError(f"--sigma for evaluate is one noise level; got {args.sigma!r}.")
             degraded = np.clip(im + rng.normal(0, sigma, im.shape), 0, 1).astype(np.float32)
-            outs = {"noisy input": degraded,
-                    "deepae": model.transform(degraded, sigma=sigma)
-                    if model.mode == "given" else model.transform(degraded)}
+            outs = {"noisy input": degraded}
+            if extra.get("NL-means", (False,))[0]:
+                outs["NL-means"] = baselines.nl_means(degraded)
+            if extra.get("BM3D", (False,))[0]:
+                outs["BM3D"] = baselines.bm3d(degraded, sigma)
+            outs["deepae"] = model.transform(degraded, sigma=sigma, ensemble=args.ensemble) \
+                if model.mode == "given" else model.transform(degraded, ensemble=args.ensemble)
         else:
             s = model.scale
             h, w = im.shape[0] // s * s, im.shape[1] // s * s
             im = im[:h, :w]
             small = box_downscale(im[None], s)[0]
-            from PIL import Image
-
-            bic = np.stack([np.asarray(Image.fromarray(small[..., c]).resize(
-                (w, h), Image.BICUBIC)) for c in range(small.shape[-1])], axis=-1)
-            outs = {"bicubic": np.clip(bic, 0, 1), "deepae": model.transform(small)}
+            outs = {"bicubic": np.clip(baselines.bicubic(small, (h, w)), 0, 1),
+                    "deepae": model.transform(small, ensemble=args.ensemble)}
         for name, out in outs.items():
             r = rows.setdefault(name, {"psnr": [], "ssim": []})
+            out = np.clip(out, 0, 1)
             r["psnr"].append(psnr(im, out, data_range=1.0))
             r["ssim"].append(ssim(im, out, data_range=1.0) if min(im.shape[:2]) >= 11 else np.nan)
     print(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({len(imgs)} images)")
     for name, r in rows.items():
         print(f"{name:<14} {np.mean(r['psnr']):8.2f} {np.nanmean(r['ssim']):7.4f}")
+    for name, (ok, package) in extra.items():
+        if not ok:
+            print(f"({name} left out: pip install {package} to compare with it)")
     return 0
 
 
