@@ -24,9 +24,11 @@ def _channels(image):
 def nl_means(image):
     """Non-local means with h tuned from the estimated noise level."""
     try:
+        import pywt  # noqa: F401  (estimate_sigma's wavelet transform)
         from skimage.restoration import denoise_nl_means, estimate_sigma
     except ImportError as e:
-        raise ImportError('nl_means needs scikit-image: pip install "scikit-image>=0.22"') from e
+        raise ImportError('nl_means needs scikit-image and PyWavelets: pip install '
+                          '"deepae[images]"') from e
     x, squeeze = _channels(image)
     out = np.empty_like(x)
     for c in range(x.shape[-1]):

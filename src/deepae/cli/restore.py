@@ -95,7 +95,8 @@ def _evaluate(args, which):
     imgs, _ = to_float_images(read_images(args.args[1]))
     rng = np.random.default_rng(args.seed)
     # the baselines that are installed: NL-means (scikit-image), BM3D (bm3d)
-    extra = {"NL-means": (_available("skimage"), "scikit-image"),
+    extra = {"NL-means": (_available("skimage") and _available("pywt"),
+                          '"deepae[images]"'),
              "BM3D": (_available("bm3d"), "bm3d")} if which == "denoise" else {}
     rows = {}
     for im in imgs:
