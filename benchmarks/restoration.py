@@ -84,6 +84,18 @@ def scores(clean, results, clip=True):
     return {"psnr": round(float(np.mean(p)), 3), "ssim": round(float(np.mean(s)), 4)}
 
 
+def timed(rows, name, clean, run, *args, channel=False, **kwargs):
+    """rows[name] = scores of run(*args, **kwargs) against `clean` and its seconds; returns
+    the (h, w) results (`channel`: run gives (h, w, 1) images)."""
+    t = time.perf_counter()
+    results = run(*args, **kwargs)
+    seconds = round(time.perf_counter() - t, 2)
+    if channel:
+        results = [r[..., 0] for r in results]
+    rows[name] = {**scores(clean, results), "seconds": seconds}
+    return results
+
+
 def grid(path, rows, names):
     """Save a picture: one row per example, one column per method."""
     import matplotlib
@@ -140,48 +152,36 @@ def restoration_table(name, test, den, srs, args, out, pictures):
         noisy = [(c + rng.normal(0, sigma, c.shape)).astype(np.float32) for c in test]
         clipped = [np.clip(x, 0, 1) for x in noisy]
         rows = {"noisy input": scores(test, noisy, clip=False)}
-        t = time.perf_counter()
-        ours = den.transform([x[..., None] for x in noisy])
-        rows["deepae"] = {**scores(test, [o[..., 0] for o in ours]),
-                          "seconds": round(time.perf_counter() - t, 2)}
-        t = time.perf_counter()
-        ens = den.transform([x[..., None] for x in noisy], ensemble=True)
-        rows["deepae x8"] = {**scores(test, [o[..., 0] for o in ens]),
-                             "seconds": round(time.perf_counter() - t, 2)}
-        t = time.perf_counter()
-        nlm = nlmeans_batch(noisy)
-        rows["NL-means"] = {**scores(test, nlm), "seconds": round(time.perf_counter() - t, 2)}
-        t = time.perf_counter()
-        b3 = bm3d_batch(noisy, sigma, args.workers)
-        rows["BM3D"] = {**scores(test, b3), "seconds": round(time.perf_counter() - t, 2)}
+        batch = [x[..., None] for x in noisy]
+        ours = timed(rows, "deepae", test, den.transform, batch, channel=True)
+        timed(rows, "deepae x8", test, den.transform, batch,
+              ensemble=True, channel=True)
+        timed(rows, "NL-means", test, nlmeans_batch, noisy)
+        b3 = timed(rows, "BM3D", test, bm3d_batch, noisy, sigma, args.workers)
         res[f"denoise_sigma_{sigma}"] = rows
         print(f"  sigma {sigma}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()),
               flush=True)
         save(out, args)
         if pictures:
             grid(Path(pictures) / f"{name}_denoise_sigma_{sigma}.png",
-                 [[clipped[i], ours[i][..., 0], b3[i], test[i]] for i in range(min(4, len(test)))],
+                 [[clipped[i], ours[i], b3[i], test[i]] for i in range(min(4, len(test)))],
                  ["noisy", "deepae", "BM3D", "clean"])
     for scale, sr in srs.items():
         hr = [c[: c.shape[0] // scale * scale, : c.shape[1] // scale * scale] for c in test]
         small = [box_downscale(c[None, ..., None], scale)[0, ..., 0] for c in hr]
         bic = [bicubic_batch([s], c.shape)[0] for s, c in zip(small, hr, strict=True)]
-        t = time.perf_counter()
-        ours = sr.transform([s[..., None] for s in small])
-        rows = {"bicubic": scores(hr, bic),
-                "deepae": {**scores(hr, [o[..., 0] for o in ours]),
-                           "seconds": round(time.perf_counter() - t, 2)}}
-        t = time.perf_counter()
-        ens = sr.transform([s[..., None] for s in small], ensemble=True)
-        rows["deepae x8"] = {**scores(hr, [o[..., 0] for o in ens]),
-                             "seconds": round(time.perf_counter() - t, 2)}
+        rows = {"bicubic": scores(hr, bic)}
+        batch = [s[..., None] for s in small]
+        ours = timed(rows, "deepae", hr, sr.transform, batch, channel=True)
+        timed(rows, "deepae x8", hr, sr.transform, batch, ensemble=True,
+              channel=True)
         res[f"sr_x{scale}"] = rows
         print(f"  SR x{scale}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()),
               flush=True)
         save(out, args)
         if pictures:
             grid(Path(pictures) / f"{name}_sr_x{scale}.png",
-                 [[bic[i], ours[i][..., 0], hr[i]] for i in range(min(4, len(test)))],
+                 [[bic[i], ours[i], hr[i]] for i in range(min(4, len(test)))],
                  ["bicubic", "deepae", "original"])
 
 
