@@ -158,14 +158,8 @@ def restoration_table(name, test, den, srs, args, out, pictures):
               ensemble=True, channel=True)
         timed(rows, "NL-means", test, nlmeans_batch, noisy)
         b3 = timed(rows, "BM3D", test, bm3d_batch, noisy, sigma, args.workers)
-        res[f"denoise_sigma_{sigma}"] = rows
-        print(f"  sigma {sigma}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()),
-              flush=True)
-        save(out, args)
-        if pictures:
-            grid(Path(pictures) / f"{name}_denoise_sigma_{sigma}.png",
-                 [[clipped[i], ours[i], b3[i], test[i]] for i in range(min(4, len(test)))],
-                 ["noisy", "deepae", "BM3D", "clean"])
+        record(out, args, name, f"denoise_sigma_{sigma}", rows, pictures,
+               [clipped, ours, b3, test], ["noisy", "deepae", "BM3D", "clean"])
     for scale, sr in srs.items():
         hr = [c[: c.shape[0] // scale * scale, : c.shape[1] // scale * scale] for c in test]
         small = [box_downscale(c[None, ..., None], scale)[0, ..., 0] for c in hr]
@@ -175,14 +169,20 @@ def restoration_table(name, test, den, srs, args, out, pictures):
         ours = timed(rows, "deepae", hr, sr.transform, batch, channel=True)
         timed(rows, "deepae x8", hr, sr.transform, batch, ensemble=True,
               channel=True)
-        res[f"sr_x{scale}"] = rows
-        print(f"  SR x{scale}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()),
-              flush=True)
-        save(out, args)
-        if pictures:
-            grid(Path(pictures) / f"{name}_sr_x{scale}.png",
-                 [[bic[i], ours[i], hr[i]] for i in range(min(4, len(test)))],
-                 ["bicubic", "deepae", "original"])
+        record(out, args, name, f"sr_x{scale}", rows, pictures, [bic, ours, hr],
+               ["bicubic", "deepae", "original"])
+
+
+def record(out, args, name, key, rows, pictures, columns, names):
+    """Store one table row group, print it, save the JSON, and draw the first four images of
+    each of `columns` (lists of (h, w) images) side by side."""
+    out[name][key] = rows
+    print(f"  {key}: " + "  ".join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()), flush=True)
+    save(out, args)
+    if pictures:
+        n = min(4, len(columns[0]))
+        grid(Path(pictures) / f"{name}_{key}.png", [[col[i] for col in columns] for i in range(n)],
+             names)
 
 
 def photo_crops(size=128):

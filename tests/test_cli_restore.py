@@ -59,6 +59,7 @@ def test_errors_are_one_line(tmp_path, folder, capsys):
         (["denoise", str(folder / "im1.png"), "b.png", "--model", "x.deepae"],
          "No deepae model"),
         (["upscale", "train", str(tmp_path / "empty")], "-o/--output"),
+        (["upscale", "train"], "got arguments ['train']"),
         (["denoise", "train", str(bad), "-o", str(tmp_path / "m.deepae")],
          "not an image file"),
     ]

@@ -134,7 +134,8 @@ def _apply(args, which):
     from deepae.data.io import read_image, write_image
 
     if len(args.args) != 2:
-        raise ValueError(f"expected INPUT OUTPUT; usage: {_USAGE[which]}")
+        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
+                         f"{args.args}; usage: {_USAGE[which]}")
     image = read_image(args.args[0])
     model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver",
                   getattr(args, "scale", None))
@@ -156,11 +157,13 @@ def _run(which):
         first = args.args[0] if args.args else None
         if first == "train":
             if len(args.args) != 2:
-                raise ValueError(f"expected `deepae {which} train FOLDER -o MODEL`")
+                raise ValueError(f"expected `deepae {which} train FOLDER -o MODEL`; got "
+                                 f"arguments {args.args}")
             return _train(args, which)
         if first == "evaluate":
             if len(args.args) != 2:
-                raise ValueError(f"expected `deepae {which} evaluate FOLDER [--model MODEL]`")
+                raise ValueError(f"expected `deepae {which} evaluate FOLDER [--model MODEL]`;"
+                                 f" got arguments {args.args}")
             return _evaluate(args, which)
         return _apply(args, which)
 

@@ -156,7 +156,7 @@ def load_photos(names=TRAIN_PHOTOS, *, gray=True):
     try:
         from skimage import color, data
     except ImportError as e:
-        raise ImportError('load_photos needs scikit-image: pip install "scikit-image>=0.22"') \
+        raise ImportError('load_photos needs scikit-image: pip install "deepae[images]"') \
             from e
     names = (names,) if isinstance(names, str) else tuple(names)
     out = []
