@@ -2,7 +2,8 @@
 
 Public names: the core model (`Encoder`, `Decoder`, `Autoencoder`), dimensionality reduction
 (`AutoencoderReducer`, `compare_with_pca`), anomaly detection (`AnomalyDetector`,
-`deepae.thresholds`, `deepae.metrics`), persistence (`load`),
+`deepae.thresholds`, `deepae.metrics`), image restoration (`Denoiser`, `SuperResolver`),
+learned compression (`ImageCodec`), persistence (`load`),
 data sets (`deepae.datasets`), errors (`deepae.exceptions`).
 """
 
@@ -13,14 +14,15 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
+from deepae.apps.compress import ImageCodec
 from deepae.apps.detect import AnomalyDetector
 from deepae.apps.reduce import AutoencoderReducer, compare_with_pca
 from deepae.apps.restore import Denoiser, SuperResolver
-from deepae.exceptions import ArtifactError, DataNotFoundError, TrainingError
+from deepae.exceptions import ArtifactError, BitstreamError, DataNotFoundError, TrainingError
 from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
 from deepae.persistence import load
 
 __all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
-           "compare_with_pca", "AnomalyDetector", "Denoiser", "SuperResolver", "load", "datasets", "exceptions", "metrics",
-           "thresholds", "ArtifactError",
-           "DataNotFoundError", "TrainingError"]
+           "compare_with_pca", "AnomalyDetector", "Denoiser", "SuperResolver", "ImageCodec",
+           "load", "datasets", "exceptions", "metrics", "thresholds", "ArtifactError",
+           "BitstreamError", "DataNotFoundError", "TrainingError"]

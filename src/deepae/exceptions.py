@@ -1,6 +1,6 @@
 """Errors raised by deepae. Each subclasses the builtin a caller would catch."""
 
-__all__ = ["DeepAEError", "ArtifactError", "DataNotFoundError", "TrainingError"]
+__all__ = ["DeepAEError", "ArtifactError", "BitstreamError", "DataNotFoundError", "TrainingError"]
 
 
 class DeepAEError(Exception):
@@ -17,3 +17,8 @@ class DataNotFoundError(DeepAEError, FileNotFoundError):
 
 class TrainingError(DeepAEError, FloatingPointError):
     """Training diverged (NaN or inf loss) and was stopped."""
+
+
+class BitstreamError(DeepAEError, ValueError):
+    """A compressed file is truncated, corrupted, foreign, of an unknown format version, or
+    was written by another model than the one asked to decode it."""

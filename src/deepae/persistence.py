@@ -30,7 +30,7 @@ from deepae._version import __version__
 from deepae.exceptions import ArtifactError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "register_loader", "atomic_write_bytes"]
+           "read_header", "register_loader", "atomic_write_bytes"]
 
 FORMAT_NAME = "deepae-artifact"
 FORMAT_VERSION = 1
@@ -169,6 +169,18 @@ def read_artifact(path) -> Artifact:
                             f"deepae model: {type(e).__name__}: {e}") from e
     return Artifact(kind=header["kind"], metadata=header.get("metadata", {}), models=models,
                     arrays=arrays, header=header)
+
+
+def read_header(path) -> dict:
+    """The checked ``deepae.json`` header of an artifact, without loading its models."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            header = json.loads(zf.read("deepae.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise ArtifactError(f"{str(path)!r} is not a readable deepae model: "
+                            f"{type(e).__name__}: {e}") from e
+    _check_header(header, path)
+    return header
 
 
 def _check_header(header, path):

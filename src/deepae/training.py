@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
 from deepae.exceptions import TrainingError
 
-__all__ = ["fit_autoencoder", "data_fingerprint", "LOSSES", "OPTIMIZERS", "NaNGuard"]
+__all__ = ["fit_autoencoder", "train_on_patches", "data_fingerprint", "LOSSES", "OPTIMIZERS",
+           "NaNGuard"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -352,4 +354,46 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         "final": {k: v[-1] for k, v in history.history.items() if v},
         "first_epoch_this_run": first_this_run,
     }
+    return history
+
+
+def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size, rng,
+                     verbose=0, history=None) -> dict:
+    """The loop of the image applications, which train on random patches drawn anew each
+    epoch (a hand loop: `Model.fit` cannot draw new patches or corrupt them in the step).
+
+    ``step(batch) -> dict`` runs one compiled training step on a (batch_size, size, size, c)
+    float32 batch and returns its metrics (``loss`` first). Returns the history: each
+    metric's mean per epoch and ``seconds`` since the start, appended to `history` when given
+    (a continued training). A NaN or inf loss stops training with `TrainingError`.
+    """
+    import tensorflow as tf  # the step is a tf.function; batches go in as tensors
+
+    from deepae.data.images import random_patches
+
+    history = history if history is not None else {}
+    t0 = time.perf_counter() - (history.get("seconds") or [0.0])[-1]
+    for epoch in range(int(epochs)):
+        patches = random_patches(images, size, steps_per_epoch * batch_size, rng)
+        bar = None
+        if verbose and sys.stdout.isatty():  # a bar on a terminal, a line in a log
+            print(f"epoch {epoch + 1}/{epochs}", flush=True)
+            bar = keras.utils.Progbar(steps_per_epoch)
+        totals = {}
+        for i in range(steps_per_epoch):
+            logs = step(tf.constant(patches[i * batch_size:(i + 1) * batch_size]))
+            for k, v in logs.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            if not math.isfinite(totals.get("loss", 0.0)):
+                raise TrainingError(f"Training diverged: the loss became {totals['loss']} at "
+                                    f"epoch {epoch + 1}, step {i + 1}; lower the learning rate.")
+            if bar is not None:
+                bar.update(i + 1, [(k, float(v)) for k, v in logs.items()])
+        for k, v in totals.items():
+            history.setdefault(k, []).append(v / steps_per_epoch)
+        history.setdefault("seconds", []).append(round(time.perf_counter() - t0, 2))
+        if verbose and bar is None:
+            shown = "  ".join(f"{k} {history[k][-1]:.5g}" for k in totals)
+            print(f"epoch {epoch + 1}/{epochs}  {shown}  {history['seconds'][-1]:.1f} s",
+                  flush=True)
     return history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
+from deepae.exceptions import ArtifactError
 from deepae.persistence import Artifact, artifact_bytes, read_artifact, save_artifact
 
 __all__ = ["ArtifactEstimatorMixin", "params_from_json"]
@@ -42,6 +43,35 @@ class ArtifactEstimatorMixin:
         meta, models, arrays = self._artifact_parts()
         return save_artifact(path, type(self).__name__, {"params": self._saved_params(), **meta},
                              models=models, arrays=arrays, overwrite=overwrite)
+
+    @classmethod
+    def _pretrained(cls, filename):
+        """Load a model that ships in ``deepae/pretrained`` (trained by the scripts in
+        ``scripts/``)."""
+        from importlib.resources import files
+
+        path = files("deepae") / "pretrained" / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"The pretrained model {filename!r} is missing from this "
+                                    f"installation of deepae (looked in {path}); reinstall "
+                                    "deepae, or train it with the script under `scripts/` that "
+                                    "names it.")
+        return cls.load(str(path))
+
+    @classmethod
+    def load(cls, path):
+        """Load a saved estimator of this class (`save` wrote it).
+
+        Raises
+        ------
+        ArtifactError
+            If the file is not a deepae artifact, is corrupted, or holds another estimator.
+        """
+        art = read_artifact(path)
+        if art.kind != cls.__name__:
+            raise ArtifactError(f"{str(path)!r} holds a {art.kind}, not a {cls.__name__}; "
+                                "load it with deepae.load.")
+        return cls._from_artifact(art)
 
     @classmethod
     def _from_artifact(cls, art: Artifact):

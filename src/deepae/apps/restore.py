@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -19,8 +16,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import check_in, check_positive_float, check_positive_int, check_units
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, register_loader
+from deepae.training import train_on_patches
 
 __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
            "NOISES"]
@@ -30,127 +29,7 @@ MODES = ("blind", "given")
 SCALES = (2, 4)
 
 
-# -- images in, images out ---------------------------------------------------------------------
-def _one_image(img, name, i=None, strict=True):
-    where = f"{name}[{i}]" if i is not None else name
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        out = img.astype(np.float32) / 255.0
-    elif img.dtype.kind == "f":
-        out = img.astype(np.float32)
-        if not np.isfinite(out).all():
-            raise ValueError(f"Expected finite pixel values in `{where}`; received NaN or inf.")
-        lo, hi = float(out.min()), float(out.max())
-        if strict and (lo < -1e-3 or hi > 1 + 1e-3):
-            raise ValueError(f"Expected float pixels in [0, 1] in `{where}`; received values in "
-                             f"[{lo:.4g}, {hi:.4g}]. Divide 8-bit data by 255.")
-    elif img.dtype.kind in "ui":
-        raise TypeError(f"Expected `{where}` as uint8 (0-255) or float in [0, 1]; received "
-                        f"{img.dtype} ({8 * img.dtype.itemsize}-bit) pixels. Convert 16-bit "
-                        "images to float in [0, 1] (divide by 65535) or to uint8.")
-    else:
-        raise TypeError(f"Expected `{where}` as an image array (uint8 or float); received "
-                        f"dtype {img.dtype}.")
-    if out.ndim == 2:
-        out = out[..., None]
-    if out.ndim != 3 or out.shape[-1] not in (1, 3):
-        raise ValueError(f"Expected `{where}` of shape (h, w), (h, w, 1) or (h, w, 3); "
-                         f"received {img.shape}.")
-    return out
-
-
-def to_float_images(images, name="images", *, batch_3d=False, strict=True):
-    """Read `images` into a list of float32 (h, w, c) arrays in [0, 1], and its layout.
-
-    Accepts one (h, w) or (h, w, c) image, a batch (n, h, w, c) or a list of images of any
-    sizes; with `batch_3d`, a 3-D array whose last axis is not 1 or 3 is a grayscale batch
-    (n, h, w) (as MNIST comes). Returns ``(images, layout)``; `from_float_images` turns
-    results back into the caller's layout and dtype.
-    """
-    if isinstance(images, str | Path):
-        from deepae.data.io import read_images
-
-        images = read_images(images)
-    if isinstance(images, list | tuple):
-        if not images:
-            raise ValueError(f"Expected at least one image in `{name}`; received an empty list.")
-        out = [_one_image(im, name, i, strict) for i, im in enumerate(images)]
-        dtypes = {np.asarray(im).dtype for im in images}
-        layout = {"kind": "list", "dtype": dtypes.pop() if len(dtypes) == 1 else np.float32,
-                  "squeeze": [np.asarray(im).ndim == 2 for im in images]}
-        return out, layout
-    arr = np.asarray(images)
-    if arr.ndim == 3 and batch_3d and arr.shape[-1] not in (1, 3):
-        arr = arr[..., None]
-        layout = {"kind": "batch3", "dtype": arr.dtype}
-        return [_one_image(im, name, i, strict) for i, im in enumerate(arr)], layout
-    if arr.ndim in (2, 3):
-        return [_one_image(arr, name, None, strict)], {"kind": "single", "dtype": arr.dtype,
-                                         "squeeze": arr.ndim == 2}
-    if arr.ndim == 4:
-        if len(arr) == 0:
-            raise ValueError(f"Expected at least one image in `{name}`; received shape "
-                             f"{arr.shape}.")
-        return [_one_image(im, name, i, strict) for i, im in enumerate(arr)], {"kind": "batch",
-                                                                     "dtype": arr.dtype}
-    raise ValueError(f"Expected `{name}` as one (h, w) or (h, w, c) image or a batch "
-                     f"(n, h, w, c); received an array of shape {arr.shape}.")
-
-
-def _cast(img, dtype):
-    img = np.clip(img, 0.0, 1.0)
-    if np.dtype(dtype) == np.uint8:
-        return np.round(img * 255.0).astype(np.uint8)
-    return img.astype(dtype if np.dtype(dtype).kind == "f" else np.float32)
-
-
-def from_float_images(results, layout):
-    """The inverse of `to_float_images`: clip to [0, 1], cast back, restore the layout."""
-    dtype = layout["dtype"]
-    if layout["kind"] == "single":
-        img = _cast(results[0], dtype)
-        return img[..., 0] if layout["squeeze"] else img
-    if layout["kind"] == "list":
-        return [_cast(r, dtype)[..., 0] if sq else _cast(r, dtype)
-                for r, sq in zip(results, layout["squeeze"], strict=True)]
-    out = np.stack([_cast(r, dtype) for r in results])
-    return out[..., 0] if layout["kind"] == "batch3" else out
-
-
-# -- training patches -------------------------------------------------------------------------
-def random_patches(images, size, n, rng, *, flips=True):
-    """`n` random `size` x `size` crops of `images` (a list of (h, w, c) arrays), with random
-    horizontal and vertical flips and 90-degree rotations when `flips`; shape (n, size, size, c).
-    Images are drawn in proportion to their area."""
-    areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
-    which = rng.choice(len(images), size=n, p=areas / areas.sum())
-    out = np.empty((n, size, size, images[0].shape[-1]), np.float32)
-    for k, i in enumerate(which):
-        im = images[i]
-        y = rng.integers(0, im.shape[0] - size + 1)
-        x = rng.integers(0, im.shape[1] - size + 1)
-        p = im[y:y + size, x:x + size]
-        if flips:
-            if rng.random() < 0.5:
-                p = p[:, ::-1]
-            if rng.random() < 0.5:
-                p = p[::-1]
-            if rng.random() < 0.5:
-                p = np.swapaxes(p, 0, 1)
-        out[k] = p
-    return out
-
-
 # -- tiling -----------------------------------------------------------------------------------
-def _pad_to(img, mult):
-    h, w = img.shape[:2]
-    ph, pw = (-h) % mult, (-w) % mult
-    if ph or pw:
-        img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
-    return img
-
-
-
 def apply_tiled(fn, image, *, tile=512, halo=32, mult=1, scale=1):
     """Apply a fully convolutional `fn` ((1, h, w, c) -> (1, h * scale, w * scale, c')) to a
     (h, w, c) image in overlapping tiles, keeping only each tile's centre.
@@ -162,7 +41,7 @@ def apply_tiled(fn, image, *, tile=512, halo=32, mult=1, scale=1):
     memory bounded by the tile, not the image.
     """
     h, w = image.shape[:2]
-    padded = _pad_to(image, mult)
+    padded = pad_to_multiple(image, mult)
     H, W = padded.shape[:2]
     halo = -(-halo // mult) * mult
     tile = max(mult, tile // mult * mult)
@@ -297,24 +176,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        self.history_ = {"loss": [], "seconds": []}
-        t0 = time.perf_counter()
-        for epoch in range(int(self.epochs)):
-            patches = random_patches(imgs, size, steps_per_epoch * bs, rng)
-            bar = None
-            if self.verbose and sys.stdout.isatty():  # a bar on a terminal, a line in a log
-                print(f"epoch {epoch + 1}/{self.epochs}", flush=True)
-                bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss"])
-            total = 0.0
-            for i in range(steps_per_epoch):
-                total += float(step(tf.constant(patches[i * bs:(i + 1) * bs])))
-                if bar is not None:
-                    bar.update(i + 1, [("loss", total / (i + 1))])
-            self.history_["loss"].append(total / steps_per_epoch)
-            self.history_["seconds"].append(round(time.perf_counter() - t0, 2))
-            if self.verbose and bar is None:
-                print(f"epoch {epoch + 1}/{self.epochs}  loss {self.history_['loss'][-1]:.5f}"
-                      f"  {self.history_['seconds'][-1]:.1f} s", flush=True)
+        self.history_ = train_on_patches(
+            lambda batch: {"loss": step(batch)}, imgs, size, epochs=int(self.epochs),
+            steps_per_epoch=steps_per_epoch, batch_size=bs, rng=rng, verbose=self.verbose)
         self._build_predict()
         return self
 
@@ -368,20 +232,6 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
                     acc = acc + (y[:, ::-1] if flip else y)
             out.append(acc / 8.0)
         return from_float_images(out, layout)
-
-    @classmethod
-    def _pretrained(cls, filename):
-        """Load a model that ships in ``deepae/pretrained`` (`scripts/train_pretrained.py`)."""
-        from importlib.resources import files
-
-        from deepae.persistence import load
-
-        path = files("deepae") / "pretrained" / filename
-        if not path.is_file():
-            raise FileNotFoundError(f"The pretrained model {filename!r} is missing from this "
-                                    f"installation of deepae (looked in {path}); reinstall "
-                                    "deepae, or train it with `python scripts/train_pretrained.py`.")
-        return load(str(path))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -221,12 +221,27 @@ def restorer_info(est) -> dict:
                          "seconds": h["seconds"][-1] if h["seconds"] else None}}
 
 
+def codec_info(est) -> dict:
+    """What `deepae info` shows for an ImageCodec."""
+    h = est.history_
+    return {"estimator": repr(est), "fingerprint": est.fingerprint_,
+            "parameters": int(est.analysis_.count_params() + est.synthesis_.count_params()),
+            "channels": est.n_channels_, "stride": est.stride,
+            "latent_channels": int(est.latent_channels),
+            "table_sizes": [int(est.tables_["lengths"].min()),
+                            int(est.tables_["lengths"].max())],
+            "training": {"epochs": len(h.get("loss", [])), "patch_size": est.patch_size_,
+                         "final_bpp_estimate": h["bpp"][-1] if h.get("bpp") else None,
+                         "final_mse": h["mse"][-1] if h.get("mse") else None,
+                         "seconds": h["seconds"][-1] if h.get("seconds") else None}}
+
+
 def cmd_info(args):
     import deepae
 
     obj = deepae.load(args.model)
-    if hasattr(obj, "model_") and hasattr(obj, "n_channels_"):
-        info = restorer_info(obj)
+    if isinstance(obj, deepae.ImageCodec | deepae.Denoiser | deepae.SuperResolver):
+        info = codec_info(obj) if isinstance(obj, deepae.ImageCodec) else restorer_info(obj)
         if args.json:
             print(json.dumps(info, indent=1))
         else:
@@ -426,11 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     r.set_defaults(func=cmd_reduce)
 
+    from deepae.cli.compress import add_compress_parsers
     from deepae.cli.detect import add_detect_parser
     from deepae.cli.restore import add_restore_parsers
 
     add_detect_parser(sub)
     add_restore_parsers(sub)
+    add_compress_parsers(sub)
 
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "

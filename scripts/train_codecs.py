@@ -1,0 +1,81 @@
+"""Train the image codecs that ship inside the package (`deepae/pretrained/codec_q*.deepae`).
+
+    python scripts/train_codecs.py [--base 5] [--base-epochs 30] [--epochs 10]
+                                   [--resume] [--out DIR]
+
+Data: grayscale luminance of scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS`
+(camera, astronaut, coffee, chelsea, rocket, page, text, moon), random 96x96 patches with
+flips and rotations; the benchmark's test photographs (`TEST_PHOTOS`) are never used.
+
+Quality q has the rate-distortion trade-off `deepae.apps.compress.QUALITY_LAMBDAS[q]`. The
+base quality is trained from scratch (`--base-epochs`); the others are fine-tuned in a chain
+from their trained neighbour (`--epochs` each: 6, 7, 8 upwards from 5, then 4, 3, 2, 1
+downwards), which costs a fraction of training each from scratch. Each codec is saved as
+soon as it is trained; `--resume` reuses codecs already in `--out`. About 35 minutes on a
+2-core CPU with the defaults; seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ARCH = dict(filters=64, latent_channels=96, levels=4, patch_size=96, patches_per_epoch=2048,
+            batch_size=8)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=int, default=5)
+    ap.add_argument("--base-epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=10, help="epochs of each fine-tuning")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "deepae"
+                                         / "pretrained"))
+    args = ap.parse_args(argv)
+
+    from deepae import ImageCodec
+    from deepae.apps.compress import QUALITY_LAMBDAS
+    from deepae.datasets import TRAIN_PHOTOS, load_photos
+
+    photos = [p[..., None] for p in load_photos(TRAIN_PHOTOS)]
+    out = Path(args.out)
+    # the chain: base, then upwards, then downwards, each from its trained neighbour
+    order = [args.base] + list(range(args.base + 1, 9)) + list(range(args.base - 1, 0, -1))
+    trained = {}
+    for q in order:
+        path = out / f"codec_q{q}.deepae"
+        if args.resume and path.exists():
+            trained[q] = ImageCodec.load(path)
+            print(f"codec_q{q}: reused {path}", flush=True)
+            continue
+        parent = q - 1 if q > args.base else q + 1
+        t = time.perf_counter()
+        if q == args.base:
+            codec = ImageCodec(lmbda=QUALITY_LAMBDAS[q], epochs=args.base_epochs,
+                               learning_rate=1e-3, random_state=q, verbose=1, **ARCH)
+        else:
+            if parent not in trained:
+                raise SystemExit(f"codec_q{q} is fine-tuned from codec_q{parent}, which is "
+                                 "neither trained in this run nor found with --resume")
+            codec = trained[parent]
+            codec.set_params(lmbda=QUALITY_LAMBDAS[q], epochs=args.epochs, learning_rate=5e-4,
+                             warm_start=True, random_state=q)
+            codec.history_ = {}  # the history is this quality's own fine-tuning
+        codec.fit(photos)
+        codec.set_params(warm_start=False)
+        codec.save(path)
+        trained[q] = ImageCodec.load(path)  # a fresh copy: the next fine-tuning changes it
+        print(f"codec_q{q}: lambda {QUALITY_LAMBDAS[q]}, {time.perf_counter() - t:.0f} s, "
+              f"train bpp {codec.history_['bpp'][-1]:.3f}, mse {codec.history_['mse'][-1]:.6f},"
+              f" {path.stat().st_size / 1e6:.2f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

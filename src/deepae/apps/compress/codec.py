@@ -1,0 +1,405 @@
+"""`ImageCodec`: learned lossy image compression to ``.dae`` files.
+
+The codec is a convolutional autoencoder whose code is quantised and entropy coded (Ballé,
+Laparra & Simoncelli 2017; Ballé et al. 2018, factorised prior): analysis transform ->
+rounding -> range coding with frozen integer tables -> bytes, and back through the synthesis
+transform. Training minimises ``rate + lambda * 255**2 * MSE``, the rate being the learned
+prior's estimate of the bits of the noisy latent (additive uniform noise stands in for
+rounding); the decoder side sees the rounded latent through a straight-through gradient
+(Minnen & Singh 2020), so that training and decoding see the same latents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from deepae._validation import check_positive_float, check_positive_int
+from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps.compress.bitstream import OVERHEAD_BYTES, Header, pack, unpack
+from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
+from deepae.data.images import pad_to_multiple, to_float_images
+from deepae.exceptions import BitstreamError
+from deepae.nn.compression import (  # importing the layers registers them with Keras
+    FactorizedPrior,
+    analysis_transform,
+    synthesis_transform,
+)
+from deepae.persistence import Artifact, register_loader
+from deepae.training import train_on_patches
+
+__all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS"]
+
+# rate-distortion trade-offs of the shipped codecs, quality 1 (smallest files) to 8: the
+# lambdas of CompressAI's pretrained models, for distortion in 8-bit units (MSE * 255**2)
+QUALITY_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483,
+                   7: 0.0932, 8: 0.1800}
+# no encoder writes larger latent values (inputs in [0, 1] through bounded weights); a file
+# that decodes to larger ones is corrupted
+_MAX_LATENT = 2 ** 20
+# decompression-bomb guard, as Pillow's: a file announcing more pixels is refused
+MAX_PIXELS = 89_478_485
+
+# BT.601 full-range YCbCr (JPEG's): colour images through a grayscale codec are coded as
+# three planes, luma and two chroma planes offset by 1/2
+_RGB2YCC = np.array([[0.299, 0.587, 0.114],
+                     [-0.168736, -0.331264, 0.5],
+                     [0.5, -0.418688, -0.081312]], np.float32)
+_YCC2RGB = np.linalg.inv(_RGB2YCC.astype(np.float64)).astype(np.float32)
+
+
+class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
+    """Learned lossy image compression: ``compress(image) -> bytes``, ``decompress(bytes) ->
+    image``, with a real file format (``.dae``, see ``docs/format.md``).
+
+    Parameters
+    ----------
+    lmbda : float, default=0.0130
+        The rate-distortion trade-off: the loss is ``bits per pixel + lmbda * 255**2 * MSE``
+        (MSE of pixels in [0, 1]). Larger values give larger files of higher quality;
+        `QUALITY_LAMBDAS` lists those of the shipped codecs.
+    filters : int, default=64
+        Channels of the hidden layers of the analysis and synthesis transforms.
+    latent_channels : int, default=96
+        Channels of the latent code.
+    levels : int, default=4
+        Stride-2 stages; the latent is ``2 ** levels`` times smaller than the image on each
+        side (images are padded to a multiple of it and cropped back).
+    patch_size : int, default=64
+        Side of the random training patches (capped by the smallest training image).
+    patches_per_epoch : int, default=4096
+    epochs : int, default=20
+    batch_size : int, default=16
+    learning_rate : float, default=1e-3
+        Adam with gradient-norm clipping at 1 and a cosine decay over the training steps.
+    warm_start : bool, default=False
+        Continue from the fitted weights (for instance with another `lmbda`: fine-tuning a
+        neighbouring quality is much faster than training from scratch).
+    random_state : int, optional
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    analysis_, synthesis_ : keras.Model
+        The transforms.
+    prior_ : keras.Model
+        Maps a latent to each element's likelihood under the learned factorised prior.
+    tables_ : dict
+        The frozen integer tables (``offsets``, ``lengths``, ``freqs``) used by the coder.
+    fingerprint_ : str
+        SHA-256 (hex) of the tables and the transforms' weights; a file records its first 4
+        bytes and is only decoded by the codec that wrote it.
+    n_channels_ : int
+        1 (grayscale) or 3 (colour). A grayscale codec codes colour images as Y, Cb, Cr
+        planes; a colour codec codes grayscale images as three equal channels.
+    history_ : dict
+        Per epoch: ``loss``, ``bpp`` (the prior's estimate on the noisy latents), ``mse``,
+        ``seconds``.
+
+    Examples
+    --------
+    >>> codec = deepae.ImageCodec.pretrained(quality=4)  # doctest: +SKIP
+    >>> data = codec.compress(image)  # doctest: +SKIP
+    >>> restored = codec.decompress(data)  # doctest: +SKIP
+    """
+
+    _fitted_attr = "tables_"
+
+    def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
+                 patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
+                 learning_rate=1e-3, warm_start=False, random_state=None, verbose=0):
+        self.lmbda = lmbda
+        self.filters = filters
+        self.latent_channels = latent_channels
+        self.levels = levels
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- training ------------------------------------------------------------------------------
+    def _validate_params(self):
+        name = type(self).__name__
+        check_positive_float(self.lmbda, "lmbda", owner=name)
+        for p in ("filters", "latent_channels", "levels", "patch_size", "patches_per_epoch",
+                  "epochs", "batch_size"):
+            check_positive_int(getattr(self, p), p, owner=name)
+        check_positive_float(self.learning_rate, "learning_rate", owner=name)
+        if int(self.levels) > 6:
+            raise ValueError(f"The 'levels' parameter of {name} must be an int in the range "
+                             f"[1, 6]. Got {self.levels!r} instead.")
+        if not isinstance(self.warm_start, bool | np.bool_):
+            raise TypeError(f"The 'warm_start' parameter of {name} must be a bool. Got "
+                            f"{self.warm_start!r} instead.")
+
+    @property
+    def stride(self) -> int:
+        """Image sides are padded to a multiple of this; the latent is this much smaller."""
+        return 2 ** int(self.levels)
+
+    def fit(self, images, y=None):
+        """Train on `images`: a folder path, one image, a batch (n, h, w[, c]) or a list of
+        images of any sizes (uint8 or float in [0, 1]), all grayscale or all colour.
+        Returns self."""
+        import keras
+        import tensorflow as tf
+
+        self._validate_params()
+        imgs, _ = to_float_images(images, "images", batch_3d=True)
+        channels = {im.shape[-1] for im in imgs}
+        if len(channels) > 1:
+            raise ValueError("Expected training images that are all grayscale or all colour; "
+                             f"received channel counts {sorted(channels)}.")
+        smallest = min(min(im.shape[:2]) for im in imgs)
+        size = min(int(self.patch_size), smallest) // self.stride * self.stride
+        if size < self.stride:
+            raise ValueError(f"Training images must be at least {self.stride} pixels on each "
+                             f"side for ImageCodec(levels={self.levels}); the smallest is "
+                             f"{smallest}.")
+        n_channels = channels.pop()
+        rng = np.random.default_rng(self.random_state)
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        arch = dict(filters=int(self.filters), latent_channels=int(self.latent_channels),
+                    levels=int(self.levels))
+        if self.warm_start and hasattr(self, "tables_"):
+            if n_channels != self.n_channels_ or self._arch != arch:
+                raise ValueError(f"warm_start=True continues a codec of {self.n_channels_} "
+                                 f"channel(s) and architecture {self._arch}; received "
+                                 f"{n_channels}-channel images and {arch}.")
+            history = {k: list(v) for k, v in self.history_.items()}
+        else:
+            self.analysis_ = analysis_transform(n_channels, **arch)
+            self.synthesis_ = synthesis_transform(n_channels, **arch)
+            latent = keras.Input((None, None, int(self.latent_channels)), name="latent")
+            self.prior_ = keras.Model(latent, FactorizedPrior(name="factorized_prior")(latent),
+                                      name="prior")
+            history = {}
+        self.n_channels_, self._arch, self.patch_size_ = n_channels, arch, size
+        ga, gs, prior = self.analysis_, self.synthesis_, self.prior_
+        variables = ga.trainable_variables + gs.trainable_variables + prior.trainable_variables
+        bs = int(self.batch_size)
+        steps = max(1, int(self.patches_per_epoch) // bs)
+        sched = keras.optimizers.schedules.CosineDecay(
+            float(self.learning_rate), steps * int(self.epochs), alpha=0.01)
+        opt = keras.optimizers.Adam(sched, global_clipnorm=1.0)
+        lmbda = float(self.lmbda) * 255.0 ** 2
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                y = ga(x, training=True)
+                noisy = y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
+                rounded = y + tf.stop_gradient(tf.round(y) - y)  # straight-through
+                x_hat = gs(rounded, training=True)
+                pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+                bpp = tf.reduce_sum(-tf.math.log(prior(noisy))) / (math.log(2.0) * pixels)
+                mse = tf.reduce_mean(tf.square(x_hat - x))
+                loss = bpp + lmbda * mse
+            grads = tape.gradient(loss, variables)
+            opt.apply_gradients(zip(grads, variables, strict=True))
+            return {"loss": loss, "bpp": bpp, "mse": mse}
+
+        self.history_ = train_on_patches(step, imgs, size, epochs=int(self.epochs),
+                                         steps_per_epoch=steps, batch_size=bs, rng=rng,
+                                         verbose=self.verbose, history=history)
+        self._freeze()
+        return self
+
+    def _freeze(self):
+        """Freeze the prior into integer tables and fingerprint the codec."""
+        self.tables_ = freeze_tables(self.prior_.get_layer("factorized_prior"))
+        self._setup()
+
+    def _setup(self):
+        """Fingerprint, coder and compiled transforms from the fitted state."""
+        from deepae.nn.runtime import compiled
+
+        sha = hashlib.sha256()
+        for key in ("offsets", "lengths", "freqs"):
+            sha.update(np.ascontiguousarray(self.tables_[key], ">i4").tobytes())
+        for model in (self.analysis_, self.synthesis_):
+            for w in model.get_weights():
+                sha.update(np.ascontiguousarray(w, ">f4").tobytes())
+        self.fingerprint_ = sha.hexdigest()
+        self._coder = RangeCoder(self.tables_)
+        ga, gs = self.analysis_, self.synthesis_
+        self._encode_fn = compiled(lambda x: ga(x, training=False))
+        self._decode_fn = compiled(lambda y: gs(y, training=False))
+
+    # -- coding --------------------------------------------------------------------------------
+    def _planes(self, img):
+        """The (p, h, w, model channels) planes that code a (h, w, c) float image."""
+        c, m = img.shape[-1], self.n_channels_
+        if c == m:
+            return img[None]
+        if m == 1:  # colour image, grayscale codec: Y, Cb, Cr planes
+            ycc = img @ _RGB2YCC.T + np.array([0.0, 0.5, 0.5], np.float32)
+            return np.moveaxis(ycc, -1, 0)[..., None]
+        return np.repeat(img, 3, axis=-1)[None]  # grayscale image, colour codec
+
+    def _image(self, planes, c):
+        """The inverse of `_planes`: (p, h, w, m) decoded planes -> (h, w, c) float image."""
+        m = self.n_channels_
+        if c == m:
+            return planes[0]
+        if m == 1:
+            ycc = np.moveaxis(planes[..., 0], 0, -1) - np.array([0.0, 0.5, 0.5], np.float32)
+            return ycc @ _YCC2RGB.T
+        return planes[0].mean(axis=-1, keepdims=True)
+
+    def _latents(self, image, name="image"):
+        check_is_fitted(self, "tables_")
+        arr = np.asarray(image)
+        if arr.ndim not in (2, 3):
+            raise ValueError(f"Expected `{name}` as one (h, w) or (h, w, c) image; received "
+                             f"an array of shape {arr.shape}.")
+        (img,), _ = to_float_images(arr, name)
+        h, w, c = img.shape
+        if max(h, w) > 0xFFFF:
+            raise ValueError(f"Expected `{name}` at most 65535 pixels on each side; received "
+                             f"{w}x{h}.")
+        planes = np.stack([pad_to_multiple(p, self.stride) for p in self._planes(img)])
+        y = np.asarray(self._encode_fn(np.ascontiguousarray(planes, np.float32)))
+        return np.round(y).astype(np.int32), (h, w, c)
+
+    def compress(self, image, *, return_stats: bool = False):
+        """Compress one image to the bytes of a ``.dae`` file.
+
+        Parameters
+        ----------
+        image : array of shape (h, w) or (h, w, c), c in {1, 3}
+            uint8 (0-255) or float in [0, 1]; any size up to 65535 on each side.
+        return_stats : bool, default=False
+            Also return a dict: ``bytes``, ``bpp`` (from the real size, header and checksum
+            included), ``bpp_estimate`` (the entropy model's ideal code length for the same
+            latents, what training minimised) and their ratio ``overhead``.
+
+        Returns
+        -------
+        bytes, or (bytes, dict)
+        """
+        y, (h, w, c) = self._latents(image)
+        data = pack(Header(bytes.fromhex(self.fingerprint_[:8]), h, w, c, y.shape[1:]),
+                    self._coder.encode(list(y)))
+        if not return_stats:
+            return data
+        est = table_bits(list(y), self.tables_) / (h * w)
+        bpp = 8 * len(data) / (h * w)
+        return data, {"bytes": len(data), "header_bytes": OVERHEAD_BYTES, "pixels": h * w,
+                      "bpp": bpp, "bpp_estimate": est,
+                      "overhead": bpp / est if est > 0 else math.inf}
+
+    def decompress(self, data, *, max_pixels: int = MAX_PIXELS):
+        """Decode the bytes of a ``.dae`` file written by this codec to the uint8 image of
+        the original shape ((h, w) for a grayscale original, (h, w, 3) for colour).
+
+        Raises
+        ------
+        BitstreamError
+            If `data` is truncated, corrupted, not a ``.dae`` file, of an unknown version,
+            written by another codec (its fingerprint differs), or announces more than
+            `max_pixels` pixels.
+        """
+        check_is_fitted(self, "tables_")
+        head, payload = unpack(data)
+        if head.fingerprint != bytes.fromhex(self.fingerprint_[:8]):
+            raise BitstreamError(f"This .dae file was written by the codec with fingerprint "
+                                 f"{head.fingerprint.hex()}; this codec's is "
+                                 f"{self.fingerprint_[:8]}. Decode it with the codec that "
+                                 "wrote it.")
+        h, w, c = head.height, head.width, head.channels
+        if h * w > max_pixels:
+            raise BitstreamError(f"The .dae file announces a {w}x{h} image, more than "
+                                 f"max_pixels={max_pixels}; pass a larger max_pixels if "
+                                 "it is expected.")
+        s = self.stride
+        expected = (-(-h // s), -(-w // s), int(self.latent_channels))
+        if head.latent_shape != expected:
+            raise BitstreamError(f"Corrupted .dae file: a {w}x{h} image has a latent of shape "
+                                 f"{expected} with this codec; the header says "
+                                 f"{head.latent_shape}.")
+        n_planes = 3 if (c == 3 and self.n_channels_ == 1) else 1
+        y = np.stack(self._coder.decode(payload, [head.latent_shape] * n_planes))
+        if np.abs(y).max() > _MAX_LATENT:
+            raise BitstreamError("Corrupted .dae file: decoded latent values out of the "
+                                 f"codec's range (|value| <= {_MAX_LATENT}).")
+        planes = np.asarray(self._decode_fn(y.astype(np.float32)))[:, :h, :w]
+        img = np.clip(self._image(planes, c), 0.0, 1.0)
+        out = np.round(img * 255.0).astype(np.uint8)
+        return out[..., 0] if c == 1 else out
+
+    # -- convenience ---------------------------------------------------------------------------
+    @classmethod
+    def pretrained(cls, quality: int = 4) -> ImageCodec:
+        """A codec that ships with deepae, quality 1 (smallest files) to 8 (best images),
+        trained on scikit-image's photographs by ``scripts/train_codecs.py``."""
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) \
+                or quality not in QUALITY_LAMBDAS:
+            raise ValueError(f"Expected `quality` as an int from 1 to 8; received {quality!r}.")
+        return cls._pretrained(f"codec_q{int(quality)}.deepae")
+
+    @classmethod
+    def pretrained_for(cls, data) -> ImageCodec:
+        """The shipped codec that wrote `data` (the bytes of a ``.dae`` file), found by the
+        fingerprint in its header; `BitstreamError` if none of them did."""
+        from importlib.resources import files
+
+        from deepae.persistence import read_header
+
+        head, _ = unpack(data)
+        for q in QUALITY_LAMBDAS:
+            path = files("deepae") / "pretrained" / f"codec_q{q}.deepae"
+            if path.is_file() and read_header(str(path))["metadata"]["fingerprint"][:8] \
+                    == head.fingerprint.hex():
+                return cls.load(str(path))
+        raise BitstreamError(f"This .dae file was written by the codec with fingerprint "
+                             f"{head.fingerprint.hex()}, which is none of the codecs that ship "
+                             "with deepae; decode it with the codec that wrote it (--model).")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.non_deterministic = True
+        return tags
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _artifact_parts(self):
+        info = {"n_channels": int(self.n_channels_), "patch_size": int(self.patch_size_),
+                "fingerprint": self.fingerprint_, "history": self.history_,
+                "architecture": self._arch}
+        models = {"analysis": self.analysis_, "synthesis": self.synthesis_,
+                  "prior": self.prior_}
+        arrays = {f"tables_{k}": v for k, v in self.tables_.items()}
+        return info, models, arrays
+
+    def _restore(self, art: Artifact) -> None:
+        meta = art.metadata
+        self.analysis_ = art.models["analysis"]
+        self.synthesis_ = art.models["synthesis"]
+        self.prior_ = art.models["prior"]
+        self.tables_ = {k: np.asarray(art.arrays[f"tables_{k}"], np.int32)
+                        for k in ("offsets", "lengths", "freqs")}
+        self.n_channels_ = int(meta["n_channels"])
+        self.patch_size_ = int(meta["patch_size"])
+        self.history_ = meta["history"]
+        self._arch = dict(meta["architecture"])
+        self._setup()
+        if self.fingerprint_ != meta["fingerprint"]:
+            from deepae.exceptions import ArtifactError
+
+            raise ArtifactError(f"The codec's weights or tables do not match its recorded "
+                                f"fingerprint ({meta['fingerprint'][:8]} recorded, "
+                                f"{self.fingerprint_[:8]} computed): the file is corrupted.")
+
+
+register_loader("ImageCodec")(ImageCodec._from_artifact)

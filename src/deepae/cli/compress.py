@@ -1,0 +1,144 @@
+"""`deepae compress` and `deepae decompress`: learned image compression from the shell.
+
+    deepae compress photo.png photo.dae [--quality 4 | --model codec.deepae]
+    deepae compress train FOLDER -o codec.deepae --lambda 0.013 [--epochs 20]
+    deepae decompress photo.dae restored.png [--model codec.deepae]
+
+Without --model, `compress` uses the codec of the given quality that ships with deepae
+(`ImageCodec.pretrained`), and `decompress` finds the shipped codec that wrote the file from
+the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_compress_parsers"]
+
+_USAGE = {"compress": "deepae compress INPUT OUTPUT [--quality Q | --model M] | "
+                      "train FOLDER -o M --lambda L",
+          "decompress": "deepae decompress INPUT OUTPUT [--model M]"}
+
+
+def _codec(path, quality=None):
+    from deepae import ImageCodec
+
+    if path is None:
+        return ImageCodec.pretrained(quality=4 if quality is None else quality)
+    if quality is not None:
+        raise ValueError(f"Pass either --quality (a shipped codec) or --model; got both "
+                         f"(--quality {quality}, --model {path!r}).")
+    return ImageCodec.load(path)
+
+
+def _train(args):
+    from deepae import ImageCodec
+    from deepae.data.io import read_images
+
+    if len(args.args) != 2:
+        raise ValueError(f"expected `deepae compress train FOLDER -o MODEL --lambda L`; got "
+                         f"arguments {args.args}")
+    if not args.output:
+        raise ValueError("`deepae compress train` needs -o/--output, the codec file to write.")
+    codec = ImageCodec(lmbda=args.lmbda, epochs=args.epochs, patch_size=args.patch_size,
+                       patches_per_epoch=args.patches, filters=args.filters,
+                       latent_channels=args.latent_channels, levels=args.levels,
+                       random_state=args.seed, verbose=0 if args.quiet else 1)
+    codec.fit(read_images(args.args[1]))
+    codec.save(args.output, overwrite=args.overwrite)
+    h = codec.history_
+    print(f"wrote {args.output} (ImageCodec, lambda {args.lmbda}, {codec.n_channels_} "
+          f"channel(s), {len(h['loss'])} epochs, training bpp {h['bpp'][-1]:.3f}, "
+          f"mse {h['mse'][-1]:.5f}, fingerprint {codec.fingerprint_[:8]})")
+    return 0
+
+
+def cmd_compress(args):
+    from pathlib import Path
+
+    from deepae.data.io import read_image
+    from deepae.metrics import psnr
+    from deepae.persistence import atomic_write_bytes
+
+    if args.args and args.args[0] == "train":
+        return _train(args)
+    if len(args.args) != 2:
+        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
+                         f"{args.args}; usage: {_USAGE['compress']}")
+    src, dst = Path(args.args[0]), Path(args.args[1])
+    if dst.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(dst)!r} exists; pass --overwrite to replace it.")
+    image = read_image(src)
+    codec = _codec(args.model, args.quality)
+    data, stats = codec.compress(image, return_stats=True)
+    atomic_write_bytes(dst, data)
+    if not args.quiet:
+        restored = codec.decompress(data)
+        print(f"wrote {dst}: {stats['bytes']:,} bytes for {image.shape[1]}x{image.shape[0]} "
+              f"pixels ({src.stat().st_size:,} bytes in)")
+        print(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
+              f"header bytes included); the entropy model estimated {stats['bpp_estimate']:.4f}"
+              f" bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
+        print(f"PSNR: {psnr(image, restored, data_range=255):.2f} dB")
+    return 0
+
+
+def cmd_decompress(args):
+    from pathlib import Path
+
+    from deepae import ImageCodec
+    from deepae.data.io import write_image
+
+    if len(args.args) != 2:
+        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
+                         f"{args.args}; usage: {_USAGE['decompress']}")
+    src, dst = Path(args.args[0]), Path(args.args[1])
+    if not src.is_file():
+        raise FileNotFoundError(f"No .dae file at {str(src)!r}.")
+    if dst.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(dst)!r} exists; pass --overwrite to replace it.")
+    data = src.read_bytes()
+    codec = ImageCodec.load(args.model) if args.model else ImageCodec.pretrained_for(data)
+    image = codec.decompress(data)
+    write_image(dst, image)
+    if not args.quiet:
+        print(f"wrote {dst}: {image.shape[1]}x{image.shape[0]}"
+              f"{'x3' if image.ndim == 3 else ''} from {len(data):,} bytes")
+    return 0
+
+
+def add_compress_parsers(sub):
+    """Add ``compress`` (with ``compress train``) and ``decompress``."""
+    c = sub.add_parser("compress", help="compress an image to a .dae file; train a codec",
+                       usage=_USAGE["compress"],
+                       description="Compress an image with a learned codec to a .dae file "
+                       "(docs/format.md), or train a codec on a folder of images.")
+    c.add_argument("args", nargs="+", metavar="ARG", help="INPUT OUTPUT, or train FOLDER")
+    c.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}",
+                   help="shipped codec: 1 smallest files ... 8 best images (default 4)")
+    c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
+    c.add_argument("-o", "--output", help="train: codec file to write")
+    c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
+                   help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
+                   "(default 0.013; larger = larger files, better images)")
+    c.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
+    c.add_argument("--patch-size", type=int, default=64, help="train: patch side (default 64)")
+    c.add_argument("--patches", type=int, default=4096,
+                   help="train: patches per epoch (default 4096)")
+    c.add_argument("--filters", type=int, default=64, help="train: hidden channels (default 64)")
+    c.add_argument("--latent-channels", type=int, default=96,
+                   help="train: latent channels (default 96)")
+    c.add_argument("--levels", type=int, default=4,
+                   help="train: stride-2 stages, the latent is 2^levels smaller (default 4)")
+    c.add_argument("--seed", type=int, default=0, help="train: random seed (default 0)")
+    c.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    c.add_argument("--quiet", action="store_true", help="print nothing")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help="restore an image from a .dae file",
+                       usage=_USAGE["decompress"],
+                       description="Decode a .dae file to an image file (PNG, ...).")
+    d.add_argument("args", nargs="+", metavar="ARG", help="INPUT OUTPUT")
+    d.add_argument("--model", help="the codec that wrote the file; default: the shipped "
+                   "codec whose fingerprint the file carries")
+    d.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    d.add_argument("--quiet", action="store_true", help="print nothing")
+    d.set_defaults(func=cmd_decompress)

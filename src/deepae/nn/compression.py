@@ -1,0 +1,159 @@
+"""Building blocks of learned image compression (Ballé, Laparra & Simoncelli 2017; Ballé et
+al. 2018): GDN/IGDN normalisation, convolutional analysis and synthesis transforms, and the
+learned factorised prior ("entropy bottleneck") that gives the rate term of the loss.
+
+The analysis transform maps an image (n, h, w, c) to a latent (n, h/2**L, w/2**L, M); the
+latent is quantised (additive uniform noise in training, rounding at inference), and the
+synthesis transform maps it back. The prior is one non-parametric density per latent channel,
+learned jointly, whose cumulative is evaluated at y +- 1/2 to give each quantised value's
+probability. Only Keras layers registered under the ``deepae`` package are used, so the
+transforms save and load with ``keras.saving`` in safe mode.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from deepae._validation import check_positive_int
+
+__all__ = ["GDN", "FactorizedPrior", "analysis_transform", "synthesis_transform",
+           "LIKELIHOOD_BOUND"]
+
+LIKELIHOOD_BOUND = 1e-9
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class GDN(layers.Layer):
+    """Generalised divisive normalisation (Ballé et al. 2016) and its inverse.
+
+    ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j ** 2)``, or ``x_i * sqrt(...)`` when
+    ``inverse=True`` (IGDN, used in the synthesis transform). `beta` and `gamma` are kept
+    non-negative by a square parametrisation. Input and output shape: (..., channels).
+    """
+
+    def __init__(self, inverse: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.inverse = bool(inverse)
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        eye = np.eye(c, dtype="float32")
+        # gamma = g ** 2 starts at 0.1 I; off-diagonal entries start small but non-zero so
+        # that their gradient (2 g) is not zero
+        g0 = np.sqrt(0.1 * eye + 1e-4 * (1 - eye)).astype("float32")
+        self.g = self.add_weight(shape=(c, c), initializer=keras.initializers.Constant(g0),
+                                 name="g")
+        self.b = self.add_weight(shape=(c,), initializer="ones", name="b")
+
+    def call(self, x):
+        gamma = ops.square(self.g)
+        beta = ops.square(self.b) + 1e-6
+        norm = ops.sqrt(ops.matmul(ops.square(x), gamma) + beta)
+        return x * norm if self.inverse else x / norm
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "inverse": self.inverse}
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class FactorizedPrior(layers.Layer):
+    """A learned density per latent channel (Ballé et al. 2018, appendix 6.1).
+
+    Each channel's cumulative distribution is a small monotonic network
+    ``R -> R`` (widths 1-3-3-3-1), so the density can take any unimodal or multimodal shape.
+    ``call(y)`` returns the likelihood of each element of `y` under the density convolved
+    with a unit-width box: ``P(y) = cdf(y + 1/2) - cdf(y - 1/2)``, bounded below by
+    `LIKELIHOOD_BOUND`. For integer `y` (rounded latents) that is the probability of the
+    quantised value, which `deepae.apps.compress` freezes into integer tables.
+
+    Input and output shape: (n, h, w, channels).
+    """
+
+    def __init__(self, filters=(3, 3, 3), init_scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = tuple(int(f) for f in filters)
+        self.init_scale = float(init_scale)
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.channels = c
+        widths = (1, *self.filters, 1)
+        scale = self.init_scale ** (1 / (len(widths) - 1))
+        self._matrices, self._biases, self._factors = [], [], []
+        rng = np.random.default_rng(0)
+        for i in range(len(widths) - 1):
+            init = np.log(np.expm1(1 / scale / widths[i + 1]))
+            self._matrices.append(self.add_weight(
+                shape=(c, widths[i + 1], widths[i]), name=f"matrix{i}",
+                initializer=keras.initializers.Constant(init)))
+            self._biases.append(self.add_weight(
+                shape=(c, widths[i + 1], 1), name=f"bias{i}",
+                initializer=keras.initializers.Constant(
+                    rng.uniform(-0.5, 0.5, (c, widths[i + 1], 1)).astype("float32"))))
+            if i < len(widths) - 2:
+                self._factors.append(self.add_weight(
+                    shape=(c, widths[i + 1], 1), name=f"factor{i}", initializer="zeros"))
+
+    def logits_cumulative(self, x):
+        """The logit of each channel's cumulative at `x`; `x` is (channels, 1, n)."""
+        logits = x
+        for i, (m, b) in enumerate(zip(self._matrices, self._biases, strict=True)):
+            logits = ops.matmul(ops.softplus(m), logits) + b
+            if i < len(self._factors):
+                logits = logits + ops.tanh(self._factors[i]) * ops.tanh(logits)
+        return logits
+
+    def call(self, y):
+        shape = ops.shape(y)
+        # (n, h, w, c) -> (c, 1, n * h * w): each channel through its own density
+        flat = ops.expand_dims(ops.transpose(ops.reshape(y, (-1, self.channels))), 1)
+        lower = self.logits_cumulative(flat - 0.5)
+        upper = self.logits_cumulative(flat + 0.5)
+        # the difference of sigmoids on the side of the median where they are small, for
+        # precision in the tails
+        sign = ops.stop_gradient(-ops.sign(lower + upper))
+        lik = ops.abs(ops.sigmoid(sign * upper) - ops.sigmoid(sign * lower))
+        lik = ops.maximum(lik, LIKELIHOOD_BOUND)
+        return ops.reshape(ops.transpose(ops.squeeze(lik, 1)), shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "init_scale": self.init_scale}
+
+
+def analysis_transform(channels: int, *, filters: int = 96, latent_channels: int = 128,
+                       levels: int = 4, name: str = "analysis") -> keras.Model:
+    """Image (n, h, w, `channels`) -> latent (n, h / 2**levels, w / 2**levels,
+    `latent_channels`): `levels` 5x5 stride-2 convolutions with GDN between them."""
+    levels = check_positive_int(levels, "levels", owner="analysis_transform")
+    x = inputs = keras.Input((None, None, channels), name="image")
+    for i in range(levels):
+        last = i == levels - 1
+        x = layers.Conv2D(latent_channels if last else filters, 5, strides=2, padding="same",
+                          name=f"conv{i}")(x)
+        if not last:
+            x = GDN(name=f"gdn{i}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def synthesis_transform(channels: int, *, filters: int = 96, latent_channels: int = 128,
+                        levels: int = 4, name: str = "synthesis") -> keras.Model:
+    """Latent (n, h', w', `latent_channels`) -> image (n, h' * 2**levels, w' * 2**levels,
+    `channels`): `levels` 5x5 stride-2 transposed convolutions with IGDN between them."""
+    levels = check_positive_int(levels, "levels", owner="synthesis_transform")
+    x = inputs = keras.Input((None, None, latent_channels), name="latent")
+    for i in range(levels):
+        last = i == levels - 1
+        x = layers.Conv2DTranspose(channels if last else filters, 5, strides=2,
+                                   padding="same", name=f"deconv{i}")(x)
+        if not last:
+            x = GDN(inverse=True, name=f"igdn{i}")(x)
+    return keras.Model(inputs, x, name=name)

@@ -1,0 +1,378 @@
+"""ImageCodec: round trips, the .dae format as documented, robustness of the decoder."""
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import deepae
+from deepae import BitstreamError, ImageCodec
+from deepae.apps.compress import bitstream
+from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
+from deepae.exceptions import ArtifactError
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMAT_DOC = ROOT / "docs" / "format.md"
+
+
+def smooth_images(n, size, channels=1, seed=0):
+    """Blurred noise in [0, 1]: something with structure for a tiny codec to learn."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, size + 4, size + 4, channels)).astype(np.float32)
+    k = np.ones(5, np.float32) / 5
+    x = np.apply_along_axis(lambda r: np.convolve(r, k, "valid"), 1, x)
+    x = np.apply_along_axis(lambda r: np.convolve(r, k, "valid"), 2, x)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def tiny(**kw):
+    params = dict(lmbda=0.05, filters=8, latent_channels=4, levels=2, patch_size=16,
+                  patches_per_epoch=512, epochs=4, batch_size=8, learning_rate=5e-3,
+                  random_state=0)
+    params.update(kw)
+    return ImageCodec(**params)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return tiny().fit(smooth_images(8, 32))
+
+
+@pytest.fixture(scope="module")
+def gray():
+    return (smooth_images(1, 45, seed=1)[0, ..., 0] * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dae(codec, gray):
+    return codec.compress(gray)
+
+
+# -- round trips --------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (16, 16), (45, 33), (45, 33, 1), (20, 9, 3)])
+def test_round_trip_any_size_and_channels(codec, shape):
+    img = (np.random.default_rng(0).random(shape) * 255).astype(np.uint8)
+    out = codec.decompress(codec.compress(img))
+    assert out.dtype == np.uint8
+    assert out.shape == (shape[:2] if len(shape) == 2 or shape[-1] == 1 else shape)
+
+
+def test_float_input_and_deterministic_bytes(codec, gray, dae):
+    assert codec.compress(gray) == dae  # same input, same bytes
+    assert codec.compress(gray.astype(np.float32) / 255) == dae
+    assert np.array_equal(codec.decompress(dae), codec.decompress(dae))
+
+
+def test_reconstruction_beats_a_flat_image(codec, gray, dae):
+    """The tiny codec (4 latent channels, 4 seconds of training) learned something: closer to
+    the image than its mean grey (an untrained one is 10 times further)."""
+    out = codec.decompress(dae).astype(float)
+    flat = np.full_like(out, gray.mean())
+    assert np.mean((out - gray) ** 2) < 0.8 * np.mean((flat - gray) ** 2)
+
+
+def test_bpp_counts_the_real_file(codec, gray):
+    data, stats = codec.compress(gray, return_stats=True)
+    assert stats["bytes"] == len(data)
+    assert stats["bpp"] == pytest.approx(8 * len(data) / gray.size)
+    assert stats["header_bytes"] == bitstream.OVERHEAD_BYTES == 27
+    # the file holds the estimate plus the header, the checksum and the coder's last word
+    assert 0 < stats["bpp_estimate"] < stats["bpp"]
+    assert 8 * len(data) - stats["bpp_estimate"] * gray.size < 8 * (27 + 8)
+
+
+def test_colour_through_grayscale_codec_is_three_planes(codec):
+    rgb = (smooth_images(1, 32, channels=3, seed=4)[0] * 255).astype(np.uint8)
+    data = codec.compress(rgb)
+    head, _ = bitstream.unpack(data)
+    assert (head.channels, head.latent_shape) == (3, (8, 8, 4))
+    out = codec.decompress(data)
+    assert out.shape == rgb.shape
+    assert np.mean(np.abs(out.astype(float) - rgb)) < 40
+
+
+def test_colour_codec_round_trip():
+    c = tiny(epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32, channels=3))
+    img = (smooth_images(1, 20, channels=3, seed=3)[0] * 255).astype(np.uint8)
+    assert c.decompress(c.compress(img)).shape == (20, 20, 3)
+    g = img[..., 0]
+    assert c.decompress(c.compress(g)).shape == (20, 20)
+
+
+def test_save_load_same_bytes_and_images(codec, gray, dae, tmp_path):
+    path = codec.save(tmp_path / "c.deepae")
+    back = ImageCodec.load(path)
+    assert back.fingerprint_ == codec.fingerprint_
+    assert back.compress(gray) == dae
+    assert np.array_equal(back.decompress(dae), codec.decompress(dae))
+    assert isinstance(deepae.load(path), ImageCodec)
+
+
+def test_load_refuses_another_estimator(tmp_path):
+    det = deepae.AnomalyDetector(hidden_units=(4,), n_components=1, epochs=1, random_state=0)
+    path = det.fit(np.random.default_rng(0).random((30, 3))).save(tmp_path / "d.deepae")
+    with pytest.raises(ArtifactError, match="holds a AnomalyDetector, not a ImageCodec"):
+        ImageCodec.load(path)
+
+
+def test_bit_exact_across_processes(codec, gray, dae, tmp_path):
+    """Another process, loading the saved codec, writes the same bytes and decodes the same
+    pixels."""
+    model = codec.save(tmp_path / "c.deepae")
+    np.save(tmp_path / "img.npy", gray)
+    (tmp_path / "a.dae").write_bytes(dae)
+    script = f"""
+import numpy as np, deepae
+c = deepae.ImageCodec.load({str(model)!r})
+img = np.load({str(tmp_path / 'img.npy')!r})
+open({str(tmp_path / 'b.dae')!r}, 'wb').write(c.compress(img))
+np.save({str(tmp_path / 'out.npy')!r}, c.decompress(open({str(tmp_path / 'a.dae')!r}, 'rb').read()))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    assert (tmp_path / "b.dae").read_bytes() == dae
+    assert np.array_equal(np.load(tmp_path / "out.npy"), codec.decompress(dae))
+
+
+def test_warm_start_continues_training(codec):
+    c = tiny(epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32))
+    before = c.synthesis_.get_weights()[0].copy()
+    c.set_params(warm_start=True, lmbda=0.1)
+    c.fit(smooth_images(4, 32, seed=5))
+    assert len(c.history_["loss"]) == 2  # the first epoch's history is kept
+    assert not np.array_equal(before, c.synthesis_.get_weights()[0])
+    with pytest.raises(ValueError, match="warm_start=True continues a codec of 1 channel"):
+        c.fit(smooth_images(4, 32, channels=3))
+
+
+# -- the entropy model ------------------------------------------------------------------------
+def test_frozen_tables_are_exact_integers(codec):
+    t = codec.tables_
+    for c, n in enumerate(t["lengths"]):
+        row = t["freqs"][c]
+        assert row[:n].sum() == 2 ** 16 and (row[:n] >= 1).all() and (row[n:] == 0).all()
+    again = freeze_tables(codec.prior_.get_layer("factorized_prior"))
+    for k in t:
+        assert np.array_equal(t[k], again[k])
+
+
+def test_escapes_round_trip():
+    """Values far outside the tables are coded by the escape and come back exactly."""
+    tables = {"offsets": np.array([-2, 0], np.int32), "lengths": np.array([5, 3], np.int32),
+              "freqs": np.array([[10000, 20000, 20000, 10000, 5536, 0],
+                                 [30000, 35535, 1, 0, 0, 0]], np.int32)}
+    coder = RangeCoder(tables)
+    rng = np.random.default_rng(0)
+    y = rng.integers(-3, 4, (5, 7, 2)).astype(np.int32)
+    y[0, 0, 0], y[1, 1, 1], y[2, 2, 0] = 2 ** 20, -(2 ** 20), -123456
+    back = coder.decode(coder.encode([y]), [y.shape])
+    assert np.array_equal(back[0], y)
+    assert table_bits([y], tables) > 3 * 32
+
+
+# -- the format, as docs/format.md specifies it -------------------------------------------------
+def _spec_table():
+    """Rows (offset, size, field) of the layout table in docs/format.md."""
+    rows = []
+    for line in FORMAT_DOC.read_text().splitlines():
+        m = re.match(r"^\| (\d+(?: \+ L)?) \| (\d+|L) \| (\w+) \|", line)
+        if m:
+            rows.append((m.group(1), m.group(2), m.group(3)))
+    return rows
+
+
+def test_file_parses_by_the_documented_layout(codec, gray, dae):
+    """Read every field with the offsets and sizes of docs/format.md, not with our parser."""
+    rows = _spec_table()
+    assert [r[2] for r in rows] == ["magic", "version", "fingerprint", "height", "width",
+                                    "channels", "latent_height", "latent_width",
+                                    "latent_channels", "payload_length", "payload", "crc32"]
+    fields, L = {}, None
+    for off, size, name in rows:
+        o = int(off.split()[0]) + (L if "L" in off else 0)
+        n = L if size == "L" else int(size)
+        raw = dae[o:o + n]
+        fields[name] = raw if name in ("magic", "fingerprint", "payload") else \
+            int.from_bytes(raw, "big")
+        if name == "payload_length":
+            L = fields[name]
+    assert fields["magic"] == b"DAE" and fields["version"] == 1
+    assert fields["fingerprint"] == bytes.fromhex(codec.fingerprint_[:8])
+    assert (fields["height"], fields["width"], fields["channels"]) == (45, 45, 1)
+    assert (fields["latent_height"], fields["latent_width"], fields["latent_channels"]) == \
+        (12, 12, 4)  # ceil(45 / 2**2), the codec's 4 latent channels
+    assert len(dae) == 23 + L + 4
+    assert fields["crc32"] == zlib.crc32(dae[:23 + L])
+    # the payload: big-endian 32-bit words decode to the latent the codec computed
+    y, _ = codec._latents(gray)
+    assert np.array_equal(codec._coder.decode(fields["payload"], [(12, 12, 4)])[0], y[0])
+
+
+# -- the robust decoder -----------------------------------------------------------------------
+def test_truncated_files(codec, dae):
+    for n in range(len(dae)):
+        with pytest.raises(BitstreamError, match="Truncated|Not a deepae|Corrupted"):
+            codec.decompress(dae[:n])
+
+
+def test_each_flipped_byte_is_caught(codec, dae):
+    for i in range(len(dae)):
+        bad = bytearray(dae)
+        bad[i] ^= 0x5A
+        with pytest.raises(BitstreamError):
+            codec.decompress(bytes(bad))
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "expected the magic bytes b'DAE', found b'\\\\x89PN'"),
+    (b"", "Not a deepae compressed image"),
+    (b"DAE\x02" + b"\0" * 40, "Unknown .dae format version 2"),
+])
+def test_foreign_and_unknown_version(codec, data, match):
+    with pytest.raises(BitstreamError, match=match):
+        codec.decompress(data)
+
+
+def test_wrong_model_and_trailing_bytes(codec, dae):
+    other = tiny(random_state=1, epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32, seed=9))
+    with pytest.raises(BitstreamError, match="fingerprint .* this codec's is"):
+        other.decompress(dae)
+    with pytest.raises(BitstreamError, match="bytes after the"):
+        codec.decompress(dae + b"\0")
+    with pytest.raises(TypeError, match="Expected `data` as bytes"):
+        codec.decompress("photo.dae")
+
+
+def test_forged_headers_with_valid_checksums(codec, dae):
+    """Fields that pass the CRC but contradict the codec are refused by name."""
+    def forge(offset, fmt, value):
+        b = bytearray(dae)
+        struct.pack_into(fmt, b, offset, value)
+        return _fuzz_module().fix_crc(bytes(b))
+
+    with pytest.raises(BitstreamError, match="latent of shape"):
+        codec.decompress(forge(8, ">H", 46 + 8))  # height no longer matches the latent
+    with pytest.raises(BitstreamError, match="invalid shape fields"):
+        codec.decompress(forge(12, ">B", 2))
+    with pytest.raises(BitstreamError, match="max_pixels"):
+        codec.decompress(dae, max_pixels=100)
+
+
+_MUTATIONS = st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "cut"]),
+                                st.integers(0, 10_000), st.integers(0, 255)),
+                      min_size=1, max_size=4)
+
+
+def _fuzz_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_bitstream",
+                                                  ROOT / "scripts" / "fuzz_bitstream.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(ops=_MUTATIONS, fix=st.booleans())
+def test_mutated_files_decode_or_raise_bitstream_error(codec, dae, ops, fix):
+    """Any mutation, with the checksum repaired or not: an image or BitstreamError, nothing
+    else."""
+    fuzz = _fuzz_module()
+    data = fuzz.mutate(dae, ops)
+    if fix and len(data) >= 27:
+        data = fuzz.fix_crc(data)
+    try:
+        out = codec.decompress(data)
+    except BitstreamError:
+        return
+    assert out.dtype == np.uint8 and out.ndim in (2, 3)
+
+
+def test_fuzz_script_smoke(tmp_path):
+    """The fuzz script runs in a child process (a crash would show as a signal) and counts
+    no exception other than BitstreamError."""
+    out = tmp_path / "fuzz.json"
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_bitstream.py"),
+                          "--n", "400", "--json", str(out)], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads(out.read_text())
+    assert summary["files"] == 400 and summary["other_exceptions"] == 0
+    assert summary["bitstream_errors"] > 0
+
+
+@pytest.mark.slow
+def test_fuzz_ten_thousand_files(tmp_path):
+    out = tmp_path / "fuzz.json"
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_bitstream.py"),
+                          "--n", "10000", "--json", str(out)], capture_output=True, text=True,
+                         timeout=3000)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(out.read_text())["other_exceptions"] == 0
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def test_bad_images(codec):
+    with pytest.raises(ValueError, match=r"shape \(h, w\), \(h, w, 1\) or \(h, w, 3\); received "
+                                         r"\(8, 8, 4\)"):
+        codec.compress(np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(TypeError, match="16-bit"):
+        codec.compress(np.zeros((8, 8), np.uint16))
+    with pytest.raises(ValueError, match=r"one \(h, w\) or \(h, w, c\) image; received an "
+                                         r"array of shape \(2, 8, 8, 1\)"):
+        codec.compress(np.zeros((2, 8, 8, 1), np.uint8))
+    with pytest.raises(ValueError, match=r"float pixels in \[0, 1\]"):
+        codec.compress(np.full((8, 8), 3.0))
+
+
+def test_bad_parameters_and_training_data():
+    with pytest.raises(ValueError, match="'lmbda' parameter of ImageCodec"):
+        tiny(lmbda=0).fit(smooth_images(2, 32))
+    with pytest.raises(ValueError, match="at least 4 pixels on each side"):
+        tiny().fit(np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match="all grayscale or all colour"):
+        tiny().fit([np.zeros((16, 16)), np.zeros((16, 16, 3))])
+
+
+def test_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        ImageCodec().compress(np.zeros((8, 8), np.uint8))
+
+
+# -- the shipped codecs --------------------------------------------------------------------------
+SHIPPED = ROOT / "src" / "deepae" / "pretrained"
+
+
+@pytest.mark.skipif(not (SHIPPED / "codec_q8.deepae").exists(),
+                    reason="pretrained codecs not trained yet (scripts/train_codecs.py)")
+def test_pretrained_codecs_rate_and_quality():
+    from deepae.datasets import load_photos
+    from deepae.metrics import psnr
+
+    crop = (load_photos(["coins"])[0][:128, :160] * 255).round().astype(np.uint8)
+    sizes, quality = [], []
+    for q in (1, 4, 8):
+        c = ImageCodec.pretrained(quality=q)
+        data = c.compress(crop)
+        sizes.append(len(data))
+        quality.append(psnr(crop, c.decompress(data), data_range=255))
+    assert sizes[0] < sizes[1] < sizes[2] < crop.size  # fewer bytes than raw 8-bit pixels
+    assert quality[0] < quality[1] < quality[2]
+    assert quality[2] > 30
+    assert sum(p.stat().st_size for p in SHIPPED.glob("codec_q*.deepae")) < 30e6
+    data = ImageCodec.pretrained(quality=4).compress(crop)
+    assert ImageCodec.pretrained_for(data).fingerprint_ == \
+        ImageCodec.pretrained(quality=4).fingerprint_
+    with pytest.raises(ValueError, match="`quality` as an int from 1 to 8; received 9"):
+        ImageCodec.pretrained(quality=9)
