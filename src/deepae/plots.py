@@ -195,3 +195,23 @@ def roc_pr_curves(labels, scores, path, *, title=None) -> Path:
     b.legend(loc="upper right")
     fig.suptitle(title or "detection quality")
     return _save(fig, path)
+
+
+def rate_distortion(panels: dict, path, *, ylabel="PSNR (dB)", title=None) -> Path:
+    """Rate-distortion curves: one panel per entry of `panels` (``{title: {method: (bpp,
+    quality)}}``), bits per pixel on x."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.9), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
+        for method, (bpp, quality) in curves.items():
+            order = np.argsort(bpp)
+            ax.plot(np.asarray(bpp)[order], np.asarray(quality)[order], marker="o",
+                    markersize=3, label=method)
+        ax.set_xlabel("bits per pixel (file size)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -26,7 +26,7 @@ from deepae.data.io import read_idx
 from deepae.exceptions import DataNotFoundError
 
 __all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "load_photos",
-           "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS"]
+           "photo_crops", "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS"]
 
 # scikit-image's bundled photographs: the restoration models train on the first group and
 # are tested on the second, never the other way round
@@ -172,6 +172,19 @@ def load_photos(names=TRAIN_PHOTOS, *, gray=True):
         if gray and im.ndim == 3:
             im = color.rgb2gray(im)
         out.append(np.asarray(im, np.float32))
+    return out
+
+
+def photo_crops(names=TEST_PHOTOS, size=128):
+    """The centre and four corner crops, (size, size) each, of each grayscale photograph in
+    `names` (`load_photos`): the test images of the image benchmarks."""
+    out = []
+    for im in load_photos(names):
+        h, w = im.shape
+        c = min(size, h, w)
+        for y, x in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c),
+                     ((h - c) // 2, (w - c) // 2)):
+            out.append(im[y:y + c, x:x + c])
     return out
 
 

@@ -1,0 +1,80 @@
+"""`deepae compress` and `deepae decompress`: train, compress, decompress, clear errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepae.cli.main import main
+from deepae.data.io import read_image
+
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "deepae" / "pretrained"
+
+
+def waves(h, w, seed):
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    img = 128 + 60 * np.sin(xx / r.uniform(2, 6)) * np.cos(yy / r.uniform(2, 6))
+    return np.clip(img + r.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(3):
+        Image.fromarray(waves(40 + 8 * i, 48, i)).save(d / f"im{i}.png")
+    return d
+
+
+def test_train_compress_decompress_info(tmp_path, folder, capsys):
+    model = tmp_path / "codec.deepae"
+    rc = main(["compress", "train", str(folder), "-o", str(model), "--lambda", "0.05",
+               "--epochs", "1", "--patches", "64", "--patch-size", "16", "--filters", "8",
+               "--latent-channels", "4", "--levels", "2", "--quiet"])
+    assert rc == 0 and model.exists()
+    dae, out = tmp_path / "im1.dae", tmp_path / "out.png"
+    capsys.readouterr()
+    assert main(["compress", str(folder / "im1.png"), str(dae), "--model", str(model)]) == 0
+    shown = capsys.readouterr().out
+    size = dae.stat().st_size
+    assert f"{size:,} bytes" in shown and "from the file size" in shown
+    assert "entropy model estimated" in shown and "PSNR" in shown
+    assert dae.read_bytes()[:3] == b"DAE"
+    assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 0
+    assert read_image(out).shape == read_image(folder / "im1.png").shape
+    # nothing is overwritten without --overwrite
+    before = out.read_bytes()
+    assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["info", str(model)]) == 0
+    info = capsys.readouterr().out
+    assert "fingerprint" in info and "table_sizes" in info
+
+
+def test_errors_are_one_line(tmp_path, folder, capsys):
+    bad = tmp_path / "bad.dae"
+    bad.write_bytes(b"GIF89a" + b"\0" * 40)
+    assert main(["decompress", str(bad), str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepae: error: Not a deepae compressed image") and \
+        err.count("\n") == 1
+    assert main(["compress", str(folder / "im0.png")]) == 1
+    assert "expected INPUT OUTPUT" in capsys.readouterr().err
+    assert main(["compress", "train", str(folder), "--quiet"]) == 1
+    assert "needs -o/--output" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "missing.dae"), str(tmp_path / "o.png")]) == 1
+    assert "No .dae file" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHIPPED / "codec_q4.deepae").exists(),
+                    reason="pretrained codecs not trained yet (scripts/train_codecs.py)")
+def test_pretrained_codec_by_default(tmp_path, folder, capsys):
+    """`deepae compress` uses the shipped codec of --quality; `decompress` finds it by the
+    file's fingerprint, with no --model."""
+    src, dae, out = folder / "im2.png", tmp_path / "a.dae", tmp_path / "a.png"
+    assert main(["compress", str(src), str(dae), "--quality", "6", "--quiet"]) == 0
+    assert main(["decompress", str(dae), str(out), "--quiet"]) == 0
+    a, b = read_image(src).astype(float), read_image(out).astype(float)
+    assert 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2)) > 25
