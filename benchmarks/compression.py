@@ -8,8 +8,9 @@
 
 One run measures:
 1. fashion: Fashion-MNIST. One codec per lambda in FASHION_LAMBDAS, trained on the train
-   split (28x28 images, 2 stride-2 stages: a 7x7 latent), the middle one from scratch and the
-   others fine-tuned from their neighbour (as scripts/train_codecs.py does); saved under
+   split (28x28 images, 2 stride-2 stages: a 7x7 latent), FASHION_BASE from scratch (15
+   epochs) and the others fine-tuned (5 epochs each) from their neighbour outwards from it,
+   as scripts/train_codecs.py does for the photo codecs; saved under
    --codecs (--reuse loads them instead of training). Tested on the first --n-test test
    images, each compressed to its own file.
 2. photos: the 8 codecs that ship in the package (`ImageCodec.pretrained(quality=1..8)`,
@@ -44,7 +45,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FASHION_LAMBDAS = (0.0004, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05)
+FASHION_LAMBDAS = (0.00005, 0.0001, 0.0002, 0.0004, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025,
+                   0.05)
+FASHION_BASE = 0.0067  # trained from scratch; the others are fine-tuned outwards from it
 FASHION_ARCH = dict(filters=64, latent_channels=48, levels=2, patch_size=28,
                     patches_per_epoch=8192, batch_size=32)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
@@ -178,7 +181,7 @@ def train_fashion_codecs(x_train, args):
 
     folder = Path(args.codecs)
     lambdas = FASHION_LAMBDAS[::3] if args.smoke else FASHION_LAMBDAS
-    base = len(lambdas) // 2
+    base = lambdas.index(FASHION_BASE) if FASHION_BASE in lambdas else len(lambdas) // 2
     order = [base] + list(range(base + 1, len(lambdas))) + list(range(base - 1, -1, -1))
     codecs, seconds = {}, {}
     for i in order:
@@ -213,7 +216,10 @@ def fashion(args):
         x_train = x_train[:2000]
     test = list(x_test[:args.n_test])
     codecs, seconds = train_fashion_codecs(x_train, args)
-    ours = [codec_point(c, test, f"lambda {lam}", lmbda=lam) for lam, c in codecs]
+    # training cost so far along each codec's chain (its history holds its parents' epochs)
+    ours = [codec_point(c, test, f"lambda {lam}", lmbda=lam,
+                        epochs_in_chain=len(c.history_["loss"]),
+                        train_seconds_in_chain=c.history_["seconds"][-1]) for lam, c in codecs]
     res = {"images": len(test), "train_seconds": seconds, "deepae": ours,
            **baseline_curves(test, args.smoke)}
     res["margin_vs_jpeg2000_up_to_2bpp"] = margins(ours, res["JPEG 2000"], 2.0)

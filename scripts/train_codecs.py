@@ -1,18 +1,19 @@
 """Train the image codecs that ship inside the package (`deepae/pretrained/codec_q*.deepae`).
 
-    python scripts/train_codecs.py [--base 5] [--base-epochs 30] [--epochs 10]
-                                   [--resume] [--out DIR]
+    python scripts/train_codecs.py [--base 5] [--epochs 10] [--resume]
+                                   [--work benchmarks/out/codec_training] [--out DIR]
 
 Data: grayscale luminance of scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS`
 (camera, astronaut, coffee, chelsea, rocket, page, text, moon), random 96x96 patches with
 flips and rotations; the benchmark's test photographs (`TEST_PHOTOS`) are never used.
 
 Quality q has the rate-distortion trade-off `deepae.apps.compress.QUALITY_LAMBDAS[q]`. The
-base quality is trained from scratch (`--base-epochs`); the others are fine-tuned in a chain
-from their trained neighbour (`--epochs` each: 6, 7, 8 upwards from 5, then 4, 3, 2, 1
-downwards), which costs a fraction of training each from scratch. Each codec is saved as
-soon as it is trained; `--resume` reuses codecs already in `--out`. About 35 minutes on a
-2-core CPU with the defaults; seeds are fixed.
+base quality is trained from scratch in the phases of `BASE_PHASES` (each a warm restart of
+the cosine learning-rate schedule; each phase's result is kept in --work); the others are
+fine-tuned in a chain from their trained neighbour (`--epochs` each: 6, 7, 8 upwards from 5,
+then 4, 3, 2, 1 downwards), which costs a fraction of training each from scratch. Each codec
+is saved as soon as it is trained; `--resume` reuses the phases and codecs already written.
+Seeds are fixed.
 """
 
 from __future__ import annotations
@@ -25,14 +26,41 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ARCH = dict(filters=64, latent_channels=96, levels=4, patch_size=96, patches_per_epoch=2048,
-            batch_size=8)
+ARCH = dict(filters=64, latent_channels=96, levels=4)
+# the base codec's training: a first phase on many small patches, then a longer one on larger
+# patches (fewer latents touch a patch border); about 20 s per epoch on a 2-core CPU
+BASE_PHASES = (dict(epochs=30, patch_size=96, patches_per_epoch=2048, batch_size=8),
+               dict(epochs=60, patch_size=128, patches_per_epoch=1152, batch_size=4))
+FINE_TUNE = dict(patch_size=128, patches_per_epoch=1152, batch_size=4, learning_rate=5e-4)
+
+
+def train_base(photos, lmbda, seed, work, resume):
+    """The base codec, phase by phase (`BASE_PHASES`), each phase saved in `work`."""
+    from deepae import ImageCodec
+
+    codec = None
+    for i, phase in enumerate(BASE_PHASES, 1):
+        path = work / f"base_phase{i}.deepae"
+        if resume and path.exists():
+            codec = ImageCodec.load(path)
+            print(f"base phase {i}: reused {path}", flush=True)
+            continue
+        if codec is None:
+            codec = ImageCodec(lmbda=lmbda, learning_rate=1e-3, random_state=seed, verbose=1,
+                               **ARCH, **phase)
+        else:
+            codec.set_params(warm_start=True, random_state=seed + 100 * i, **phase)
+        codec.fit(photos)
+        codec.save(path)
+    codec.set_params(warm_start=False)
+    return codec
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=int, default=5)
-    ap.add_argument("--base-epochs", type=int, default=30)
+    ap.add_argument("--work", default=str(Path(__file__).resolve().parents[1] / "benchmarks"
+                                          / "out" / "codec_training"))
     ap.add_argument("--epochs", type=int, default=10, help="epochs of each fine-tuning")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "deepae"
@@ -57,17 +85,16 @@ def main(argv=None):
         parent = q - 1 if q > args.base else q + 1
         t = time.perf_counter()
         if q == args.base:
-            codec = ImageCodec(lmbda=QUALITY_LAMBDAS[q], epochs=args.base_epochs,
-                               learning_rate=1e-3, random_state=q, verbose=1, **ARCH)
+            codec = train_base(photos, QUALITY_LAMBDAS[q], q, Path(args.work), args.resume)
         else:
             if parent not in trained:
                 raise SystemExit(f"codec_q{q} is fine-tuned from codec_q{parent}, which is "
                                  "neither trained in this run nor found with --resume")
             codec = trained[parent]
-            codec.set_params(lmbda=QUALITY_LAMBDAS[q], epochs=args.epochs, learning_rate=5e-4,
-                             warm_start=True, random_state=q)
+            codec.set_params(lmbda=QUALITY_LAMBDAS[q], epochs=args.epochs, warm_start=True,
+                             random_state=q, **FINE_TUNE)
             codec.history_ = {}  # the history is this quality's own fine-tuning
-        codec.fit(photos)
+            codec.fit(photos)
         codec.set_params(warm_start=False)
         codec.save(path)
         trained[q] = ImageCodec.load(path)  # a fresh copy: the next fine-tuning changes it

@@ -149,3 +149,18 @@ def test_unsaved_model_refuses():
 
     with pytest.raises(NotFittedError):
         small_model().save("never.deepae")
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    """Files written atomically get open()'s permissions under the umask, not mkstemp's
+    owner-only 0600 (a compressed image or a model is for others to read too)."""
+    import os
+
+    from deepae.persistence import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
