@@ -156,9 +156,10 @@ def curve_at(rows, bpp):
 
 def margins(ours, ref, up_to):
     """Our PSNR minus the reference's at each of the reference's points up to `up_to` bpp."""
-    out = []
+    out, seen = [], set()
     for r in ref:
-        if r["bpp"] <= up_to:
+        if r["bpp"] <= up_to and round(r["bpp"], 6) not in seen:  # settings that give the
+            seen.add(round(r["bpp"], 6))                          # same file count once
             mine = curve_at(ours, r["bpp"])
             out.append({"bpp": r["bpp"], "reference_psnr": r["psnr"], "deepae_psnr": mine,
                         "margin_db": None if mine is None else mine - r["psnr"]})
