@@ -1,0 +1,246 @@
+"""Semantic hashing's table: `HammingIndex`, from short binary codes to item ids.
+
+Codes are packed bits, a (n, ceil(n_bits / 8)) uint8 array in `numpy.packbits` order (the
+first bit is the most significant bit of the first byte), as `SemanticHasher.transform`
+gives them. Inside, each code is one 64-bit integer key; the table holds the keys sorted
+once, with the row of each, so that looking up a batch of addresses is one vectorised binary
+search. `search` looks up the query's own address, then every address that differs from it
+in 1, 2, ..., `radius` bits (Salakhutdinov & Hinton's semantic hashing); `rank` orders the
+whole collection by Hamming distance with XOR and popcount.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+
+from deepae.persistence import Artifact, read_artifact, register_loader, save_artifact
+
+__all__ = ["HammingIndex", "pack_keys", "flip_masks"]
+
+MAX_BITS = 64
+
+
+def pack_keys(codes, n_bits: int, name: str = "codes") -> np.ndarray:
+    """Packed codes (n, ceil(n_bits / 8)) uint8 -> (n,) uint64 keys (the code's bits as one
+    big-endian integer)."""
+    width = -(-n_bits // 8)
+    arr = np.asarray(codes)
+    if arr.ndim == 1 and arr.size == width:
+        arr = arr[None]
+    if arr.dtype != np.uint8:
+        raise TypeError(f"Expected `{name}` as packed bits, a uint8 array (numpy.packbits); "
+                        f"received dtype {arr.dtype}.")
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"Expected `{name}` of shape (n, {width}) for {n_bits}-bit codes; "
+                         f"received {arr.shape}.")
+    padded = np.zeros((arr.shape[0], 8), np.uint8)
+    padded[:, 8 - width:] = arr
+    keys = padded.view(">u8").ravel().astype(np.uint64)
+    return keys >> np.uint64(8 * width - n_bits)  # drop packbits' zero padding
+
+
+def flip_masks(n_bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """XOR masks of every bit pattern with at most `radius` ones among `n_bits`, in order of
+    weight, and the weight of each: the addresses to probe around a code."""
+    masks, weights = [np.zeros(1, np.uint64)], [np.zeros(1, np.int64)]
+    bits = [np.uint64(1) << np.uint64(i) for i in range(n_bits)]
+    for r in range(1, radius + 1):
+        m = np.fromiter((np.bitwise_or.reduce(c) for c in itertools.combinations(bits, r)),
+                        np.uint64, count=math.comb(n_bits, r))
+        masks.append(m)
+        weights.append(np.full(m.size, r, np.int64))
+    return np.concatenate(masks), np.concatenate(weights)
+
+
+class HammingIndex:
+    """A hash table from binary codes to item ids, with exact radius search and ranking.
+
+    Parameters
+    ----------
+    n_bits : int
+        Code length, 1 to 64.
+
+    Examples
+    --------
+    >>> index = HammingIndex(n_bits=32)  # doctest: +SKIP
+    >>> index.add(codes, ids)  # doctest: +SKIP
+    >>> (found, dist), = index.search(codes[:1], radius=2)  # doctest: +SKIP
+    """
+
+    def __init__(self, n_bits: int = 32):
+        if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral) \
+                or not 1 <= n_bits <= MAX_BITS:
+            raise ValueError(f"Expected `n_bits` as an int from 1 to {MAX_BITS}; received "
+                             f"{n_bits!r}.")
+        self.n_bits = int(n_bits)
+        self._keys = np.zeros(0, np.uint64)   # keys in insertion order
+        self._ids = np.zeros(0, np.int64)
+        self._sorted = None                    # (sorted keys, their rows), built lazily
+        self._masks = {}
+
+    # -- contents --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The stored ids, in insertion order."""
+        return self._ids.copy()
+
+    @property
+    def bytes_per_item(self) -> float:
+        """Memory of the table per item: its key and id, and the sorted copy of both."""
+        return 2 * (self._keys.itemsize + self._ids.itemsize)
+
+    def add(self, codes, ids=None) -> HammingIndex:
+        """Store packed `codes` (n, ceil(n_bits / 8)) uint8 under `ids` (n,) integers
+        (default: consecutive ids after the largest one stored). Returns self."""
+        keys = pack_keys(codes, self.n_bits)
+        if ids is None:
+            start = int(self._ids.max()) + 1 if self._ids.size else 0
+            ids = np.arange(start, start + keys.size)
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size != keys.size:
+            raise ValueError(f"Expected one id per code: {keys.size} ids; received ids of shape "
+                             f"{ids.shape}.")
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"Expected integer `ids`; received dtype {ids.dtype}.")
+        ids = ids.astype(np.int64)
+        if np.unique(ids).size != ids.size or np.isin(ids, self._ids).any():
+            raise ValueError("Expected new, distinct `ids`; some are repeated or already in the "
+                             "index (remove them first).")
+        self._keys = np.concatenate([self._keys, keys])
+        self._ids = np.concatenate([self._ids, ids])
+        self._sorted = None
+        return self
+
+    def remove(self, ids) -> int:
+        """Remove the items with these ids; returns how many were removed (unknown ids are
+        ignored)."""
+        keep = ~np.isin(self._ids, np.asarray(ids, np.int64).ravel())
+        removed = int((~keep).sum())
+        if removed:
+            self._keys, self._ids, self._sorted = self._keys[keep], self._ids[keep], None
+        return removed
+
+    def _table(self):
+        if self._sorted is None:
+            order = np.argsort(self._keys, kind="stable")  # equal codes keep insertion order
+            self._sorted = (self._keys[order], order)
+        return self._sorted
+
+    def _check_query(self, query_codes):
+        if not len(self):
+            raise ValueError("The index is empty: add codes before searching it.")
+        return pack_keys(query_codes, self.n_bits, "query_codes")
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def search(self, query_codes, radius: int = 2, k: int | None = None):
+        """The stored items within Hamming distance `radius` of each query, found by looking
+        up the query's address and every address 1, 2, ... `radius` bits away.
+
+        Returns one ``(ids, distances)`` pair of arrays per query, nearest first (equal
+        distances in insertion order), at most `k` of them when `k` is given. Where probing
+        would visit more addresses than there are items, the table is scanned instead: the
+        result is the same.
+        """
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
+                or not 0 <= radius <= self.n_bits:
+            raise ValueError(f"Expected `radius` as an int from 0 to the code length "
+                             f"{self.n_bits}; received {radius!r}.")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)
+                              or k < 1):
+            raise ValueError(f"Expected `k` as an int >= 1 or None; received {k!r}.")
+        queries = self._check_query(query_codes)
+        n_probes = sum(math.comb(self.n_bits, r) for r in range(radius + 1))
+        if n_probes > len(self):
+            return [self._scan(q, radius, k) for q in queries]
+        if radius not in self._masks:
+            self._masks[radius] = flip_masks(self.n_bits, radius)
+        masks, weights = self._masks[radius]
+        keys, rows = self._table()
+        out = []
+        for q in queries:
+            probes = q ^ masks
+            lo = np.searchsorted(keys, probes, side="left")
+            hi = np.searchsorted(keys, probes, side="right")
+            hit = hi > lo
+            if not hit.any():
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+                continue
+            lo, hi, dist = lo[hit], hi[hit], weights[hit]
+            counts = hi - lo
+            # every row in each [lo, hi) run, with its probe's distance
+            run = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            found, d = rows[run], np.repeat(dist, counts)
+            order = np.lexsort((found, d))  # by distance, then insertion order
+            found, d = found[order], d[order]
+            if k is not None:
+                found, d = found[:k], d[:k]
+            out.append((self._ids[found], d))
+        return out
+
+    def _scan(self, q, radius, k):
+        d = np.bitwise_count(self._keys ^ q).astype(np.int64)
+        found = np.flatnonzero(d <= radius)
+        found = found[np.argsort(d[found], kind="stable")]
+        if k is not None:
+            found = found[:k]
+        return self._ids[found], d[found]
+
+    def rank(self, query_codes, k: int = 100):
+        """The `k` stored items nearest to each query by Hamming distance, over the whole
+        collection (XOR and popcount on the keys; equal distances in insertion order).
+        Returns one ``(ids, distances)`` pair per query."""
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
+        queries = self._check_query(query_codes)
+        k = min(int(k), len(self))
+        out = []
+        for q in queries:
+            d = np.bitwise_count(self._keys ^ q)
+            if k < d.size:
+                # the k-th smallest distance, then every item up to it, in insertion order
+                kth = np.partition(d, k - 1)[k - 1]
+                cand = np.flatnonzero(d <= kth)
+                cand = cand[np.argsort(d[cand], kind="stable")][:k]
+            else:
+                cand = np.argsort(d, kind="stable")
+            out.append((self._ids[cand], d[cand].astype(np.int64)))
+        return out
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path, overwrite: bool = True) -> Path:
+        """Write the index as one deepae artifact (atomically)."""
+        width = -(-self.n_bits // 8)
+        codes = (self._keys << np.uint64(8 * width - self.n_bits)).astype(">u8")
+        packed = codes.view(np.uint8).reshape(-1, 8)[:, 8 - width:]
+        return save_artifact(path, "HammingIndex", {"n_bits": self.n_bits, "n_items": len(self)},
+                             arrays={"codes": packed, "ids": self._ids}, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> HammingIndex:
+        art = read_artifact(path)
+        if art.kind != "HammingIndex":
+            from deepae.exceptions import ArtifactError
+
+            raise ArtifactError(f"{str(path)!r} holds a {art.kind}, not a HammingIndex.")
+        return cls._from_artifact(art)
+
+    @classmethod
+    def _from_artifact(cls, art: Artifact) -> HammingIndex:
+        index = cls(n_bits=int(art.metadata["n_bits"]))
+        if art.arrays["ids"].size:
+            index.add(art.arrays["codes"].astype(np.uint8), art.arrays["ids"])
+        return index
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(n_bits={self.n_bits}) with {len(self):,} items"
+
+
+register_loader("HammingIndex")(HammingIndex._from_artifact)

@@ -1,0 +1,104 @@
+"""HammingIndex: exact radius search against brute force, ranking, remove, persistence."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepae.apps.hashing import HammingIndex, flip_masks, pack_keys
+
+
+def random_codes(n, n_bits, seed=0):
+    bits = np.random.default_rng(seed).integers(0, 2, (n, n_bits), dtype=np.uint8)
+    return np.packbits(bits, axis=1), bits
+
+
+def brute(bits_db, bits_q, radius):
+    d = (bits_db != bits_q).sum(axis=1)
+    found = np.flatnonzero(d <= radius)
+    return found[np.argsort(d[found], kind="stable")], np.sort(d[found], kind="stable")
+
+
+def test_pack_keys_follows_packbits_order():
+    bits = np.array([[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]], np.uint8)  # 11 bits
+    key = pack_keys(np.packbits(bits, axis=1), 11)[0]
+    assert int(key) == int("10000000011", 2)
+
+
+def test_flip_masks_count_and_weights():
+    masks, weights = flip_masks(10, 2)
+    assert masks.size == 1 + 10 + 45 and np.unique(masks).size == masks.size
+    assert np.array_equal(np.bitwise_count(masks), weights)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_bits=st.sampled_from([5, 8, 16, 20, 32, 64]), n=st.integers(1, 300),
+       radius=st.integers(0, 3), seed=st.integers(0, 10_000))
+def test_radius_search_is_brute_force(n_bits, n, radius, seed):
+    """Exactly the items within the radius, nearest first, equal distances in insertion
+    order, whether the table is probed or scanned."""
+    codes, bits = random_codes(n, n_bits, seed)
+    # duplicates and near neighbours, so that radius hits are common
+    codes = np.concatenate([codes, codes[: n // 3]])
+    bits = np.concatenate([bits, bits[: n // 3]])
+    ids = np.arange(len(codes)) * 7 + 3
+    index = HammingIndex(n_bits).add(codes, ids)
+    qbits = bits[: 5].copy()
+    qbits[:, 0] ^= 1
+    for (found, dist), q in zip(index.search(np.packbits(qbits, axis=1), radius=radius), qbits,
+                                strict=True):
+        rows, d = brute(bits, q, radius)
+        assert np.array_equal(found, ids[rows]) and np.array_equal(dist, d)
+
+
+def test_an_item_is_found_by_its_own_code():
+    codes, _ = random_codes(1000, 32, 1)
+    index = HammingIndex(32).add(codes)
+    for i, (found, dist) in enumerate(index.search(codes[:50], radius=0)):
+        assert i in found and (dist == 0).all()
+
+
+def test_rank_matches_brute_force_and_k():
+    codes, bits = random_codes(2000, 16, 2)
+    index = HammingIndex(16).add(codes)
+    (found, dist), = index.rank(codes[:1], k=100)
+    d = (bits != bits[0]).sum(axis=1)
+    expected = np.argsort(d, kind="stable")[:100]
+    assert np.array_equal(found, expected) and np.array_equal(dist, d[expected])
+    (found, _), = index.search(codes[:1], radius=16, k=10)
+    assert np.array_equal(found, expected[:10])
+
+
+def test_remove_really_removes_and_save_load(tmp_path):
+    codes, _ = random_codes(500, 24, 3)
+    index = HammingIndex(24).add(codes, np.arange(500) + 1000)
+    assert index.remove([1000, 1001, 99]) == 2 and len(index) == 498
+    (found, _), = index.search(codes[:1], radius=24)
+    assert 1000 not in found
+    path = index.save(tmp_path / "idx.deepae")
+    back = HammingIndex.load(path)
+    assert len(back) == 498 and back.n_bits == 24
+    for a, b in zip(index.search(codes[:20], radius=3), back.search(codes[:20], radius=3),
+                    strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_bad_input():
+    codes, _ = random_codes(10, 32)
+    index = HammingIndex(32)
+    with pytest.raises(ValueError, match="The index is empty"):
+        index.search(codes)
+    with pytest.raises(ValueError, match=r"shape \(n, 4\) for 32-bit codes; received \(10, 2\)"):
+        index.add(codes[:, :2])
+    with pytest.raises(ValueError, match="one id per code: 10 ids"):
+        index.add(codes, np.arange(9))
+    index.add(codes)
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(codes, np.arange(10))
+    with pytest.raises(ValueError, match="`radius` as an int from 0 to the code length 32; "
+                                         "received 33"):
+        index.search(codes, radius=33)
+    with pytest.raises(TypeError, match="packed bits, a uint8 array"):
+        index.search(codes.astype(np.int64))
+    with pytest.raises(ValueError, match="`n_bits` as an int from 1 to 64"):
+        HammingIndex(65)
