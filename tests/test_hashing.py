@@ -102,3 +102,42 @@ def test_bad_input():
         index.search(codes.astype(np.int64))
     with pytest.raises(ValueError, match="`n_bits` as an int from 1 to 64"):
         HammingIndex(65)
+
+
+# -- SemanticHasher ----------------------------------------------------------------------------
+def clusters(n=600, d=40, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.random((k, d))
+    y = rng.integers(0, k, n)
+    return np.clip(centres[y] + 0.05 * rng.normal(size=(n, d)), 0, 1).astype(np.float32), y
+
+
+def test_hasher_codes_are_packed_binary_and_keep_neighbours(tmp_path):
+    from deepae import SemanticHasher
+
+    X, y = clusters()
+    h = SemanticHasher(n_bits=12, hidden_units=(32,), epochs=40, batch_size=64,
+                       random_state=0).fit(X)
+    codes = h.transform(X)
+    assert codes.shape == (600, 2) and codes.dtype == np.uint8
+    p = h.code_probabilities(X)
+    assert np.mean(np.minimum(p, 1 - p)) < 0.2  # the noise pushed the sigmoid to 0 or 1
+    # the nearest codes of an item mostly share its cluster
+    index = HammingIndex(12).add(codes)
+    hits = [np.mean(y[ids[1:11]] == y[i]) for i, (ids, _) in enumerate(index.rank(codes[:50],
+                                                                                k=11))]
+    assert np.mean(hits) > 0.8
+    back = SemanticHasher.load(h.save(tmp_path / "h.deepae"))
+    assert np.array_equal(back.transform(X), codes)
+
+
+def test_hasher_bad_input():
+    from deepae import SemanticHasher
+
+    X, _ = clusters(50)
+    with pytest.raises(ValueError, match="'n_bits' parameter of SemanticHasher must be an int "
+                                         "in the range \\[1, 64\\]"):
+        SemanticHasher(n_bits=65).fit(X)
+    h = SemanticHasher(n_bits=8, hidden_units=(8,), epochs=1).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but SemanticHasher is expecting 40"):
+        h.transform(X[:, :3])

@@ -1,4 +1,5 @@
-"""Semantic hashing's table: `HammingIndex`, from short binary codes to item ids.
+"""Semantic hashing: `SemanticHasher` gives each item a short binary code; `HammingIndex`
+is the table from codes to item ids.
 
 Codes are packed bits, a (n, ceil(n_bits / 8)) uint8 array in `numpy.packbits` order (the
 first bit is the most significant bit of the first byte), as `SemanticHasher.transform`
@@ -17,10 +18,14 @@ import numbers
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from deepae._validation import check_positive_float, check_positive_int, check_units
+from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.persistence import Artifact, read_artifact, register_loader, save_artifact
 
-__all__ = ["HammingIndex", "pack_keys", "flip_masks"]
+__all__ = ["SemanticHasher", "HammingIndex", "pack_keys", "flip_masks"]
 
 MAX_BITS = 64
 
@@ -55,6 +60,138 @@ def flip_masks(n_bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
         masks.append(m)
         weights.append(np.full(m.size, r, np.int64))
     return np.concatenate(masks), np.concatenate(weights)
+
+
+class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
+    """Short binary codes from an autoencoder whose code layer is pushed to binary
+    (Salakhutdinov & Hinton 2009, semantic hashing).
+
+    The code layer is a sigmoid with Gaussian noise added to its input in training
+    (`deepae.nn.hashing.BinaryCode`), with penalties that keep each bit on for half the items
+    and the bits uncorrelated; `transform` thresholds the sigmoid at 1/2 and packs the bits.
+
+    Parameters
+    ----------
+    n_bits : int, default=32
+        Code length, 1 to 64.
+    hidden_units : tuple of int, default=(512, 256)
+        Encoder layers, widest first; the decoder mirrors them.
+    noise_stddev : float, default=3.0
+    balance, decorrelation : float, default=0.1
+        Weights of the bit-balance and decorrelation penalties.
+    epochs : int, default=30
+    batch_size : int, default=256
+    learning_rate : float, default=1e-3
+    preprocessing : str, default="auto"
+        Scaling fitted on the training data, as `deepae.Autoencoder`'s: "auto" divides
+        uint8 data by 255, keeps data already in [0, 1] or [-1, 1] (TF-IDF vectors) and
+        standardises other tables.
+    random_state : int, optional
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    model_ : keras.Model
+    n_features_in_ : int
+    history_ : dict
+    """
+
+    _fitted_attr = "model_"
+
+    def __init__(self, n_bits=32, *, hidden_units=(512, 256), noise_stddev=3.0, balance=0.1,
+                 decorrelation=0.1, epochs=30, batch_size=256, learning_rate=1e-3,
+                 preprocessing="auto", random_state=None, verbose=0):
+        self.n_bits = n_bits
+        self.hidden_units = hidden_units
+        self.noise_stddev = noise_stddev
+        self.balance = balance
+        self.decorrelation = decorrelation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.preprocessing = preprocessing
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self):
+        name = type(self).__name__
+        n = check_positive_int(self.n_bits, "n_bits", owner=name)
+        if n > MAX_BITS:
+            raise ValueError(f"The 'n_bits' parameter of {name} must be an int in the range "
+                             f"[1, {MAX_BITS}]. Got {self.n_bits!r} instead.")
+        check_units(self.hidden_units, "hidden_units", owner=name)
+        for p in ("noise_stddev", "balance", "decorrelation"):
+            v = getattr(self, p)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0:
+                raise ValueError(f"The '{p}' parameter of {name} must be a float in the range "
+                                 f"[0, inf). Got {v!r} instead.")
+        check_positive_int(self.epochs, "epochs", owner=name)
+        check_positive_int(self.batch_size, "batch_size", owner=name)
+        check_positive_float(self.learning_rate, "learning_rate", owner=name)
+
+    def fit(self, X, y=None):
+        """Train on `X` (n_samples, n_features); returns self."""
+        import keras
+
+        from deepae.data.preprocessing import Scaler, resolve_preprocessing
+        from deepae.nn.hashing import hashing_autoencoder
+
+        self._validate_params()
+        X = validate_data(self, X, reset=True, dtype="numeric")
+        kind = resolve_preprocessing(X) if self.preprocessing == "auto" else self.preprocessing
+        self.scaler_ = Scaler(kind).fit(X)
+        Xs = self.scaler_.transform(X).astype(np.float32)
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        lo, hi = float(Xs.min()), float(Xs.max())
+        out = "sigmoid" if lo >= 0 and hi <= 1 else "linear"
+        self.model_ = hashing_autoencoder(
+            X.shape[1], int(self.n_bits), tuple(self.hidden_units), output_activation=out,
+            noise_stddev=float(self.noise_stddev), balance=float(self.balance),
+            decorrelation=float(self.decorrelation), seed=self.random_state)
+        self.model_.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
+                            loss="mse")
+        hist = self.model_.fit(Xs, Xs, epochs=int(self.epochs),
+                               batch_size=min(int(self.batch_size), len(Xs)), shuffle=True,
+                               verbose=self.verbose)
+        self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        self._build_encoder()
+        return self
+
+    def _build_encoder(self):
+        import keras
+
+        from deepae.nn.runtime import compiled
+
+        enc = keras.Model(self.model_.input, self.model_.get_layer("code").output)
+        self._encode = compiled(lambda x: enc(x, training=False))
+
+    def code_probabilities(self, X):
+        """The code layer's sigmoid outputs, (n_samples, n_bits) in (0, 1)."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype="numeric")
+        Xs = self.scaler_.transform(X).astype(np.float32)
+        out = [np.asarray(self._encode(Xs[i:i + 8192])) for i in range(0, len(Xs), 8192)]
+        return np.concatenate(out) if out else np.zeros((0, int(self.n_bits)), np.float32)
+
+    def transform(self, X):
+        """Packed codes of `X`: (n_samples, ceil(n_bits / 8)) uint8 in `numpy.packbits`
+        order, the input of `HammingIndex`."""
+        return np.packbits(self.code_probabilities(X) > 0.5, axis=1)
+
+    def _artifact_parts(self):
+        meta, arrays = self.scaler_.get_state()
+        return {"scaler": meta, "history": self.history_,
+                "n_features": int(self.n_features_in_)}, {"model": self.model_}, arrays
+
+    def _restore(self, art: Artifact) -> None:
+        from deepae.data.preprocessing import Scaler
+
+        self.model_ = art.models["model"]
+        self.scaler_ = Scaler.from_state(art.metadata["scaler"], art.arrays)
+        self.history_ = art.metadata["history"]
+        self.n_features_in_ = int(art.metadata["n_features"])
+        self._build_encoder()
 
 
 class HammingIndex:
@@ -244,3 +381,4 @@ class HammingIndex:
 
 
 register_loader("HammingIndex")(HammingIndex._from_artifact)
+register_loader("SemanticHasher")(SemanticHasher._from_artifact)
