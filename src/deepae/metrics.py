@@ -7,7 +7,8 @@ import numbers
 import numpy as np
 
 __all__ = ["reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k",
-           "psnr", "psnr_per_image", "ssim", "bits_per_pixel", "bd_rate"]
+           "psnr", "psnr_per_image", "ssim", "bits_per_pixel", "bd_rate",
+           "mean_average_precision", "precision_within_radius", "hamming_pr_curve"]
 
 
 def reconstruction_errors(x, x_hat) -> dict:
@@ -208,3 +209,53 @@ def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
         poly = np.polyint(np.polyfit(d, log_r, 3))
         areas.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
     return float((np.exp(areas[1] - areas[0]) - 1) * 100)
+
+
+def _relevance(rankings, db_labels, query_labels):
+    db_labels, query_labels = np.asarray(db_labels), np.asarray(query_labels)
+    if len(rankings) != len(query_labels):
+        raise ValueError(f"Expected one ranking per query: {len(query_labels)}; received "
+                         f"{len(rankings)}.")
+    return [db_labels[np.asarray(r, np.int64)] == q for r, q in
+            zip(rankings, query_labels, strict=True)]
+
+
+def mean_average_precision(rankings, db_labels, query_labels, top: int = 5000) -> float:
+    """Mean over queries of the average precision of the first `top` retrieved items.
+
+    ``rankings[i]`` holds database positions, best first; an item is relevant when its
+    label equals the query's. A query's AP is the mean of the precision at each relevant
+    position within the top `top` (0 when none is relevant): the usual mAP@N of the
+    hashing literature.
+    """
+    aps = []
+    for rel in _relevance([np.asarray(r)[:top] for r in rankings], db_labels, query_labels):
+        if not rel.any():
+            aps.append(0.0)
+            continue
+        hits = np.cumsum(rel)
+        aps.append(float(np.mean(hits[rel] / (np.flatnonzero(rel) + 1))))
+    return float(np.mean(aps))
+
+
+def precision_within_radius(found, db_labels, query_labels) -> float:
+    """Mean over queries of the share of relevant items among those found within a Hamming
+    radius (``found[i]``: database positions); a query that finds nothing counts 0, as in
+    semantic hashing's evaluation."""
+    return float(np.mean([rel.mean() if rel.size else 0.0
+                          for rel in _relevance(found, db_labels, query_labels)]))
+
+
+def hamming_pr_curve(distances, db_labels, query_labels, n_bits: int):
+    """Precision and recall at each Hamming radius 0..n_bits, micro-averaged over queries.
+
+    ``distances`` is (n_queries, n_db), the Hamming distance of every database item to each
+    query. Returns ``(radii, precision, recall)``.
+    """
+    d = np.asarray(distances)
+    rel = np.asarray(db_labels)[None, :] == np.asarray(query_labels)[:, None]
+    radii = np.arange(int(n_bits) + 1)
+    tp = np.array([(rel & (d <= r)).sum() for r in radii], np.float64)
+    retrieved = np.array([(d <= r).sum() for r in radii], np.float64)
+    precision = np.divide(tp, retrieved, out=np.zeros_like(tp), where=retrieved > 0)
+    return radii, precision, tp / max(1, rel.sum())
