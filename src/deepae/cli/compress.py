@@ -107,6 +107,8 @@ def cmd_decompress(args):
 
 def add_compress_parsers(sub):
     """Add ``compress`` (with ``compress train``) and ``decompress``."""
+    from deepae.cli.restore import add_patch_training_options
+
     c = sub.add_parser("compress", help="compress an image to a .dae file; train a codec",
                        usage=_USAGE["compress"],
                        description="Compress an image with a learned codec to a .dae file "
@@ -119,16 +121,12 @@ def add_compress_parsers(sub):
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
                    help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
                    "(default 0.013; larger = larger files, better images)")
-    c.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
-    c.add_argument("--patch-size", type=int, default=64, help="train: patch side (default 64)")
-    c.add_argument("--patches", type=int, default=4096,
-                   help="train: patches per epoch (default 4096)")
+    add_patch_training_options(c, patch_size=64)
     c.add_argument("--filters", type=int, default=64, help="train: hidden channels (default 64)")
     c.add_argument("--latent-channels", type=int, default=96,
                    help="train: latent channels (default 96)")
     c.add_argument("--levels", type=int, default=4,
                    help="train: stride-2 stages, the latent is 2^levels smaller (default 4)")
-    c.add_argument("--seed", type=int, default=0, help="train: random seed (default 0)")
     c.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     c.add_argument("--quiet", action="store_true", help="print nothing")
     c.set_defaults(func=cmd_compress)

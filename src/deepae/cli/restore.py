@@ -14,7 +14,7 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
-__all__ = ["add_restore_parsers"]
+__all__ = ["add_restore_parsers", "add_patch_training_options"]
 
 _USAGE = {
     "denoise": "deepae denoise INPUT OUTPUT [--model M] | train FOLDER -o M | "
@@ -170,6 +170,16 @@ def _run(which):
     return cmd
 
 
+def add_patch_training_options(p, *, patch_size):
+    """The options of the commands that train on random image patches (``train FOLDER``)."""
+    p.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
+    p.add_argument("--patch-size", type=int, default=patch_size,
+                   help=f"train: patch side in pixels (default {patch_size})")
+    p.add_argument("--patches", type=int, default=4096,
+                   help="train: patches per epoch (default 4096)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def add_restore_parsers(sub):
     """Add ``denoise`` and ``upscale``."""
     for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
@@ -184,12 +194,7 @@ def add_restore_parsers(sub):
                        "model that ships with deepae")
         p.add_argument("-o", "--output", help="train: model file to write")
         p.add_argument("--overwrite", action="store_true", help="train: replace --output")
-        p.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
-        p.add_argument("--patch-size", type=int, default=48,
-                       help="train: patch side in pixels (default 48)")
-        p.add_argument("--patches", type=int, default=4096,
-                       help="train: patches per epoch (default 4096)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        add_patch_training_options(p, patch_size=48)
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
         p.add_argument("--ensemble", action="store_true", help="average the results for the "
                        "8 flips and quarter turns of the image (8 times slower, a little "
