@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from deepae import AnomalyDetector, AutoencoderReducer
+from deepae import AnomalyDetector, AutoencoderReducer, SemanticHasher
 
 
 class LabelFreeAnomalyDetector(AnomalyDetector):
@@ -22,7 +22,9 @@ class LabelFreeAnomalyDetector(AnomalyDetector):
 ESTIMATORS = [AutoencoderReducer(n_components=1, hidden_units=(4,), epochs=2, batch_size=32,
                                  random_state=0),
               LabelFreeAnomalyDetector(hidden_units=(4,), n_components=1, epochs=2,
-                                       random_state=0)]
+                                       random_state=0),
+              SemanticHasher(n_bits=4, hidden_units=(4,), epochs=2, batch_size=32,
+                             random_state=0)]
 
 EXPECTED_FAILURES = {
     LabelFreeAnomalyDetector: {

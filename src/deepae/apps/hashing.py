@@ -179,6 +179,11 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         order, the input of `HammingIndex`."""
         return np.packbits(self.code_probabilities(X) > 0.5, axis=1)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # codes are packed uint8 bits, by design
+        return tags
+
     def _artifact_parts(self):
         meta, arrays = self.scaler_.get_state()
         return {"scaler": meta, "history": self.history_,
