@@ -141,3 +141,35 @@ def test_hasher_bad_input():
     h = SemanticHasher(n_bits=8, hidden_units=(8,), epochs=1).fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but SemanticHasher is expecting 40"):
         h.transform(X[:, :3])
+
+
+# -- text ---------------------------------------------------------------------------------------
+def test_vectorize_documents_and_queries():
+    from deepae.datasets import vectorize_documents
+
+    docs = ["the market fell as shares dropped", "the team won the cup final",
+            "shares rose on the stock market", "the final match was won late"]
+    X, vec = vectorize_documents(docs, max_features=50)
+    assert X.dtype == np.float32 and X.shape[0] == 4 and 0 <= X.min() and X.max() <= 1
+    Q, _ = vectorize_documents(["stock market shares"], vectorizer=vec)
+    assert Q.shape == (1, X.shape[1])
+    assert np.argmax(X @ Q[0]) in (0, 2)  # a finance query is nearest a finance document
+    with pytest.raises(TypeError, match="sequence of strings"):
+        vectorize_documents("one string")
+    with pytest.raises(ValueError, match="`kind` in"):
+        vectorize_documents(docs, kind="bm25")
+
+
+def test_load_bbc_news_from_a_folder(tmp_path):
+    from deepae.datasets import load_bbc_news
+    from deepae.exceptions import DataNotFoundError
+
+    for topic, texts in {"sports": ["goal", "match"], "tech": ["chip"]}.items():
+        (tmp_path / topic).mkdir()
+        for i, t in enumerate(texts):
+            (tmp_path / topic / f"{i:03d}.txt").write_text(t)
+    docs, labels, topics = load_bbc_news(tmp_path)
+    assert docs == ["goal", "match", "chip"] and labels.tolist() == [0, 0, 1]
+    assert topics == ("sports", "tech")
+    with pytest.raises(DataNotFoundError, match="No topic folders"):
+        load_bbc_news(tmp_path / "sports")
