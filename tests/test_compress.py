@@ -238,6 +238,16 @@ def test_file_parses_by_the_documented_layout(codec, gray, dae):
 
 
 # -- the robust decoder -----------------------------------------------------------------------
+def test_pack_names_the_bad_field():
+    head = bitstream.Header(b"\0" * 4, 8, 8, 1, (2, 2, 4))
+    with pytest.raises(ValueError, match="4-byte `fingerprint`; received 3 bytes"):
+        bitstream.pack(bitstream.Header(b"abc", 8, 8, 1, (2, 2, 4)), b"")
+    with pytest.raises(ValueError, match=r"`latent_shape` as 3 sizes .* received \(0, 2, 4\)"):
+        bitstream.pack(bitstream.Header(head.fingerprint, 8, 8, 1, (0, 2, 4)), b"")
+    with pytest.raises(ValueError, match="1 or 3 channels; received 2"):
+        bitstream.pack(bitstream.Header(head.fingerprint, 8, 8, 2, (2, 2, 4)), b"")
+
+
 def test_truncated_files(codec, dae):
     for n in range(len(dae)):
         with pytest.raises(BitstreamError, match="Truncated|Not a deepae|Corrupted"):

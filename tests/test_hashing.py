@@ -93,8 +93,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="one id per code: 10 ids"):
         index.add(codes, np.arange(9))
     index.add(codes)
-    with pytest.raises(ValueError, match="already in the index"):
+    with pytest.raises(ValueError, match=r"already in the index \(remove them first\): \[0, 1, 2"):
         index.add(codes, np.arange(10))
+    with pytest.raises(ValueError, match=r"repeated .*: \[20\]"):
+        HammingIndex(32).add(codes[:2], [20, 20])
     with pytest.raises(ValueError, match="`radius` as an int from 0 to the code length 32; "
                                          "received 33"):
         index.search(codes, radius=33)

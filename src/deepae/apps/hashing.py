@@ -253,9 +253,11 @@ class HammingIndex:
         if ids.size and ids.dtype.kind not in "iu":
             raise TypeError(f"Expected integer `ids`; received dtype {ids.dtype}.")
         ids = ids.astype(np.int64)
-        if np.unique(ids).size != ids.size or np.isin(ids, self._ids).any():
-            raise ValueError("Expected new, distinct `ids`; some are repeated or already in the "
-                             "index (remove them first).")
+        values, counts = np.unique(ids, return_counts=True)
+        bad = np.concatenate([values[counts > 1], ids[np.isin(ids, self._ids)]])
+        if bad.size:
+            raise ValueError(f"Expected new, distinct `ids`; received ids repeated or already in "
+                             f"the index (remove them first): {np.unique(bad)[:10].tolist()}.")
         self._keys = np.concatenate([self._keys, keys])
         self._ids = np.concatenate([self._ids, ids])
         self._sorted = None

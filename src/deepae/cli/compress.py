@@ -107,7 +107,7 @@ def cmd_decompress(args):
 
 def add_compress_parsers(sub):
     """Add ``compress`` (with ``compress train``) and ``decompress``."""
-    from deepae.cli.restore import add_patch_training_options
+    from deepae.cli._options import add_patch_training_options
 
     c = sub.add_parser("compress", help="compress an image to a .dae file; train a codec",
                        usage=_USAGE["compress"],

@@ -14,7 +14,7 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
-__all__ = ["add_restore_parsers", "add_patch_training_options"]
+__all__ = ["add_restore_parsers"]
 
 _USAGE = {
     "denoise": "deepae denoise INPUT OUTPUT [--model M] | train FOLDER -o M | "
@@ -170,18 +170,10 @@ def _run(which):
     return cmd
 
 
-def add_patch_training_options(p, *, patch_size):
-    """The options of the commands that train on random image patches (``train FOLDER``)."""
-    p.add_argument("--epochs", type=int, default=20, help="train: epochs (default 20)")
-    p.add_argument("--patch-size", type=int, default=patch_size,
-                   help=f"train: patch side in pixels (default {patch_size})")
-    p.add_argument("--patches", type=int, default=4096,
-                   help="train: patches per epoch (default 4096)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-
 def add_restore_parsers(sub):
     """Add ``denoise`` and ``upscale``."""
+    from deepae.cli._options import add_patch_training_options
+
     for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
                              "denoiser"),
                             ("upscale", "super-resolution: upscale an image x2 or x4; train or "

@@ -58,8 +58,12 @@ def pack(header: Header, payload: bytes) -> bytes:
                          f"{h}x{w}.")
     if c not in (1, 3):
         raise ValueError(f"Expected 1 or 3 channels; received {c}.")
-    if len(header.fingerprint) != 4 or not all(1 <= s <= _MAX16 for s in header.latent_shape):
-        raise ValueError(f"Invalid header {header!r}.")
+    if len(header.fingerprint) != 4:
+        raise ValueError(f"Expected a 4-byte `fingerprint`; received {len(header.fingerprint)} "
+                         f"bytes ({header.fingerprint!r}).")
+    if len(header.latent_shape) != 3 or not all(1 <= s <= _MAX16 for s in header.latent_shape):
+        raise ValueError(f"Expected `latent_shape` as 3 sizes from 1 to {_MAX16}; received "
+                         f"{header.latent_shape!r}.")
     head = _HEAD.pack(MAGIC, VERSION, header.fingerprint, h, w, c, *header.latent_shape,
                       len(payload))
     body = head + payload
