@@ -114,12 +114,14 @@ def clusters(n=600, d=40, k=4, seed=0):
     return np.clip(centres[y] + 0.05 * rng.normal(size=(n, d)), 0, 1).astype(np.float32), y
 
 
-def test_hasher_codes_are_packed_binary_and_keep_neighbours(tmp_path):
+@pytest.mark.parametrize("n_neighbors", [0, 10])
+def test_hasher_codes_are_packed_binary_and_keep_neighbours(tmp_path, n_neighbors):
     from deepae import SemanticHasher
 
     X, y = clusters()
     h = SemanticHasher(n_bits=12, hidden_units=(32,), epochs=40, batch_size=64,
-                       random_state=0).fit(X)
+                       n_neighbors=n_neighbors, random_state=0).fit(X)
+    assert ("logits_loss" in h.history_) == bool(n_neighbors)
     codes = h.transform(X)
     assert codes.shape == (600, 2) and codes.dtype == np.uint8
     p = h.code_probabilities(X)
@@ -133,6 +135,32 @@ def test_hasher_codes_are_packed_binary_and_keep_neighbours(tmp_path):
     assert np.array_equal(back.transform(X), codes)
 
 
+def test_knn_graph_is_exact():
+    from sklearn.neighbors import NearestNeighbors
+
+    from deepae.apps.hashing import knn_graph
+
+    X = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    g = knn_graph(X, 5, block_bytes=4 * 300 * 16)  # 16 rows per block
+    ref = NearestNeighbors(n_neighbors=6).fit(X).kneighbors(X, return_distance=False)[:, 1:]
+    assert g.shape == (300, 5) and np.array_equal(np.sort(g, axis=1), np.sort(ref, axis=1))
+    assert knn_graph(X[:1], 5).shape == (1, 0) and knn_graph(X[:3], 5).shape == (3, 2)
+
+
+def test_neighbourhood_targets_follow_the_clusters():
+    from deepae.apps.hashing import neighbourhood_targets
+
+    X, y = clusters(400, d=40, k=4)
+    t = neighbourhood_targets(X, 8, n_neighbors=5, smoothing_steps=5, random_state=0)
+    assert t.shape == (400, 8) and set(np.unique(t)) <= {0.0, 1.0}
+    # one code per cluster: items of a cluster share (nearly) all their bits
+    for c in range(4):
+        assert np.abs(t[y == c] - t[y == c].mean(axis=0)).mean() < 0.05
+    assert len({tuple(t[y == c].mean(axis=0).round()) for c in range(4)}) == 4
+    # fewer dimensions than bits: random hyperplanes instead of ITQ, same shape
+    assert neighbourhood_targets(X[:, :3], 16, random_state=0).shape == (400, 16)
+
+
 def test_hasher_bad_input():
     from deepae import SemanticHasher
 
@@ -140,9 +168,91 @@ def test_hasher_bad_input():
     with pytest.raises(ValueError, match="'n_bits' parameter of SemanticHasher must be an int "
                                          "in the range \\[1, 64\\]"):
         SemanticHasher(n_bits=65).fit(X)
+    with pytest.raises(ValueError, match="'n_neighbors' parameter of SemanticHasher must be an "
+                                         "int in the range \\[0, inf\\). Got -1"):
+        SemanticHasher(n_neighbors=-1).fit(X)
     h = SemanticHasher(n_bits=8, hidden_units=(8,), epochs=1).fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but SemanticHasher is expecting 40"):
         h.transform(X[:, :3])
+
+
+def test_nearest_is_rank_whatever_the_radius_finds():
+    codes, _ = random_codes(400, 16, 4)
+    codes = np.concatenate([codes, codes[:100], codes[:50]])  # duplicates: ties to order
+    index = HammingIndex(16).add(codes)
+    for radius in (0, 1, 3):
+        for k in (1, 5, 40):
+            for a, b in zip(index.nearest(codes[:30], k=k, radius=radius),
+                            index.rank(codes[:30], k=k), strict=True):
+                assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+# -- SemanticIndex -----------------------------------------------------------------------------
+def test_semantic_index_build_query_save_load(tmp_path):
+    from deepae import SemanticHasher, SemanticIndex, load
+    from deepae.exceptions import ArtifactError
+
+    X, y = clusters(300)
+    idx = SemanticIndex.build(X, np.arange(300) + 10, y, n_bits=10, hidden_units=(16,),
+                              epochs=20, batch_size=64, random_state=0)
+    assert len(idx) == 300 and idx.n_bits == 10
+    found = idx.nearest(X[:20], k=10)
+    assert np.mean([np.mean(idx.label_of(ids) == y[i]) for i, (ids, _) in
+                    enumerate(found)]) > 0.8
+    assert idx.remove([10, 11]) == 2 and idx.labels.shape == (298,)
+    assert np.array_equal(idx.label_of([12, 13]), y[2:4])
+    path = idx.save(tmp_path / "i.deepae")
+    back = load(path)
+    assert isinstance(back, SemanticIndex) and np.array_equal(back.labels, idx.labels)
+    for a, b in zip(idx.nearest(X[:10], k=5), back.nearest(X[:10], k=5), strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ArtifactError, match="not a SemanticIndex"):
+        SemanticIndex.load(idx.hasher.save(tmp_path / "h.deepae"))
+    with pytest.raises(ValueError, match=r"one label per row of `X`, shape \(5,\); received "
+                                         r"`labels` of shape \(4,\)"):
+        idx.add(X[:5], np.arange(5) + 1000, y[:4])
+    assert len(idx) == 298  # the failed add left nothing behind
+    idx.add(X[:5], np.arange(5) + 1000)  # unlabelled items: the index drops its labels
+    assert idx.labels is None
+    with pytest.raises(ValueError, match="holds no labels"):
+        idx.label_of([1000])
+    with pytest.raises(TypeError, match="either `hasher` or hasher parameters"):
+        SemanticIndex.build(X, hasher=SemanticHasher(), n_bits=8)
+
+
+def test_index_cli_build_query_evaluate_info(tmp_path, capsys):
+    from deepae.cli.main import main
+
+    X, y = clusters(300)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=X, y=y, ids=np.arange(300) * 3)
+    out = tmp_path / "idx.deepae"
+    assert main(["index", "build", str(data), "-o", str(out), "--bits", "10", "--epochs", "15",
+                 "--hidden-units", "16", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "indexed 300 items (40 features) with 10-bit codes" in err and "labels kept" in err
+    assert main(["index", "query", str(out), str(data), "-k", "3", "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "query,rank,id,distance" and len(lines) == 1 + 2 * 3
+    q, r, i, d = lines[1].split(",")
+    assert (q, r, i, d) == ("0", "1", "0", "0")  # the first item finds itself first
+    assert main(["index", "evaluate", str(out), str(data), "-n", "50", "--top", "100",
+                 "--json"]) == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert res["queries"] == 50 and res["mAP@100"] > 0.8
+    assert main(["info", str(out)]) == 0
+    assert "SemanticIndex(n_bits=10) with 300 items" in capsys.readouterr().out
+    assert main(["index", "build", str(data), "-o", str(out)]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    np.save(tmp_path / "plain.npy", X)
+    plain = tmp_path / "plain.deepae"
+    assert main(["index", "build", str(tmp_path / "plain.npy"), "-o", str(plain), "--bits",
+                 "8", "--epochs", "1", "--hidden-units", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["index", "evaluate", str(plain), str(data)]) == 1
+    assert "holds no labels" in capsys.readouterr().err
 
 
 # -- text ---------------------------------------------------------------------------------------

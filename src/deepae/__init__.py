@@ -4,7 +4,7 @@ Public names: the core model (`Encoder`, `Decoder`, `Autoencoder`), dimensionali
 (`AutoencoderReducer`, `compare_with_pca`), anomaly detection (`AnomalyDetector`,
 `deepae.thresholds`, `deepae.metrics`), image restoration (`Denoiser`, `SuperResolver`),
 learned compression (`ImageCodec`), semantic
-hashing (`SemanticHasher`, `HammingIndex`), persistence (`load`),
+hashing (`SemanticHasher`, `HammingIndex`, `SemanticIndex`), persistence (`load`),
 data sets (`deepae.datasets`), errors (`deepae.exceptions`).
 """
 
@@ -17,7 +17,7 @@ from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
 from deepae.apps.compress import ImageCodec
 from deepae.apps.detect import AnomalyDetector
-from deepae.apps.hashing import HammingIndex, SemanticHasher
+from deepae.apps.hashing import HammingIndex, SemanticHasher, SemanticIndex
 from deepae.apps.reduce import AutoencoderReducer, compare_with_pca
 from deepae.apps.restore import Denoiser, SuperResolver
 from deepae.exceptions import ArtifactError, BitstreamError, DataNotFoundError, TrainingError
@@ -26,6 +26,6 @@ from deepae.persistence import load
 
 __all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
            "compare_with_pca", "AnomalyDetector", "Denoiser", "SuperResolver", "ImageCodec",
-           "SemanticHasher", "HammingIndex",
+           "SemanticHasher", "HammingIndex", "SemanticIndex",
            "load", "datasets", "exceptions", "metrics", "thresholds", "ArtifactError",
            "BitstreamError", "DataNotFoundError", "TrainingError"]

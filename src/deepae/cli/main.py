@@ -236,12 +236,35 @@ def codec_info(est) -> dict:
                          "seconds": h["seconds"][-1] if h.get("seconds") else None}}
 
 
+def hashing_info(obj) -> dict:
+    """What `deepae info` shows for a SemanticHasher, HammingIndex or SemanticIndex."""
+    import deepae
+
+    info = {"estimator": repr(obj)}
+    index = getattr(obj, "index", obj if isinstance(obj, deepae.HammingIndex) else None)
+    if index is not None:
+        info.update(items=len(index), n_bits=index.n_bits, bytes_per_item=index.bytes_per_item,
+                    labels=getattr(obj, "labels", None) is not None)
+    hasher = getattr(obj, "hasher", obj if isinstance(obj, deepae.SemanticHasher) else None)
+    if hasher is not None:
+        h = hasher.history_
+        info["hasher"] = repr(hasher)
+        info["parameters"] = int(hasher.model_.count_params())
+        info["features"] = int(hasher.n_features_in_)
+        info["training"] = {"epochs": len(h.get("loss", [])),
+                            "final_loss": h["loss"][-1] if h.get("loss") else None}
+    return info
+
+
 def cmd_info(args):
     import deepae
 
     obj = deepae.load(args.model)
-    if isinstance(obj, deepae.ImageCodec | deepae.Denoiser | deepae.SuperResolver):
-        info = codec_info(obj) if isinstance(obj, deepae.ImageCodec) else restorer_info(obj)
+    if isinstance(obj, deepae.ImageCodec | deepae.Denoiser | deepae.SuperResolver
+                  | deepae.SemanticHasher | deepae.HammingIndex | deepae.SemanticIndex):
+        info = codec_info(obj) if isinstance(obj, deepae.ImageCodec) else \
+            restorer_info(obj) if isinstance(obj, deepae.Denoiser | deepae.SuperResolver) \
+            else hashing_info(obj)
         if args.json:
             print(json.dumps(info, indent=1))
         else:
@@ -443,11 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from deepae.cli.compress import add_compress_parsers
     from deepae.cli.detect import add_detect_parser
+    from deepae.cli.index import add_index_parser
     from deepae.cli.restore import add_restore_parsers
 
     add_detect_parser(sub)
     add_restore_parsers(sub)
     add_compress_parsers(sub)
+    add_index_parser(sub)
 
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "

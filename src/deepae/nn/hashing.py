@@ -71,9 +71,12 @@ class BinaryCode(layers.Layer):
 
 def hashing_autoencoder(n_features: int, n_bits: int, hidden_units=(512, 256), *,
                         activation="relu", output_activation="sigmoid", noise_stddev=3.0,
-                        balance=0.1, decorrelation=0.1, seed=None) -> keras.Model:
+                        balance=0.1, decorrelation=0.1, seed=None,
+                        with_logits=False) -> keras.Model:
     """A dense autoencoder whose code is `n_bits` nearly binary units (`BinaryCode`); the
-    decoder mirrors `hidden_units`. Returns the model; its layer ``"code"`` gives the codes."""
+    decoder mirrors `hidden_units`. Returns the model; its layer ``"code"`` gives the codes.
+    With `with_logits`, the model has a second output, the code layer's input (its logits,
+    before the training noise), for a loss that sets target bits."""
     x = inputs = keras.Input((n_features,), name="features")
     for i, u in enumerate(hidden_units):
         x = layers.Dense(u, activation=activation, name=f"enc{i}")(x)
@@ -82,4 +85,5 @@ def hashing_autoencoder(n_features: int, n_bits: int, hidden_units=(512, 256), *
     for i, u in enumerate(reversed(hidden_units)):
         x = layers.Dense(u, activation=activation, name=f"dec{i}")(x)
     out = layers.Dense(n_features, activation=output_activation, name="reconstruction")(x)
-    return keras.Model(inputs, out, name="hashing_autoencoder")
+    outputs = [out, logits] if with_logits else out
+    return keras.Model(inputs, outputs, name="hashing_autoencoder")
