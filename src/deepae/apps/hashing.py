@@ -90,9 +90,10 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
     """Target bits (n, n_bits) in {0, 1} that follow the data's neighbourhood graph.
 
     The rows are projected on their top principal components (at most 128), smoothed over
-    their exact k-nearest-neighbour graph (``Z <- (Z + mean of the neighbours' Z) / 2``,
-    `smoothing_steps` times, so that an item moves towards the region it lies in), and
-    binarised by PCA-ITQ: bits that agree along the graph, balanced and decorrelated.
+    their exact k-nearest-neighbour graph, found among the first `n_bits` components (at
+    least 8; the subspace that PCA-ITQ quantises): ``Z <- (Z + mean of the neighbours'
+    Z) / 2``, `smoothing_steps` times, so that an item moves towards the region it lies in;
+    then binarised by PCA-ITQ: bits that agree along the graph, balanced and decorrelated.
     Where there are fewer components than bits, random hyperplanes through the mean
     binarise instead.
     """
@@ -105,7 +106,7 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
     dims = min(128, d, n)
     Z = PCA(dims, random_state=random_state).fit_transform(X).astype(np.float32) \
         if dims < d else X - X.mean(axis=0)
-    graph = knn_graph(Z[:, :64], n_neighbors)
+    graph = knn_graph(Z[:, :max(int(n_bits), 8)], n_neighbors)  # PCA-ITQ's own subspace
     if graph.shape[1]:
         for _ in range(int(smoothing_steps)):
             Z = 0.5 * Z + 0.5 * Z[graph].mean(axis=1)
@@ -141,7 +142,7 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         Encoder layers, widest first; the decoder mirrors them.
     n_neighbors : int, default=10
         Neighbours per item in the graph; 0 turns the neighbourhood term off.
-    smoothing_steps : int, default=10
+    smoothing_steps : int, default=20
         Smoothing passes over the graph.
     similarity_weight : float, default=1.0
         Weight of the neighbourhood term beside the reconstruction error.
@@ -168,7 +169,7 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
     _fitted_attr = "model_"
 
     def __init__(self, n_bits=32, *, hidden_units=(512, 256), n_neighbors=10,
-                 smoothing_steps=10, similarity_weight=1.0, noise_stddev=3.0, balance=0.1,
+                 smoothing_steps=20, similarity_weight=1.0, noise_stddev=3.0, balance=0.1,
                  decorrelation=0.1, epochs=20, batch_size=256, learning_rate=1e-3,
                  preprocessing="auto", random_state=None, verbose=0):
         self.n_bits = n_bits
