@@ -45,10 +45,31 @@ def test_radius_search_is_brute_force(n_bits, n, radius, seed):
     index = HammingIndex(n_bits).add(codes, ids)
     qbits = bits[: 5].copy()
     qbits[:, 0] ^= 1
-    for (found, dist), q in zip(index.search(np.packbits(qbits, axis=1), radius=radius), qbits,
-                                strict=True):
-        rows, d = brute(bits, q, radius)
-        assert np.array_equal(found, ids[rows]) and np.array_equal(dist, d)
+    for method in HammingIndex.METHODS:  # every method gives the same, exact answer
+        results = index.search(np.packbits(qbits, axis=1), radius=radius, method=method)
+        for (found, dist), q in zip(results, qbits, strict=True):
+            rows, d = brute(bits, q, radius)
+            assert np.array_equal(found, ids[rows]) and np.array_equal(dist, d), method
+
+
+def test_multi_index_hashing_for_long_codes():
+    """64-bit codes, radius 5: 8 million flips; multi-index hashing probes 4 tables of
+    16-bit substrings at radius 1 and finds exactly the brute-force answer."""
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2, (20_000, 64), dtype=np.uint8)
+    near = bits[:200].copy()
+    for row in near:  # neighbours 1 to 6 bits away
+        row[rng.choice(64, rng.integers(1, 7), replace=False)] ^= 1
+    bits = np.concatenate([bits, near])
+    index = HammingIndex(64).add(np.packbits(bits, axis=1))
+    assert index._plan(5, "auto") == "multi-index" and index._plan(2, "auto") == "flip"
+    q = bits[:30]
+    for (found, dist), qb in zip(index.search(np.packbits(q, axis=1), radius=5), q,
+                                 strict=True):
+        rows, d = brute(bits, qb, 5)
+        assert np.array_equal(found, rows) and np.array_equal(dist, d)
+    with pytest.raises(ValueError, match="`method` in"):
+        index.search(np.packbits(q, axis=1), method="lsh")
 
 
 def test_an_item_is_found_by_its_own_code():

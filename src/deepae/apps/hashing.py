@@ -6,8 +6,9 @@ first bit is the most significant bit of the first byte), as `SemanticHasher.tra
 gives them. Inside, each code is one 64-bit integer key; the table holds the keys sorted
 once, with the row of each, so that looking up a batch of addresses is one vectorised binary
 search. `search` looks up the query's own address, then every address that differs from it
-in 1, 2, ..., `radius` bits (Salakhutdinov & Hinton's semantic hashing); `rank` orders the
-whole collection by Hamming distance with XOR and popcount.
+in 1, 2, ..., `radius` bits (Salakhutdinov & Hinton's semantic hashing), or, for long codes
+and wide radii, probes multi-index hashing's substring tables; `rank` orders the whole
+collection by Hamming distance with XOR and popcount.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
         LSHHasher(n_bits, random_state=random_state)
     codes = hasher.fit(Z).transform(Z)
     return np.unpackbits(codes, axis=1)[:, :n_bits].astype(np.float32)
+
+
+def _runs(lo, hi):
+    """Every position in the runs [lo, hi) of a sorted table, run after run."""
+    counts = hi - lo
+    return np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
 
 
 class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -314,6 +321,7 @@ class HammingIndex:
         self._keys = np.zeros(0, np.uint64)   # keys in insertion order
         self._ids = np.zeros(0, np.int64)
         self._sorted = None                    # (sorted keys, their rows), built lazily
+        self._multi = None                     # multi-index hashing's tables, built lazily
         self._masks = {}
 
     # -- contents --------------------------------------------------------------------------------
@@ -351,7 +359,7 @@ class HammingIndex:
                              f"the index (remove them first): {np.unique(bad)[:10].tolist()}.")
         self._keys = np.concatenate([self._keys, keys])
         self._ids = np.concatenate([self._ids, ids])
-        self._sorted = None
+        self._sorted = self._multi = None
         return self
 
     def remove(self, ids) -> int:
@@ -360,7 +368,8 @@ class HammingIndex:
         keep = ~np.isin(self._ids, np.asarray(ids, np.int64).ravel())
         removed = int((~keep).sum())
         if removed:
-            self._keys, self._ids, self._sorted = self._keys[keep], self._ids[keep], None
+            self._keys, self._ids = self._keys[keep], self._ids[keep]
+            self._sorted = self._multi = None
         return removed
 
     def _table(self):
@@ -375,14 +384,58 @@ class HammingIndex:
         return pack_keys(query_codes, self.n_bits, "query_codes")
 
     # -- lookup ----------------------------------------------------------------------------------
-    def search(self, query_codes, radius: int = 2, k: int | None = None):
-        """The stored items within Hamming distance `radius` of each query, found by looking
-        up the query's address and every address 1, 2, ... `radius` bits away.
+    METHODS = ("auto", "flip", "multi-index", "scan")
+    MAX_FLIP_PROBES = 10_000
+
+    def _substrings(self):
+        """Multi-index hashing's tables (Norouzi et al. 2012): the code cut into m substrings
+        of at most 16 bits, one sorted table of each; built lazily, once."""
+        if self._multi is None:
+            m = -(-self.n_bits // 16)
+            bounds = np.linspace(0, self.n_bits, m + 1).round().astype(int)
+            tables = []
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+                width = hi - lo  # bits [lo, hi) counted from the most significant
+                sub = (self._keys >> np.uint64(self.n_bits - hi)) & np.uint64((1 << width) - 1)
+                order = np.argsort(sub, kind="stable")
+                tables.append((self.n_bits - hi, width, sub[order], order))
+            self._multi = tables
+        return self._multi
+
+    def _plan(self, radius, method):
+        n_probes = sum(math.comb(self.n_bits, r) for r in range(radius + 1))
+        if method != "auto":
+            return method
+        if n_probes <= min(self.MAX_FLIP_PROBES, len(self)):
+            return "flip"
+        m = -(-self.n_bits // 16)
+        width = -(-self.n_bits // m)
+        sub_probes = m * sum(math.comb(width, r) for r in range(radius // m + 1))
+        # expected candidates for spread-out codes: each probe hits n / 2^width items
+        candidates = sub_probes * len(self) / 2.0 ** width
+        if self.n_bits >= 32 and sub_probes <= self.MAX_FLIP_PROBES and \
+                candidates < len(self) / 4:
+            return "multi-index"
+        return "scan"
+
+    def search(self, query_codes, radius: int = 2, k: int | None = None, *,
+               method: str = "auto"):
+        """The stored items within Hamming distance `radius` of each query.
 
         Returns one ``(ids, distances)`` pair of arrays per query, nearest first (equal
-        distances in insertion order), at most `k` of them when `k` is given. Where probing
-        would visit more addresses than there are items, the table is scanned instead: the
-        result is the same.
+        distances in insertion order), at most `k` of them when `k` is given. Every method
+        gives that same answer; they differ in the work:
+
+        - ``"flip"``: look up the query's address and every address 1, 2, ... `radius` bits
+          away (semantic hashing's lookup): sum of C(n_bits, r) probes, each a binary search;
+        - ``"multi-index"``: multi-index hashing for long codes: the code is cut into
+          m substrings of at most 16 bits with a table each; an item within `radius` is
+          within ``radius // m`` of the query in at least one substring (pigeonhole), so
+          those few probes give every candidate, checked then by its full distance;
+        - ``"scan"``: the distance to every item (XOR and popcount);
+        - ``"auto"`` (default): flipping while it takes at most 10,000 probes and fewer than
+          there are items, else multi-index hashing when its probes and expected candidates
+          are few, else the scan.
         """
         if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
                 or not 0 <= radius <= self.n_bits:
@@ -391,10 +444,14 @@ class HammingIndex:
         if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)
                               or k < 1):
             raise ValueError(f"Expected `k` as an int >= 1 or None; received {k!r}.")
+        if method not in self.METHODS:
+            raise ValueError(f"Expected `method` in {self.METHODS}; received {method!r}.")
         queries = self._check_query(query_codes)
-        n_probes = sum(math.comb(self.n_bits, r) for r in range(radius + 1))
-        if n_probes > len(self):
+        plan = self._plan(int(radius), method)
+        if plan == "scan":
             return [self._scan(q, radius, k) for q in queries]
+        if plan == "multi-index":
+            return [self._multi_index(q, radius, k) for q in queries]
         if radius not in self._masks:
             self._masks[radius] = flip_masks(self.n_bits, radius)
         masks, weights = self._masks[radius]
@@ -409,16 +466,34 @@ class HammingIndex:
                 out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
                 continue
             lo, hi, dist = lo[hit], hi[hit], weights[hit]
-            counts = hi - lo
-            # every row in each [lo, hi) run, with its probe's distance
-            run = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            found, d = rows[run], np.repeat(dist, counts)
-            order = np.lexsort((found, d))  # by distance, then insertion order
-            found, d = found[order], d[order]
-            if k is not None:
-                found, d = found[:k], d[:k]
-            out.append((self._ids[found], d))
+            found, d = rows[_runs(lo, hi)], np.repeat(dist, hi - lo)
+            out.append(self._ordered(found, d, k))
         return out
+
+    def _ordered(self, found, d, k):
+        order = np.lexsort((found, d))  # by distance, then insertion order
+        found, d = found[order], d[order]
+        if k is not None:
+            found, d = found[:k], d[:k]
+        return self._ids[found], d
+
+    def _multi_index(self, q, radius, k):
+        tables = self._substrings()
+        sub_radius = radius // len(tables)
+        cand = []
+        for shift, width, sub, order in tables:
+            key = (q >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+            if (width, sub_radius) not in self._masks:
+                self._masks[width, sub_radius] = flip_masks(width, sub_radius)
+            probes = key ^ self._masks[width, sub_radius][0]
+            lo = np.searchsorted(sub, probes, side="left")
+            hi = np.searchsorted(sub, probes, side="right")
+            hit = hi > lo
+            cand.append(order[_runs(lo[hit], hi[hit])])
+        found = np.unique(np.concatenate(cand))
+        d = np.bitwise_count(self._keys[found] ^ q).astype(np.int64)
+        keep = d <= radius
+        return self._ordered(found[keep], d[keep], k)
 
     def _scan(self, q, radius, k):
         d = np.bitwise_count(self._keys ^ q).astype(np.int64)
