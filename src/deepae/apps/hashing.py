@@ -262,7 +262,10 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         from deepae.nn.runtime import compiled
 
         enc = keras.Model(self.model_.input, self.model_.get_layer("code").output)
-        self._encode = compiled(lambda x: enc(x, training=False))
+        def encode(x):  # a def, not a lambda: autograph reads its source
+            return enc(x, training=False)
+
+        self._encode = compiled(encode)
 
     def code_probabilities(self, X):
         """The code layer's sigmoid outputs, (n_samples, n_bits) in (0, 1)."""
