@@ -195,8 +195,9 @@ def main(argv=None):
     bits = [int(b) for b in args.bits.split(",")]
     out = json.loads(Path(args.json).read_text()) if args.merge and Path(args.json).exists() \
         else {}
-    out["command"] = "python benchmarks/hashing.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python benchmarks/hashing.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    out["command"] = f"{out['command']} && {command}" if "command" in out else command
     for part in args.parts.split(","):
         out[part] = speed(args) if part == "speed" else bbc(bits, args) if part == "bbc" \
             else image_set(part, bits, args)
