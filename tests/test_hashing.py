@@ -306,3 +306,20 @@ def test_load_bbc_news_from_a_folder(tmp_path):
     assert topics == ("sports", "tech")
     with pytest.raises(DataNotFoundError, match="No topic folders"):
         load_bbc_news(tmp_path / "sports")
+
+
+def test_index_cli_on_a_named_data_set(tmp_path, capsys):
+    """`deepae index build digits` indexes the training split with its labels; evaluate
+    queries the test split."""
+    from deepae.cli.main import main
+
+    out = tmp_path / "digits.deepae"
+    assert main(["index", "build", "digits", "-o", str(out), "--bits", "16", "--epochs", "5",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["index", "evaluate", str(out), "digits", "-n", "100", "--top", "50",
+                 "--json"]) == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert res["items"] == 1347 and res["mAP@50"] > 0.5  # 10 classes: chance is 0.1
