@@ -182,9 +182,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
 
     Parameters
     ----------
-    x : array-like of shape (n_samples, ...), or a path
+    x : array-like of shape (n_samples, ...), a path, or `deepae.data.streaming.NpyShards`
         Training data in the user's units: uint8 images, floats, a numeric DataFrame, or a
-        `.npy`/`.npz`/CSV/Parquet file or a folder of images (see `deepae.datasets.read_data`).
+        `.npy`/`.npz`/CSV/Parquet file or a folder of images (see `deepae.datasets.read_data`);
+        or `.npy` shards larger than memory, streamed in blocks (scaling fitted in one pass;
+        no `y`, no `validation_split`).
     y : array-like, optional
         Targets of the same shape (clean images for denoising); default `x`.
     epochs, batch_size : int
@@ -235,13 +237,25 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
                          "received checkpoint_dir=None.")
 
-    x = read_data(x) if isinstance(x, str | os.PathLike) else as_array(x, "x")
+    from deepae.data.streaming import NpyShards
+
+    streaming = isinstance(x, NpyShards)
     y_given = y is not None
-    if y_given:
-        y = read_data(y) if isinstance(y, str | os.PathLike) else as_array(y, "y")
-    if y_given and y.shape != x.shape:
-        raise ValueError(f"Expected `y` with the shape of `x` {x.shape}; received {y.shape}.")
-    fingerprint = data_fingerprint(x)
+    if streaming:
+        if y_given or validation_split:
+            raise ValueError("Streaming `x` (NpyShards) trains an autoencoder on its own rows: "
+                             "expected y=None and validation_split=0; received "
+                             f"y={'an array' if y_given else None}, "
+                             f"validation_split={validation_split}.")
+        fingerprint = x.fingerprint()
+    else:
+        x = read_data(x) if isinstance(x, str | os.PathLike) else as_array(x, "x")
+        if y_given:
+            y = read_data(y) if isinstance(y, str | os.PathLike) else as_array(y, "y")
+        if y_given and y.shape != x.shape:
+            raise ValueError(f"Expected `y` with the shape of `x` {x.shape}; received "
+                             f"{y.shape}.")
+        fingerprint = data_fingerprint(x)
 
     if random_state is not None:
         keras.utils.set_random_seed(random_state)
@@ -250,14 +264,28 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         if model.data_shape is None:
             model.data_shape = tuple(int(d) for d in x.shape[1:])
         if model.scaler_ is None:
-            kind = model.preprocessing
-            if kind == "auto":
-                kind = resolve_preprocessing(x)
-            model.scaler_ = Scaler(kind).fit(x)
+            if streaming:  # one pass over the shards
+                from deepae.data.streaming import scaler_for
+
+                model.scaler_ = scaler_for(x, model.preprocessing)
+            else:
+                kind = model.preprocessing
+                if kind == "auto":
+                    kind = resolve_preprocessing(x)
+                model.scaler_ = Scaler(kind).fit(x)
         model.build((None, *model.data_shape))
-    xs = model._check_input(x, "x")
-    ys = model._check_input(y, "y") if y_given else xs
-    xs, ys, val = _validation_arrays(model, xs, ys, validation_data, validation_split)
+    if streaming:
+        if tuple(x.row_shape) != tuple(model.data_shape):
+            raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
+                             f"{type(model).__name__} is expecting {tuple(model.data_shape)}.")
+        xs = ys = None
+        _, _, val = _validation_arrays(model, np.zeros((0, *x.row_shape), np.float32), None,
+                                       validation_data, 0.0)
+    else:
+        xs = model._check_input(x, "x")
+        ys = model._check_input(y, "y") if y_given else xs
+        xs, ys, val = _validation_arrays(model, xs, ys, validation_data, validation_split)
+    n_rows = len(x) if streaming else len(xs)
 
     # Compile once; a later fit with the same settings continues with the same optimizer
     # state and the already traced train step. A model compiled by the user is kept as is.
@@ -273,9 +301,9 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         if jit_compile == "auto":
             # XLA speeds a step up by up to ~1.2x on this CPU but costs about a second of
             # compiling per batch shape: worth it only for runs of many steps.
-            steps = epochs * math.ceil(len(xs) / batch_size)
+            steps = epochs * math.ceil(n_rows / batch_size)
             jit_compile = keras.backend.backend() in ("tensorflow", "jax") and steps >= 200
-        total_steps = epochs * math.ceil(len(xs) / batch_size)
+        total_steps = epochs * math.ceil(n_rows / batch_size)
         model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum, weight_decay,
                                                 lr_schedule, total_steps),
                       loss=loss, steps_per_execution=steps_per_execution,
@@ -318,7 +346,13 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     cbs += list(callbacks or [])
 
     start = time.perf_counter()
-    data = _training_data(xs, ys, batch_size, shuffle)
+    if streaming:
+        from deepae.data.streaming import stream_dataset
+
+        data = {"x": stream_dataset(x, batch_size, scaler=model.scaler_, shuffle=shuffle,
+                                    seed=random_state), "shuffle": False}
+    else:
+        data = _training_data(xs, ys, batch_size, shuffle)
     n_val = 0 if val is None else len(val[0])
     if val is not None and "batch_size" not in data:
         val = _training_data(val[0], val[1], batch_size, False)["x"]
@@ -349,7 +383,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         "learning_rate": float(f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.6g}"),
         "lr_schedule": lr_schedule,
         "random_state": random_state,
-        "n_samples": int(len(xs)), "n_validation": int(n_val),
+        "n_samples": int(n_rows), "n_validation": int(n_val),
         "seconds": round(seconds, 3), "data_fingerprint": fingerprint,
         "final": {k: v[-1] for k, v in history.history.items() if v},
         "first_epoch_this_run": first_this_run,

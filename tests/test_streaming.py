@@ -1,0 +1,128 @@
+"""Streaming input (issue 8): sharded .npy files read in blocks, one-pass statistics."""
+
+import numpy as np
+import pytest
+
+from deepae.data.streaming import NpyShards, scaler_for, stream_dataset
+
+
+def write_shards(folder, sizes, width=5, dtype=np.float32, seed=0):
+    """Shards whose first column is the row's global position (to check coverage)."""
+    rng = np.random.default_rng(seed)
+    start, parts = 0, []
+    for i, n in enumerate(sizes):
+        a = (rng.normal(size=(n, width)) * 3 + 2).astype(dtype)
+        a[:, 0] = np.arange(start, start + n)
+        np.save(folder / f"part-{i:03d}.npy", a)
+        parts.append(a)
+        start += n
+    return np.concatenate(parts)
+
+
+def rows_seen(ds):
+    return np.concatenate([np.asarray(x)[:, 0] for x, _ in ds])
+
+
+def test_shards_describe_and_read(tmp_path):
+    full = write_shards(tmp_path, [100, 1, 57])
+    sh = NpyShards(tmp_path)
+    assert sh.shape == (158, 5) and len(sh.paths) == 3 and sh.dtype == np.float32
+    assert np.array_equal(np.concatenate(list(sh.iter_blocks(10))), full)
+    assert np.array_equal(sh.read(2, 5, 9), full[106:110])
+    assert NpyShards(str(tmp_path / "part-00[02].npy")).n_rows == 157
+    assert NpyShards([tmp_path / "part-001.npy"]).n_rows == 1
+
+
+def test_one_pass_stats_and_scaler_match_numpy(tmp_path):
+    from deepae.data.preprocessing import Scaler
+
+    full = write_shards(tmp_path, [300, 77, 1000])
+    sh = NpyShards(tmp_path)
+    st = sh.stats(block_rows=64)  # many merges
+    assert st.count == len(full)
+    f64 = full.astype(np.float64)
+    np.testing.assert_allclose(st.mean, f64.mean(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(st.std, f64.std(axis=0), rtol=1e-9, atol=1e-9)
+    s, ref = scaler_for(sh), Scaler("standard").fit(full)
+    assert s.kind == "standard"
+    np.testing.assert_allclose(s.transform(full), ref.transform(full), rtol=1e-5, atol=1e-5)
+    assert s.data_min_ == pytest.approx(ref.data_min_, rel=1e-5)
+    images = tmp_path / "img"
+    images.mkdir()
+    np.save(images / "a.npy", np.arange(2 * 9, dtype=np.uint8).reshape(2, 3, 3))
+    assert scaler_for(NpyShards(images)).kind == "unit"
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_row_once_per_epoch(tmp_path, shuffle):
+    write_shards(tmp_path, [300, 45, 200])
+    ds = stream_dataset(NpyShards(tmp_path), 32, shuffle=shuffle, block_rows=50,
+                        shuffle_buffer=100, seed=0)
+    a, b = rows_seen(ds), rows_seen(ds)
+    assert np.array_equal(np.sort(a), np.arange(545)) and np.array_equal(np.sort(b), np.arange(545))
+    sizes = [len(x) for x, _ in ds]
+    assert max(sizes) == 32 and sum(sizes) == 545  # the last partial batch is kept
+    if shuffle:
+        assert not np.array_equal(a, b) and not np.array_equal(a, np.arange(545))
+    else:
+        assert np.array_equal(a, np.arange(545))
+
+
+def test_workers_split_the_rows(tmp_path):
+    write_shards(tmp_path, [400, 123])
+    sh = NpyShards(tmp_path)
+    seen = [rows_seen(stream_dataset(sh, 64, block_rows=40, num_workers=2, worker_index=w,
+                                     seed=1)) for w in range(2)]
+    assert not set(seen[0]) & set(seen[1])
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(523))
+
+
+def test_scaling_in_the_pipeline(tmp_path):
+    full = write_shards(tmp_path, [90])
+    sh = NpyShards(tmp_path)
+    s = scaler_for(sh, "minmax")
+    x = np.concatenate([np.asarray(b) for b, _ in stream_dataset(sh, 30, scaler=s,
+                                                                   shuffle=False)])
+    np.testing.assert_allclose(x, s.transform(full), rtol=1e-6, atol=1e-6)
+    assert x.min() == pytest.approx(0) and x.max() == pytest.approx(1)
+
+
+def test_bad_shards(tmp_path):
+    with pytest.raises(FileNotFoundError, match="found none in the folder"):
+        NpyShards(tmp_path)
+    with pytest.raises(FileNotFoundError, match="No data at"):
+        NpyShards(tmp_path / "nope.npy")
+    np.save(tmp_path / "a.npy", np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"one shape and dtype; received shapes \[\(4,\), \(5,\)\]"):
+        NpyShards(tmp_path)
+    (tmp_path / "c.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match="could not read"):
+        NpyShards([tmp_path / "c.npy"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    np.save(empty / "e.npy", np.zeros((0, 4), np.float32))
+    with pytest.raises(ValueError, match="are empty"):
+        NpyShards(empty)
+
+
+def test_autoencoder_trains_on_shards(tmp_path):
+    from deepae import Autoencoder
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(3, 12))
+    for i in range(3):
+        np.save(tmp_path / f"p{i}.npy", (rng.normal(size=(200, 3)) @ basis).astype(np.float32))
+    sh = NpyShards(tmp_path)
+    full = np.concatenate(list(sh.iter_blocks()))
+    ae = Autoencoder(latent_dim=3, hidden_units=(16,))
+    hist = ae.fit(sh, epochs=20, batch_size=32, random_state=0, verbose=0)
+    assert ae.training_summary_["n_samples"] == 600 and ae.scaler_.kind == "standard"
+    # as well as the same training on the array in memory (other batches, same steps)
+    mem = Autoencoder(latent_dim=3, hidden_units=(16,)).fit(full, epochs=20, batch_size=32,
+                                                           random_state=0, verbose=0)
+    final, ref = hist.history["loss"][-1], mem.history["loss"][-1]
+    assert final < 0.3 * hist.history["loss"][0] and final < 1.3 * ref
+    assert ae.reconstruct(full[:5]).shape == (5, 12)
+    with pytest.raises(ValueError, match="expected y=None and validation_split=0"):
+        Autoencoder(latent_dim=3).fit(sh, validation_split=0.1)
