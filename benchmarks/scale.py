@@ -1,0 +1,149 @@
+"""Beyond memory: training on a 20 GB sharded .npy data set, streamed, beside in memory.
+
+    python benchmarks/scale.py [--size-gb 20] [--features 256] [--dir DIR] [--keep]
+                               [--json benchmarks/scale.json] [--smoke]
+
+Writes `size-gb` of float32 rows (`features` wide, low-rank signal plus noise) as 1 GiB
+`.npy` shards in DIR (default: a new folder under $DEEPAE_BENCH_TMP or the system's temporary
+folder; deleted afterwards unless --keep), then, each in its own process so that its peak
+resident memory is its own:
+
+- streamed: `Autoencoder.fit(NpyShards(DIR))`, one epoch over every row (the scaler's
+  one-pass statistics timed apart);
+- in memory: the same model and batch on one shard loaded as an array, one epoch after a
+  warm-up epoch (so compilation is not counted).
+
+Reports rows/s of each, their ratio, and each process's peak RSS. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = {"latent_dim": 32, "hidden_units": (256, 128)}
+BATCH = 1024
+
+
+def write_shards(folder: Path, size_gb: float, features: int, seed=0) -> dict:
+    """Shards of at most 1 GiB, written through memory maps in chunks (little RAM)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(16, features)).astype(np.float32) / 4
+    rows_total = int(size_gb * 2**30) // (4 * features)
+    rows_per_shard = 2**30 // (4 * features)
+    t = time.perf_counter()
+    i, done = 0, 0
+    while done < rows_total:
+        n = min(rows_per_shard, rows_total - done)
+        arr = np.lib.format.open_memmap(folder / f"part-{i:04d}.npy", mode="w+",
+                                        dtype=np.float32, shape=(n, features))
+        for a in range(0, n, 65536):
+            b = min(n, a + 65536)
+            z = rng.standard_normal((b - a, 16), dtype=np.float32)
+            arr[a:b] = z @ basis + 0.1 * rng.standard_normal((b - a, features), dtype=np.float32)
+        arr.flush()
+        del arr
+        i, done = i + 1, done + n
+    return {"rows": done, "shards": i, "features": features,
+            "gib": round(done * 4 * features / 2**30, 2),
+            "write_seconds": round(time.perf_counter() - t, 1)}
+
+
+def child(mode: str, folder: str) -> dict:
+    """One measurement, run in its own process; prints its result as JSON."""
+    import resource
+
+    from deepae import Autoencoder
+    from deepae.data.streaming import NpyShards, scaler_for
+
+    shards = NpyShards(folder)
+    ae = Autoencoder(**MODEL)
+    if mode == "stream":
+        t = time.perf_counter()
+        ae.scaler_ = scaler_for(shards, "auto")
+        stats_s = time.perf_counter() - t
+        ae.fit(shards, epochs=1, batch_size=BATCH, random_state=0, verbose=0)
+        rows, seconds = shards.n_rows, ae.training_summary_["seconds"]
+        extra = {"stats_seconds": round(stats_s, 1)}
+    else:
+        x = np.load(shards.paths[0], allow_pickle=False)  # one shard, in memory
+        ae.fit(x, epochs=1, batch_size=BATCH, random_state=0, verbose=0)  # warm-up
+        ae.fit(x, epochs=1, batch_size=BATCH, verbose=0)
+        rows, seconds = len(x), ae.training_summary_["seconds"]
+        extra = {}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"mode": mode, "rows": int(rows), "seconds": round(seconds, 1),
+            "rows_per_s": round(rows / seconds), "final_loss": ae.history_["loss"][-1],
+            "peak_rss_gib": round(peak, 3), **extra}
+
+
+def run_child(mode, folder):
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(folder)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"{mode} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-gb", type=float, default=20.0)
+    ap.add_argument("--features", type=int, default=256)
+    ap.add_argument("--dir", help="shard folder (default: a new temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the shards")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "scale.json"))
+    ap.add_argument("--smoke", action="store_true", help="0.25 GB, to check the script")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.dir)))
+        return 0
+    if args.smoke:
+        args.size_gb = 0.25
+    base = os.environ.get("DEEPAE_BENCH_TMP") or tempfile.gettempdir()
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="deepae-scale-",
+                                                                   dir=base))
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free / 2**30
+    if not any(folder.glob("*.npy")) and free < args.size_gb + 2:
+        raise SystemExit(f"{folder} has {free:.1f} GiB free; {args.size_gb + 2:.0f} needed")
+    try:
+        data = write_shards(folder, args.size_gb, args.features) \
+            if not any(folder.glob("*.npy")) else {"reused": str(folder)}
+        print(f"data: {data}", flush=True)
+        memory = run_child("memory", folder)
+        print(f"in memory: {memory}", flush=True)
+        stream = run_child("stream", folder)
+        print(f"streamed:  {stream}", flush=True)
+    finally:
+        if not args.keep and not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+    res = {"command": "python benchmarks/scale.py " + " ".join(
+        sys.argv[1:] if argv is None else argv), "data": data,
+        "model": {**MODEL, "batch_size": BATCH}, "in_memory": memory, "streamed": stream,
+        "throughput_ratio": round(stream["rows_per_s"] / memory["rows_per_s"], 3)}
+    head = f"{'run':<10} {'rows':>12} {'seconds':>8} {'rows/s':>9} {'peak RSS GiB':>13}"
+    print(head + "\n" + "-" * len(head))
+    for name, r in (("in memory", memory), ("streamed", stream)):
+        print(f"{name:<10} {r['rows']:>12,} {r['seconds']:>8.1f} {r['rows_per_s']:>9,} "
+              f"{r['peak_rss_gib']:>13.2f}")
+    print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler pass over "
+          f"the shards {stream['stats_seconds']} s")
+    Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
