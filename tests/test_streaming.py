@@ -126,3 +126,24 @@ def test_autoencoder_trains_on_shards(tmp_path):
     assert ae.reconstruct(full[:5]).shape == (5, 12)
     with pytest.raises(ValueError, match="expected y=None and validation_split=0"):
         Autoencoder(latent_dim=3).fit(sh, validation_split=0.1)
+
+
+def test_mirrored_strategy_trains_like_a_single_device():
+    """MirroredStrategy on this machine's one CPU: one replica, the same global batch, so
+    the same weights as no strategy (up to float summation order)."""
+    from deepae import Autoencoder
+
+    x = np.random.default_rng(0).random((256, 10)).astype(np.float32)
+    runs = []
+    for strategy in (None, "mirrored"):
+        ae = Autoencoder(latent_dim=3, hidden_units=(8,))
+        ae.fit(x, epochs=3, batch_size=64, random_state=0, verbose=0, strategy=strategy,
+               shuffle=False)
+        runs.append(ae)
+    assert runs[1].training_summary_["strategy"] == "MirroredStrategy"
+    assert runs[1].training_summary_["replicas"] == 1
+    np.testing.assert_allclose(runs[0].encode(x), runs[1].encode(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="expected an unbuilt model"):
+        runs[0].fit(x, epochs=1, strategy="mirrored")
+    with pytest.raises(ValueError, match="`strategy` in"):
+        Autoencoder(latent_dim=3).fit(x, epochs=1, strategy="tpu")

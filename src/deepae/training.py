@@ -177,7 +177,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                     validation_data=None, early_stopping=None, reduce_lr_on_plateau=None,
                     checkpoint_dir=None, resume=False, random_state=None, callbacks=None,
                     shuffle=True, verbose="auto", steps_per_execution=None, jit_compile="auto",
-                    weight_decay=None, lr_schedule="constant"):
+                    weight_decay=None, lr_schedule="constant", strategy=None):
     """Train `model` (an `Autoencoder`) to reconstruct `x` (or to map `x` to `y`).
 
     Parameters
@@ -213,6 +213,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         on the same machine.
     steps_per_execution, jit_compile :
         Passed to `compile`; by default tuned for the CPU.
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where training runs (`deepae.distribute`): the model's variables, the optimizer and
+        the metrics are created under the strategy's scope. `batch_size` is the global
+        batch. The model's weights must not exist yet (an unbuilt model). With a strategy,
+        XLA is off by default.
 
     Returns
     -------
@@ -260,6 +265,32 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     if random_state is not None:
         keras.utils.set_random_seed(random_state)
 
+    from deepae.distribute import resolve_strategy, strategy_scope
+
+    dist = resolve_strategy(strategy)
+    if dist is not None and model.built:
+        raise ValueError("A `strategy` must create the model's weights: expected an unbuilt "
+                         "model; received one already built (trained or loaded). Build a new "
+                         "one, or train it without a strategy.")
+    if dist is not None and jit_compile == "auto":
+        jit_compile = False
+    with strategy_scope(dist):
+        return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
+                    batch_size=batch_size, loss=loss, optimizer=optimizer,
+                    learning_rate=learning_rate, momentum=momentum,
+                    validation_split=validation_split, validation_data=validation_data,
+                    early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
+                    checkpoint_dir=checkpoint_dir, resume=resume, random_state=random_state,
+                    callbacks=callbacks, shuffle=shuffle, verbose=verbose,
+                    steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                    weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
+
+
+def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, loss, optimizer,
+         learning_rate, momentum, validation_split, validation_data, early_stopping,
+         reduce_lr_on_plateau, checkpoint_dir, resume, random_state, callbacks, shuffle,
+         verbose, steps_per_execution, jit_compile, weight_decay, lr_schedule, strategy):
+    """`fit_autoencoder` after the checks, inside the strategy's scope."""
     if not model.built:
         if model.data_shape is None:
             model.data_shape = tuple(int(d) for d in x.shape[1:])
@@ -348,9 +379,12 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     start = time.perf_counter()
     if streaming:
         from deepae.data.streaming import stream_dataset
+        from deepae.distribute import worker_info
 
+        index, n_workers = worker_info() if strategy is not None else (0, 1)
         data = {"x": stream_dataset(x, batch_size, scaler=model.scaler_, shuffle=shuffle,
-                                    seed=random_state), "shuffle": False}
+                                    seed=random_state, num_workers=n_workers,
+                                    worker_index=index), "shuffle": False}
     else:
         data = _training_data(xs, ys, batch_size, shuffle)
     n_val = 0 if val is None else len(val[0])
@@ -383,6 +417,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         "learning_rate": float(f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.6g}"),
         "lr_schedule": lr_schedule,
         "random_state": random_state,
+        "strategy": None if strategy is None else type(strategy).__name__,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "n_samples": int(n_rows), "n_validation": int(n_val),
         "seconds": round(seconds, 3), "data_fingerprint": fingerprint,
         "final": {k: v[-1] for k, v in history.history.items() if v},

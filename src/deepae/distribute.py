@@ -1,0 +1,78 @@
+"""Distribution strategies: where the model's variables live and who computes the steps.
+
+deepae trains with Keras's `Model.fit`, which runs on TensorFlow's own distribution engine
+(`tf.distribute`) when the model is built and compiled under a strategy's scope. A
+`strategy` argument is one of:
+
+- ``None`` or ``"single"``: the default device, no strategy (the fastest on one CPU);
+- ``"mirrored"``: `tf.distribute.MirroredStrategy`, one replica per local GPU (or the
+  CPU when there is none), gradients all-reduced each step;
+- ``"multi-worker"``: `tf.distribute.MultiWorkerMirroredStrategy`, configured the
+  standard way, by the ``TF_CONFIG`` environment variable of each worker process;
+- a `tf.distribute.Strategy` instance, used as it is.
+
+`batch_size` is always the global batch: each step's batch is split between the replicas,
+so a run with the same global batch and learning rate follows the same schedule on any
+number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+__all__ = ["STRATEGIES", "resolve_strategy", "strategy_scope", "is_chief", "worker_info"]
+
+STRATEGIES = ("single", "mirrored", "multi-worker")
+
+
+def resolve_strategy(strategy):
+    """The `tf.distribute.Strategy` that `strategy` names, or None for a single device."""
+    if strategy is None or strategy == "single":
+        return None
+    import tensorflow as tf  # the point here: tf.distribute
+
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy='multi-worker' needs the TF_CONFIG environment "
+                             "variable of this worker (cluster addresses and task index); "
+                             "it is not set. See docs/distributed.md.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Expected `strategy` in {STRATEGIES}, None or a tf.distribute.Strategy; "
+                     f"received {strategy!r}.")
+
+
+def strategy_scope(strategy):
+    """The strategy's scope, or a context that does nothing for a single device."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def worker_info() -> tuple[int, int]:
+    """(this worker's index, number of workers) from ``TF_CONFIG``; (0, 1) without it."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0, 1
+    try:
+        cfg = json.loads(raw)
+        workers = cfg.get("cluster", {}).get("worker", [])
+        task = cfg.get("task", {})
+        index = int(task.get("index", 0)) if task.get("type", "worker") == "worker" else 0
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON of the form {{'cluster': {{'worker': "
+                         f"[...]}}, 'task': {{'type': 'worker', 'index': i}}}}: {e}") from e
+    return index, max(1, len(workers))
+
+
+def is_chief() -> bool:
+    """Whether this process writes checkpoints and saved models: worker 0 (or the chief)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    task = json.loads(raw).get("task", {})
+    return task.get("type") == "chief" or (task.get("type", "worker") == "worker"
+                                           and int(task.get("index", 0)) == 0)
