@@ -13,7 +13,11 @@ resident memory is its own:
 - in memory: the same model and batch on one shard loaded as an array, one epoch after a
   warm-up epoch (so compilation is not counted).
 
-Reports rows/s of each, their ratio, and each process's peak RSS. Prints a table, writes JSON.
+Reports rows/s of each, their ratio, and each process's peak RSS. Then (part "workers"): the
+same model trained on 262,144 in-memory rows by one process and by two worker processes on
+127.0.0.1 under MultiWorkerMirroredStrategy (TF_CONFIG), global batch 1024, 3 epochs:
+rows/s of each (on 2 cores no speed-up is expected: this measures the overhead) and the
+largest weight difference between the two results. Prints tables, writes JSON.
 """
 
 from __future__ import annotations
@@ -89,6 +93,64 @@ def child(mode: str, folder: str) -> dict:
             "peak_rss_gib": round(peak, 3), **extra}
 
 
+WORKER = """
+import json, sys, time, numpy as np, deepae
+from deepae.distribute import is_chief
+x = np.load(sys.argv[1], mmap_mode="r")[:262144]
+x = np.array(x)
+strategy = None if sys.argv[3] == "none" else sys.argv[3]
+ae = deepae.Autoencoder(latent_dim=32, hidden_units=(256, 128))
+ae.fit(x, epochs=1, batch_size=1024, random_state=0, verbose=0, shuffle=False,
+       strategy=strategy)                                  # warm-up: builds and traces
+t = time.perf_counter()
+ae.fit(x, epochs=3, batch_size=1024, verbose=0, shuffle=False, strategy=strategy)
+seconds = time.perf_counter() - t
+if strategy is None or is_chief():
+    np.savez(sys.argv[2], *ae.get_weights())
+print(json.dumps({"rows": 3 * len(x), "seconds": seconds}))
+"""
+
+
+def workers(folder: Path, tmp: Path) -> dict:
+    """One process, then two worker processes on 127.0.0.1, on the first shard's rows."""
+    import socket
+
+    script = tmp / "worker.py"
+    script.write_text(WORKER)
+    shard = sorted(folder.glob("*.npy"))[0]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    one = subprocess.run([sys.executable, str(script), str(shard), str(tmp / "one.npz"),
+                          "none"], env=env, capture_output=True, text=True, check=False)
+    if one.returncode:
+        raise RuntimeError(one.stderr[-3000:])
+    socks = [socket.socket() for _ in range(2)]
+    for sk in socks:
+        sk.bind(("127.0.0.1", 0))
+    addrs = [f"127.0.0.1:{sk.getsockname()[1]}" for sk in socks]
+    for sk in socks:
+        sk.close()
+    procs = [subprocess.Popen([sys.executable, str(script), str(shard), str(tmp / "two.npz"),
+                               "multi-worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**env, "TF_CONFIG": json.dumps(
+                                  {"cluster": {"worker": addrs},
+                                   "task": {"type": "worker", "index": i}})})
+             for i in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=1800)
+        if p.returncode:
+            raise RuntimeError(err[-3000:])
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    r1 = json.loads(one.stdout.strip().splitlines()[-1])
+    with np.load(tmp / "one.npz") as a, np.load(tmp / "two.npz") as b:
+        diff = max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
+    one_rate = r1["rows"] / r1["seconds"]
+    two_rate = outs[0]["rows"] / max(o["seconds"] for o in outs)
+    return {"rows_per_epoch": 262144, "epochs": 3, "global_batch": 1024,
+            "one_process_rows_per_s": round(one_rate), "two_workers_rows_per_s": round(two_rate),
+            "two_over_one": round(two_rate / one_rate, 3), "max_weight_difference": diff}
+
+
 def run_child(mode, folder):
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(folder)],
                          capture_output=True, text=True, check=False)
@@ -127,12 +189,16 @@ def main(argv=None):
         print(f"in memory: {memory}", flush=True)
         stream = run_child("stream", folder)
         print(f"streamed:  {stream}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            two = workers(folder, Path(tmp))
+        print(f"workers:   {two}", flush=True)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
     res = {"command": "python benchmarks/scale.py " + " ".join(
         sys.argv[1:] if argv is None else argv), "data": data,
         "model": {**MODEL, "batch_size": BATCH}, "in_memory": memory, "streamed": stream,
+        "workers": two,
         "throughput_ratio": round(stream["rows_per_s"] / memory["rows_per_s"], 3)}
     head = f"{'run':<10} {'rows':>12} {'seconds':>8} {'rows/s':>9} {'peak RSS GiB':>13}"
     print(head + "\n" + "-" * len(head))
@@ -141,6 +207,9 @@ def main(argv=None):
               f"{r['peak_rss_gib']:>13.2f}")
     print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler pass over "
           f"the shards {stream['stats_seconds']} s")
+    print(f"one process {two['one_process_rows_per_s']:,} rows/s, two workers "
+          f"{two['two_workers_rows_per_s']:,} rows/s ({two['two_over_one']:.2f} x); largest "
+          f"weight difference {two['max_weight_difference']:.2g}")
     Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
 

@@ -139,12 +139,34 @@ def _validation_arrays(model, x, y, validation_data, validation_split):
     return x, y, None
 
 
-def _training_data(xs, ys, batch_size, shuffle):
+def _multi_worker(strategy) -> bool:
+    import tensorflow as tf  # the point here: tf.distribute
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+class _EpochSeed(keras.callbacks.Callback):
+    """Sets the epoch number that the input pipeline's shuffle is keyed on, at each epoch's
+    start (before its iterator is made), so that epoch e's order is the same whether the
+    run was interrupted and resumed or not."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+def _training_data(xs, ys, batch_size, shuffle, seed=0):
     """What `Model.fit` gets: a `tf.data` pipeline on TensorFlow, arrays elsewhere.
 
     The pipeline shuffles indices (not rows) each epoch and gathers each batch from one
     in-memory tensor, with prefetching; the final partial batch is kept. On this CPU it
     trains the small reference model about 1.5x faster than passing NumPy arrays to `fit`.
+    The order of epoch e is a pure function of (`seed`, e) (a stateless permutation,
+    `tf.random.experimental.index_shuffle`): a resumed run replays the epochs it redoes in
+    the same order. The returned dict's "callbacks" keep the epoch number up to date.
     """
     if keras.backend.backend() != "tensorflow":
         return {"x": xs, "y": ys, "batch_size": batch_size, "shuffle": shuffle}
@@ -157,10 +179,15 @@ def _training_data(xs, ys, batch_size, shuffle):
         xt = tf.Variable(xs, trainable=False, name="train_x")
         yt = xt if same else tf.Variable(ys, trainable=False, name="train_y")
     n = len(xs)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = tf.data.Dataset.range(n).batch(batch_size)
+    callbacks = []
+    if shuffle and n > 1:
+        with tf.device("/cpu:0"):
+            epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        callbacks.append(_EpochSeed(epoch))
+        key = tf.constant(int(seed), tf.int64)
+        ds = ds.map(lambda i: tf.random.experimental.index_shuffle(
+            i, tf.stack([key, epoch.read_value()]), n - 1))
     if same:
         ds = ds.map(lambda i: (tf.gather(xt, i),) * 2)
     else:
@@ -169,7 +196,8 @@ def _training_data(xs, ys, batch_size, shuffle):
     # 5 s on a 5 s epoch); a fixed prefetch depth costs nothing on a CPU.
     options = tf.data.Options()
     options.autotune.enabled = False
-    return {"x": ds.prefetch(2).with_options(options), "shuffle": False}  # shuffled above
+    return {"x": ds.prefetch(2).with_options(options), "shuffle": False,  # shuffled above
+            "callbacks": callbacks}
 
 
 def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
@@ -217,7 +245,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         Where training runs (`deepae.distribute`): the model's variables, the optimizer and
         the metrics are created under the strategy's scope. `batch_size` is the global
         batch. The model's weights must not exist yet (an unbuilt model). With a strategy,
-        XLA is off by default.
+        XLA is off by default; with the multi-worker one, one step per call.
 
     Returns
     -------
@@ -265,7 +293,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     if random_state is not None:
         keras.utils.set_random_seed(random_state)
 
-    from deepae.distribute import resolve_strategy, strategy_scope
+    from deepae.distribute import resolve_strategy
 
     dist = resolve_strategy(strategy)
     if dist is not None and model.built:
@@ -274,23 +302,30 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                          "one, or train it without a strategy.")
     if dist is not None and jit_compile == "auto":
         jit_compile = False
-    with strategy_scope(dist):
-        return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
-                    batch_size=batch_size, loss=loss, optimizer=optimizer,
-                    learning_rate=learning_rate, momentum=momentum,
-                    validation_split=validation_split, validation_data=validation_data,
-                    early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
-                    checkpoint_dir=checkpoint_dir, resume=resume, random_state=random_state,
-                    callbacks=callbacks, shuffle=shuffle, verbose=verbose,
-                    steps_per_execution=steps_per_execution, jit_compile=jit_compile,
-                    weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
+    if dist is not None and steps_per_execution is None and _multi_worker(dist):
+        # Keras 3's loop of several steps per call fails under the collective strategy
+        # ("You must feed a value for placeholder tensor ..."): one step per call there.
+        steps_per_execution = 1
+    return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
+                batch_size=batch_size, loss=loss, optimizer=optimizer,
+                learning_rate=learning_rate, momentum=momentum,
+                validation_split=validation_split, validation_data=validation_data,
+                early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
+                checkpoint_dir=checkpoint_dir, resume=resume, random_state=random_state,
+                callbacks=callbacks, shuffle=shuffle, verbose=verbose,
+                steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
 
 
 def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, loss, optimizer,
          learning_rate, momentum, validation_split, validation_data, early_stopping,
          reduce_lr_on_plateau, checkpoint_dir, resume, random_state, callbacks, shuffle,
          verbose, steps_per_execution, jit_compile, weight_decay, lr_schedule, strategy):
-    """`fit_autoencoder` after the checks, inside the strategy's scope."""
+    """`fit_autoencoder` after the checks. The model's variables and the optimizer are made,
+    and `Model.fit` runs, inside the strategy's scope; the input pipeline (whose variables
+    are local to each worker) outside it."""
+    from deepae.distribute import strategy_scope
+
     if not model.built:
         if model.data_shape is None:
             model.data_shape = tuple(int(d) for d in x.shape[1:])
@@ -304,7 +339,8 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                 if kind == "auto":
                     kind = resolve_preprocessing(x)
                 model.scaler_ = Scaler(kind).fit(x)
-        model.build((None, *model.data_shape))
+        with strategy_scope(strategy):
+            model.build((None, *model.data_shape))
     if streaming:
         if tuple(x.row_shape) != tuple(model.data_shape):
             raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
@@ -335,10 +371,11 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
             steps = epochs * math.ceil(n_rows / batch_size)
             jit_compile = keras.backend.backend() in ("tensorflow", "jax") and steps >= 200
         total_steps = epochs * math.ceil(n_rows / batch_size)
-        model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum, weight_decay,
-                                                lr_schedule, total_steps),
-                      loss=loss, steps_per_execution=steps_per_execution,
-                      jit_compile=jit_compile)
+        with strategy_scope(strategy):
+            model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum,
+                                                    weight_decay, lr_schedule, total_steps),
+                          loss=loss, steps_per_execution=steps_per_execution,
+                          jit_compile=jit_compile)
         model._deepae_key = key
 
     monitor = "val_loss" if val is not None else "loss"
@@ -351,7 +388,16 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                                                      patience=reduce_lr_on_plateau))
     previous = []
     ckpt = None
-    if checkpoint_dir is not None:
+    from deepae.distribute import is_chief
+
+    # Under a multi-worker strategy only the chief keeps run.json and history.json; every
+    # worker has BackupAndRestore, which writes the chief's checkpoint and discards the rest.
+    chief = strategy is None or is_chief()
+    if checkpoint_dir is not None and not chief:
+        ckpt = Path(checkpoint_dir)
+        cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
+                                                    double_checkpoint=True))
+    elif checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir)
         run_file = ckpt / "run.json"
         if ckpt.exists() and any(ckpt.iterdir()):
@@ -386,12 +432,17 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                                     seed=random_state, num_workers=n_workers,
                                     worker_index=index), "shuffle": False}
     else:
-        data = _training_data(xs, ys, batch_size, shuffle)
+        # the shuffle's key: from the seeded NumPy generator, so a seeded run (and its
+        # resumption) gets the same one
+        data = _training_data(xs, ys, batch_size, shuffle,
+                              seed=int(np.random.randint(0, 2**31 - 1)))
     n_val = 0 if val is None else len(val[0])
     if val is not None and "batch_size" not in data:
         val = _training_data(val[0], val[1], batch_size, False)["x"]
-    history = keras.Model.fit(model, **data, epochs=epochs, validation_data=val,
-                              callbacks=cbs, verbose=verbose)
+    cbs = data.pop("callbacks", []) + cbs
+    with strategy_scope(strategy):
+        history = keras.Model.fit(model, **data, epochs=epochs, validation_data=val,
+                                  callbacks=cbs, verbose=verbose)
     seconds = time.perf_counter() - start
 
     # Full history: epochs done before an interruption, then this run's.
@@ -403,7 +454,7 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     history.history = {k: [r[k] for r in rows if k in r]
                        for k in (rows[-1].keys() if rows else []) if k != "epoch"}
     history.epoch = [r["epoch"] - 1 for r in rows]
-    if ckpt is not None:
+    if ckpt is not None and chief:
         shutil.rmtree(ckpt, ignore_errors=True)
 
     stopped_early = bool(early_stopping is not None and len(rows) < epochs)
