@@ -167,6 +167,9 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the shards")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "scale.json"))
     ap.add_argument("--smoke", action="store_true", help="0.25 GB, to check the script")
+    ap.add_argument("--parts", default="stream,workers",
+                    help="stream (20 GB streamed vs in memory), workers (two vs one process)")
+    ap.add_argument("--merge", action="store_true", help="keep the other parts' results")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -181,36 +184,46 @@ def main(argv=None):
     free = shutil.disk_usage(folder).free / 2**30
     if not any(folder.glob("*.npy")) and free < args.size_gb + 2:
         raise SystemExit(f"{folder} has {free:.1f} GiB free; {args.size_gb + 2:.0f} needed")
+    parts = args.parts.split(",")
+    size = args.size_gb if "stream" in parts else min(args.size_gb, 1.0)  # workers: one shard
+    res = json.loads(Path(args.json).read_text()) if args.merge and Path(args.json).exists() \
+        else {}
+    command = " ".join(["python benchmarks/scale.py", *(sys.argv[1:] if argv is None else argv)])
+    res["command"] = f"{res['command']} && {command}" if "command" in res else command
     try:
-        data = write_shards(folder, args.size_gb, args.features) \
+        data = write_shards(folder, size, args.features) \
             if not any(folder.glob("*.npy")) else {"reused": str(folder)}
         print(f"data: {data}", flush=True)
-        memory = run_child("memory", folder)
-        print(f"in memory: {memory}", flush=True)
-        stream = run_child("stream", folder)
-        print(f"streamed:  {stream}", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            two = workers(folder, Path(tmp))
-        print(f"workers:   {two}", flush=True)
+        if "stream" in parts:
+            memory = run_child("memory", folder)
+            print(f"in memory: {memory}", flush=True)
+            stream = run_child("stream", folder)
+            print(f"streamed:  {stream}", flush=True)
+            res.update(data=data, model={**MODEL, "batch_size": BATCH}, in_memory=memory,
+                       streamed=stream,
+                       throughput_ratio=round(stream["rows_per_s"] / memory["rows_per_s"], 3))
+        if "workers" in parts:
+            with tempfile.TemporaryDirectory() as tmp:
+                res["workers"] = workers(folder, Path(tmp))
+            print(f"workers:   {res['workers']}", flush=True)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
-    res = {"command": "python benchmarks/scale.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "data": data,
-        "model": {**MODEL, "batch_size": BATCH}, "in_memory": memory, "streamed": stream,
-        "workers": two,
-        "throughput_ratio": round(stream["rows_per_s"] / memory["rows_per_s"], 3)}
-    head = f"{'run':<10} {'rows':>12} {'seconds':>8} {'rows/s':>9} {'peak RSS GiB':>13}"
-    print(head + "\n" + "-" * len(head))
-    for name, r in (("in memory", memory), ("streamed", stream)):
-        print(f"{name:<10} {r['rows']:>12,} {r['seconds']:>8.1f} {r['rows_per_s']:>9,} "
-              f"{r['peak_rss_gib']:>13.2f}")
-    print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler pass over "
-          f"the shards {stream['stats_seconds']} s")
-    print(f"one process {two['one_process_rows_per_s']:,} rows/s, two workers "
-          f"{two['two_workers_rows_per_s']:,} rows/s ({two['two_over_one']:.2f} x); largest "
-          f"weight difference {two['max_weight_difference']:.2g}")
     Path(args.json).write_text(json.dumps(res, indent=1))
+    if "streamed" in res:
+        memory, stream = res["in_memory"], res["streamed"]
+        head = f"{'run':<10} {'rows':>12} {'seconds':>8} {'rows/s':>9} {'peak RSS GiB':>13}"
+        print(head + "\n" + "-" * len(head))
+        for name, r in (("in memory", memory), ("streamed", stream)):
+            print(f"{name:<10} {r['rows']:>12,} {r['seconds']:>8.1f} {r['rows_per_s']:>9,} "
+                  f"{r['peak_rss_gib']:>13.2f}")
+        print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler passes "
+              f"over the shards {stream['stats_seconds']} s")
+    if "workers" in res:
+        two = res["workers"]
+        print(f"one process {two['one_process_rows_per_s']:,} rows/s, two workers "
+              f"{two['two_workers_rows_per_s']:,} rows/s ({two['two_over_one']:.2f} x); largest "
+              f"weight difference {two['max_weight_difference']:.2g}")
     return 0
 
 

@@ -145,5 +145,6 @@ def test_mirrored_strategy_trains_like_a_single_device():
     np.testing.assert_allclose(runs[0].encode(x), runs[1].encode(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="expected an unbuilt model"):
         runs[0].fit(x, epochs=1, strategy="mirrored")
+    runs[1].fit(x, epochs=1, strategy="mirrored", verbose=0)  # built under it: trains on
     with pytest.raises(ValueError, match="`strategy` in"):
         Autoencoder(latent_dim=3).fit(x, epochs=1, strategy="tpu")

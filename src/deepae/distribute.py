@@ -27,22 +27,29 @@ __all__ = ["STRATEGIES", "resolve_strategy", "strategy_scope", "is_chief", "work
 STRATEGIES = ("single", "mirrored", "multi-worker")
 
 
+_BY_NAME = {}  # one instance per name and process: a collective strategy starts only once
+
+
 def resolve_strategy(strategy):
-    """The `tf.distribute.Strategy` that `strategy` names, or None for a single device."""
+    """The `tf.distribute.Strategy` that `strategy` names, or None for a single device.
+    A name gives the same instance every time in a process (so a model built under it can
+    be trained again)."""
     if strategy is None or strategy == "single":
         return None
     import tensorflow as tf  # the point here: tf.distribute
 
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
+    if strategy in _BY_NAME:
+        return _BY_NAME[strategy]
     if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return _BY_NAME.setdefault(strategy, tf.distribute.MirroredStrategy())
     if strategy == "multi-worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy='multi-worker' needs the TF_CONFIG environment "
                              "variable of this worker (cluster addresses and task index); "
                              "it is not set. See docs/distributed.md.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _BY_NAME.setdefault(strategy, tf.distribute.MultiWorkerMirroredStrategy())
     raise ValueError(f"Expected `strategy` in {STRATEGIES}, None or a tf.distribute.Strategy; "
                      f"received {strategy!r}.")
 

@@ -296,10 +296,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     from deepae.distribute import resolve_strategy
 
     dist = resolve_strategy(strategy)
-    if dist is not None and model.built:
+    if dist is not None and model.built and getattr(model, "_deepae_strategy", None) is not dist:
         raise ValueError("A `strategy` must create the model's weights: expected an unbuilt "
-                         "model; received one already built (trained or loaded). Build a new "
-                         "one, or train it without a strategy.")
+                         "model, or one built under the same strategy; received one already "
+                         "built (trained or loaded) without it. Build a new one, or train it "
+                         "without a strategy.")
     if dist is not None and jit_compile == "auto":
         jit_compile = False
     if dist is not None and steps_per_execution is None and _multi_worker(dist):
@@ -341,6 +342,7 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                 model.scaler_ = Scaler(kind).fit(x)
         with strategy_scope(strategy):
             model.build((None, *model.data_shape))
+        model._deepae_strategy = strategy
     if streaming:
         if tuple(x.row_shape) != tuple(model.data_shape):
             raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
