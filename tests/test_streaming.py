@@ -148,3 +148,30 @@ def test_mirrored_strategy_trains_like_a_single_device():
     runs[1].fit(x, epochs=1, strategy="mirrored", verbose=0)  # built under it: trains on
     with pytest.raises(ValueError, match="`strategy` in"):
         Autoencoder(latent_dim=3).fit(x, epochs=1, strategy="tpu")
+
+
+def test_cli_train_streams_shards(tmp_path, capsys):
+    from deepae import load
+    from deepae.cli.main import main
+
+    write_shards(tmp_path, [200, 150], width=6)
+    out = tmp_path / "m.deepae"
+    assert main(["train", str(tmp_path / "part-*.npy"), "--stream", "-o", str(out),
+                 "--epochs", "2", "--latent-dim", "2", "--hidden-units", "8", "--quiet",
+                 "--strategy", "mirrored"]) == 0
+    m = load(out)
+    assert m.training_summary_["n_samples"] == 350 and m.training_summary_["replicas"] == 1
+
+
+def test_estimators_take_a_strategy(tmp_path):
+    from deepae import AnomalyDetector, AutoencoderReducer, load
+
+    X = np.random.default_rng(1).random((200, 8)).astype(np.float32)
+    red = AutoencoderReducer(2, hidden_units=(8,), epochs=2, strategy="mirrored",
+                             random_state=0).fit(X)
+    assert red.autoencoder_.training_summary_["strategy"] == "MirroredStrategy"
+    assert load(red.save(tmp_path / "r.deepae")).strategy == "mirrored"
+    det = AnomalyDetector(epochs=2, strategy="mirrored", random_state=0).fit(X)
+    assert det.autoencoder_.training_summary_["replicas"] == 1
+    with pytest.raises(ValueError, match="`strategy` in"):
+        AutoencoderReducer(2, epochs=1, strategy="gpu-cluster").fit(X)

@@ -35,6 +35,8 @@ class ArtifactEstimatorMixin:
         params = self.get_params()
         if "callbacks" in params:
             params["callbacks"] = None  # Keras callbacks are not saved with the model
+        if not isinstance(params.get("strategy"), str | None):
+            params["strategy"] = None  # a tf.distribute.Strategy instance: not saved
         return params
 
     def save(self, path, overwrite=True):

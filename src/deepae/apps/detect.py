@@ -110,6 +110,8 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         The false-positive rate ("fpr", default 0.01), precision or recall (0.9) to reach.
     cost_missed, cost_review : float, default=100.0 and 1.0
         For "cost": the cost of a missed anomaly and of reviewing a false alarm.
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where the autoencoder trains (`deepae.distribute`); an instance is not saved.
     random_state : int, optional
     verbose : int, default=0
 
@@ -148,11 +150,12 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                  loss="mse", epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
-                 target=None, cost_missed=100.0, cost_review=1.0, random_state=None,
-                 verbose=0):
+                 target=None, cost_missed=100.0, cost_review=1.0, strategy=None,
+                 random_state=None, verbose=0):
         self.hidden_units = hidden_units
         self.n_components = n_components
         self.activation = activation
+        self.strategy = strategy
         self.dropout = dropout
         self.input_noise = input_noise
         self.anomaly_score = anomaly_score
@@ -295,7 +298,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             learning_rate=float(self.learning_rate), optimizer=self.optimizer,
             validation_data=Z[held] if len(held) else None,
             early_stopping=self.early_stopping if len(held) else None,
-            random_state=self.random_state, verbose=self.verbose)
+            random_state=self.random_state, verbose=self.verbose, strategy=self.strategy)
         self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
         self._fit_latent(Z[train])
         self.decision_scores_ = self._scores(Z)

@@ -81,6 +81,9 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         See `deepae.Autoencoder`.
     callbacks : list of keras.callbacks.Callback, optional
         Extra Keras callbacks for training (not saved with the model).
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where training runs (`deepae.distribute`, docs/distributed.md); `batch_size` is the
+        global batch. A strategy instance is not saved with the model (its name is).
     random_state : int, optional
     verbose : int, default=0
 
@@ -105,7 +108,7 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
                  activation="relu", tied_weights=False, loss="mse", epochs=50, batch_size=256,
                  learning_rate=1e-3, optimizer="adam", lr_schedule="constant",
                  validation_fraction=0.1, early_stopping=5, preprocessing="auto",
-                 callbacks=None, random_state=None, verbose=0):
+                 callbacks=None, strategy=None, random_state=None, verbose=0):
         self.n_components = n_components
         self.kind = kind
         self.hidden_units = hidden_units
@@ -122,6 +125,7 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         self.early_stopping = early_stopping
         self.preprocessing = preprocessing
         self.callbacks = callbacks
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
 
@@ -179,7 +183,8 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
             learning_rate=float(self.learning_rate), optimizer=self.optimizer,
             lr_schedule=self.lr_schedule, validation_data=val,
             early_stopping=self.early_stopping if val is not None else None,
-            callbacks=self.callbacks, random_state=self.random_state, verbose=self.verbose)
+            callbacks=self.callbacks, random_state=self.random_state, verbose=self.verbose,
+            strategy=self.strategy)
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
         self._n_features_out = k
         return self

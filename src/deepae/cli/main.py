@@ -21,7 +21,7 @@ TRAIN_DEFAULTS = {
     "preprocessing": "auto", "epochs": 10, "batch_size": 256, "loss": "mse",
     "optimizer": "adam", "learning_rate": None, "momentum": 0.9, "validation_split": 0.0,
     "early_stopping": None, "reduce_lr_on_plateau": None, "seed": None,
-    "checkpoint_dir": None, "key": None, "split": "train",
+    "checkpoint_dir": None, "key": None, "split": "train", "strategy": None, "stream": None,
 }
 
 
@@ -130,7 +130,12 @@ def cmd_train(args):
         out.name + ".ckpt")
     if out.exists() and not args.overwrite and not args.resume:
         raise UserError(f"{str(out)!r} exists; pass --overwrite to replace it")
-    x = _read_source(args.source, key=cfg["key"], split=cfg["split"])
+    if cfg["stream"]:
+        from deepae.data.streaming import NpyShards
+
+        x = NpyShards(args.source)
+    else:
+        x = _read_source(args.source, key=cfg["key"], split=cfg["split"])
     model = deepae.Autoencoder(kind=cfg["kind"], hidden_units=_units(cfg["hidden_units"]),
                                latent_dim=cfg["latent_dim"],
                                decoder_units=_units(cfg["decoder_units"]),
@@ -144,8 +149,11 @@ def cmd_train(args):
               early_stopping=cfg["early_stopping"],
               reduce_lr_on_plateau=cfg["reduce_lr_on_plateau"], checkpoint_dir=ckpt,
               resume=args.resume, random_state=cfg["seed"],
-              verbose=2 if args.quiet else "auto")
-    model.save(out)
+              verbose=2 if args.quiet else "auto", strategy=cfg["strategy"])
+    from deepae.distribute import is_chief
+
+    if cfg["strategy"] != "multi-worker" or is_chief():
+        model.save(out)
     s = model.training_summary_
     print(f"saved {out} ({s['epochs_run']} epochs, final "
           + ", ".join(f"{k}={v:.5g}" for k, v in s["final"].items()) + ")")
@@ -424,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last completed epoch")
     t.add_argument("--key", help="array name inside a .npz file")
     t.add_argument("--split", choices=["train", "test"], help="split of a named data set")
+    t.add_argument("--stream", action="store_true", default=None,
+                   help="SOURCE is .npy shards (a folder or a glob) larger than memory: read "
+                   "them in blocks (docs/distributed.md)")
+    t.add_argument("--strategy", choices=["single", "mirrored", "multi-worker"],
+                   help="tf.distribute strategy; multi-worker reads TF_CONFIG, and only the "
+                   "chief (worker 0) writes OUTPUT (default single)")
     t.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     t.add_argument("--curves", help="also write training curves to this PNG")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
