@@ -33,12 +33,14 @@ def test_fit_transform_inverse_score(lowrank):
 
 
 def test_linear_autoencoder_matches_pca(lowrank):
-    """No hidden nonlinearity: the autoencoder finds PCA's subspace, so its error is PCA's."""
+    """No hidden nonlinearity: the autoencoder finds PCA's subspace, so its error is PCA's.
+    Its loss is still falling after 300 epochs (5% above PCA's there, depending on the
+    batches' order): 600 epochs reach it within about 1%."""
     from sklearn.decomposition import PCA
 
     k = 3
     red = AutoencoderReducer(n_components=k, hidden_units=(), activation="linear",
-                             preprocessing="none", epochs=300, batch_size=100,
+                             preprocessing="none", epochs=600, batch_size=100,
                              learning_rate=1e-2, validation_fraction=0.0, random_state=0)
     red.fit(lowrank)
     ae_mse = -red.score(lowrank)
