@@ -72,14 +72,9 @@ def methods(n_bits, epochs, seed, *, ablation=False):
     return out
 
 
-def precision_at(rankings, db_labels, query_labels, k):
-    return float(np.mean([np.mean(db_labels[np.asarray(r)[:k]] == q)
-                          for r, q in zip(rankings, query_labels, strict=True)]))
-
-
 def run_methods(name, Xtr, ytr, Xq, yq, bits, args, *, top):
     """Fit every hasher at every bit count on the database; mAP@top and P@100 of each."""
-    from deepae.metrics import mean_average_precision
+    from deepae.metrics import mean_average_precision, retrieval_precision_at
 
     res = {}
     for nb in bits:
@@ -91,7 +86,7 @@ def run_methods(name, Xtr, ytr, Xq, yq, bits, args, *, top):
             fit_s = time.perf_counter() - t
             ranks = hamming_rankings(m.transform(Xtr), m.transform(Xq), nb, top)
             row[mname] = {"map": mean_average_precision(ranks, ytr, yq, top=top),
-                          "p_at_100": precision_at(ranks, ytr, yq, 100),
+                          "p_at_100": retrieval_precision_at(ranks, ytr, yq, 100),
                           "fit_seconds": round(fit_s, 1)}
             print(f"{name} {nb} bits {mname}: mAP@{top} {row[mname]['map']:.4f}, P@100 "
                   f"{row[mname]['p_at_100']:.4f} (fit {fit_s:.0f} s)", flush=True)
@@ -101,7 +96,7 @@ def run_methods(name, Xtr, ytr, Xq, yq, bits, args, *, top):
 
 def image_set(name, bits, args):
     from deepae.datasets import load_dataset
-    from deepae.metrics import mean_average_precision
+    from deepae.metrics import mean_average_precision, retrieval_precision_at
 
     (xtr, ytr), (xte, yte) = load_dataset(name)
     Xtr = xtr.reshape(len(xtr), -1).astype(np.float32) / 255
@@ -113,7 +108,7 @@ def image_set(name, bits, args):
     t = time.perf_counter()
     ranks = float_knn_rankings(Xtr, Xte[q], TOP)
     res["float kNN (raw)"] = mean_average_precision(ranks, ytr, yte[q], top=TOP)
-    res["float kNN (raw) P@100"] = precision_at(ranks, ytr, yte[q], 100)
+    res["float kNN (raw) P@100"] = retrieval_precision_at(ranks, ytr, yte[q], 100)
     res["float kNN seconds"] = round(time.perf_counter() - t, 1)
     print(f"{name} float kNN: mAP@{TOP} {res['float kNN (raw)']:.4f}", flush=True)
     res.update(run_methods(name, Xtr, ytr, Xte[q], yte[q], bits, args, top=TOP))
@@ -126,6 +121,7 @@ def bbc(bits, args):
     from sklearn.model_selection import train_test_split
 
     from deepae.datasets import load_bbc_news, vectorize_documents
+    from deepae.metrics import retrieval_precision_at
 
     docs, labels, topics = load_bbc_news()
     d_tr, d_te, ytr, yte = train_test_split(docs, labels, test_size=0.2, stratify=labels,
@@ -135,7 +131,7 @@ def bbc(bits, args):
     res = {"queries": len(Xte), "database": len(Xtr), "terms": Xtr.shape[1],
            "topics": list(topics)}
     ranks = float_knn_rankings(Xtr, Xte, len(Xtr))  # rows are L2-normalised: cosine order
-    res["float kNN (cosine) P@100"] = precision_at(ranks, ytr, yte, 100)
+    res["float kNN (cosine) P@100"] = retrieval_precision_at(ranks, ytr, yte, 100)
     print(f"bbc float kNN: P@100 {res['float kNN (cosine) P@100']:.4f}", flush=True)
     res.update(run_methods("bbc", Xtr, ytr, Xte, yte, bits, args, top=len(Xtr)))
     return res

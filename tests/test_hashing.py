@@ -323,3 +323,26 @@ def test_index_cli_on_a_named_data_set(tmp_path, capsys):
 
     res = json.loads(capsys.readouterr().out)
     assert res["items"] == 1347 and res["mAP@50"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_retrieval_precision_and_public_codes():
+    from deepae.metrics import retrieval_precision_at
+
+    db = np.array([0, 0, 1, 1])
+    assert retrieval_precision_at([[0, 2, 1], [2, 3]], db, [0, 1], k=2) == pytest.approx(0.75)
+    assert retrieval_precision_at([[]], db, [0], k=5) == 0.0
+    with pytest.raises(ValueError, match="`k` as an int >= 1; received 0"):
+        retrieval_precision_at([[0]], db, [0], k=0)
+    codes, _ = random_codes(30, 12, 6)
+    assert np.array_equal(HammingIndex(12).add(codes).codes, codes)
+
+
+def test_label_of_refuses_unknown_ids():
+    from deepae import SemanticHasher, SemanticIndex
+
+    X, y = clusters(60)
+    h = SemanticHasher(n_bits=8, hidden_units=(8,), epochs=1, n_neighbors=0).fit(X)
+    idx = SemanticIndex(h).add(X, np.arange(60) + 100, y)
+    assert np.array_equal(idx.label_of([105, 100]), y[[5, 0]])
+    with pytest.raises(ValueError, match=r"unknown ids \[7\]"):
+        idx.label_of([100, 7])

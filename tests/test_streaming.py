@@ -175,3 +175,16 @@ def test_estimators_take_a_strategy(tmp_path):
     assert det.autoencoder_.training_summary_["replicas"] == 1
     with pytest.raises(ValueError, match="`strategy` in"):
         AutoencoderReducer(2, epochs=1, strategy="gpu-cluster").fit(X)
+
+
+def test_tf_config_parsing(monkeypatch):
+    from deepae.distribute import is_chief, worker_info
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert worker_info() == (0, 1) and is_chief()
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
+                                    '"task": {"type": "worker", "index": 1}}')
+    assert worker_info() == (1, 2) and not is_chief()
+    monkeypatch.setenv("TF_CONFIG", "not json")
+    with pytest.raises(ValueError, match="TF_CONFIG as JSON .* received 'not json'"):
+        worker_info()

@@ -59,27 +59,35 @@ def strategy_scope(strategy):
     return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
-def worker_info() -> tuple[int, int]:
-    """(this worker's index, number of workers) from ``TF_CONFIG``; (0, 1) without it."""
+def _tf_config() -> tuple[list, str, int] | None:
+    """(worker addresses, task type, task index) from ``TF_CONFIG``, or None without it."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return 0, 1
+        return None
     try:
         cfg = json.loads(raw)
-        workers = cfg.get("cluster", {}).get("worker", [])
         task = cfg.get("task", {})
-        index = int(task.get("index", 0)) if task.get("type", "worker") == "worker" else 0
+        return (list(cfg.get("cluster", {}).get("worker", [])), str(task.get("type", "worker")),
+                int(task.get("index", 0)))
     except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON of the form {{'cluster': {{'worker': "
-                         f"[...]}}, 'task': {{'type': 'worker', 'index': i}}}}: {e}") from e
-    return index, max(1, len(workers))
+        raise ValueError("Expected TF_CONFIG as JSON of the form {'cluster': {'worker': "
+                         "[...]}, 'task': {'type': 'worker', 'index': i}}; received "
+                         f"{raw[:200]!r} ({e}).") from e
+
+
+def worker_info() -> tuple[int, int]:
+    """(this worker's index, number of workers) from ``TF_CONFIG``; (0, 1) without it."""
+    cfg = _tf_config()
+    if cfg is None:
+        return 0, 1
+    workers, kind, index = cfg
+    return (index if kind == "worker" else 0), max(1, len(workers))
 
 
 def is_chief() -> bool:
     """Whether this process writes checkpoints and saved models: worker 0 (or the chief)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
+    cfg = _tf_config()
+    if cfg is None:
         return True
-    task = json.loads(raw).get("task", {})
-    return task.get("type") == "chief" or (task.get("type", "worker") == "worker"
-                                           and int(task.get("index", 0)) == 0)
+    _, kind, index = cfg
+    return kind == "chief" or (kind == "worker" and index == 0)

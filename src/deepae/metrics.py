@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k",
+__all__ = ["retrieval_precision_at", "reconstruction_errors", "detection_report", "recall_at_fpr", "precision_at_k",
            "psnr", "psnr_per_image", "ssim", "bits_per_pixel", "bd_rate",
            "mean_average_precision", "precision_within_radius", "hamming_pr_curve"]
 
@@ -236,6 +236,15 @@ def mean_average_precision(rankings, db_labels, query_labels, top: int = 5000) -
         hits = np.cumsum(rel)
         aps.append(float(np.mean(hits[rel] / (np.flatnonzero(rel) + 1))))
     return float(np.mean(aps))
+
+
+def retrieval_precision_at(rankings, db_labels, query_labels, k: int = 100) -> float:
+    """Mean over queries of the share of relevant items among the first `k` retrieved
+    (``rankings[i]``: database positions, best first; fewer than `k` count as retrieved)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
+    rels = _relevance([np.asarray(r)[:k] for r in rankings], db_labels, query_labels)
+    return float(np.mean([rel.mean() if rel.size else 0.0 for rel in rels]))
 
 
 def precision_within_radius(found, db_labels, query_labels) -> float:

@@ -337,6 +337,11 @@ class HammingIndex:
         return self._ids.copy()
 
     @property
+    def codes(self) -> np.ndarray:
+        """The stored codes as packed bits (n, ceil(n_bits / 8)) uint8, in insertion order."""
+        return self._packed_codes()
+
+    @property
     def bytes_per_item(self) -> float:
         """Memory of the table per item: its key and id, and the sorted copy of both."""
         return 2 * (self._keys.itemsize + self._ids.itemsize)
@@ -662,8 +667,13 @@ class SemanticIndex:
         if self.labels is None:
             raise ValueError("This index holds no labels: pass `labels` when building it.")
         stored = self.index.ids
+        ids = np.asarray(ids, np.int64)
+        unknown = ids[~np.isin(ids, stored)]
+        if unknown.size:
+            raise ValueError(f"Expected ids stored in the index; received unknown ids "
+                             f"{np.unique(unknown)[:10].tolist()}.")
         order = np.argsort(stored, kind="stable")
-        pos = np.searchsorted(stored, np.asarray(ids), sorter=order)
+        pos = np.searchsorted(stored, ids, sorter=order)
         return self.labels[order[pos]]
 
     def search(self, X, radius: int = 2, k: int | None = None):

@@ -67,9 +67,10 @@ def cmd_build(args):
     idx = SemanticIndex.build(X, ids, labels, **params)
     seconds = time.perf_counter() - t
     idx.save(args.out)
-    bits = np.unpackbits(idx.index._packed_codes(), axis=1)[:, :idx.n_bits]
+    codes = idx.index.codes
+    bits = np.unpackbits(codes, axis=1)[:, :idx.n_bits]
     on = bits.mean(axis=0) if len(bits) else np.zeros(idx.n_bits)
-    buckets = np.unique(idx.index._keys).size
+    buckets = np.unique(codes, axis=0).shape[0]
     print(f"indexed {len(idx):,} items ({X.shape[1]} features) with {idx.n_bits}-bit codes in "
           f"{seconds:.1f} s; {buckets:,} distinct codes; bits on for {on.min():.0%} to "
           f"{on.max():.0%} of items; {idx.index.bytes_per_item:.0f} bytes per item in the "
@@ -113,7 +114,11 @@ def cmd_query(args):
 def cmd_evaluate(args):
     import numpy as np
 
-    from deepae.metrics import mean_average_precision, precision_within_radius
+    from deepae.metrics import (
+        mean_average_precision,
+        precision_within_radius,
+        retrieval_precision_at,
+    )
 
     idx = _load_index(args.index)
     if idx.labels is None:
@@ -143,7 +148,7 @@ def cmd_evaluate(args):
     within = positions(idx.search(X, radius=args.radius))
     search_s = time.perf_counter() - t
     k = min(args.k, top)
-    p_at_k = float(np.mean([(db[r[:k]] == q).mean() for r, q in zip(ranked, y, strict=True)]))
+    p_at_k = retrieval_precision_at(ranked, db, y, k)
     res = {"queries": n, "items": len(idx), "n_bits": idx.n_bits,
            f"mAP@{top}": mean_average_precision(ranked, db, y, top=top),
            f"precision@{k}": p_at_k,

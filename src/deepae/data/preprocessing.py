@@ -10,7 +10,7 @@ import numpy as np
 
 from deepae._validation import check_in
 
-__all__ = ["Scaler", "resolve_preprocessing", "output_activation_for_range"]
+__all__ = ["Scaler", "resolve_preprocessing", "preprocessing_for", "output_activation_for_range"]
 
 KINDS = ("none", "unit", "minmax", "standard")
 
@@ -23,10 +23,18 @@ def resolve_preprocessing(x: np.ndarray) -> str:
     """
     if x.dtype == np.uint8:
         return "unit"
-    lo, hi = float(np.min(x)), float(np.max(x))
+    return preprocessing_for(x.dtype, float(np.min(x)), float(np.max(x)), x.ndim - 1)
+
+
+def preprocessing_for(dtype, lo: float, hi: float, row_rank: int) -> str:
+    """`resolve_preprocessing`'s rule from what it looks at: the dtype, the data's range and
+    the rank of one sample (1 for table rows, 2 or more for images); also used on statistics
+    gathered in a streaming pass."""
+    if np.dtype(dtype) == np.uint8:
+        return "unit"
     if (lo >= 0.0 and hi <= 1.0) or (lo >= -1.0 and hi <= 1.0):
         return "none"
-    if x.ndim >= 3:
+    if row_rank >= 2:
         return "minmax"
     return "standard"
 

@@ -199,7 +199,7 @@ def scaler_for(shards: NpyShards, kind: str = "auto", stats: StreamStats | None 
     uint8 -> "unit"; data within [0, 1] or [-1, 1] -> "none"; images (rows of rank >= 2)
     -> "minmax"; other tables -> "standard".
     """
-    from deepae.data.preprocessing import KINDS, Scaler
+    from deepae.data.preprocessing import KINDS, Scaler, preprocessing_for
 
     if kind == "unit" or (kind == "auto" and shards.dtype == np.uint8):
         kind = "unit"
@@ -207,12 +207,7 @@ def scaler_for(shards: NpyShards, kind: str = "auto", stats: StreamStats | None 
     else:
         st = stats or shards.stats()
         if kind == "auto":
-            if (st.min >= 0 and st.max <= 1) or (st.min >= -1 and st.max <= 1):
-                kind = "none"
-            elif len(shards.row_shape) >= 2:
-                kind = "minmax"
-            else:
-                kind = "standard"
+            kind = preprocessing_for(shards.dtype, st.min, st.max, len(shards.row_shape))
     if kind not in KINDS:
         raise ValueError(f"Expected `preprocessing` in {('auto', *KINDS)}; received {kind!r}.")
     s = Scaler(kind)
