@@ -177,6 +177,36 @@ def test_estimators_take_a_strategy(tmp_path):
         AutoencoderReducer(2, epochs=1, strategy="gpu-cluster").fit(X)
 
 
+@pytest.mark.parametrize("kind", ["Denoiser", "SuperResolver", "ImageCodec", "SemanticHasher"])
+def test_hand_loop_and_functional_estimators_take_a_strategy(kind, tmp_path):
+    """The image estimators' hand loop (`deepae.distribute.replica_step`) and the hasher's
+    functional model under MirroredStrategy on the one CPU: one replica with the whole global
+    batch, so the very same training as without a strategy."""
+    import deepae
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((4, 32, 32)) * 255).astype(np.uint8)
+    X = rng.random((120, 10)).astype(np.float32)
+    small = dict(patch_size=16, patches_per_epoch=32, epochs=2, batch_size=8, random_state=0)
+    make = {
+        "Denoiser": lambda s: deepae.Denoiser(filters=(4, 4), strategy=s, **small),
+        "SuperResolver": lambda s: deepae.SuperResolver(filters=(4, 4), strategy=s, **small),
+        "ImageCodec": lambda s: deepae.ImageCodec(filters=4, latent_channels=4, levels=2,
+                                                  strategy=s, **small),
+        "SemanticHasher": lambda s: deepae.SemanticHasher(6, hidden_units=(8,), epochs=2,
+                                                          random_state=0, strategy=s),
+    }[kind]
+    data = X if kind == "SemanticHasher" else images
+    plain, mirrored = make(None).fit(data), make("mirrored").fit(data)
+    for key, values in plain.history_.items():
+        if key != "seconds":
+            np.testing.assert_allclose(mirrored.history_[key], values, rtol=1e-5)
+    assert deepae.load(mirrored.save(tmp_path / "m.deepae")).strategy == "mirrored"
+    if kind == "ImageCodec":  # continuing the weights elsewhere than they were made
+        with pytest.raises(ValueError, match="expected the `strategy` of the first fit"):
+            plain.set_params(warm_start=True, strategy="mirrored").fit(images)
+
+
 def test_tf_config_parsing(monkeypatch):
     from deepae.distribute import is_chief, worker_info
 

@@ -22,7 +22,8 @@ import contextlib
 import json
 import os
 
-__all__ = ["STRATEGIES", "resolve_strategy", "strategy_scope", "is_chief", "worker_info"]
+__all__ = ["STRATEGIES", "resolve_strategy", "strategy_scope", "replica_step", "is_chief",
+           "worker_info"]
 
 STRATEGIES = ("single", "mirrored", "multi-worker")
 
@@ -57,6 +58,51 @@ def resolve_strategy(strategy):
 def strategy_scope(strategy):
     """The strategy's scope, or a context that does nothing for a single device."""
     return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def replica_step(strategy, step, global_batch: int):
+    """Run a hand loop's training step on every replica of `strategy`.
+
+    ``step(batch, scale) -> dict``, a Python function that this one compiles (a
+    `tf.function` inside it could not hold the replicas' synchronisation), takes a float32
+    batch tensor and a scalar `scale`, multiplies its loss by `scale` before taking the
+    gradient, applies the gradient with a Keras optimizer created under the strategy's
+    scope, and returns the batch's mean metrics.
+    The returned function takes one global batch (a NumPy array of `global_batch` rows, the
+    same on every worker), gives each replica its share of the rows, and returns the metrics
+    averaged over the whole batch. `scale` is the replica's share of the global batch: the
+    Keras optimizer sums the replicas' gradients, so the sum is the gradient of the global
+    batch's mean loss, the step a single device takes on the same batch. Without a strategy
+    the step runs as it is with ``scale=1``.
+    """
+    import numpy as np
+    import tensorflow as tf  # the point here: tf.distribute's replicas
+
+    if strategy is None:
+        one, compiled = tf.constant(1.0), tf.function(step)
+        return lambda batch: compiled(tf.constant(batch), one)
+    n_replicas = int(strategy.num_replicas_in_sync)
+    if global_batch < n_replicas:
+        raise ValueError(f"Expected `batch_size` (the global batch) of at least the number of "
+                         f"replicas, {n_replicas}; received {global_batch}.")
+
+    def on_replica(batch):
+        scale = tf.cast(tf.shape(batch)[0], tf.float32) / float(global_batch)
+        return {k: v * scale for k, v in step(batch, scale).items()}
+
+    @tf.function
+    def run(batch):
+        logs = strategy.run(on_replica, args=(batch,))
+        return {k: strategy.reduce("SUM", v, axis=None) for k, v in logs.items()}
+
+    def call(batch):
+        def share(ctx):  # this replica's rows of the global batch
+            parts = np.array_split(batch, ctx.num_replicas_in_sync)
+            return tf.constant(parts[ctx.replica_id_in_sync_group])
+
+        return run(strategy.experimental_distribute_values_from_function(share))
+
+    return call
 
 
 def _tf_config() -> tuple[list, str, int] | None:

@@ -481,20 +481,23 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
 
 
 def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size, rng,
-                     verbose=0, history=None) -> dict:
+                     verbose=0, history=None, strategy=None) -> dict:
     """The loop of the image applications, which train on random patches drawn anew each
     epoch (a hand loop: `Model.fit` cannot draw new patches or corrupt them in the step).
 
-    ``step(batch) -> dict`` runs one compiled training step on a (batch_size, size, size, c)
-    float32 batch and returns its metrics (``loss`` first). Returns the history: each
+    ``step(batch, scale) -> dict`` runs one training step (compiled here) on a (n, size, size, c)
+    float32 batch, its loss multiplied by `scale` before the gradient, and returns the
+    batch's mean metrics (``loss`` first); under a `strategy` (a `tf.distribute.Strategy` in
+    whose scope the model and the optimizer were made) each replica runs it on its share of
+    the global batch (`deepae.distribute.replica_step`). Returns the history: each
     metric's mean per epoch and ``seconds`` since the start, appended to `history` when given
     (a continued training). A NaN or inf loss stops training with `TrainingError`.
     """
-    import tensorflow as tf  # the step is a tf.function; batches go in as tensors
-
     from deepae.data.images import random_patches
+    from deepae.distribute import replica_step
 
     history = history if history is not None else {}
+    step = replica_step(strategy, step, batch_size)
     t0 = time.perf_counter() - (history.get("seconds") or [0.0])[-1]
     for epoch in range(int(epochs)):
         patches = random_patches(images, size, steps_per_epoch * batch_size, rng)
@@ -504,7 +507,7 @@ def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size,
             bar = keras.utils.Progbar(steps_per_epoch)
         totals = {}
         for i in range(steps_per_epoch):
-            logs = step(tf.constant(patches[i * batch_size:(i + 1) * batch_size]))
+            logs = step(patches[i * batch_size:(i + 1) * batch_size])
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             if not math.isfinite(totals.get("loss", 0.0)):

@@ -163,6 +163,10 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         Scaling fitted on the training data, as `deepae.Autoencoder`'s: "auto" divides
         uint8 data by 255, keeps data already in [0, 1] or [-1, 1] (TF-IDF vectors) and
         standardises other tables.
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where training runs (`deepae.distribute`); `batch_size` is the global batch. The
+        neighbourhood graph is computed by every worker on the whole training set. A
+        strategy instance is not saved with the model (its name is).
     random_state : int, optional
     verbose : int, default=0
 
@@ -178,7 +182,7 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_bits=32, *, hidden_units=(512, 256), n_neighbors=10,
                  smoothing_steps=20, similarity_weight=1.0, noise_stddev=3.0, balance=0.1,
                  decorrelation=0.1, epochs=20, batch_size=256, learning_rate=1e-3,
-                 preprocessing="auto", random_state=None, verbose=0):
+                 preprocessing="auto", strategy=None, random_state=None, verbose=0):
         self.n_bits = n_bits
         self.hidden_units = hidden_units
         self.n_neighbors = n_neighbors
@@ -191,6 +195,7 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.preprocessing = preprocessing
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
 
@@ -220,9 +225,11 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         import keras
 
         from deepae.data.preprocessing import Scaler, resolve_preprocessing
+        from deepae.distribute import resolve_strategy, strategy_scope
         from deepae.nn.hashing import hashing_autoencoder
 
         self._validate_params()
+        dist = resolve_strategy(self.strategy)
         X = validate_data(self, X, reset=True, dtype="numeric")
         kind = resolve_preprocessing(X) if self.preprocessing == "auto" else self.preprocessing
         self.scaler_ = Scaler(kind).fit(X)
@@ -232,26 +239,33 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         lo, hi = float(Xs.min()), float(Xs.max())
         out = "sigmoid" if lo >= 0 and hi <= 1 else "linear"
         guided = int(self.n_neighbors) > 0 and len(Xs) > 1
-        self.model_ = hashing_autoencoder(
-            X.shape[1], int(self.n_bits), tuple(self.hidden_units), output_activation=out,
-            noise_stddev=float(self.noise_stddev), balance=float(self.balance),
-            decorrelation=float(self.decorrelation), seed=self.random_state,
-            with_logits=guided)
-        optimizer = keras.optimizers.Adam(float(self.learning_rate))
+        with strategy_scope(dist):  # the model, the optimizer and the metrics on every replica
+            self.model_ = hashing_autoencoder(
+                X.shape[1], int(self.n_bits), tuple(self.hidden_units), output_activation=out,
+                noise_stddev=float(self.noise_stddev), balance=float(self.balance),
+                decorrelation=float(self.decorrelation), seed=self.random_state,
+                with_logits=guided)
+            optimizer = keras.optimizers.Adam(float(self.learning_rate))
         if guided:
             targets = neighbourhood_targets(Xs, int(self.n_bits), int(self.n_neighbors),
                                             int(self.smoothing_steps), self.random_state)
-            self.model_.compile(
-                optimizer=optimizer,
-                loss=["mse", keras.losses.BinaryCrossentropy(from_logits=True)],
-                loss_weights=[1.0, float(self.similarity_weight)])
-            y = [Xs, targets]
+            losses = ["mse", keras.losses.BinaryCrossentropy(from_logits=True)]
+            weights, y = [1.0, float(self.similarity_weight)], [Xs, targets]
         else:
-            self.model_.compile(optimizer=optimizer, loss="mse")
-            y = Xs
-        hist = self.model_.fit(Xs, y, epochs=int(self.epochs),
-                               batch_size=min(int(self.batch_size), len(Xs)), shuffle=True,
-                               verbose=self.verbose)
+            losses, weights, y = "mse", None, Xs
+        batch_size = min(int(self.batch_size), len(Xs))
+        with strategy_scope(dist):
+            self.model_.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
+            if dist is not None:
+                # one tensor per batch (see HashingAutoencoder), with the loss and the
+                # optimizer built beforehand, since Keras cannot build them from it
+                model, head = self.model_, Xs[:2]
+                model.compute_loss(head, [head, targets[:2]] if guided else head,
+                                   model(head))
+                optimizer.build(model.trainable_variables)
+                Xs, y = np.concatenate([Xs, targets], axis=1) if guided else Xs, None
+            hist = self.model_.fit(Xs, y, epochs=int(self.epochs), batch_size=batch_size,
+                                   shuffle=True, verbose=self.verbose)
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         self._build_encoder()
         return self

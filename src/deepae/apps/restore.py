@@ -96,8 +96,10 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
     _scale = 1
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, tile, per_channel, random_state, verbose):
+                    batch_size, learning_rate, tile, per_channel, strategy, random_state,
+                    verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.strategy = strategy
         self.per_channel = per_channel
         self.filters = filters
         self.convs_per_level = convs_per_level
@@ -149,6 +151,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
+        from deepae.distribute import resolve_strategy, strategy_scope
+
+        dist = resolve_strategy(self.strategy)
         imgs, _ = to_float_images(images, "images", batch_3d=True)
         channels = {im.shape[-1] for im in imgs}
         if len(channels) > 1:
@@ -160,25 +165,28 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
-        model = self.model_ = build(self.n_channels_)
         bs = int(self.batch_size)
         steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
-        sched = keras.optimizers.schedules.CosineDecay(
-            float(self.learning_rate), steps_per_epoch * int(self.epochs), alpha=0.01)
-        opt = keras.optimizers.Adam(sched)
+        with strategy_scope(dist):  # the weights and the optimizer's slots, on every replica
+            model = self.model_ = build(self.n_channels_)
+            sched = keras.optimizers.schedules.CosineDecay(
+                float(self.learning_rate), steps_per_epoch * int(self.epochs), alpha=0.01)
+            opt = keras.optimizers.Adam(sched)
+            opt.build(model.trainable_variables)
 
-        @tf.function
-        def step(clean):
+        # compiled by train_on_patches (one tf.function around the replicas)
+        def step(clean, scale):
             inputs, target = make_pair(clean)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(tf.square(model(inputs, training=True) - target))
-            grads = tape.gradient(loss, model.trainable_variables)
+                scaled = loss * scale  # this replica's share of the global batch's mean
+            grads = tape.gradient(scaled, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+            return {"loss": loss}
 
         self.history_ = train_on_patches(
-            lambda batch: {"loss": step(batch)}, imgs, size, epochs=int(self.epochs),
-            steps_per_epoch=steps_per_epoch, batch_size=bs, rng=rng, verbose=self.verbose)
+            step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps_per_epoch,
+            batch_size=bs, rng=rng, verbose=self.verbose, strategy=dist)
         self._build_predict()
         return self
 
@@ -275,6 +283,9 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
     per_channel : bool, default=False
         With a model trained on grayscale images, restore colour images one channel at a
         time (the pretrained models do); otherwise a colour image is an error.
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
+        between the replicas. A strategy instance is not saved with the model (its name is).
     random_state : int, optional
     verbose : int, default=0
 
@@ -312,12 +323,13 @@ class Denoiser(_Restorer):
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
                  batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
-                 random_state=None, verbose=0):
+                 strategy=None, random_state=None, verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, strategy,
+                         random_state, verbose)
 
     @classmethod
     def pretrained(cls):
@@ -407,10 +419,11 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 tile=512, per_channel=False, random_state=None, verbose=0):
+                 tile=512, per_channel=False, strategy=None, random_state=None, verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, strategy,
+                         random_state, verbose)
 
     @property
     def _scale(self):

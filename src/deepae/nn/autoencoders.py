@@ -19,6 +19,7 @@ from deepae._validation import (
     check_units,
     warn_no_compression,
 )
+from deepae.nn.runtime import CollectiveLogsMixin
 
 __all__ = ["Encoder", "Decoder", "Autoencoder", "KINDS", "ACTIVATIONS"]
 
@@ -288,24 +289,8 @@ class Decoder(_Dropped, layers.Layer):
             target.tie(source)
 
 
-def _per_replica_logs(logs):
-    """Under MultiWorkerMirroredStrategy, Keras 3 reduces each step's logs across workers
-    with ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars ("Invalid
-    reduction dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388). Giving
-    each log the shape (1,) there lets that reduction work: the mean over the workers (and
-    over that one element) is the same scalar. Elsewhere the logs are returned as they are."""
-    if keras.backend.backend() != "tensorflow":
-        return logs
-    import tensorflow as tf  # the point here: tf.distribute's collective strategy
-
-    strategy = tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return logs
-    return {k: ops.reshape(v, (1,)) if len(ops.shape(v)) == 0 else v for k, v in logs.items()}
-
-
 @keras.saving.register_keras_serializable(package="deepae")
-class Autoencoder(keras.Model):
+class Autoencoder(CollectiveLogsMixin, keras.Model):
     """A deep autoencoder: an `Encoder` to a latent code and a mirrored `Decoder` back.
 
     Calling the model reconstructs its input in the model's (scaled) space, as any Keras
@@ -568,12 +553,6 @@ class Autoencoder(keras.Model):
         return out[:, 0], out[:, 1:]
 
     # -- training and persistence -------------------------------------------------------------
-    def train_step(self, data):
-        return _per_replica_logs(super().train_step(data))
-
-    def test_step(self, data):
-        return _per_replica_logs(super().test_step(data))
-
     def fit(self, x=None, y=None, **kwargs):
         """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.
 

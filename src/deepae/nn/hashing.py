@@ -13,7 +13,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-__all__ = ["BinaryCode", "hashing_autoencoder"]
+from deepae.nn.runtime import CollectiveLogsMixin
+
+__all__ = ["BinaryCode", "HashingAutoencoder", "hashing_autoencoder"]
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -69,6 +71,28 @@ class BinaryCode(layers.Layer):
                 "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="deepae")
+class HashingAutoencoder(CollectiveLogsMixin, keras.Model):
+    """The functional model `hashing_autoencoder` builds, trainable under a multi-worker
+    strategy: its logs reduce across workers (`CollectiveLogsMixin`), and besides the usual
+    ``(x, y)`` batches it takes one tensor per batch, the features followed (with the
+    second output) by the target bits: under the collective strategy Keras 3 cannot reduce
+    a nested batch (keras-team/keras#20329)."""
+
+    def _unpack(self, data):
+        if isinstance(data, tuple | list):
+            return data
+        n = self.inputs[0].shape[-1]
+        x = data[:, :n]  # (batch, n_features), then (batch, n_bits) targets if any
+        return (x, x) if len(self.outputs) == 1 else (x, (x, data[:, n:]))
+
+    def train_step(self, data):
+        return super().train_step(self._unpack(data))
+
+    def test_step(self, data):
+        return super().test_step(self._unpack(data))
+
+
 def hashing_autoencoder(n_features: int, n_bits: int, hidden_units=(512, 256), *,
                         activation="relu", output_activation="sigmoid", noise_stddev=3.0,
                         balance=0.1, decorrelation=0.1, seed=None,
@@ -86,4 +110,4 @@ def hashing_autoencoder(n_features: int, n_bits: int, hidden_units=(512, 256), *
         x = layers.Dense(u, activation=activation, name=f"dec{i}")(x)
     out = layers.Dense(n_features, activation=output_activation, name="reconstruction")(x)
     outputs = [out, logits] if with_logits else out
-    return keras.Model(inputs, outputs, name="hashing_autoencoder")
+    return HashingAutoencoder(inputs, outputs, name="hashing_autoencoder")

@@ -80,6 +80,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue from the fitted weights (for instance with another `lmbda`: fine-tuning a
         neighbouring quality is much faster than training from scratch).
+    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+        Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
+        between the replicas (the gradient clipping applies to each replica's share). A
+        strategy instance is not saved with the model (its name is).
     random_state : int, optional
     verbose : int, default=0
 
@@ -112,7 +116,8 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
                  patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
-                 learning_rate=1e-3, warm_start=False, random_state=None, verbose=0):
+                 learning_rate=1e-3, warm_start=False, strategy=None, random_state=None,
+                 verbose=0):
         self.lmbda = lmbda
         self.filters = filters
         self.latent_channels = latent_channels
@@ -123,6 +128,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.warm_start = warm_start
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
 
@@ -153,7 +159,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
+        from deepae.distribute import resolve_strategy, strategy_scope
+
         self._validate_params()
+        dist = resolve_strategy(self.strategy)
         imgs, _ = to_float_images(images, "images", batch_3d=True)
         channels = {im.shape[-1] for im in imgs}
         if len(channels) > 1:
@@ -176,26 +185,34 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 raise ValueError(f"warm_start=True continues a codec of {self.n_channels_} "
                                  f"channel(s) and architecture {self._arch}; received "
                                  f"{n_channels}-channel images and {arch}.")
+            if getattr(self, "_strategy", None) is not dist:
+                raise ValueError("warm_start=True continues the weights where they were made: "
+                                 "expected the `strategy` of the first fit, "
+                                 f"{getattr(self, '_strategy', None)!r}; received {dist!r}.")
             history = {k: list(v) for k, v in self.history_.items()}
         else:
-            self.analysis_ = analysis_transform(n_channels, **arch)
-            self.synthesis_ = synthesis_transform(n_channels, **arch)
-            latent = keras.Input((None, None, int(self.latent_channels)), name="latent")
-            self.prior_ = keras.Model(latent, FactorizedPrior(name="factorized_prior")(latent),
-                                      name="prior")
+            with strategy_scope(dist):  # the weights, on every replica
+                self.analysis_ = analysis_transform(n_channels, **arch)
+                self.synthesis_ = synthesis_transform(n_channels, **arch)
+                latent = keras.Input((None, None, int(self.latent_channels)), name="latent")
+                self.prior_ = keras.Model(
+                    latent, FactorizedPrior(name="factorized_prior")(latent), name="prior")
+            self._strategy = dist
             history = {}
         self.n_channels_, self._arch, self.patch_size_ = n_channels, arch, size
         ga, gs, prior = self.analysis_, self.synthesis_, self.prior_
         variables = ga.trainable_variables + gs.trainable_variables + prior.trainable_variables
         bs = int(self.batch_size)
         steps = max(1, int(self.patches_per_epoch) // bs)
-        sched = keras.optimizers.schedules.CosineDecay(
-            float(self.learning_rate), steps * int(self.epochs), alpha=0.01)
-        opt = keras.optimizers.Adam(sched, global_clipnorm=1.0)
+        with strategy_scope(dist):
+            sched = keras.optimizers.schedules.CosineDecay(
+                float(self.learning_rate), steps * int(self.epochs), alpha=0.01)
+            opt = keras.optimizers.Adam(sched, global_clipnorm=1.0)
+            opt.build(variables)
         lmbda = float(self.lmbda) * 255.0 ** 2
 
-        @tf.function
-        def step(x):
+        # compiled by train_on_patches (one tf.function around the replicas)
+        def step(x, scale):
             with tf.GradientTape() as tape:
                 y = ga(x, training=True)
                 noisy = y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
@@ -205,13 +222,15 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 bpp = tf.reduce_sum(-tf.math.log(prior(noisy))) / (math.log(2.0) * pixels)
                 mse = tf.reduce_mean(tf.square(x_hat - x))
                 loss = bpp + lmbda * mse
-            grads = tape.gradient(loss, variables)
+                scaled = loss * scale  # this replica's share of the global batch's mean
+            grads = tape.gradient(scaled, variables)
             opt.apply_gradients(zip(grads, variables, strict=True))
             return {"loss": loss, "bpp": bpp, "mse": mse}
 
         self.history_ = train_on_patches(step, imgs, size, epochs=int(self.epochs),
                                          steps_per_epoch=steps, batch_size=bs, rng=rng,
-                                         verbose=self.verbose, history=history)
+                                         verbose=self.verbose, history=history,
+                                         strategy=dist)
         self._freeze()
         return self
 
