@@ -17,7 +17,10 @@ Reports rows/s of each, their ratio, and each process's peak RSS. Then (part "wo
 same model trained on 262,144 in-memory rows by one process and by two worker processes on
 127.0.0.1 under MultiWorkerMirroredStrategy (TF_CONFIG), global batch 1024, 3 epochs:
 rows/s of each (on 2 cores no speed-up is expected: this measures the overhead) and the
-largest weight difference between the two results. Prints tables, writes JSON.
+largest weight difference between the two results. Then (part "formats"): the first
+262,144 rows written as one CSV and one Parquet file (row groups of 65,536), streamed
+(`TableShards`) into the same model beside `.npy` shards and the array in memory: rows/s of
+the second of two epochs each, and the one-pass statistics' time. Prints tables, writes JSON.
 """
 
 from __future__ import annotations
@@ -151,6 +154,66 @@ def workers(folder: Path, tmp: Path) -> dict:
             "two_over_one": round(two_rate / one_rate, 3), "max_weight_difference": diff}
 
 
+FORMAT_ROWS = 262144
+
+
+def _epoch_timer():
+    """A Keras callback that keeps the seconds of each epoch (keras imported late)."""
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.t)
+
+    return Timer()
+
+
+def formats(folder: Path, tmp: Path) -> dict:
+    """The same rows streamed from .npy, CSV and Parquet, and in memory (second epochs)."""
+    import pandas as pd
+
+    from deepae import Autoencoder
+    from deepae.data.shards import NpyShards, TableShards
+    from deepae.data.streaming import scaler_for
+
+    x = np.array(np.load(sorted(folder.glob("*.npy"))[0], mmap_mode="r")[:FORMAT_ROWS])
+    (tmp / "npy").mkdir()
+    for i, part in enumerate(np.array_split(x, 4)):
+        np.save(tmp / "npy" / f"part-{i}.npy", part)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    t = time.perf_counter()
+    frame.to_csv(tmp / "x.csv", index=False)
+    csv_write = time.perf_counter() - t
+    frame.to_parquet(tmp / "x.parquet", row_group_size=65536)
+    del frame
+    sources = {"memory": x, "npy": NpyShards(tmp / "npy"), "csv": TableShards(tmp / "x.csv"),
+               "parquet": TableShards(tmp / "x.parquet")}
+    out = {"rows": FORMAT_ROWS, "csv_gib": round((tmp / "x.csv").stat().st_size / 2**30, 2),
+           "parquet_gib": round((tmp / "x.parquet").stat().st_size / 2**30, 2),
+           "csv_write_seconds": round(csv_write, 1)}
+    for name, src in sources.items():
+        ae = Autoencoder(**MODEL)
+        stats_s = None
+        if name != "memory":
+            t = time.perf_counter()
+            ae.scaler_ = scaler_for(src, "auto")
+            stats_s = round(time.perf_counter() - t, 1)
+        timer = _epoch_timer()
+        ae.fit(src, epochs=2, batch_size=BATCH, random_state=0, verbose=0, callbacks=[timer])
+        out[name] = {"rows_per_s": round(FORMAT_ROWS / timer.seconds[-1]),
+                     "stats_seconds": stats_s, "final_loss": ae.history_["loss"][-1]}
+        print(f"  {name}: {out[name]}", flush=True)
+    for name in ("npy", "csv", "parquet"):
+        out[name]["over_memory"] = round(out[name]["rows_per_s"] / out["memory"]["rows_per_s"], 3)
+    return out
+
+
 def run_child(mode, folder):
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(folder)],
                          capture_output=True, text=True, check=False)
@@ -167,8 +230,9 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the shards")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "scale.json"))
     ap.add_argument("--smoke", action="store_true", help="0.25 GB, to check the script")
-    ap.add_argument("--parts", default="stream,workers",
-                    help="stream (20 GB streamed vs in memory), workers (two vs one process)")
+    ap.add_argument("--parts", default="stream,workers,formats",
+                    help="stream (20 GB streamed vs in memory), workers (two vs one process), "
+                    "formats (.npy, CSV, Parquet streamed vs in memory)")
     ap.add_argument("--merge", action="store_true", help="keep the other parts' results")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -206,6 +270,9 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 res["workers"] = workers(folder, Path(tmp))
             print(f"workers:   {res['workers']}", flush=True)
+        if "formats" in parts:
+            with tempfile.TemporaryDirectory(dir=base) as tmp:
+                res["formats"] = formats(folder, Path(tmp))
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
@@ -224,6 +291,16 @@ def main(argv=None):
         print(f"one process {two['one_process_rows_per_s']:,} rows/s, two workers "
               f"{two['two_workers_rows_per_s']:,} rows/s ({two['two_over_one']:.2f} x); largest "
               f"weight difference {two['max_weight_difference']:.2g}")
+    if "formats" in res:
+        f = res["formats"]
+        head = f"{'source':<10} {'rows/s':>9} {'x memory':>9} {'stats s':>8}"
+        print(f"\n{f['rows']:,} rows of {args.features} features (CSV {f['csv_gib']} GiB, "
+              f"Parquet {f['parquet_gib']} GiB), second epoch:\n{head}\n" + "-" * len(head))
+        for name in ("memory", "npy", "csv", "parquet"):
+            r = f[name]
+            stats = "" if r["stats_seconds"] is None else r["stats_seconds"]
+            print(f"{name:<10} {r['rows_per_s']:>9,} {r.get('over_memory', 1.0):>9.2f} "
+                  f"{stats:>8}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Streaming input (issue 8): sharded .npy files read in blocks, one-pass statistics."""
+"""Streaming input (issue 8): sharded .npy files, CSV and Parquet tables and image folders
+read in blocks, one-pass statistics, strategies."""
 
 import numpy as np
 import pytest
@@ -218,3 +219,124 @@ def test_tf_config_parsing(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "not json")
     with pytest.raises(ValueError, match="TF_CONFIG as JSON .* received 'not json'"):
         worker_info()
+
+
+# -- tables and image folders ------------------------------------------------------------------
+def write_table(folder, n=2600, parts=2, fmt="csv", row_group_size=700):
+    """A numeric table (first column = global row) in `parts` files, plus a text column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    full = rng.normal(size=(n, 4)).astype(np.float32)
+    full[:, 0] = np.arange(n)
+    frame = pd.DataFrame(full, columns=["row", "a", "b", "c"])
+    frame["merchant"] = "shop"
+    for i, part in enumerate(np.array_split(np.arange(n), parts)):
+        chunk = frame.iloc[part]
+        if fmt == "csv":
+            chunk.to_csv(folder / f"t-{i}.csv", index=False)
+        else:
+            chunk.to_parquet(folder / f"t-{i}.parquet", row_group_size=row_group_size)
+    return full
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_tables_stream_every_row_exactly(tmp_path, fmt):
+    from deepae.data.shards import TableShards, open_shards
+
+    full = write_table(tmp_path, fmt=fmt)
+    cols = ["row", "a", "b", "c"]
+    sh = open_shards(tmp_path, columns=cols)
+    assert isinstance(sh, TableShards) and sh.shape == (2600, 4) and sh.columns == cols
+    for block_rows in (999, 4096):  # blocks across the CSV line index (every 1024th line)
+        assert np.array_equal(np.concatenate(list(sh.iter_blocks(block_rows))), full)
+    if fmt == "csv":
+        assert np.array_equal(sh.read(1, 1020, 1100), full[2320:2400])
+    else:  # a Parquet block is a row group, whatever size is asked
+        assert sh.blocks(10)[:3].tolist() == [[0, 0, 700], [0, 700, 1300], [1, 0, 700]]
+    st = sh.stats(block_rows=500)
+    np.testing.assert_allclose(st.mean, full.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(st.std, full.std(0), rtol=1e-5)
+    seen = np.concatenate([np.asarray(x)[:, 0] for x, _ in
+                           stream_dataset(sh, 256, shuffle=True, seed=0, block_rows=512)])
+    assert sorted(seen.astype(int).tolist()) == list(range(2600))
+    with pytest.raises(ValueError, match=r"column\(s\) \['merchant'\].*Leave them out"):
+        open_shards(tmp_path)
+    with pytest.raises(ValueError, match=r"Unknown column\(s\) \['amount'\]"):
+        TableShards(tmp_path, columns=["amount"])
+
+
+def test_csv_edge_cases_and_errors(tmp_path):
+    from deepae.data.shards import TableShards, open_shards
+
+    (tmp_path / "no_newline.csv").write_text("x,y\n1,2\n3,4")  # last line without \n
+    assert np.array_equal(TableShards(tmp_path / "no_newline.csv").read(0, 0, 2),
+                          [[1, 2], [3, 4]])
+    (tmp_path / "header_only.csv").write_text("x,y\n")
+    with pytest.raises(ValueError, match="Expected rows to train on"):
+        TableShards(tmp_path / "header_only.csv")
+    (tmp_path / "missing.csv").write_text("x,y\n1,2\n3,\n")
+    with pytest.raises(ValueError, match=r"'missing.csv' row 1 has nan in column 'y'"):
+        TableShards(tmp_path / "missing.csv").stats()
+    (tmp_path / "late_text.csv").write_text("x,y\n" + "1,2\n" * 1500 + "1,oops\n")
+    with pytest.raises(ValueError, match=r"numbers in column 'y'; 'late_text.csv' row 1500 "
+                                         r"has 'oops'"):
+        TableShards(tmp_path / "late_text.csv").stats()
+    (tmp_path / "big.csv.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match="Cannot stream the compressed file"):
+        open_shards(tmp_path / "big.csv.gz")
+    with pytest.raises(ValueError, match="one format"):
+        TableShards([tmp_path / "no_newline.csv", *write_parquet_file(tmp_path)])
+
+
+def write_parquet_file(folder):
+    import pandas as pd
+
+    path = folder / "one.parquet"
+    pd.DataFrame({"x": [1.0], "y": [2.0]}).to_parquet(path)
+    return [path]
+
+
+def test_image_folder_streams_and_trains(tmp_path):
+    from PIL import Image
+
+    from deepae import Autoencoder
+    from deepae.data.shards import ImageFolder, open_shards
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((12, 8, 6)) * 255).astype(np.uint8)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(tmp_path / f"{i:02d}.png")
+    src = open_shards(tmp_path)
+    assert isinstance(src, ImageFolder) and src.shape == (12, 8, 6) and src.dtype == np.uint8
+    assert np.array_equal(np.concatenate(list(src.iter_blocks(5))), images)
+    assert scaler_for(src).kind == "unit"  # uint8: no statistics pass needed
+    ae = Autoencoder(hidden_units=(16,), latent_dim=2)
+    hist = ae.fit(src, epochs=2, batch_size=4, verbose=0, random_state=0)
+    assert ae.training_summary_["n_samples"] == 12 and len(hist.history["loss"]) == 2
+    assert ae.reconstruct(images[:2]).shape == (2, 8, 6)
+    Image.fromarray(np.zeros((10, 6), np.uint8)).save(tmp_path / "99-odd.png")
+    with pytest.raises(ValueError, match=r"99-odd.png gives \(10, 6\).*size=\(h, w\)"):
+        open_shards(tmp_path).read(0, 0, 13)
+    resized = ImageFolder(tmp_path, size=(4, 3), mode="RGB")
+    assert resized.read(0, 10, 13).shape == (3, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"`size` as \(height, width\)"):
+        ImageFolder(tmp_path, size=4)
+
+
+def test_autoencoder_and_cli_train_from_a_streamed_csv(tmp_path):
+    from deepae import load
+    from deepae.cli.main import main
+    from deepae.data.shards import TableShards
+
+    full = write_table(tmp_path, n=1500, parts=1)
+    sh = TableShards(tmp_path / "t-0.csv", columns=["a", "b", "c"])
+    out = tmp_path / "m.deepae"
+    (tmp_path / "num.csv").write_text(
+        "a,b,c\n" + "\n".join(",".join(f"{v:.6g}" for v in r) for r in full[:, 1:]) + "\n")
+    assert main(["train", str(tmp_path / "num.csv"), "--stream", "-o", str(out), "--epochs",
+                 "2", "--latent-dim", "2", "--hidden-units", "8", "--quiet"]) == 0
+    m = load(out)
+    assert m.training_summary_["n_samples"] == 1500 and m.scaler_.kind == "standard"
+    np.testing.assert_allclose(m.scaler_.offset_, full[:, 1:].mean(0), atol=1e-4)
+    assert sh.fingerprint() != TableShards(tmp_path / "num.csv").fingerprint()

@@ -210,11 +210,12 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
 
     Parameters
     ----------
-    x : array-like of shape (n_samples, ...), a path, or `deepae.data.streaming.NpyShards`
+    x : array-like of shape (n_samples, ...), a path, or a `deepae.data.shards.Shards`
         Training data in the user's units: uint8 images, floats, a numeric DataFrame, or a
         `.npy`/`.npz`/CSV/Parquet file or a folder of images (see `deepae.datasets.read_data`);
-        or `.npy` shards larger than memory, streamed in blocks (scaling fitted in one pass;
-        no `y`, no `validation_split`).
+        or a source larger than memory (`.npy` shards, CSV or Parquet tables, a folder of
+        images: `deepae.data.shards.open_shards`), streamed in blocks (scaling fitted in one
+        pass; no `y`, no `validation_split`).
     y : array-like, optional
         Targets of the same shape (clean images for denoising); default `x`.
     epochs, batch_size : int
@@ -270,13 +271,13 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
                          "received checkpoint_dir=None.")
 
-    from deepae.data.streaming import NpyShards
+    from deepae.data.shards import Shards
 
-    streaming = isinstance(x, NpyShards)
+    streaming = isinstance(x, Shards)
     y_given = y is not None
     if streaming:
         if y_given or validation_split:
-            raise ValueError("Streaming `x` (NpyShards) trains an autoencoder on its own rows: "
+            raise ValueError(f"Streaming `x` ({type(x).__name__}) trains an autoencoder on its own rows: "
                              "expected y=None and validation_split=0; received "
                              f"y={'an array' if y_given else None}, "
                              f"validation_split={validation_split}.")

@@ -131,9 +131,9 @@ def cmd_train(args):
     if out.exists() and not args.overwrite and not args.resume:
         raise UserError(f"{str(out)!r} exists; pass --overwrite to replace it")
     if cfg["stream"]:
-        from deepae.data.streaming import NpyShards
+        from deepae.data.shards import open_shards
 
-        x = NpyShards(args.source)
+        x = open_shards(args.source)
     else:
         x = _read_source(args.source, key=cfg["key"], split=cfg["split"])
     model = deepae.Autoencoder(kind=cfg["kind"], hidden_units=_units(cfg["hidden_units"]),
@@ -433,8 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--key", help="array name inside a .npz file")
     t.add_argument("--split", choices=["train", "test"], help="split of a named data set")
     t.add_argument("--stream", action="store_true", default=None,
-                   help="SOURCE is .npy shards (a folder or a glob) larger than memory: read "
-                   "them in blocks (docs/distributed.md)")
+                   help="SOURCE is larger than memory: .npy shards, CSV or Parquet files, or "
+                   "images (a folder, a glob or a file), read in blocks (docs/distributed.md)")
     t.add_argument("--strategy", choices=["single", "mirrored", "multi-worker"],
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG, and only the "
                    "chief (worker 0) writes OUTPUT (default single)")

@@ -1,198 +1,32 @@
-"""Data larger than memory: sharded `.npy` files, read in blocks through `tf.data`.
-
-`NpyShards` describes a data set stored as one or more `.npy` files whose rows have one
-shape and dtype (a folder, a glob pattern or a list of paths). Nothing is loaded up front:
-each block of rows is read from a memory map that is opened, copied from and closed again,
-so the pages it touched leave the process's resident memory with it (a memory map kept open
-over a 20 GB file would count every page read towards RSS).
+"""Streaming training data through `tf.data`: the model's scaling fitted in one pass, and
+the pipeline that reads blocks of rows from the sources of `deepae.data.shards` (sharded
+`.npy` files, CSV and Parquet tables, folders of images).
 
 `scaler_for` fits the model's `Scaler` in one streaming pass (min, max, mean and variance
-merged block by block, Chan et al.'s pairwise update); `stream_dataset` is the training
-pipeline: the list of blocks, split between workers by block (the auto-shard policy is set
-to OFF explicitly: the split is ours), shuffled each epoch, read two at a time, rows mixed in
-a shuffle buffer, batched (the last partial batch kept), scaled, prefetched.
+merged block by block); `stream_dataset` is the training pipeline: the list of blocks, split
+between workers by block (the auto-shard policy is set to OFF explicitly: the split is
+ours), shuffled each epoch, read two at a time, rows mixed in a shuffle buffer, batched (the
+last partial batch kept), scaled, prefetched.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-__all__ = ["NpyShards", "StreamStats", "scaler_for", "stream_dataset"]
+from deepae.data.shards import (
+    ImageFolder,
+    NpyShards,
+    Shards,
+    StreamStats,
+    TableShards,
+    open_shards,
+)
+
+__all__ = ["Shards", "NpyShards", "TableShards", "ImageFolder", "StreamStats", "open_shards",
+           "scaler_for", "stream_dataset"]
 
 
-class NpyShards:
-    """One data set in one or more `.npy` files, read block by block.
-
-    Parameters
-    ----------
-    source : path, glob pattern, or sequence of paths
-        A folder (its ``*.npy`` files in name order), a pattern such as
-        ``"data/part-*.npy"``, one file, or a list of files. Every file must hold an array
-        of at least one dimension; rows (``array[i]``) must have one shape and dtype
-        across files.
-
-    Attributes
-    ----------
-    paths : list of Path
-    lengths : ndarray of int64, rows per file
-    row_shape : tuple
-    dtype : numpy.dtype
-    """
-
-    def __init__(self, source):
-        self.paths = _resolve(source)
-        lengths, shapes, dtypes = [], set(), set()
-        for p in self.paths:
-            try:
-                arr = np.load(p, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError) as e:
-                raise ValueError(f"Expected `.npy` files; could not read {str(p)!r}: {e}") from e
-            if arr.ndim < 1:
-                raise ValueError(f"Expected arrays of rows in every shard; {str(p)!r} holds a "
-                                 "scalar.")
-            lengths.append(arr.shape[0])
-            shapes.add(tuple(arr.shape[1:]))
-            dtypes.add(arr.dtype)
-            del arr
-        if len(shapes) > 1 or len(dtypes) > 1:
-            raise ValueError("Expected every shard to hold rows of one shape and dtype; "
-                             f"received shapes {sorted(shapes)} and dtypes "
-                             f"{sorted(map(str, dtypes))}.")
-        self.lengths = np.asarray(lengths, np.int64)
-        self.row_shape = shapes.pop()
-        self.dtype = dtypes.pop()
-        if self.n_rows == 0:
-            raise ValueError(f"Expected rows to train on; the shards {self._names()} are empty.")
-
-    def _names(self):
-        names = [p.name for p in self.paths[:3]]
-        return names + ["..."] if len(self.paths) > 3 else names
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.lengths.sum())
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    @property
-    def shape(self) -> tuple:
-        """The shape the data would have as one array."""
-        return (self.n_rows, *self.row_shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.n_rows * int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
-
-    def __repr__(self) -> str:
-        return (f"NpyShards({len(self.paths)} files, {self.n_rows:,} rows of "
-                f"{self.row_shape} {self.dtype}, {self.nbytes / 2**30:.2f} GiB)")
-
-    def blocks(self, block_rows: int) -> np.ndarray:
-        """(n_blocks, 3) int64: shard, first row, end row of every block, in file order."""
-        out = []
-        for s, n in enumerate(self.lengths):
-            starts = np.arange(0, n, block_rows, dtype=np.int64)
-            out.append(np.stack([np.full_like(starts, s), starts,
-                                 np.minimum(starts + block_rows, n)], axis=1))
-        return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
-
-    def read(self, shard: int, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` of one shard, copied out of a memory map that is closed
-        before returning (its pages leave the resident set)."""
-        arr = np.load(self.paths[int(shard)], mmap_mode="r", allow_pickle=False)
-        try:
-            return np.array(arr[int(start):int(stop)])
-        finally:
-            mm = getattr(arr, "_mmap", None)
-            del arr
-            if mm is not None:
-                mm.close()
-
-    def iter_blocks(self, block_rows: int = 65536):
-        """Every row once, in file order, `block_rows` at a time."""
-        for s, a, b in self.blocks(block_rows):
-            yield self.read(s, a, b)
-
-    def fingerprint(self) -> str:
-        """Names, sizes and the first and last rows: what says two runs read the same data."""
-        h = hashlib.sha256()
-        for p, n in zip(self.paths, self.lengths, strict=True):
-            h.update(f"{p.name}:{n}:{p.stat().st_size}".encode())
-        h.update(self.read(0, 0, min(64, int(self.lengths[0]))).tobytes())
-        last = len(self.paths) - 1
-        n = int(self.lengths[last])
-        h.update(self.read(last, max(0, n - 64), n).tobytes())
-        return h.hexdigest()[:16]
-
-    def stats(self, block_rows: int = 65536) -> StreamStats:
-        """Count, min, max, per-feature mean and standard deviation in one pass."""
-        count, mean, m2 = 0, None, None
-        lo, hi = np.inf, -np.inf
-        for block in self.iter_blocks(block_rows):
-            if not len(block):
-                continue
-            flat = block.reshape(len(block), -1).astype(np.float64)
-            lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
-            n_b, mean_b = len(flat), flat.mean(axis=0)
-            m2_b = ((flat - mean_b) ** 2).sum(axis=0)
-            if mean is None:
-                count, mean, m2 = n_b, mean_b, m2_b
-                continue
-            delta = mean_b - mean
-            total = count + n_b
-            mean = mean + delta * (n_b / total)
-            m2 = m2 + m2_b + delta ** 2 * (count * n_b / total)
-            count = total
-        std = np.sqrt(m2 / count)
-        return StreamStats(count, lo, hi, mean.reshape(self.row_shape),
-                           std.reshape(self.row_shape), self.dtype)
-
-
-@dataclass
-class StreamStats:
-    """What one pass over the data measured (per-feature mean and std, global min/max)."""
-
-    count: int
-    min: float
-    max: float
-    mean: np.ndarray
-    std: np.ndarray
-    dtype: np.dtype
-
-
-def _resolve(source) -> list[Path]:
-    if isinstance(source, str | os.PathLike):
-        text = str(source)
-        path = Path(text)
-        if path.is_dir():
-            paths = sorted(path.glob("*.npy"))
-            where = f"in the folder {text!r}"
-        elif any(c in text for c in "*?["):
-            paths = [Path(p) for p in sorted(glob.glob(text))]
-            where = f"matching {text!r}"
-        else:
-            if not path.exists():
-                raise FileNotFoundError(f"No data at {text!r}.")
-            paths, where = [path], text
-    else:
-        paths = [Path(p) for p in source]
-        where = "in the list given"
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"No data at {missing[:3]}.")
-    if not paths:
-        raise FileNotFoundError(f"Expected .npy shards; found none {where}.")
-    return paths
-
-
-def scaler_for(shards: NpyShards, kind: str = "auto", stats: StreamStats | None = None):
+def scaler_for(shards: Shards, kind: str = "auto", stats: StreamStats | None = None):
     """The `Scaler` that `kind` gives on the whole data set, fitted in one streaming pass.
 
     "auto" chooses as `deepae.data.preprocessing.resolve_preprocessing` does on an array:
@@ -239,7 +73,7 @@ def _scaled_range(shards, scaler):
     return lo, hi
 
 
-def stream_dataset(shards: NpyShards, batch_size: int, *, scaler=None, shuffle: bool = True,
+def stream_dataset(shards: Shards, batch_size: int, *, scaler=None, shuffle: bool = True,
                    block_rows: int = 8192, shuffle_buffer: int = 32768, seed=None,
                    num_workers: int = 1, worker_index: int = 0, targets: bool = True):
     """A `tf.data.Dataset` of batches, ``(x, x)`` (or ``x`` with ``targets=False``),
