@@ -284,7 +284,7 @@ def main(argv=None):
         for name, r in (("in memory", memory), ("streamed", stream)):
             print(f"{name:<10} {r['rows']:>12,} {r['seconds']:>8.1f} {r['rows_per_s']:>9,} "
                   f"{r['peak_rss_gib']:>13.2f}")
-        print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler passes "
+        print(f"streamed / in-memory throughput: {res['throughput_ratio']:.2f}; scaler's pass "
               f"over the shards {stream['stats_seconds']} s")
     if "workers" in res:
         two = res["workers"]

@@ -48,6 +48,9 @@ def test_one_pass_stats_and_scaler_match_numpy(tmp_path):
     assert s.kind == "standard"
     np.testing.assert_allclose(s.transform(full), ref.transform(full), rtol=1e-5, atol=1e-5)
     assert s.data_min_ == pytest.approx(ref.data_min_, rel=1e-5)
+    assert s.data_max_ == pytest.approx(ref.data_max_, rel=1e-5)
+    np.testing.assert_array_equal(st.feature_min, f64.min(axis=0))
+    np.testing.assert_array_equal(st.feature_max, f64.max(axis=0))
     images = tmp_path / "img"
     images.mkdir()
     np.save(images / "a.npy", np.arange(2 * 9, dtype=np.uint8).reshape(2, 3, 3))

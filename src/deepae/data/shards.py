@@ -36,7 +36,8 @@ _TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass
 class StreamStats:
-    """What one pass over the data measured (per-feature mean and std, global min/max)."""
+    """What one pass over the data measured: global min and max; per-feature mean,
+    standard deviation, min and max (arrays of the row shape)."""
 
     count: int
     min: float
@@ -44,6 +45,8 @@ class StreamStats:
     mean: np.ndarray
     std: np.ndarray
     dtype: np.dtype
+    feature_min: np.ndarray
+    feature_max: np.ndarray
 
 
 class Shards:
@@ -127,11 +130,11 @@ class Shards:
         return f"feature {np.unravel_index(flat_index, self.row_shape)}"
 
     def stats(self, block_rows: int = 65536) -> StreamStats:
-        """Count, min, max, per-feature mean and standard deviation in one pass (blocks
-        merged by Chan et al.'s pairwise update). Missing (NaN) and infinite values are
-        refused, with the file, the row and the column named."""
+        """Count, min, max, per-feature mean, standard deviation, min and max in one pass
+        (blocks merged by Chan et al.'s pairwise update). Missing (NaN) and infinite values
+        are refused, with the file, the row and the column named."""
         count, mean, m2 = 0, None, None
-        lo, hi = np.inf, -np.inf
+        f_lo = f_hi = None
         for s, a, b in self.blocks(block_rows):
             block = self.read(s, a, b)
             if not len(block):
@@ -144,7 +147,9 @@ class Shards:
                     f"Expected finite values to train on; {Path(self.paths[s]).name!r} row "
                     f"{a + row} has {flat[row, col]} in {self._feature_name(col)}. Fill or "
                     "drop missing values before streaming.")
-            lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+            lo_b, hi_b = flat.min(axis=0), flat.max(axis=0)
+            f_lo = lo_b if f_lo is None else np.minimum(f_lo, lo_b)
+            f_hi = hi_b if f_hi is None else np.maximum(f_hi, hi_b)
             n_b, mean_b = len(flat), flat.mean(axis=0)
             m2_b = ((flat - mean_b) ** 2).sum(axis=0)
             if mean is None:
@@ -156,8 +161,10 @@ class Shards:
             m2 = m2 + m2_b + delta ** 2 * (count * n_b / total)
             count = total
         std = np.sqrt(m2 / count)
-        return StreamStats(count, lo, hi, mean.reshape(self.row_shape),
-                           std.reshape(self.row_shape), self.dtype)
+        shape = self.row_shape
+        return StreamStats(count, float(f_lo.min()), float(f_hi.max()), mean.reshape(shape),
+                           std.reshape(shape), self.dtype, f_lo.reshape(shape),
+                           f_hi.reshape(shape))
 
 
 def _resolve(source, suffixes, what) -> list[Path]:

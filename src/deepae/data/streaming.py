@@ -5,7 +5,7 @@ the pipeline that reads blocks of rows from the sources of `deepae.data.shards` 
 `scaler_for` fits the model's `Scaler` in one streaming pass (min, max, mean and variance
 merged block by block); `stream_dataset` is the training pipeline: the list of blocks, split
 between workers by block (the auto-shard policy is set to OFF explicitly: the split is
-ours), shuffled each epoch, read two at a time, rows mixed in a shuffle buffer, batched (the
+ours), shuffled each epoch, read in groups whose rows are permuted together, batched (the
 last partial batch kept), scaled, prefetched.
 """
 
@@ -57,20 +57,16 @@ def scaler_for(shards: Shards, kind: str = "auto", stats: StreamStats | None = N
         std = np.where(st.std < 1e-12, 1.0, st.std)
         s.offset_, s.scale_ = st.mean.astype(np.float32), std.astype(np.float32)
         lo, hi = st.min, st.max
-    if kind == "standard":  # the exact range after per-feature scaling needs another pass
-        s.data_min_, s.data_max_ = _scaled_range(shards, s)
+    if kind == "standard":
+        # the range after per-feature scaling, exactly as `Scaler.transform` computes it
+        # (float32; scaling is increasing, so each feature's extremes map to its extremes)
+        z_lo = (st.feature_min.astype(np.float32) - s.offset_) / s.scale_
+        z_hi = (st.feature_max.astype(np.float32) - s.offset_) / s.scale_
+        s.data_min_, s.data_max_ = float(z_lo.min()), float(z_hi.max())
     else:
         s.data_min_ = float((lo - float(s.offset_)) / float(s.scale_))
         s.data_max_ = float((hi - float(s.offset_)) / float(s.scale_))
     return s
-
-
-def _scaled_range(shards, scaler):
-    lo, hi = np.inf, -np.inf
-    for block in shards.iter_blocks():
-        z = scaler.transform(block)
-        lo, hi = min(lo, float(z.min())), max(hi, float(z.max()))
-    return lo, hi
 
 
 def stream_dataset(shards: Shards, batch_size: int, *, scaler=None, shuffle: bool = True,
@@ -79,34 +75,48 @@ def stream_dataset(shards: Shards, batch_size: int, *, scaler=None, shuffle: boo
     """A `tf.data.Dataset` of batches, ``(x, x)`` (or ``x`` with ``targets=False``),
     scaled to float32 by `scaler`, over every row of `shards` once per epoch.
 
-    Blocks of `block_rows` contiguous rows are the unit of reading and of splitting between
-    workers (worker `worker_index` of `num_workers` reads every `num_workers`-th block; the
-    auto-shard policy is OFF). With `shuffle`, the block order changes every epoch and rows
-    are mixed in a buffer of `shuffle_buffer` rows. The last partial batch is kept.
+    Blocks of `block_rows` contiguous rows (or the source's own blocks: Parquet row groups)
+    are the unit of reading and of splitting between workers (worker `worker_index` of
+    `num_workers` reads every `num_workers`-th block; the auto-shard policy is OFF). With
+    `shuffle`, the block order changes every epoch, and consecutive blocks are read in
+    groups of about `shuffle_buffer` rows whose rows are permuted together (in NumPy, a new
+    permutation each epoch): the rows of a batch come from several places of the data, and
+    no row-by-row `tf.data` shuffle buffer costs the CPU that training needs. The last
+    partial batch is kept.
     """
     import tensorflow as tf  # the point here: the input pipeline
 
     blocks = shards.blocks(int(block_rows))
     row_shape = tuple(shards.row_shape)
     dtype = shards.dtype
+    mine = blocks[int(worker_index)::int(num_workers)] if num_workers > 1 else blocks
+    sizes = mine[:, 2] - mine[:, 1]
+    per_group = max(1, int(shuffle_buffer) // max(1, int(sizes.mean()))) if len(mine) else 1
 
     def read(b):
         return shards.read(*b)
 
+    def read_group(group, key):
+        rows = np.concatenate([shards.read(*b) for b in group])
+        return rows[np.random.default_rng(int(key)).permutation(len(rows))]
+
     ds = tf.data.Dataset.from_tensor_slices(blocks)
     if num_workers > 1:
         ds = ds.shard(int(num_workers), int(worker_index))
+    out = tf.as_dtype(dtype)
     if shuffle:
         ds = ds.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda b: tf.ensure_shape(tf.numpy_function(read, [b], tf.as_dtype(dtype),
-                                                            stateful=False),
-                                          (None, *row_shape)),
-                num_parallel_calls=2, deterministic=True)
-    if shuffle:
-        ds = ds.unbatch().shuffle(int(shuffle_buffer), seed=seed,
-                                  reshuffle_each_iteration=True).batch(int(batch_size))
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds.batch(per_group), keys).map(
+            lambda g, k: tf.ensure_shape(tf.numpy_function(read_group, [g, k], out,
+                                                           stateful=False), (None, *row_shape)),
+            num_parallel_calls=2, deterministic=True)
     else:
-        ds = ds.rebatch(int(batch_size))
+        ds = ds.map(lambda b: tf.ensure_shape(tf.numpy_function(read, [b], out,
+                                                                stateful=False),
+                                              (None, *row_shape)),
+                    num_parallel_calls=2, deterministic=True)
+    ds = ds.rebatch(int(batch_size))
     offset = np.float32(0) if scaler is None else scaler.offset_
     scale = np.float32(1) if scaler is None else scaler.scale_
 
@@ -115,9 +125,8 @@ def stream_dataset(shards: Shards, batch_size: int, *, scaler=None, shuffle: boo
         return (z, z) if targets else z
 
     ds = ds.map(prepare, num_parallel_calls=2, deterministic=True)
-    # The exact number of batches, so that Keras knows an epoch's steps (unbatch hides it)
-    mine = blocks[int(worker_index)::int(num_workers)] if num_workers > 1 else blocks
-    n_batches = -(-int((mine[:, 2] - mine[:, 1]).sum()) // int(batch_size))
+    # The exact number of batches, so that Keras knows an epoch's steps (rebatch hides it)
+    n_batches = -(-int(sizes.sum()) // int(batch_size))
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = \
