@@ -371,3 +371,37 @@ def test_latent_score_flags_rows_far_along_the_manifold(tmp_path):
     assert len(set(ex["row"]) & set(range(20, 40))) >= 18  # the far rows are flagged
     with pytest.raises(ValueError, match="'anomaly_score' parameter of AnomalyDetector"):
         AnomalyDetector(anomaly_score="latent").fit(X)
+
+
+def test_ensemble_of_autoencoders(tmp_path, transactions):
+    """n_estimators members on one split: their scores' mean is the score; contributions
+    still sum to the (mean) error; save -> load keeps every member."""
+    X, y = transactions
+    part = X.iloc[:1500][y[:1500] == 0]
+    for score in ("reconstruction", "reconstruction+latent"):
+        det = AnomalyDetector(n_estimators=3, anomaly_score=score, epochs=3,
+                              random_state=0).fit(part)
+        assert len(det.autoencoders_) == 3 and det.autoencoder_ is det.autoencoders_[0]
+        w = [ae.get_weights()[0] for ae in det.autoencoders_]
+        assert not np.allclose(w[0], w[1])  # other initial weights
+        one = AnomalyDetector(anomaly_score=score, epochs=3, random_state=0).fit(part)
+        np.testing.assert_array_equal(one.autoencoder_.get_weights()[0], w[0])  # member 0
+        s = det.decision_function(X.iloc[:200])
+        parts = []
+        for ae, (err_scale, mu, prec) in zip(det.autoencoders_, det._latent, strict=True):
+            err, codes = ae.reconstruction_error_and_codes(det._model_input(X.iloc[:200]))
+            if score == "reconstruction":
+                parts.append(err)
+            else:
+                d = codes - mu
+                parts.append(err / err_scale + np.einsum("ij,jk,ik->i", d, prec, d) / d.shape[1])
+        np.testing.assert_allclose(s, np.mean(parts, axis=0), rtol=1e-5)
+    plain = AnomalyDetector(n_estimators=2, anomaly_score="reconstruction", epochs=2,
+                            random_state=0).fit(part)
+    np.testing.assert_allclose(plain.feature_contributions(part).sum(1),
+                               plain.decision_function(part), rtol=1e-4)
+    again = deepae.load(det.save(tmp_path / "ens.deepae"))
+    assert len(again.autoencoders_) == 3
+    np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
+    with pytest.raises(ValueError, match="'n_estimators' parameter"):
+        AnomalyDetector(n_estimators=0).fit(part)

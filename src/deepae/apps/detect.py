@@ -51,6 +51,18 @@ def default_detector_units(n_features: int) -> tuple[tuple[int, ...], int]:
     return (64,), int(max(1, min(32, n_features - 1)))
 
 
+def _latent_stats(ae, Z):
+    """(mean training error, code mean, code precision) of one member on its training rows:
+    what anomaly_score="reconstruction+latent" needs."""
+    err, codes = ae.reconstruction_error_and_codes(Z, batch_size=8192)
+    codes = codes.astype(np.float64)
+    k = codes.shape[1]
+    cov = np.cov(codes, rowvar=False).reshape(k, k) if len(codes) > 1 else np.eye(k)
+    ridge = 1e-6 * max(float(np.trace(cov)) / k, 1e-12)
+    return (float(max(np.mean(err), 1e-12)), codes.mean(axis=0),
+            np.linalg.pinv(cov + ridge * np.eye(k)))
+
+
 class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     """An autoencoder anomaly detector for tables: train on normal rows, flag what it cannot
     reconstruct.
@@ -85,6 +97,9 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         mean ROC-AUC / PR-AUC against 0.802 / 0.676 for the error alone; on the two
         development seeds of `make_transactions`, with dropout, the error alone scored
         0.985 / 0.797 against 0.981 / 0.706.
+    n_estimators : int, default=1
+        Autoencoders trained side by side, from other initial weights and batch orders on
+        the same rows (one held-out split for all); the score is their scores' mean.
     loss : {"mse", "mae"}, default="mse"
     epochs : int, default=100
         At most; training stops early on held-out normal rows.
@@ -117,7 +132,10 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
 
     Attributes
     ----------
+    autoencoders_ : list of Autoencoder
+        The `n_estimators` members.
     autoencoder_ : Autoencoder
+        The first member (its ``history_`` is the detector's ``history_``).
     preprocessor_ : TabularPreprocessor
     threshold_ : float
         Rows scoring above it are flagged.
@@ -146,7 +164,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, *, hidden_units=None, n_components=None, activation="relu",
-                 dropout="auto", input_noise=0.0, anomaly_score="auto",
+                 dropout="auto", input_noise=0.0, anomaly_score="auto", n_estimators=1,
                  loss="mse", epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
@@ -159,6 +177,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.dropout = dropout
         self.input_noise = input_noise
         self.anomaly_score = anomaly_score
+        self.n_estimators = n_estimators
         self.loss = loss
         self.epochs = epochs
         self.batch_size = batch_size
@@ -196,6 +215,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                 raise ValueError(f"The 'dropout' parameter of {name} must be a float in [0, 1) "
                                  f"or 'auto'. Got {self.dropout!r} instead.")
             check_fraction(self.dropout, "dropout", owner=name)
+        check_positive_int(self.n_estimators, "n_estimators", owner=name)
         check_fraction(self.validation_fraction, "validation_fraction", owner=name)
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)
@@ -289,18 +309,24 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                          AUTO_DROPOUT if many else 0.0)
         self.anomaly_score_ = (self.anomaly_score if self.anomaly_score != "auto" else
                                "reconstruction" if many else "reconstruction+latent")
-        self.autoencoder_ = Autoencoder((m,), hidden_units=hidden, latent_dim=k,
-                                        activation=self.activation, preprocessing="none",
-                                        output_activation="linear", dropout=self.dropout_,
-                                        input_noise=self.input_noise)
-        self.autoencoder_.fit(
-            Z[train], epochs=self.epochs, batch_size=batch, loss=self.loss,
-            learning_rate=float(self.learning_rate), optimizer=self.optimizer,
-            validation_data=Z[held] if len(held) else None,
-            early_stopping=self.early_stopping if len(held) else None,
-            random_state=self.random_state, verbose=self.verbose, strategy=self.strategy)
+        self.autoencoders_, self._latent = [], []
+        for i in range(int(self.n_estimators)):
+            # one held-out split for all (so that "fpr" is measured on rows no member saw);
+            # members differ by their initial weights and the order of their batches
+            seed = None if self.random_state is None else int(self.random_state) + i
+            ae = Autoencoder((m,), hidden_units=hidden, latent_dim=k,
+                             activation=self.activation, preprocessing="none",
+                             output_activation="linear", dropout=self.dropout_,
+                             input_noise=self.input_noise)
+            ae.fit(Z[train], epochs=self.epochs, batch_size=batch, loss=self.loss,
+                   learning_rate=float(self.learning_rate), optimizer=self.optimizer,
+                   validation_data=Z[held] if len(held) else None,
+                   early_stopping=self.early_stopping if len(held) else None,
+                   random_state=seed, verbose=self.verbose, strategy=self.strategy)
+            self.autoencoders_.append(ae)
+            self._latent.append(_latent_stats(ae, Z[train]))
+        self.autoencoder_ = self.autoencoders_[0]
         self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
-        self._fit_latent(Z[train])
         self.decision_scores_ = self._scores(Z)
         self._held_out = held
         self._choose(self.threshold, labels)
@@ -361,24 +387,20 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         return self
 
     # -- scoring ---------------------------------------------------------------------------------
-    def _fit_latent(self, Z):
-        """Statistics of the training rows' errors and codes, for anomaly_score="reconstruction+latent"."""
-        err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
-        codes = codes.astype(np.float64)
-        k = codes.shape[1]
-        self._err_scale = float(max(np.mean(err), 1e-12))
-        self._latent_mean = codes.mean(axis=0)
-        cov = np.cov(codes, rowvar=False).reshape(k, k) if len(codes) > 1 else np.eye(k)
-        ridge = 1e-6 * max(float(np.trace(cov)) / k, 1e-12)
-        self._latent_precision = np.linalg.pinv(cov + ridge * np.eye(k))
-
     def _scores(self, Z):
-        if self.anomaly_score_ == "reconstruction":
-            return self.autoencoder_.reconstruction_error(Z, batch_size=8192).astype(np.float64)
-        err, codes = self.autoencoder_.reconstruction_error_and_codes(Z, batch_size=8192)
-        d = codes.astype(np.float64) - self._latent_mean
-        maha = np.einsum("ij,jk,ik->i", d, self._latent_precision, d)
-        return err.astype(np.float64) / self._err_scale + maha / d.shape[1]
+        """The members' scores, averaged: the mean squared error, or each member's error
+        divided by its training mean plus its code's Mahalanobis term."""
+        total = 0.0
+        for ae, (err_scale, mean, precision) in zip(self.autoencoders_, self._latent,
+                                                    strict=True):
+            if self.anomaly_score_ == "reconstruction":
+                total = total + ae.reconstruction_error(Z, batch_size=8192).astype(np.float64)
+                continue
+            err, codes = ae.reconstruction_error_and_codes(Z, batch_size=8192)
+            d = codes.astype(np.float64) - mean
+            maha = np.einsum("ij,jk,ik->i", d, precision, d)
+            total = total + err.astype(np.float64) / err_scale + maha / d.shape[1]
+        return total / len(self.autoencoders_)
 
     def decision_function(self, X):
         """Anomaly score of each row: mean squared reconstruction error over the model's
@@ -424,9 +446,9 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self, "autoencoder_")
         Z = self._model_input(X)
-        R = self.autoencoder_.reconstruct(Z, batch_size=8192)
-        sq = (Z.astype(np.float64) - R) ** 2 / Z.shape[1]
-        return self.preprocessor_.column_contributions(sq)
+        Z64 = Z.astype(np.float64)
+        sq = sum((Z64 - ae.reconstruct(Z, batch_size=8192)) ** 2 for ae in self.autoencoders_)
+        return self.preprocessor_.column_contributions(sq / (Z.shape[1] * len(self.autoencoders_)))
 
     def explain(self, X, *, top_k=3, only_flagged=True):
         """The `top_k` columns behind each (flagged) row's score, largest first.
@@ -466,23 +488,40 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
 
     # -- persistence ---------------------------------------------------------------------------
     def _artifact_parts(self):
-        meta, arrays = autoencoder_state(self.autoencoder_)
-        arrays = {**arrays, "decision_scores": self.decision_scores_,
-                  "held_out": self._held_out, "latent_mean": self._latent_mean,
-                  "latent_precision": self._latent_precision,
-                  "err_scale": np.asarray([self._err_scale])}
-        info = {"n_features_in": int(self.n_features_in_), "autoencoder": meta,
+        # member 0 under the names of a single-model detector (older files load alike),
+        # member i > 0 under names prefixed "member{i}_"
+        arrays, models, members = {}, {}, []
+        for i, (ae, (err_scale, mean, precision)) in enumerate(
+                zip(self.autoencoders_, self._latent, strict=True)):
+            prefix = "" if i == 0 else f"member{i}_"
+            meta, ae_arrays = autoencoder_state(ae)
+            members.append(meta)
+            models[f"{prefix}model"] = ae
+            arrays.update({f"{prefix}{k}": v for k, v in ae_arrays.items()})
+            arrays.update({f"{prefix}latent_mean": mean, f"{prefix}latent_precision": precision,
+                           f"{prefix}err_scale": np.asarray([err_scale])})
+        arrays.update({"decision_scores": self.decision_scores_, "held_out": self._held_out})
+        info = {"n_features_in": int(self.n_features_in_), "autoencoder": members[0],
+                "members": members[1:],
                 "preprocessor": self.preprocessor_.get_state(),
                 "threshold": self.threshold_, "threshold_info": self.threshold_info_,
                 "anomaly_score": self.anomaly_score_,
                 "feature_names_in": (None if not hasattr(self, "feature_names_in_")
                                      else [str(c) for c in self.feature_names_in_])}
-        return info, {"model": self.autoencoder_}, arrays
+        return info, models, arrays
 
     def _restore(self, art: Artifact) -> None:
         meta = art.metadata
-        self.autoencoder_ = restore_autoencoder(art.models["model"], meta["autoencoder"],
-                                                art.arrays)
+        self.autoencoders_, self._latent = [], []
+        for i, member in enumerate([meta["autoencoder"], *meta.get("members", [])]):
+            prefix = "" if i == 0 else f"member{i}_"
+            arrays = {k[len(prefix):]: v for k, v in art.arrays.items() if k.startswith(prefix)}
+            self.autoencoders_.append(restore_autoencoder(art.models[f"{prefix}model"], member,
+                                                          arrays))
+            self._latent.append((float(arrays["err_scale"][0]),
+                                 np.asarray(arrays["latent_mean"], dtype=np.float64),
+                                 np.asarray(arrays["latent_precision"], dtype=np.float64)))
+        self.autoencoder_ = self.autoencoders_[0]
         self.preprocessor_ = TabularPreprocessor.from_state(meta["preprocessor"])
         self.threshold_ = float(meta["threshold"])
         self.threshold_info_ = meta["threshold_info"]
@@ -491,9 +530,6 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         self.decision_scores_ = np.asarray(art.arrays["decision_scores"], dtype=np.float64)
         self._held_out = np.asarray(art.arrays["held_out"], dtype=np.int64)
-        self._latent_mean = np.asarray(art.arrays["latent_mean"], dtype=np.float64)
-        self._latent_precision = np.asarray(art.arrays["latent_precision"], dtype=np.float64)
-        self._err_scale = float(art.arrays["err_scale"][0])
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         self.dropout_ = float(self.autoencoder_.dropout)
         self.anomaly_score_ = meta["anomaly_score"]
