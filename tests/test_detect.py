@@ -266,9 +266,10 @@ def test_contributions_sum_to_the_score_and_explain(transactions, fitted):
     part = X.iloc[:300]
     contrib = fitted.feature_contributions(part)
     assert contrib.shape == (300, X.shape[1])
-    err, _ = fitted.autoencoder_.reconstruction_error_and_codes(
-        fitted.preprocessor_.transform(part))
-    np.testing.assert_allclose(contrib.sum(1), err, rtol=1e-4)  # the error part of the score
+    assert fitted.n_estimators_ == 3  # "auto" on fewer than 10,000 rows
+    err = np.mean([ae.reconstruction_error(fitted.preprocessor_.transform(part))
+                   for ae in fitted.autoencoders_], axis=0)
+    np.testing.assert_allclose(contrib.sum(1), err, rtol=1e-4)  # the members' mean error
     plain = AnomalyDetector(anomaly_score="reconstruction", epochs=2, random_state=0).fit(part)
     np.testing.assert_allclose(plain.feature_contributions(part).sum(1),
                                plain.decision_function(part), rtol=1e-4)
@@ -331,11 +332,11 @@ def test_auto_dropout_and_score_follow_the_training_rows(tmp_path):
     r = np.random.default_rng(0)
     small = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(200, 3)))
     assert small.dropout_ == 0.0 and small.autoencoder_.dropout == 0.0
-    assert small.anomaly_score_ == "reconstruction+latent"
+    assert small.anomaly_score_ == "reconstruction+latent" and small.n_estimators_ == 3
     # 12,500 rows, 20% held out: 10,000 training rows reach the "auto" threshold
     big = AnomalyDetector(epochs=1, random_state=0).fit(r.normal(size=(12_500, 3)))
     assert big.dropout_ == 0.2 and big.autoencoder_.dropout == 0.2
-    assert big.anomaly_score_ == "reconstruction"
+    assert big.anomaly_score_ == "reconstruction" and big.n_estimators_ == 1
     again = deepae.load(big.save(tmp_path / "big.deepae"))
     assert again.dropout_ == 0.2 and again.anomaly_score_ == "reconstruction"
     probe = r.normal(size=(3, 3))
@@ -384,7 +385,8 @@ def test_ensemble_of_autoencoders(tmp_path, transactions):
         assert len(det.autoencoders_) == 3 and det.autoencoder_ is det.autoencoders_[0]
         w = [ae.get_weights()[0] for ae in det.autoencoders_]
         assert not np.allclose(w[0], w[1])  # other initial weights
-        one = AnomalyDetector(anomaly_score=score, epochs=3, random_state=0).fit(part)
+        one = AnomalyDetector(anomaly_score=score, n_estimators=1, epochs=3,
+                              random_state=0).fit(part)
         np.testing.assert_array_equal(one.autoencoder_.get_weights()[0], w[0])  # member 0
         s = det.decision_function(X.iloc[:200])
         parts = []
@@ -403,5 +405,6 @@ def test_ensemble_of_autoencoders(tmp_path, transactions):
     again = deepae.load(det.save(tmp_path / "ens.deepae"))
     assert len(again.autoencoders_) == 3
     np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
-    with pytest.raises(ValueError, match="'n_estimators' parameter"):
-        AnomalyDetector(n_estimators=0).fit(part)
+    for bad in (0, "many"):
+        with pytest.raises(ValueError, match="'n_estimators' parameter"):
+            AnomalyDetector(n_estimators=bad).fit(part)
