@@ -166,13 +166,16 @@ class TabularPreprocessor:
         frame = self._as_frame(X, "X", fitting=False)
         if self.missing == "reject":
             self._reject_missing(frame)
-        num = self._numeric_block(frame, fitting=False)
+        num = self._numeric_block(frame, fitting=False)  # float64, a new array: ours to change
         missing = np.isnan(num)
         out = np.empty((len(frame), self.n_features_out), dtype=np.float32)
         k = len(self.numeric_)
         if k:
-            filled = np.where(missing, self.median_, num)
-            out[:, :k] = (filled - self.mean_) / self.scale_
+            if missing.any():
+                num = np.where(missing, self.median_, num)
+            num -= self.mean_  # in place: no temporary the size of the data
+            num /= self.scale_
+            out[:, :k] = num
         pos = k
         for col, cats in self.categories_.items():
             codes = _category_codes(frame[col], cats)
@@ -247,10 +250,11 @@ class TabularPreprocessor:
 
     def _numeric_block(self, frame, *, fitting) -> np.ndarray:
         cols = self.numeric_
-        out = np.empty((len(frame), len(cols)), dtype=np.float64)
+        # column-major: each column is written (and later checked) contiguously
+        out = np.empty((len(frame), len(cols)), dtype=np.float64, order="F")
         for i, c in enumerate(cols):
             out[:, i] = _to_float(frame[c], c)
-        bad = ~np.isfinite(out) & ~np.isnan(out)
+        bad = np.isinf(out)
         if bad.any():
             j = int(np.argwhere(bad)[0][1])
             raise ValueError(f"Column {cols[j]!r} holds {int(bad[:, j].sum())} infinite "
@@ -294,7 +298,9 @@ def _numeric_kind(values) -> bool:
 
 def _to_float(values, col) -> np.ndarray:
     kind = getattr(values.dtype, "kind", "O")
-    if kind in "biuf":
+    if kind in "biuf" and isinstance(values.dtype, np.dtype):
+        return values.to_numpy(dtype=np.float64)  # NumPy dtypes: NaN is the only missing value
+    if kind in "biuf":  # pandas' nullable dtypes (Int64, Float64, boolean): NA -> NaN
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
     import pandas as pd
 
