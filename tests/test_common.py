@@ -18,11 +18,12 @@ class LabelFreeAnomalyDetector(AnomalyDetector):
         return super().fit(X)
 
 
-# Small and quick: the checks fit dozens of times on tiny data.
+# Small and quick: the checks fit dozens of times on tiny data (one autoencoder in the
+# detector: its ensemble is tested in tests/test_detect.py).
 ESTIMATORS = [AutoencoderReducer(n_components=1, hidden_units=(4,), epochs=2, batch_size=32,
                                  random_state=0),
               LabelFreeAnomalyDetector(hidden_units=(4,), n_components=1, epochs=2,
-                                       random_state=0),
+                                       n_estimators=1, random_state=0),
               SemanticHasher(n_bits=4, hidden_units=(4,), epochs=2, batch_size=32,
                              random_state=0)]
 

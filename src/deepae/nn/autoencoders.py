@@ -499,7 +499,7 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
         from deepae.nn.runtime import compiled
 
         if key not in self._fns:
-            self._fns[key] = compiled(fn)
+            self._fns[key] = compiled(fn, batch_shape=(None, *z.shape[1:]))
         f = self._fns[key]
         out = [keras.ops.convert_to_numpy(f(z[i: i + batch_size]))
                for i in range(0, len(z), batch_size)]

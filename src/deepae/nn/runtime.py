@@ -14,12 +14,18 @@ from keras import ops
 __all__ = ["compiled", "CollectiveLogsMixin"]
 
 
-def compiled(fn):
-    """Return `fn` compiled for the active backend (`tf.function` on TensorFlow)."""
+def compiled(fn, batch_shape=None):
+    """Return `fn` compiled for the active backend (`tf.function` on TensorFlow).
+
+    With `batch_shape` (such as ``(None, 30)``), `fn` takes one float32 tensor of that
+    shape and is traced once, whatever the batch sizes it is called with (several models,
+    each called on full batches and a remainder, would otherwise retrace and make
+    TensorFlow warn about it)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf  # the point here: graph compilation of the hot path
 
-        return tf.function(fn, reduce_retracing=True)
+        signature = None if batch_shape is None else [tf.TensorSpec(batch_shape, tf.float32)]
+        return tf.function(fn, reduce_retracing=True, input_signature=signature)
     return fn
 
 
