@@ -456,9 +456,10 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
     def feature_contributions(self, X):
         """Each input column's part of each row's reconstruction error, (n_rows, n_columns).
 
-        A row's contributions sum to its mean squared reconstruction error (its
-        `decision_function` score when ``anomaly_score_`` is ``"reconstruction"``); a one-hot encoded
-        column's features and its missing indicator count for the column.
+        A row's contributions sum to its mean squared reconstruction error, averaged over the
+        members (its `decision_function` score when ``anomaly_score_`` is
+        ``"reconstruction"``); a one-hot encoded column's features and its missing indicator
+        count for the column.
         """
         check_is_fitted(self, "autoencoder_")
         Z = self._model_input(X)
