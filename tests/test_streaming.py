@@ -68,6 +68,9 @@ def test_every_row_once_per_epoch(tmp_path, shuffle):
     assert max(sizes) == 32 and sum(sizes) == 545  # the last partial batch is kept
     if shuffle:
         assert not np.array_equal(a, b) and not np.array_equal(a, np.arange(545))
+        # groups of two 50-row blocks (shuffle_buffer=100) are permuted together: a batch
+        # holds rows of more than one block (contiguous runs of 50 rows at most)
+        assert len(set((a[:32] // 50).astype(int))) >= 2
     else:
         assert np.array_equal(a, np.arange(545))
 
