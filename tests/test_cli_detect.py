@@ -38,9 +38,12 @@ def test_fit_info_and_threshold_shown(tables, capsys):
     out = capsys.readouterr().out
     assert "threshold:" in out and "fpr, target 0.02" in out and "held-out normal rows" in out
     assert "categorical ['merchant']" in out
+    assert f"mean of {det.n_estimators_} autoencoders" in out or det.n_estimators_ == 1
     assert main(["info", str(model), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["threshold"] == pytest.approx(det.threshold_)
+    assert info["members"] == len(det.autoencoders_)
+    assert info["anomaly_score"] == det.anomaly_score_
 
 
 def test_score_keeps_order_and_ids_in_chunks(tables, tmp_path):

@@ -291,6 +291,8 @@ def cmd_info(args):
         info["threshold_info"] = owner.threshold_info_
         info["columns"] = {"numeric": pre.numeric_, "categorical": list(pre.categories_),
                            "missing": pre.missing, "indicators": pre.indicators_}
+        info["members"] = len(owner.autoencoders_)
+        info["anomaly_score"] = owner.anomaly_score_
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -304,6 +306,11 @@ def cmd_info(args):
         print(f"columns:       {len(cols['numeric'])} numeric, {len(cols['categorical'])} "
               f"categorical {cols['categorical']}; missing values: {cols['missing']}")
         print(f"threshold:     {describe_threshold(owner)}")
+    if "members" in info:
+        many = info["members"] > 1
+        print(f"score:         {info['anomaly_score']}"
+              + (f", mean of {info['members']} autoencoders (other initial weights; the "
+                 "model and training lines describe the first)" if many else ""))
     print(f"model:         {info['kind']} autoencoder, {arch}")
     print(f"activations:   hidden {info['activation']}, code {info['latent_activation']}, "
           f"output {info['output_activation']}")
