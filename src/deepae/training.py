@@ -25,7 +25,7 @@ from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
 from deepae.exceptions import TrainingError
 
-__all__ = ["fit_autoencoder", "train_on_patches", "data_fingerprint", "LOSSES", "OPTIMIZERS",
+__all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint", "LOSSES", "OPTIMIZERS",
            "NaNGuard"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
@@ -277,8 +277,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     y_given = y is not None
     if streaming:
         if y_given or validation_split:
-            raise ValueError(f"Streaming `x` ({type(x).__name__}) trains an autoencoder on its own rows: "
-                             "expected y=None and validation_split=0; received "
+            raise ValueError(f"Streaming `x` ({type(x).__name__}) trains an autoencoder on its "
+                             "own rows: expected y=None and validation_split=0; received "
                              f"y={'an array' if y_given else None}, "
                              f"validation_split={validation_split}.")
         fingerprint = x.fingerprint()
@@ -479,6 +479,20 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         "first_epoch_this_run": first_this_run,
     }
     return history
+
+
+def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):
+    """The patch loops' optimizer: Adam whose rate decays along a cosine to 1% over
+    `total_steps`, made and built for `variables` in the strategy's scope (its slots live
+    beside the weights on every replica). `kwargs` go to `keras.optimizers.Adam`."""
+    from deepae.distribute import strategy_scope
+
+    with strategy_scope(strategy):
+        sched = keras.optimizers.schedules.CosineDecay(float(learning_rate), int(total_steps),
+                                                       alpha=0.01)
+        opt = keras.optimizers.Adam(sched, **kwargs)
+        opt.build(variables)
+    return opt
 
 
 def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size, rng,

@@ -263,7 +263,9 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
                 model.compute_loss(head, [head, targets[:2]] if guided else head,
                                    model(head))
                 optimizer.build(model.trainable_variables)
-                Xs, y = np.concatenate([Xs, targets], axis=1) if guided else Xs, None
+                if guided:
+                    Xs = np.concatenate([Xs, targets], axis=1)  # (n, n_features + n_bits)
+                y = None
             hist = self.model_.fit(Xs, y, epochs=int(self.epochs), batch_size=batch_size,
                                    shuffle=True, verbose=self.verbose)
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}

@@ -19,7 +19,7 @@ from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, register_loader
-from deepae.training import train_on_patches
+from deepae.training import cosine_adam, train_on_patches
 
 __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
            "NOISES"]
@@ -167,12 +167,10 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
             keras.utils.set_random_seed(int(self.random_state))
         bs = int(self.batch_size)
         steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
-        with strategy_scope(dist):  # the weights and the optimizer's slots, on every replica
+        with strategy_scope(dist):  # the weights, on every replica
             model = self.model_ = build(self.n_channels_)
-            sched = keras.optimizers.schedules.CosineDecay(
-                float(self.learning_rate), steps_per_epoch * int(self.epochs), alpha=0.01)
-            opt = keras.optimizers.Adam(sched)
-            opt.build(model.trainable_variables)
+        opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
+                          model.trainable_variables, strategy=dist)
 
         # compiled by train_on_patches (one tf.function around the replicas)
         def step(clean, scale):

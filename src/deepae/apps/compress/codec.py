@@ -31,7 +31,7 @@ from deepae.nn.compression import (  # importing the layers registers them with 
     synthesis_transform,
 )
 from deepae.persistence import Artifact, register_loader
-from deepae.training import train_on_patches
+from deepae.training import cosine_adam, train_on_patches
 
 __all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS"]
 
@@ -185,10 +185,13 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 raise ValueError(f"warm_start=True continues a codec of {self.n_channels_} "
                                  f"channel(s) and architecture {self._arch}; received "
                                  f"{n_channels}-channel images and {arch}.")
-            if getattr(self, "_strategy", None) is not dist:
-                raise ValueError("warm_start=True continues the weights where they were made: "
-                                 "expected the `strategy` of the first fit, "
-                                 f"{getattr(self, '_strategy', None)!r}; received {dist!r}.")
+            first = getattr(self, "_strategy", None)
+            if first is not dist:
+                raise ValueError(
+                    "warm_start=True continues the weights where they were made: expected the "
+                    "`strategy` of the first fit ("
+                    f"{'a single device' if first is None else type(first).__name__}); "
+                    f"received strategy={self.strategy!r}.")
             history = {k: list(v) for k, v in self.history_.items()}
         else:
             with strategy_scope(dist):  # the weights, on every replica
@@ -204,11 +207,8 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         variables = ga.trainable_variables + gs.trainable_variables + prior.trainable_variables
         bs = int(self.batch_size)
         steps = max(1, int(self.patches_per_epoch) // bs)
-        with strategy_scope(dist):
-            sched = keras.optimizers.schedules.CosineDecay(
-                float(self.learning_rate), steps * int(self.epochs), alpha=0.01)
-            opt = keras.optimizers.Adam(sched, global_clipnorm=1.0)
-            opt.build(variables)
+        opt = cosine_adam(self.learning_rate, steps * int(self.epochs), variables,
+                          strategy=dist, global_clipnorm=1.0)
         lmbda = float(self.lmbda) * 255.0 ** 2
 
         # compiled by train_on_patches (one tf.function around the replicas)
