@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepae import ImageCodec
 from deepae.cli.main import main
 from deepae.data.io import read_image
 
@@ -43,6 +44,16 @@ def test_train_compress_decompress_info(tmp_path, folder, capsys):
     assert dae.read_bytes()[:3] == b"DAE"
     assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 0
     assert read_image(out).shape == read_image(folder / "im1.png").shape
+    # more encoder effort: another file for the same decoder
+    refined = tmp_path / "im1_refined.dae"
+    assert main(["compress", str(folder / "im1.png"), str(refined), "--model", str(model),
+                 "--refine", "40", "--quiet"]) == 0
+    codec = ImageCodec.load(model)
+    assert refined.read_bytes() == codec.compress(read_image(folder / "im1.png"),
+                                                  refine_steps=40)
+    assert refined.read_bytes() != dae.read_bytes()
+    assert main(["decompress", str(refined), str(tmp_path / "r.png"), "--model",
+                 str(model), "--quiet"]) == 0
     # nothing is overwritten without --overwrite
     before = out.read_bytes()
     assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 1

@@ -1,6 +1,6 @@
 """`deepae compress` and `deepae decompress`: learned image compression from the shell.
 
-    deepae compress photo.png photo.dae [--quality 4 | --model codec.deepae]
+    deepae compress photo.png photo.dae [--quality 4 | --model codec.deepae] [--refine 200]
     deepae compress train FOLDER -o codec.deepae --lambda 0.013 [--epochs 20]
     deepae decompress photo.dae restored.png [--model codec.deepae]
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["add_compress_parsers"]
 
-_USAGE = {"compress": "deepae compress INPUT OUTPUT [--quality Q | --model M] | "
+_USAGE = {"compress": "deepae compress INPUT OUTPUT [--quality Q | --model M] [--refine N] | "
                       "train FOLDER -o M --lambda L",
           "decompress": "deepae decompress INPUT OUTPUT [--model M]"}
 
@@ -68,7 +68,7 @@ def cmd_compress(args):
         raise FileExistsError(f"{str(dst)!r} exists; pass --overwrite to replace it.")
     image = read_image(src)
     codec = _codec(args.model, args.quality)
-    data, stats = codec.compress(image, return_stats=True)
+    data, stats = codec.compress(image, refine_steps=args.refine, return_stats=True)
     atomic_write_bytes(dst, data)
     if not args.quiet:
         restored = codec.decompress(data)
@@ -117,6 +117,10 @@ def add_compress_parsers(sub):
     c.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}",
                    help="shipped codec: 1 smallest files ... 8 best images (default 4)")
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
+    c.add_argument("--refine", type=int, default=0, metavar="N",
+                   help="encoder effort: N gradient steps searching a better latent for this "
+                   "image (slow; about 0.5 dB more at the same size with 100-500; the "
+                   "decoder is unchanged; default 0)")
     c.add_argument("-o", "--output", help="train: codec file to write")
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
                    help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
