@@ -4,6 +4,7 @@
                                      [--json benchmarks/compression.json] [--merge]
                                      [--plot docs/images/compression_rd.png]
                                      [--codecs benchmarks/out/fashion_codecs] [--reuse]
+                                     [--refine 200]
                                      [--smoke]
 
 One run measures:
@@ -16,9 +17,12 @@ One run measures:
 2. photos: the 8 codecs that ship in the package (`ImageCodec.pretrained(quality=1..8)`,
    trained by scripts/train_codecs.py on TRAIN_PHOTOS), on 256x256 crops (centre and four
    corners) of the test photographs brick, grass, gravel, coins, hubble_deep_field
-   (grayscale), never trained on. Bjontegaard delta rate against JPEG 2000 and JPEG.
+   (grayscale), never trained on. Bjontegaard delta rate against JPEG 2000 and JPEG. The
+   same codecs again with encoder-side refinement (`compress(refine_steps=--refine)`, the
+   same decoder and format; "deepae refined"), a second curve with its own BD-rates.
 3. speed: megapixels per second to encode and to decode hubble_deep_field (1000x872,
-   grayscale): deepae quality 4 beside JPEG 2000 and JPEG at similar rates.
+   grayscale): deepae quality 4 (and refined, one timing) beside JPEG 2000 and JPEG at
+   similar rates.
 
 Baselines through Pillow: JPEG (libjpeg, qualities 5..95, optimised Huffman tables) and
 JPEG 2000 (OpenJPEG, irreversible 9/7 wavelet, one quality layer at a target compression
@@ -118,11 +122,11 @@ def point(images, encode, decode, label, **extra):
             "ssim": float(np.mean(ss)), **extra}
 
 
-def codec_point(codec, images, label, **extra):
+def codec_point(codec, images, label, refine_steps=0, **extra):
     est = []
 
     def encode(img):
-        data, stats = codec.compress(img, return_stats=True)
+        data, stats = codec.compress(img, refine_steps=refine_steps, return_stats=True)
         est.append(stats["bpp_estimate"])
         return data
 
@@ -243,6 +247,14 @@ def photos(args):
     res["bd_rate_vs_jpeg2000_percent"] = bd(ours, res["JPEG 2000"])
     res["bd_rate_vs_jpeg_percent"] = bd(ours, res["JPEG"])
     res["at_or_below_0.5bpp"] = [r for r in ours if r["bpp"] <= 0.5]
+    if args.refine:
+        refined = [codec_point(ImageCodec.pretrained(quality=q), crops,
+                               f"quality {q}, refine {args.refine}", refine_steps=args.refine,
+                               quality=q) for q in range(1, 9)]
+        res["deepae refined"] = refined
+        res["refined_bd_rate_vs_jpeg2000_percent"] = bd(refined, res["JPEG 2000"])
+        res["refined_bd_rate_vs_jpeg_percent"] = bd(refined, res["JPEG"])
+        res["refined_bd_rate_vs_deepae_percent"] = bd(refined, ours)
     return res
 
 
@@ -270,12 +282,16 @@ def speed(args):
     methods = {"deepae (quality 4)": (lambda: codec.compress(img), codec.decompress),
                f"JPEG 2000 (ratio {ratio:.0f})": (lambda: jpeg2000(img, ratio), pillow_decode),
                f"JPEG (q{q})": (lambda: jpeg(img, q), pillow_decode)}
+    if args.refine:
+        methods[f"deepae (quality 4, refine {args.refine})"] = (
+            lambda: codec.compress(img, refine_steps=args.refine), codec.decompress)
     repeats = 1 if args.smoke else 3
     rows = {}
     for name, (enc, dec) in methods.items():
         data = enc()
+        slow = "refine" in name  # minutes per run: timed once (after a warm-up run)
         rows[name] = {"bpp": 8 * len(data) / img.size,
-                      "encode_mp_per_s": mp / best_time(enc, repeats),
+                      "encode_mp_per_s": mp / best_time(enc, 1 if slow else repeats),
                       "decode_mp_per_s": mp / best_time(lambda d=data, f=dec: f(d), repeats)}
     return {"image": f"hubble_deep_field {img.shape[1]}x{img.shape[0]} grayscale",
             "methods": rows}
@@ -284,11 +300,11 @@ def speed(args):
 # -- output -----------------------------------------------------------------------------------------
 def print_rd(name, res):
     print(f"\n{name} ({res['images']} images): mean bpp (file) / PSNR dB / SSIM")
-    print(f"{'method':<12} {'setting':<16} {'bpp':>7} {'bpp est.':>9} {'PSNR':>7} {'SSIM':>7}")
-    for method in ("deepae", "JPEG 2000", "JPEG"):
-        for r in res[method]:
+    print(f"{'method':<14} {'setting':<22} {'bpp':>7} {'bpp est.':>9} {'PSNR':>7} {'SSIM':>7}")
+    for method in ("deepae", "deepae refined", "JPEG 2000", "JPEG"):
+        for r in res.get(method, ()):
             est = f"{r['bpp_estimate']:9.3f}" if "bpp_estimate" in r else f"{'':9}"
-            print(f"{method:<12} {r['setting']:<16} {r['bpp']:7.3f} {est} {r['psnr']:7.2f} "
+            print(f"{method:<14} {r['setting']:<22} {r['bpp']:7.3f} {est} {r['psnr']:7.2f} "
                   f"{r['ssim']:7.4f}")
 
 
@@ -312,12 +328,16 @@ def print_all(out):
               f"{p['bd_rate_vs_jpeg_percent']}%; models at <= 0.5 bpp: "
               + ", ".join(f"{r['setting']} {r['bpp']:.3f} bpp {r['psnr']:.2f} dB"
                           for r in p["at_or_below_0.5bpp"]))
+        if "deepae refined" in p:
+            print(f"refined: BD-rate vs JPEG 2000 {p['refined_bd_rate_vs_jpeg2000_percent']}%, "
+                  f"vs JPEG {p['refined_bd_rate_vs_jpeg_percent']}%, vs deepae without "
+                  f"refinement {p['refined_bd_rate_vs_deepae_percent']}%")
     if "speed" in out:
         s = out["speed"]
         print(f"\nspeed on {s['image']} (megapixels per second, best of 3)")
-        print(f"{'method':<26} {'bpp':>6} {'encode':>8} {'decode':>8}")
+        print(f"{'method':<34} {'bpp':>6} {'encode':>8} {'decode':>8}")
         for name, r in s["methods"].items():
-            print(f"{name:<26} {r['bpp']:6.3f} {r['encode_mp_per_s']:8.2f} "
+            print(f"{name:<34} {r['bpp']:6.3f} {r['encode_mp_per_s']:8.2f} "
                   f"{r['decode_mp_per_s']:8.2f}")
 
 
@@ -332,7 +352,8 @@ def plot(out, path):
             top = 1.6 * max(r["bpp"] for r in out[key]["deepae"])
             panels[title] = {m: ([r["bpp"] for r in out[key][m] if r["bpp"] <= top],
                                  [r["psnr"] for r in out[key][m] if r["bpp"] <= top])
-                             for m in ("deepae", "JPEG 2000", "JPEG")}
+                             for m in ("deepae", "deepae refined", "JPEG 2000", "JPEG")
+                             if m in out[key]}
     if panels:
         return rate_distortion(panels, path)
 
@@ -346,11 +367,15 @@ def main(argv=None):
     ap.add_argument("--codecs", default=str(ROOT / "benchmarks" / "out" / "fashion_codecs"))
     ap.add_argument("--reuse", action="store_true", help="load Fashion codecs from --codecs")
     ap.add_argument("--merge", action="store_true", help="keep other parts of --json")
+    ap.add_argument("--refine", type=int, default=200,
+                    help="photos and speed: also the refined encoder with this many steps "
+                    "(0: not)")
     ap.add_argument("--smoke", action="store_true", help="tiny run to check the script")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --json")
     args = ap.parse_args(argv)
     if args.smoke:
         args.n_test = min(args.n_test, 20)
+        args.refine = min(args.refine, 5)
     Path(args.codecs).mkdir(parents=True, exist_ok=True)
     out = {}
     if args.merge and Path(args.json).exists():
