@@ -26,7 +26,7 @@ from deepae.apps.compress.entropy import table_bits
 
 __all__ = ["LatentRefiner", "REFINE_LEARNING_RATE"]
 
-REFINE_LEARNING_RATE = 0.01  # Adam, cosine decay over the steps; chosen on the training photos
+REFINE_LEARNING_RATE = 0.04  # Adam, cosine decay over the steps; scripts/refine_dev.py
 _TAU_START, _TAU_END = 0.5, 0.05
 
 
