@@ -202,11 +202,14 @@ def rate_distortion(panels: dict, path, *, ylabel="PSNR (dB)", title=None) -> Pa
     quality)}}``), bits per pixel on x."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.9), squeeze=False)
+    # one colour per method in every panel, even where a panel lacks some method
+    methods = list(dict.fromkeys(m for curves in panels.values() for m in curves))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
         for method, (bpp, quality) in curves.items():
             order = np.argsort(bpp)
             ax.plot(np.asarray(bpp)[order], np.asarray(quality)[order], marker="o",
-                    markersize=3, label=method)
+                    markersize=3, label=method, color=colour[method])
         ax.set_xlabel("bits per pixel (file size)")
         ax.set_ylabel(ylabel)
         ax.set_title(name)

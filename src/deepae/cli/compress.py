@@ -119,8 +119,9 @@ def add_compress_parsers(sub):
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
     c.add_argument("--refine", type=int, default=0, metavar="N",
                    help="encoder effort: N gradient steps searching a better latent for this "
-                   "image (slow; about 0.5 dB more at the same size with 100-500; the "
-                   "decoder is unchanged; default 0)")
+                   "image (slow: about 70 s per megapixel with 200; 0.4-0.8 dB more at "
+                   "the same size on the benchmark's photos; the decoder is unchanged; "
+                   "default 0)")
     c.add_argument("-o", "--output", help="train: codec file to write")
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
                    help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
