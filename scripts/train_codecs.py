@@ -16,9 +16,10 @@ then 4, 3, 2, 1 downwards), which costs a fraction of training each from scratch
 is saved as soon as it is trained; `--resume` reuses the phases and codecs already written.
 `--more N` is a further round: each codec already in --out continues at its own lambda for N
 epochs (`MORE`: a cosine schedule restarted at 5e-4), its history appended. The shipped codecs
-are the default chain followed by one round of `--more 60`. Seeds are fixed. With the defaults: 30 + 60 + 120 epochs for the base (measured: 634, 1,800 and
-1,501 s on the 2-core CPU, the second phase sharing it with another job), then 7
-fine-tunings of about 100 s each.
+are the default chain followed by one round of `--more 60` (400 to 730 s per codec, 65
+minutes in all). Seeds are fixed. With the defaults: 30 + 60 + 120 epochs for the base
+(measured: 634, 1,800 and 1,501 s on the 2-core CPU, the second phase sharing it with
+another job), then 7 fine-tunings of about 100 s each.
 """
 
 from __future__ import annotations

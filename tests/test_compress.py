@@ -169,9 +169,10 @@ def test_refinement_never_makes_a_plane_worse(codec):
         assert _real_cost(codec, rgb, data, stats) <= _real_cost(codec, rgb, plain, s0) + 1e-9
 
 
-@pytest.mark.parametrize("steps", [-1, 2.5, True, "10"])
-def test_refine_steps_is_checked(codec, gray, steps):
-    with pytest.raises(ValueError, match=r"`refine_steps` as an int >= 0; received"):
+@pytest.mark.parametrize("steps, error", [(-1, ValueError), (2.5, TypeError),
+                                          (True, TypeError), ("10", TypeError)])
+def test_refine_steps_is_checked(codec, gray, steps, error):
+    with pytest.raises(error, match=r"`refine_steps` as an int >= 0; received"):
         codec.compress(gray, refine_steps=steps)
 
 

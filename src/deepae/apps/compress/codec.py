@@ -280,8 +280,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def _latents(self, image, name="image", refine_steps=0):
         check_is_fitted(self, "tables_")
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral) \
-                or refine_steps < 0:
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral):
+            raise TypeError(f"Expected `refine_steps` as an int >= 0; received "
+                            f"{refine_steps!r} of type {type(refine_steps).__name__}.")
+        if refine_steps < 0:
             raise ValueError(f"Expected `refine_steps` as an int >= 0; received "
                              f"{refine_steps!r}.")
         arr = np.asarray(image)
@@ -298,9 +300,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         y = np.asarray(self._encode_fn(planes))
         if refine_steps:
             if self._refiner is None:
-                self._refiner = LatentRefiner(self.synthesis_, self.prior_, self.tables_,
-                                              self.lmbda)
-            return self._refiner(planes, y, int(refine_steps), h, w), (h, w, c)
+                self._refiner = LatentRefiner(self.synthesis_, self.prior_, self.tables_)
+            # the search minimises the loss of `lmbda` (the trained one unless set_params
+            # changed it since)
+            return self._refiner(planes, y, int(refine_steps), h, w, self.lmbda), (h, w, c)
         return np.round(y).astype(np.int32), (h, w, c)
 
     def compress(self, image, *, refine_steps: int = 0, return_stats: bool = False):

@@ -41,15 +41,12 @@ class LatentRefiner:
         Latent -> each element's likelihood under the learned prior.
     tables : dict
         The frozen integer tables, to measure the real bits of a candidate.
-    lmbda : float
-        The codec's rate-distortion trade-off (for MSE of pixels in [0, 1], times 255**2).
     """
 
-    def __init__(self, synthesis, prior, tables, lmbda):
+    def __init__(self, synthesis, prior, tables):
         self.synthesis = synthesis
         self.prior = prior
         self.tables = tables
-        self.lmbda = float(lmbda) * 255.0 ** 2
         self._step = None
 
     def _compiled_step(self):
@@ -91,21 +88,23 @@ class LatentRefiner:
         return tf.function(step, input_signature=[spec, spec, spec, spec, scalar, scalar,
                                                   scalar, size, size])
 
-    def _costs(self, x, latents, h, w):
+    def _costs(self, x, latents, h, w, lmbda):
         """Each plane's real cost: frozen-table bits / pixels + lmbda * MSE of 8-bit pixels."""
         x_hat = np.asarray(self.synthesis(latents.astype(np.float32), training=False))
         x_hat = np.round(np.clip(x_hat[:, :h, :w], 0.0, 1.0) * 255.0)
         ref = np.round(x[:, :h, :w] * 255.0)
         mse = np.mean((x_hat - ref) ** 2, axis=(1, 2, 3)) / 255.0 ** 2
         bits = np.array([table_bits([y], self.tables) for y in latents])
-        return bits / (h * w) + self.lmbda * mse
+        return bits / (h * w) + lmbda * mse
 
-    def __call__(self, x, y0, steps, h, w):
+    def __call__(self, x, y0, steps, h, w, lmbda):
         """Refine `y0` (p, h', w', M floats, the analysis transform of the padded planes `x`,
         (p, H, W, c)) for `steps` steps, measuring distortion on the top-left `h` x `w`
-        pixels; returns the (p, h', w', M) int32 latents to code."""
+        pixels, for the trade-off `lmbda` (the codec's: for MSE of pixels in [0, 1], times
+        255**2); returns the (p, h', w', M) int32 latents to code."""
         import tensorflow as tf
 
+        lmbda = float(lmbda) * 255.0 ** 2
         if self._step is None:
             self._step = self._compiled_step()
         xt = tf.constant(x, tf.float32)
@@ -114,8 +113,8 @@ class LatentRefiner:
         v = tf.zeros_like(y)
         for t in range(int(steps)):
             y, m, v = self._step(xt, y, m, v, tf.constant(float(t)), tf.constant(float(steps)),
-                                 tf.constant(self.lmbda), tf.constant(h), tf.constant(w))
+                                 tf.constant(lmbda), tf.constant(h), tf.constant(w))
         one_pass = np.round(y0).astype(np.int32)
         refined = np.round(y.numpy()).astype(np.int32)
-        better = self._costs(x, refined, h, w) < self._costs(x, one_pass, h, w)
+        better = self._costs(x, refined, h, w, lmbda) < self._costs(x, one_pass, h, w, lmbda)
         return np.where(better[:, None, None, None], refined, one_pass)
