@@ -37,14 +37,16 @@ def centre_crops(size=160):
 def measure(codec, crops, steps):
     import numpy as np
 
-    bpp, psnr, mse = [], [], []
+    from deepae.metrics import bits_per_pixel, psnr
+
+    bpp, db, mse = [], [], []
     for im in crops:
         data = codec.compress(im, refine_steps=steps)
-        err = np.mean((codec.decompress(data).astype(float) - im) ** 2)
-        bpp.append(8 * len(data) / im.size)
-        mse.append(err)
-        psnr.append(10 * np.log10(255.0 ** 2 / err))
-    return float(np.mean(bpp)), float(np.mean(psnr)), float(np.mean(mse))
+        out = codec.decompress(data)
+        bpp.append(bits_per_pixel(data, im.shape))
+        mse.append(np.mean((out.astype(float) - im) ** 2))
+        db.append(psnr(im, out, data_range=255))
+    return float(np.mean(bpp)), float(np.mean(db)), float(np.mean(mse))
 
 
 def main(argv=None):
@@ -56,7 +58,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from deepae import ImageCodec
-    from deepae.apps.compress import QUALITY_LAMBDAS, refine
+    from deepae.apps.compress import QUALITY_LAMBDAS
+    from deepae.apps.compress.refine import LatentRefiner
 
     crops = centre_crops()
     rows = []
@@ -64,9 +67,9 @@ def main(argv=None):
         codec = ImageCodec.pretrained(quality=q)
         lam = QUALITY_LAMBDAS[q]
         for lr in [None] + [float(v) for v in args.rates.split(",")]:
-            if lr is not None:
-                refine.REFINE_LEARNING_RATE = lr
-                codec._refiner = None  # rebuilt with this rate
+            if lr is not None:  # the codec's refiner with this rate (a development hook)
+                codec._refiner = LatentRefiner(codec.synthesis_, codec.prior_, codec.tables_,
+                                               learning_rate=lr)
             t = time.perf_counter()
             bpp, psnr, mse = measure(codec, crops, 0 if lr is None else args.steps)
             row = {"quality": q, "learning_rate": lr, "steps": 0 if lr is None else args.steps,

@@ -159,14 +159,29 @@ def test_refinement_lowers_the_real_cost_for_the_same_decoder(codec, gray):
 
 
 def test_refinement_never_makes_a_plane_worse(codec):
-    """Each plane keeps the one-pass latent unless the refined one costs less: a colour
-    image (three planes) of any size, even with a search of one step."""
+    """A colour image (three planes) of odd size, refined with one step and with 25: it
+    round-trips and costs no more than unrefined (the fallback itself is tested below)."""
     rgb = (smooth_images(1, 37, channels=3, seed=6)[0, :, :29] * 255).astype(np.uint8)
     for steps in (1, 25):
         data, stats = codec.compress(rgb, refine_steps=steps, return_stats=True)
         plain, s0 = codec.compress(rgb, return_stats=True)
         assert codec.decompress(data).shape == rgb.shape
         assert _real_cost(codec, rgb, data, stats) <= _real_cost(codec, rgb, plain, s0) + 1e-9
+
+
+def test_a_failed_search_keeps_the_one_pass_latent(codec, gray):
+    """A search thrown far off (learning rate 1000) finds only costlier latents: every plane
+    keeps the analysis transform's rounded latent, so the file is the unrefined one."""
+    from deepae.apps.compress.refine import LatentRefiner
+
+    planes = np.stack([gray[:44, :32, None]]).astype(np.float32) / 255  # a multiple of 4
+    y0 = np.asarray(codec.analysis_(planes))
+    wild = LatentRefiner(codec.synthesis_, codec.prior_, codec.tables_, learning_rate=1e3)
+    out = wild(planes, y0, 5, 44, 32, codec.lmbda)
+    assert out.dtype == np.int32
+    assert np.array_equal(out, np.round(y0).astype(np.int32))
+    good = LatentRefiner(codec.synthesis_, codec.prior_, codec.tables_)
+    assert not np.array_equal(good(planes, y0, 40, 44, 32, codec.lmbda), out)
 
 
 @pytest.mark.parametrize("steps, error", [(-1, ValueError), (2.5, TypeError),

@@ -119,7 +119,7 @@ def add_compress_parsers(sub):
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
     c.add_argument("--refine", type=int, default=0, metavar="N",
                    help="encoder effort: N gradient steps searching a better latent for this "
-                   "image (slow: about 70 s per megapixel with 200; 0.4-0.8 dB more at "
+                   "image (slow: about 80 s per megapixel with 200; 0.4-0.8 dB more at "
                    "the same size on the benchmark's photos; the decoder is unchanged; "
                    "default 0)")
     c.add_argument("-o", "--output", help="train: codec file to write")

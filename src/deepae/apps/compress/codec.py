@@ -319,7 +319,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             image (`deepae.apps.compress.refine`; with 200 steps, 0.4 to 0.8 dB more at
             about the same rate on the benchmark's photos, 15.7% fewer bits by BD-rate),
             at the cost of that many passes through the synthesis transform and back
-            (200 steps: about 70 s per megapixel on a 2-core CPU); the decoder and the
+            (200 steps: about 80 s per megapixel on a 2-core CPU); the decoder and the
             file format do not change, and the result is kept only where it lowers the
             real rate-distortion cost.
         return_stats : bool, default=False

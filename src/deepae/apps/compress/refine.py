@@ -41,24 +41,27 @@ class LatentRefiner:
         Latent -> each element's likelihood under the learned prior.
     tables : dict
         The frozen integer tables, to measure the real bits of a candidate.
+    learning_rate : float, default=REFINE_LEARNING_RATE
+        Adam's initial step, decayed to 0 over the steps (cosine).
     """
 
-    def __init__(self, synthesis, prior, tables):
+    def __init__(self, synthesis, prior, tables, learning_rate=REFINE_LEARNING_RATE):
         self.synthesis = synthesis
         self.prior = prior
         self.tables = tables
+        self.learning_rate = float(learning_rate)
         self._step = None
 
     def _compiled_step(self):
         import tensorflow as tf  # the point here: a gradient loop over the latent
 
-        gs, prior = self.synthesis, self.prior
+        gs, prior, lr0 = self.synthesis, self.prior, self.learning_rate
 
         def step(x, y, m, v, t, n_steps, lmbda, h, w):
             # temperature 0.5 -> 0.05 geometrically; learning rate cosine to 0 (Adam)
             frac = t / n_steps
             tau = _TAU_START * tf.exp(frac * math.log(_TAU_END / _TAU_START))
-            lr = REFINE_LEARNING_RATE * 0.5 * (1.0 + tf.cos(math.pi * frac))
+            lr = lr0 * 0.5 * (1.0 + tf.cos(math.pi * frac))
             seed = tf.stack([tf.constant(20200, tf.int32), tf.cast(t, tf.int32)])
             with tf.GradientTape() as tape:
                 tape.watch(y)
