@@ -163,3 +163,166 @@ def test_scaler_fitted_once_travels(table):
     np.testing.assert_allclose(s.inverse_transform(s.transform(table)), table, atol=1e-4)
     z = s.transform(table)
     np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+
+
+# -- hostile and unusual image files: one rule for every reader ------------------------------
+def _png(arr, color_type, bit_depth=8, size=None):
+    """PNG bytes written by hand (Pillow cannot write 16-bit colour); `size` = (w, h) makes the
+    header declare another size than the pixel data has (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    arr = np.asarray(arr)
+    h, w = arr.shape[:2]
+    rows = arr.astype(">u2" if bit_depth == 16 else np.uint8).reshape(h, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    w, h = size or (w, h)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth,
+                                                               color_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _readers(path):
+    """Every way deepae reads an image file: alone, in a folder, streamed."""
+    from deepae.data.io import read_image, read_image_folder, read_images
+    from deepae.data.shards import ImageFolder
+
+    return {"read_image": lambda: read_image(path),
+            "read_images": lambda: read_images(path.parent),
+            "read_image_folder": lambda: read_image_folder(path.parent),
+            "read_data": lambda: read_data(path.parent),
+            "ImageFolder": lambda: np.concatenate(list(ImageFolder(path.parent).iter_blocks()))}
+
+
+def _deep_images(folder):
+    """16-bit and 32-bit files as a scanner or a microscope writes them, by name."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    scan = rng.integers(1000, 65536, (8, 8)).astype(np.uint16)  # most pixels above 255
+    files = {}
+    files["gray16.png"] = ("16-bit", lambda p: Image.fromarray(scan).save(p))
+    files["rgb16.png"] = ("16-bit", lambda p: p.write_bytes(
+        _png(np.stack([scan] * 3, axis=-1), color_type=2, bit_depth=16)))
+    files["float32.tif"] = ("32-bit", lambda p: Image.fromarray(
+        scan.astype(np.float32) / 65535).save(p))
+    files["int32.tif"] = ("32-bit", lambda p: Image.fromarray(scan.astype(np.int32)).save(p))
+    out = {}
+    for name, (what, write) in files.items():
+        sub = folder / name.split(".")[0]
+        sub.mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(sub / "a.png")  # an 8-bit neighbour
+        write(sub / name)
+        out[sub / name] = what
+    return out
+
+
+def test_deep_images_refused_by_every_reader_never_clipped(tmp_path):
+    """16- and 32-bit files are refused alike by every reader, with the file, its depth and
+    its mode named (a folder used to clip them to 8 bits: 255 almost everywhere)."""
+    from PIL import Image
+
+    for path, what in _deep_images(tmp_path).items():
+        with Image.open(path) as im:
+            mode = im.mode
+        for reader, read in _readers(path).items():
+            with pytest.raises(ValueError) as e:
+                read()
+            msg = str(e.value)
+            assert path.name in msg and what in msg and f"mode {mode!r}" in msg, (reader, msg)
+            assert "expected 8-bit" in msg and "\n" not in msg, (reader, msg)
+
+
+def test_alpha_is_dropped_with_a_warning(tmp_path):
+    """Transparency is dropped (deepae reads grayscale or RGB) and a UserWarning says so,
+    once per folder; the colour values are kept as they are. An opaque alpha channel loses
+    nothing and says nothing."""
+    import warnings
+
+    from PIL import Image
+
+    from deepae.data.io import read_image, read_image_folder
+
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (6, 7, 4)).astype(np.uint8)
+    la = rng.integers(0, 256, (6, 7, 2)).astype(np.uint8)
+    cases = {"rgba.png": (Image.fromarray(rgba, "RGBA"), rgba[..., :3]),
+             "la.png": (Image.fromarray(la, "LA"), la[..., 0])}
+    pal = Image.fromarray(rgba[..., :3]).quantize(16)
+    pal.info["transparency"] = 0  # palette entry 0 is transparent
+    cases["palette.png"] = (pal, np.asarray(pal.convert("RGB")))
+    for name, (im, expected) in cases.items():
+        sub = tmp_path / name.split(".")[0]
+        sub.mkdir()
+        im.save(sub / name, transparency=0) if name == "palette.png" else im.save(sub / name)
+        with pytest.warns(UserWarning, match=rf"alpha channel.*{name}") as rec:
+            got = read_image(sub / name)
+        assert len(rec) == 1
+        np.testing.assert_array_equal(got, expected)
+        for read in _readers(sub / name).values():
+            with pytest.warns(UserWarning, match=rf"alpha channel.*{name}"):
+                read()
+    # a folder says it once, with the count
+    for i in range(3):
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba" / f"more{i}.png")
+    with pytest.warns(UserWarning, match=r"alpha channel of 4 image\(s\)") as rec:
+        x = read_image_folder(tmp_path / "rgba")
+    assert x.shape == (4, 6, 7, 3) and len(rec) == 1
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(tmp_path / "opaque.png"), rgba[..., :3])
+
+
+def test_decompression_bomb_is_a_one_line_error(tmp_path, monkeypatch):
+    """Pillow's guard (an error above twice its pixel limit, a warning above it) becomes one
+    ValueError, before any pixel is decoded: the file, its pixel count and the limit."""
+    from PIL import Image
+
+    (tmp_path / "bomb").mkdir()
+    bomb = tmp_path / "bomb" / "bomb.png"  # declares 50,000 x 50,000, holds 4 pixels
+    bomb.write_bytes(_png(np.zeros((2, 2), np.uint8), color_type=0, size=(50_000, 50_000)))
+    for reader, read in _readers(bomb).items():
+        with pytest.raises(ValueError) as e:
+            read()
+        msg = str(e.value)
+        assert "bomb.png" in msg and "2,500,000,000 pixels" in msg, (reader, msg)
+        assert f"{Image.MAX_IMAGE_PIXELS:,}" in msg and "\n" not in msg, (reader, msg)
+    # between the limit and twice the limit Pillow only warns: refused all the same
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    (tmp_path / "big").mkdir()
+    big = tmp_path / "big" / "big.png"
+    Image.fromarray(np.zeros((30, 50), np.uint8)).save(big)
+    for reader, read in _readers(big).items():
+        with pytest.raises(ValueError, match=r"big.png.*1,500 pixels.*1,000") as e:
+            read()
+        assert "\n" not in str(e.value), reader
+
+
+def test_unreadable_image_files_name_the_file(tmp_path):
+    """A truncated image or a file that is no image: a ValueError that names it, whichever
+    reader meets it (not Pillow's OSError from deep inside)."""
+    from PIL import Image
+
+    good = np.random.default_rng(2).integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    for name, write in {
+        "cut.png": lambda p: p.write_bytes(_png(good, color_type=2)[:-200]),
+        "cut.jpg": lambda p: (Image.fromarray(good).save(p, quality=95),
+                              p.write_bytes(p.read_bytes()[:400])),
+        "notes.png": lambda p: p.write_text("not an image"),
+    }.items():
+        sub = tmp_path / name.replace(".", "_")
+        sub.mkdir()
+        write(sub / name)
+        for reader, read in _readers(sub / name).items():
+            with pytest.raises(ValueError) as e:
+                read()
+            msg = str(e.value)
+            assert name in msg and "\n" not in msg, (reader, msg)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +49,58 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def read_image(path) -> np.ndarray:
-    """Read one 8-bit image file: (h, w) uint8 for grayscale, (h, w, 3) for colour.
+# Pillow modes of 8-bit samples that deepae reads: grayscale ones give (h, w), the others
+# (palette, colour, print separations) (h, w, 3)
+_GRAY_MODES = ("1", "L", "LA", "La")
+_COLOUR_MODES = ("P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+# Image.open reads only the header, where Pillow's decompression-bomb check runs; its warning
+# is made an error there, under a lock (warning filters are global to the process and the
+# streaming pipeline reads images in several threads)
+_OPEN_LOCK = threading.Lock()
 
-    16-bit and floating-point files are refused with an error that says so (convert them to
-    8-bit first, or pass a float array in [0, 1] to the Python API instead).
+
+def _first_line(e) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _raw_mode(im) -> str:
+    """How the file stores its samples (``"RGB;16B"``): Pillow opens 16-bit colour PNGs as
+    8-bit mode "RGB" and would keep only the high bytes."""
+    tile = getattr(im, "tile", None) or []
+    args = tile[0][3] if tile else None
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
+
+
+def _depth_error(path, mode, raw):
+    """The error for a file whose samples are not 8-bit, or None."""
+    if mode.startswith("I;16") or re.search(r";16[BLN]$", raw):
+        depth = "16-bit"
+    elif mode == "F" or mode.startswith("F;"):
+        depth = "32-bit float"
+    elif mode == "I" or mode.startswith("I;32"):
+        depth = "32-bit integer"
+    elif mode not in _GRAY_MODES + _COLOUR_MODES:
+        depth = "unsupported"
+    else:
+        return None
+    stored = f", stored as {raw!r}" if raw and depth == "16-bit" and raw != mode else ""
+    return ValueError(
+        f"{str(path)!r} holds {depth} pixels (Pillow mode {mode!r}{stored}); expected 8-bit "
+        f"grayscale or colour (modes {', '.join(_GRAY_MODES + _COLOUR_MODES)}). deepae "
+        "neither clips nor rescales them: convert the file to 8 bits, or from Python pass a "
+        "float array in [0, 1] (16-bit values divided by 65535).")
+
+
+def _load_image(path) -> tuple[np.ndarray, bool]:
+    """The pixels of one 8-bit image file, and whether a transparency it had was dropped.
+
+    Every image reader goes through here, so they share one rule: (h, w) uint8 for grayscale,
+    (h, w, 3) for colour; 16-bit, 32-bit and float files refused (never clipped); alpha
+    dropped (the caller warns; an opaque alpha loses nothing and is not reported); a
+    decompression bomb, a truncated file or one that is no image refused with a one-line
+    `ValueError` that names it.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -58,31 +108,101 @@ def read_image(path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {str(path)!r}.")
     try:
-        with Image.open(path) as im:
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                raise ValueError(f"{str(path)!r} is a {'16-bit' if mode.startswith('I;16') else mode + '-mode'} "
-                                 "image; expected 8-bit grayscale or colour. Convert it to 8 bits "
-                                 "(or pass a float array in [0, 1] from Python).")
-            if mode in ("L", "1"):
-                return np.asarray(im.convert("L"))
-            return np.asarray(im.convert("RGB"))
-    except UnidentifiedImageError:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"an image of {int(found.group(1)):,} pixels" if found else "too large an image"
+        raise ValueError(
+            f"{str(path)!r} is {size}, more than the limit of {Image.MAX_IMAGE_PIXELS:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS, Pillow's guard against decompression bombs); refused "
+            "before decoding. Raise that limit only for a file you trust.") from e
+    except UnidentifiedImageError as e:
         raise ValueError(f"{str(path)!r} is not an image file that Pillow can read; expected "
-                         f"one of {', '.join(IMAGE_SUFFIXES)}.") from None
+                         f"one of {', '.join(IMAGE_SUFFIXES)}.") from e
+    except Exception as e:  # a hostile header can fail anywhere in a format's parser
+        raise ValueError(f"Cannot read the image file {str(path)!r}: {_first_line(e)}.") from e
+    with im:
+        mode = im.mode
+        error = _depth_error(path, mode, _raw_mode(im))
+        if error is not None:
+            raise error
+        try:
+            im.load()
+        except Exception as e:  # truncated or corrupt pixel data
+            raise ValueError(f"{str(path)!r} is truncated or corrupt: {_first_line(e)}.") from e
+        gray = mode in _GRAY_MODES
+        if mode in _ALPHA_MODES or "transparency" in im.info:
+            pixels = np.asarray(im.convert("LA" if gray else "RGBA"))
+            dropped = bool(pixels[..., -1].min() < 255)
+            pixels = pixels[..., 0] if gray else pixels[..., :3]
+        else:
+            pixels, dropped = np.asarray(im.convert("L" if gray else "RGB")), False
+    return np.ascontiguousarray(pixels), dropped
+
+
+def _warn_alpha(paths, folder=None, *, stacklevel=3, note=""):
+    """One warning for the images whose transparency was dropped."""
+    if not paths:
+        return
+    names = ", ".join(Path(p).name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+    where = (f"{len(paths)} image(s) in {str(folder)!r} ({names}{note})" if folder is not None
+             else repr(str(paths[0])))
+    warnings.warn(f"Dropped the alpha channel of {where}: deepae reads grayscale or RGB "
+                  "images, and transparent pixels keep the colour values stored under them.",
+                  UserWarning, stacklevel=stacklevel)
+
+
+def _as_mode(image, mode) -> np.ndarray:
+    """A (h, w) or (h, w, 3) uint8 image as grayscale ("L", Pillow's luma) or "RGB"."""
+    from PIL import Image
+
+    if mode == "L" and image.ndim == 3:
+        return np.asarray(Image.fromarray(image).convert("L"))
+    if mode == "RGB" and image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    return image
+
+
+def _image_files(folder) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in folder "
+                         f"{str(folder)!r}; found none.")
+    return files
+
+
+def read_image(path) -> np.ndarray:
+    """Read one 8-bit image file: (h, w) uint8 for grayscale, (h, w, 3) for colour.
+
+    The rule of every image reader of deepae: 16-bit, 32-bit and floating-point files are
+    refused with a `ValueError` that says so (convert them to 8 bits first, or pass a float
+    array in [0, 1] to the Python API instead), never clipped; an alpha channel is dropped
+    with a `UserWarning` (unless it is fully opaque); a file larger than Pillow's
+    decompression-bomb limit, a truncated file or one that is no image gives a one-line
+    `ValueError` that names it.
+    """
+    image, dropped = _load_image(path)
+    _warn_alpha([path] if dropped else [])
+    return image
 
 
 def read_images(source) -> list[np.ndarray]:
     """Read an image file, or every image file of a folder (sorted by name), into a list of
-    uint8 arrays of any sizes."""
+    uint8 arrays of any sizes (the rule of `read_image`; one warning for the folder)."""
     source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in folder "
-                             f"{str(source)!r}; found none.")
-        return [read_image(p) for p in files]
-    return [read_image(source)]
+    if not source.is_dir():
+        return [read_image(source)]
+    images, dropped = [], []
+    for p in _image_files(source):
+        image, lost = _load_image(p)
+        images.append(image)
+        if lost:
+            dropped.append(p)
+    _warn_alpha(dropped, source)
+    return images
 
 
 def write_image(path, image) -> Path:
@@ -114,21 +234,21 @@ def write_image(path, image) -> Path:
 def read_image_folder(folder, *, grayscale: bool | None = None) -> np.ndarray:
     """Read every image in `folder` (sorted by name) into a uint8 array (n, h, w[, c]).
 
-    All images must have one size. Grayscale files give (n, h, w); colour ones (n, h, w, 3).
+    All images must have one size, and follow the rule of `read_image` (8-bit only; one
+    warning for the images whose alpha channel is dropped). Grayscale give (n, h, w), colour
+    (n, h, w, 3); by default the first image decides, and the others are converted to it.
     """
-    from PIL import Image
-
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in folder "
-                         f"{str(folder)!r}; found none.")
-    images = []
+    files = _image_files(folder)
+    images, dropped = [], []
     for p in files:
-        with Image.open(p) as im:
-            if grayscale is None:
-                grayscale = im.mode in ("L", "1", "I;16", "I", "LA")
-            images.append(np.asarray(im.convert("L" if grayscale else "RGB")))
+        image, lost = _load_image(p)
+        if grayscale is None:
+            grayscale = image.ndim == 2
+        images.append(_as_mode(image, "L" if grayscale else "RGB"))
+        if lost:
+            dropped.append(p)
+    _warn_alpha(dropped, folder)
     sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
         first = images[0].shape[:2]

@@ -479,7 +479,8 @@ class ImageFolder(Shards):
         if mode not in (None, "L", "RGB"):
             raise ValueError(f"Expected `mode` in (None, 'L', 'RGB'); received {mode!r}.")
         self.size = size
-        first = self._load(self.files[0], mode)
+        first, _ = self._load(self.files[0], mode)  # its alpha is reported when it is read
+        self._alpha_said = False
         self.mode = mode or ("L" if first.ndim == 2 else "RGB")
         self.row_shape = first.shape
         self.dtype = np.dtype(np.uint8)
@@ -487,29 +488,38 @@ class ImageFolder(Shards):
         self.lengths = np.asarray([len(self.files)], np.int64)
 
     def _load(self, path, mode):
+        """One image as a row (the rule of `deepae.data.io.read_image`), and whether its
+        transparency was dropped."""
         from PIL import Image
 
-        from deepae.data.io import read_image
+        from deepae.data.io import _as_mode, _load_image
 
-        img = read_image(path)  # 8-bit checks and errors of one place
-        if mode == "L" and img.ndim == 3:
-            img = np.asarray(Image.fromarray(img).convert("L"))
-        elif mode == "RGB" and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=-1)
+        img, dropped = _load_image(path)
+        if mode is not None:
+            img = _as_mode(img, mode)
         if self.size is not None and img.shape[:2] != self.size:
             img = np.asarray(Image.fromarray(img).resize(self.size[::-1], Image.Resampling.BOX))
-        return img
+        return img, dropped
 
     def read(self, shard: int, start: int, stop: int) -> np.ndarray:
+        from deepae.data.io import _warn_alpha
+
         out = np.empty((int(stop) - int(start), *self.row_shape), np.uint8)
+        dropped = []
         for i, path in enumerate(self.files[int(start):int(stop)]):
-            img = self._load(path, self.mode)
+            img, lost = self._load(path, self.mode)
             if img.shape != self.row_shape:
                 raise ValueError(
                     f"Expected images of one size and mode: {self.files[0].name} gives "
                     f"{self.row_shape} but {path.name} gives {img.shape}. Pass size=(h, w) "
                     "(and mode=) to resize them as they are read.")
             out[i] = img
+            if lost:
+                dropped.append(path)
+        if dropped and not self._alpha_said:  # once per source, not once per block and epoch
+            self._alpha_said = True
+            _warn_alpha(dropped, self.paths[0], stacklevel=2,
+                        note="; said for the first block that has any")
         return out
 
     def _identity(self) -> str:
