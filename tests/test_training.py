@@ -12,6 +12,7 @@ import pytest
 import deepae
 from conftest import small_model
 from deepae.exceptions import TrainingError
+from deepae.training import CHECKPOINT_MARK, remove_checkpoint
 
 
 def _weights(model):
@@ -122,12 +123,62 @@ def test_bad_fit_arguments(table, kwargs, exc, match):
 def test_checkpoint_dir_refuses_silent_resume(table, tmp_path):
     ckpt = tmp_path / "ck"
     ckpt.mkdir()
+    (ckpt / CHECKPOINT_MARK).write_text('{"deepae_checkpoint": 1}')
     (ckpt / "run.json").write_text("{}")
-    with pytest.raises(ValueError, match="interrupted run; pass resume=True"):
+    with pytest.raises(ValueError, match="interrupted deepae run; pass resume=True"):
         small_model().fit(table, epochs=1, checkpoint_dir=ckpt, verbose=0)
     ae = small_model()
     ae.fit(table, epochs=2, checkpoint_dir=tmp_path / "fresh", verbose=0)
     assert not (tmp_path / "fresh").exists()  # removed after a completed run
+
+
+def test_checkpoint_dir_of_someone_else_is_refused_and_kept(table, tmp_path):
+    """A non-empty folder deepae did not make is refused (without advice to resume), and
+    nothing in it is touched, with or without resume=True."""
+    work = tmp_path / "myproject"
+    (work / "src").mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    (work / "src" / "main.py").write_text("print()")
+    for resume in (False, True):
+        with pytest.raises(ValueError, match="not made by deepae") as err:
+            small_model().fit(table, epochs=1, checkpoint_dir=work, resume=resume, verbose=0)
+        assert "resume" not in str(err.value)
+    assert sorted(p.name for p in work.rglob("*")) == ["main.py", "notes.txt", "src"]
+
+
+def test_completed_run_removes_only_its_own_files(table, tmp_path):
+    """An empty folder given by the user: deepae's files go when training completes, a file
+    the user drops there meanwhile stays, and so does the folder."""
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+
+    class Drop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (ckpt / "user.txt").write_text("keep me")
+
+    small_model().fit(table, epochs=2, checkpoint_dir=ckpt, callbacks=[Drop()], verbose=0)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["user.txt"]
+
+
+def test_kept_checkpoint_resumes_finished_run_without_training(table, tmp_path):
+    """keep_checkpoint=True (what the CLI passes until the model is saved): after training
+    completes the checkpoint stays, a resumed fit restores the finished weights without
+    another epoch, and remove_checkpoint then cleans the folder."""
+    ckpt = tmp_path / "ck"
+    ae = small_model()
+    ae.fit(table, epochs=3, checkpoint_dir=ckpt, keep_checkpoint=True, random_state=0,
+           verbose=0)
+    assert (ckpt / CHECKPOINT_MARK).is_file() and (ckpt / "backup").is_dir()
+    again = small_model()
+    h = again.fit(table, epochs=3, checkpoint_dir=ckpt, resume=True, keep_checkpoint=True,
+                  random_state=0, verbose=0)
+    assert len(h.history["loss"]) == 3
+    assert int(keras.ops.convert_to_numpy(again.optimizer.iterations)) == \
+        int(keras.ops.convert_to_numpy(ae.optimizer.iterations))
+    np.testing.assert_allclose(again.reconstruct(table[:5]), ae.reconstruct(table[:5]),
+                               rtol=1e-5, atol=1e-5)
+    remove_checkpoint(ckpt)
+    assert not ckpt.exists()
 
 
 TRAIN_SCRIPT = """

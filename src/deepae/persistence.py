@@ -10,13 +10,17 @@ An artifact is a zip file holding
 
 Nothing is pickled. Writes go to a temporary file in the target folder, then `os.replace`,
 so a crash never leaves a half-written file and an existing file is never half-overwritten.
+A file from outside is hostile: `read_artifact` checks names, sizes (declared and inflated),
+the kind's expected members, and each model's configuration against its weights before
+anything is built; see docs/artifact.md.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
+import math
+import re
 import tempfile
 import warnings
 import zipfile
@@ -28,14 +32,27 @@ import numpy as np
 
 from deepae._version import __version__
 from deepae.exceptions import ArtifactError
+from deepae.fileio import atomic_write, atomic_write_bytes, check_output_path
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "read_header", "register_loader", "atomic_write_bytes"]
+           "read_header", "register_loader", "restore", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
+           "HEADER_MAX_BYTES"]
 
 FORMAT_NAME = "deepae-artifact"
 FORMAT_VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
-_LOADERS = {}
+# what a deepae artifact may hold, checked before anything is inflated or built:
+# member names are never paths (a model's name is a short identifier, each kind says which)
+_MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_MEMBERS = 256
+# inflated sizes: the header is parsed into Python objects (several times its size), so it
+# is capped low; the rest by a total the caller may raise (`max_bytes`)
+HEADER_MAX_BYTES = 8 << 20
+DEFAULT_MAX_BYTES = 1 << 30
+# a Keras `.keras` member holds exactly these three files (deepae's models have no assets)
+_KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
+_CHUNK = 1 << 20
+_KINDS = {}
 
 
 @dataclass
@@ -49,51 +66,38 @@ class Artifact:
     header: dict = field(default_factory=dict)
 
 
-def register_loader(kind: str):
-    """Register ``fn(artifact) -> estimator`` as the loader for artifacts of `kind`."""
+def register_loader(kind: str, *, models: str = "model"):
+    """Register ``fn(artifact) -> estimator`` as the loader for artifacts of `kind`.
+
+    `models` is a regular expression that every name in the artifact's model list must match
+    whole (default: one model called ``model``); names outside it are refused before any
+    member is read.
+    """
+    pattern = re.compile(models)
 
     def deco(fn):
-        _LOADERS[kind] = fn
+        _KINDS[kind] = (fn, pattern)
         return fn
 
     return deco
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file owner-only; give it the permissions open() would (umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_artifact(path, kind: str, metadata: dict, *, models=None, arrays=None,
                   overwrite: bool = True) -> Path:
     """Write an artifact atomically and return its path."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"`path` {str(path)!r} exists; pass overwrite=True to replace it.")
-    if path.is_dir():
-        raise IsADirectoryError(f"Expected `path` to be a file name; {str(path)!r} is a folder.")
-    atomic_write_bytes(path, artifact_bytes(kind, metadata, models=models, arrays=arrays))
-    return path
+    path = check_output_path(path, overwrite=overwrite)
+    return atomic_write(path, artifact_bytes(kind, metadata, models=models, arrays=arrays),
+                        overwrite=overwrite)
 
 
 def artifact_bytes(kind: str, metadata: dict, *, models=None, arrays=None) -> bytes:
     """The bytes of an artifact (what `save_artifact` writes)."""
     import keras
 
+    for name in models or {}:
+        if not _MODEL_NAME.fullmatch(name):
+            raise ValueError(f"Model names in an artifact must match {_MODEL_NAME.pattern}; "
+                             f"received {name!r}.")
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "deepae_version": __version__, "keras_version": keras.__version__,
               "backend": keras.backend.backend(), "kind": kind,
@@ -122,10 +126,71 @@ def _json_default(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def read_artifact(path) -> Artifact:
-    """Read and check an artifact (a path, or its bytes); raise `ArtifactError` if invalid."""
-    import keras
+class _Budget:
+    """The bytes an artifact may still inflate to; every read is charged against it."""
 
+    def __init__(self, total: int, where: str):
+        self.left, self.total, self.where = int(total), int(total), where
+
+    def charge(self, n: int, what: str):
+        if n > self.left:
+            raise ArtifactError(
+                f"{self.where} inflates to more than max_bytes={self.total} bytes (reached "
+                f"while reading {what}); refused as a possible decompression bomb. Pass a "
+                "larger max_bytes to deepae.load if you trust this file.")
+        self.left -= n
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, limit: int, budget: _Budget) -> bytes:
+    """A member's bytes, inflated in chunks and stopped at `limit` (or the budget) whatever
+    its header says; zipfile checks the CRC at the end."""
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise ArtifactError(f"{budget.where}: member {name!r} declares {info.file_size} bytes; "
+                            f"at most {limit} are allowed.")
+    budget.charge(info.file_size, name)  # the directory's claim, checked before inflating
+    out, n = [], 0
+    with zf.open(info) as f:
+        while chunk := f.read(_CHUNK):
+            n += len(chunk)
+            if n > info.file_size or n > limit:
+                raise ArtifactError(f"{budget.where}: member {name!r} inflates beyond the "
+                                    f"{info.file_size} bytes its header declares.")
+            out.append(chunk)
+    return b"".join(out)
+
+
+def _check_directory(zf: zipfile.ZipFile, allowed, where: str):
+    infos = zf.infolist()
+    if len(infos) > _MAX_MEMBERS:
+        raise ArtifactError(f"{where} has {len(infos)} members; at most {_MAX_MEMBERS} "
+                            "are allowed.")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{where} lists a member twice; refused.")
+    unknown = sorted(n for n in names if not allowed(n))
+    if unknown:
+        raise ArtifactError(f"{where} holds unexpected members {unknown[:5]}.")
+    return set(names)
+
+
+def read_artifact(path, *, kind: str | None = None,
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> Artifact:
+    """Read and check an artifact (a path, or its bytes); raise `ArtifactError` if invalid.
+
+    Parameters
+    ----------
+    path : str, Path or bytes
+    kind : str, optional
+        The estimator kind expected; another kind is refused before any model is built.
+    max_bytes : int, default=1 GiB
+        The most bytes the artifact may inflate to, all members together; checked from the
+        zip directory and again while inflating, so a lying header does not help.
+
+    Nothing is written to disk: members are read into memory (at most `max_bytes`), names
+    inside the file never become paths, every Keras model's configuration is checked against
+    the weights it ships before any layer is built, and arrays are read without pickle.
+    """
     if isinstance(path, bytes | bytearray):
         source, head, path = io.BytesIO(path), bytes(path[:4]), "<bytes>"
     else:
@@ -138,87 +203,242 @@ def read_artifact(path) -> Artifact:
         with open(path, "rb") as f:
             head = f.read(4)
         source = path
+    where = repr(str(path))
     if head != _ZIP_MAGIC:
-        raise ArtifactError(f"{str(path)!r} is not a deepae model: expected a zip archive "
+        raise ArtifactError(f"{where} is not a deepae model: expected a zip archive "
                             f"starting with {_ZIP_MAGIC!r}, found {head!r}.")
+    budget = _Budget(max_bytes, where)
     try:
         with zipfile.ZipFile(source) as zf:
-            bad = zf.testzip()
-            if bad is not None:
-                raise ArtifactError(f"{str(path)!r} is corrupted: member {bad!r} fails its CRC "
-                                    "check.")
-            names = set(zf.namelist())
-            if "deepae.json" not in names:
-                raise ArtifactError(f"{str(path)!r} is a zip archive but not a deepae model "
+            if "deepae.json" not in zf.namelist():
+                raise ArtifactError(f"{where} is a zip archive but not a deepae model "
                                     "(no deepae.json inside).")
-            header = json.loads(zf.read("deepae.json"))
-            _check_header(header, path)
-            missing = [f"{m}.keras" for m in header["models"] if f"{m}.keras" not in names]
-            if missing or "arrays.npz" not in names:
-                raise ArtifactError(f"{str(path)!r} is incomplete: missing "
-                                    f"{missing + ([] if 'arrays.npz' in names else ['arrays.npz'])}.")
-            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            models = {}
-            with tempfile.TemporaryDirectory() as tmp:
-                for name in header["models"]:
-                    file = Path(tmp) / f"{name}.keras"
-                    file.write_bytes(zf.read(f"{name}.keras"))
-                    models[name] = keras.saving.load_model(file, compile=False, safe_mode=True)
+            names = _check_directory(
+                zf, lambda n: n in ("deepae.json", "arrays.npz") or (
+                    n.endswith(".keras") and _MODEL_NAME.fullmatch(n[:-6]) is not None), where)
+            header = json.loads(_read_member(zf, "deepae.json", HEADER_MAX_BYTES, budget))
+            _check_header(header, path, kind)
+            expected = {f"{m}.keras" for m in header["models"]} | {"arrays.npz"}
+            missing, extra = sorted(expected - names), sorted(names - expected - {"deepae.json"})
+            if missing or extra:
+                raise ArtifactError(f"{where} does not hold the members its header lists: "
+                                    f"missing {missing}, unexpected {extra}.")
+            arrays = _read_npz(_read_member(zf, "arrays.npz", max_bytes, budget), where, budget)
+            models = {name: _load_keras(_read_member(zf, f"{name}.keras", max_bytes, budget),
+                                        f"{where} member {name + '.keras'!r}", budget)
+                      for name in header["models"]}
     except ArtifactError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError,
-            TypeError) as e:
-        raise ArtifactError(f"{str(path)!r} is truncated or corrupted and cannot be read as a "
-                            f"deepae model: {type(e).__name__}: {e}") from e
-    return Artifact(kind=header["kind"], metadata=header.get("metadata", {}), models=models,
+            TypeError, IndexError, AttributeError, RecursionError, OverflowError,
+            NotImplementedError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{where} is truncated or corrupted and cannot be read as a "
+                            f"deepae model: {type(e).__name__}: {_short(e)}") from e
+    return Artifact(kind=header["kind"], metadata=header["metadata"], models=models,
                     arrays=arrays, header=header)
+
+
+def _short(e) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:300] + " ..."
+
+
+def _read_npz(data: bytes, where: str, budget: _Budget) -> dict:
+    """The arrays of an ``.npz`` (itself a zip), each member capped by the budget and its
+    ``.npy`` header checked against the bytes present before anything is allocated."""
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as npz:
+        _check_directory(npz, lambda n: n.endswith(".npy"), f"{where} arrays.npz")
+        for info in npz.infolist():
+            raw = _read_member(npz, info.filename, budget.left, budget)
+            f = io.BytesIO(raw)
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ArtifactError(f"{where}: array {info.filename!r} has .npy version "
+                                    f"{version}; expected 1.0 or 2.0.")
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            if dtype.hasobject:
+                raise ArtifactError(f"{where}: array {info.filename!r} holds Python objects; "
+                                    "refused (no pickle).")
+            count = math.prod(shape)
+            if count * dtype.itemsize != len(raw) - f.tell():
+                raise ArtifactError(f"{where}: array {info.filename!r} declares shape "
+                                    f"{shape} of {dtype} ({count * dtype.itemsize} bytes) but "
+                                    f"holds {len(raw) - f.tell()} bytes.")
+            arr = np.frombuffer(raw, dtype=dtype, count=count, offset=f.tell())
+            arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+            arrays[info.filename[:-4]] = arr.copy()
+    return arrays
+
+
+def _load_keras(data: bytes, where: str, budget: _Budget):
+    """A Keras model from the bytes of its ``.keras`` file, in memory, in safe mode, after
+    checking that its configuration builds no more weights than the file holds."""
+    import keras
+
+    with zipfile.ZipFile(io.BytesIO(data)) as inner:
+        names = _check_directory(inner, lambda n: n in _KERAS_MEMBERS, where)
+        if names != _KERAS_MEMBERS:
+            raise ArtifactError(f"{where} is not a complete Keras model: missing "
+                                f"{sorted(_KERAS_MEMBERS - names)}.")
+        # the inner members are part of the bytes already charged: a second, local budget
+        local = _Budget(len(data) + HEADER_MAX_BYTES, where)
+        config = json.loads(_read_member(inner, "config.json", HEADER_MAX_BYTES, local))
+        weights = _read_member(inner, "model.weights.h5", len(data), local)
+    present = _weights_present(weights, where)
+    declared = _weights_declared(config, where)
+    if declared > present:
+        raise ArtifactError(f"{where}: its configuration builds {declared} weights but the "
+                            f"file holds {present}; refused before building it.")
+    from keras.src.saving import saving_lib
+
+    model = saving_lib.load_model(io.BytesIO(data), compile=False, safe_mode=True)
+    if not isinstance(model, keras.Model):
+        raise ArtifactError(f"{where} holds a {type(model).__name__}, not a Keras model.")
+    return model
+
+
+def _weights_present(data: bytes, where: str) -> int:
+    """How many numbers the HDF5 weights file really stores (datasets with no data behind
+    their declared shape, compressed or non-numeric ones are refused)."""
+    import h5py
+
+    total = 0
+    try:
+        with h5py.File(io.BytesIO(data), "r") as h5:
+            items = []
+            h5.visititems(lambda name, obj: items.append((name, obj)))
+            for name, obj in items:
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                if obj.dtype.kind not in "fiub" or obj.compression is not None \
+                        or obj.dtype.itemsize > 8:
+                    raise ArtifactError(f"{where}: weight {name!r} is {obj.dtype}, "
+                                        f"compression {obj.compression!r}; expected plain "
+                                        "numbers as Keras writes them.")
+                if obj.id.get_storage_size() < obj.size * obj.dtype.itemsize:
+                    raise ArtifactError(f"{where}: weight {name!r} declares shape {obj.shape} "
+                                        "but stores less data than that.")
+                total += int(obj.size)
+    except ArtifactError:
+        raise
+    except Exception as e:  # h5py raises OSError, KeyError, ValueError, RuntimeError, ...
+        raise ArtifactError(f"{where}: its weights file cannot be read: {type(e).__name__}: "
+                            f"{_short(e)}") from e
+    return total
+
+
+def _weights_declared(config, where: str) -> int:
+    """How many weights the model `config` builds, counted without allocating any: the model
+    is built in a Keras stateless scope, where variables keep their shape but no value."""
+    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
+
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{where}: config.json is not a Keras model configuration.")
+    config = dict(config, compile_config=None)
+    key = "uninitialized_variables"
+    before = list(global_state.get_global_attribute(key, []) or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False), ObjectSharingScope(), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = deserialize_keras_object(config, safe_mode=True)
+            return int(sum(math.prod(v.shape) for v in getattr(model, "weights", [])))
+    except ArtifactError:
+        raise
+    except Exception as e:  # whatever a forged configuration makes Keras raise
+        raise ArtifactError(f"{where}: its model configuration cannot be built: "
+                            f"{type(e).__name__}: {_short(e)}") from e
+    finally:
+        # the variables made in the scope are registered for a later initialisation: drop
+        # them, or the next stateless scope would allocate them after all
+        global_state.set_global_attribute(key, before)
 
 
 def read_header(path) -> dict:
     """The checked ``deepae.json`` header of an artifact, without loading its models."""
+    where = repr(str(path))
     try:
         with zipfile.ZipFile(path) as zf:
-            header = json.loads(zf.read("deepae.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise ArtifactError(f"{str(path)!r} is not a readable deepae model: "
-                            f"{type(e).__name__}: {e}") from e
+            _check_directory(zf, lambda n: True, where)
+            header = json.loads(_read_member(zf, "deepae.json", HEADER_MAX_BYTES,
+                                             _Budget(HEADER_MAX_BYTES, where)))
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError, ValueError,
+            RecursionError) as e:
+        raise ArtifactError(f"{where} is not a readable deepae model: "
+                            f"{type(e).__name__}: {_short(e)}") from e
     _check_header(header, path)
     return header
 
 
-def _check_header(header, path):
+def _check_header(header, path, kind=None):
+    where = repr(str(path))
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{str(path)!r} is not a deepae model: its deepae.json names format "
+        raise ArtifactError(f"{where} is not a deepae model: its deepae.json names format "
                             f"{header.get('format') if isinstance(header, dict) else header!r}.")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(
-            f"{str(path)!r} has format version {version!r}; this deepae {__version__} reads "
+            f"{where} has format version {version!r}; this deepae {__version__} reads "
             f"version {FORMAT_VERSION} only. Upgrade deepae to read newer files.")
-    if not isinstance(header.get("kind"), str) or not isinstance(header.get("models"), list):
-        raise ArtifactError(f"{str(path)!r} has a malformed deepae.json header.")
+    found, models = header.get("kind"), header.get("models")
+    if not isinstance(found, str) or not isinstance(models, list) \
+            or not isinstance(header.get("metadata"), dict):
+        raise ArtifactError(f"{where} has a malformed deepae.json header (expected a string "
+                            "'kind', a list 'models' and an object 'metadata').")
+    if found not in _KINDS:
+        raise ArtifactError(f"{where} holds a {found!r}, which this deepae {__version__} "
+                            f"cannot load (known: {sorted(_KINDS)}).")
+    if kind is not None and found != kind:
+        raise ArtifactError(f"{where} holds a {found}, not a {kind}; load it with "
+                            "deepae.load.")
+    pattern = _KINDS[found][1]
+    bad = [m for m in models if not isinstance(m, str) or not _MODEL_NAME.fullmatch(m)
+           or not pattern.fullmatch(m)]
+    if bad or len(set(models)) != len(models):
+        raise ArtifactError(f"{where}: a {found} holds models named like {pattern.pattern!r}; "
+                            f"its header lists {models[:8]!r}.")
     if header.get("deepae_version") != __version__:
-        warnings.warn(f"{str(path)!r} was written by deepae {header.get('deepae_version')}; "
+        warnings.warn(f"{where} was written by deepae {header.get('deepae_version')}; "
                       f"this is deepae {__version__}.", UserWarning, stacklevel=4)
 
 
-def load(path):
+def restore(art: Artifact, restore_fn, where: str = "the artifact"):
+    """Run a kind's `restore_fn(art)`; a missing or ill-typed part of forged metadata becomes
+    an `ArtifactError` that names it."""
+    try:
+        return restore_fn(art)
+    except ArtifactError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise ArtifactError(f"{where} holds a {art.kind} whose saved state is malformed: "
+                            f"{type(e).__name__}: {_short(e)}") from e
+
+
+def load(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
     """Load any deepae artifact written by ``save``; the estimator kind is read from the file.
+
+    Parameters
+    ----------
+    path : str or Path
+    max_bytes : int, default=1 GiB
+        The most bytes the file may inflate to (see `read_artifact`).
 
     Raises
     ------
     ArtifactError
-        If the file is corrupted, truncated, foreign or of an unknown format version.
+        If the file is corrupted, truncated, forged, foreign or of an unknown format version.
     """
     # Loaders register themselves when their modules are imported; importing this module
     # imports the `deepae` package first, which imports every estimator module.
-    art = read_artifact(path)
-    loader = _LOADERS.get(art.kind)
-    if loader is None:
-        raise ArtifactError(f"{str(path)!r} holds a {art.kind!r}, which this deepae "
-                            f"{__version__} cannot load (known: {sorted(_LOADERS)}).")
-    return loader(art)
+    art = read_artifact(path, max_bytes=max_bytes)
+    return restore(art, _KINDS[art.kind][0], repr(str(path)))
 
 
 # -- the core model -------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Figures, drawn with matplotlib's Agg backend (no screen needed).
 
-Each function writes a PNG atomically and returns its path.
+Each function writes a PNG atomically (`deepae.fileio.atomic_write`, with the user's usual
+file permissions) and returns its path.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from deepae.fileio import atomic_write
 
 __all__ = ["reconstruction_grid", "training_curves", "embedding_scatter", "error_vs_code_size",
            "score_distribution", "roc_pr_curves"]
@@ -28,15 +29,10 @@ def _pyplot():
 
 def _save(fig, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png",
-                               dir=path.parent)
-    os.close(fd)
+    fmt = path.suffix[1:].lower() or "png"
     try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight"))
     finally:
-        Path(tmp).unlink(missing_ok=True)
         fig.clf()
         _pyplot().close(fig)
     return path

@@ -24,9 +24,10 @@ from deepae._validation import as_array, check_fraction, check_in, check_positiv
 from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
 from deepae.exceptions import TrainingError
+from deepae.fileio import atomic_write
 
 __all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint", "LOSSES", "OPTIMIZERS",
-           "NaNGuard"]
+           "NaNGuard", "remove_checkpoint", "CHECKPOINT_MARK"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -50,9 +51,67 @@ def data_fingerprint(x: np.ndarray, max_rows: int = 4096) -> str:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1).encode())
+
+
+# A checkpoint folder deepae made holds this file first; only such a folder is resumed or
+# cleaned, and only the names below are ever removed from it.
+CHECKPOINT_MARK = ".deepae-checkpoint"
+_CHECKPOINT_FILES = ("run.json", "history.json")
+_CHECKPOINT_DIRS = ("backup",)
+
+
+def _open_checkpoint(ckpt: Path, resume: bool) -> bool:
+    """Check `ckpt` before training writes to it and mark it as deepae's; returns whether it
+    holds an interrupted run to resume."""
+    if ckpt.exists() and not ckpt.is_dir():
+        raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is a file; expected a folder.")
+    mark = ckpt / CHECKPOINT_MARK
+    if ckpt.is_dir() and any(ckpt.iterdir()):
+        if not mark.is_file():
+            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is not empty and was not made "
+                             "by deepae (it has no .deepae-checkpoint file); deepae writes and "
+                             "later removes files there, so it needs a new or empty folder.")
+        if not resume:
+            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds an interrupted deepae run; "
+                             "pass resume=True (CLI: --resume) to continue it, or call "
+                             "deepae.training.remove_checkpoint on it (or choose another "
+                             "folder) to start again.")
+        return True
+    created = not ckpt.exists()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    atomic_write(mark, json.dumps({"deepae_checkpoint": 1, "created_folder": created}).encode())
+    return False
+
+
+def remove_checkpoint(checkpoint_dir) -> None:
+    """Remove what deepae wrote in `checkpoint_dir`, and the folder if deepae created it.
+
+    Files deepae did not write are kept (and so is the folder that holds them). A folder
+    without deepae's mark is left alone.
+    """
+    ckpt = Path(checkpoint_dir)
+    mark = ckpt / CHECKPOINT_MARK
+    if not mark.is_file():
+        return
+    try:
+        created = bool(json.loads(mark.read_text()).get("created_folder"))
+    except (ValueError, OSError, AttributeError):
+        created = False
+    for name in _CHECKPOINT_DIRS:
+        if (ckpt / name).is_dir() and not (ckpt / name).is_symlink():
+            shutil.rmtree(ckpt / name, ignore_errors=True)
+    for name in _CHECKPOINT_FILES:
+        (ckpt / name).unlink(missing_ok=True)
+    for tmp in ckpt.glob(".*.tmp"):  # atomic_write's leftovers after a kill
+        if any(tmp.name.startswith(f".{n}.") for n in _CHECKPOINT_FILES + (CHECKPOINT_MARK,)):
+            tmp.unlink(missing_ok=True)
+    mark.unlink(missing_ok=True)
+    if created:
+        try:
+            ckpt.rmdir()  # only if empty
+        except OSError:
+            pass
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -203,7 +262,8 @@ def _training_data(xs, ys, batch_size, shuffle, seed=0):
 def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                     optimizer="adam", learning_rate=None, momentum=0.9, validation_split=0.0,
                     validation_data=None, early_stopping=None, reduce_lr_on_plateau=None,
-                    checkpoint_dir=None, resume=False, random_state=None, callbacks=None,
+                    checkpoint_dir=None, resume=False, keep_checkpoint=False,
+                    random_state=None, callbacks=None,
                     shuffle=True, verbose="auto", steps_per_execution=None, jit_compile="auto",
                     weight_decay=None, lr_schedule="constant", strategy=None):
     """Train `model` (an `Autoencoder`) to reconstruct `x` (or to map `x` to `y`).
@@ -234,9 +294,14 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     reduce_lr_on_plateau : int, optional
         Patience in epochs before the learning rate is halved.
     checkpoint_dir : path, optional
-        Where a checkpoint is written at the end of each epoch. It is removed when training
-        completes; if the run is interrupted, ``resume=True`` continues from the last
-        completed epoch.
+        Where a checkpoint is written at the end of each epoch: a new or empty folder, which
+        deepae marks as its own (a non-empty folder without the mark is refused). What deepae
+        wrote there is removed when training completes (the folder too if deepae made it);
+        if the run is interrupted, ``resume=True`` continues from the last completed epoch.
+    keep_checkpoint : bool, default=False
+        Keep the checkpoint after training completes, for a caller that removes it with
+        `remove_checkpoint` only once the model is safely saved; a rerun with
+        ``resume=True`` then restores the finished weights without training again.
     random_state : int, optional
         Seeds Python, NumPy and the backend: the same seed and data give the same weights
         on the same machine.
@@ -313,7 +378,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                 learning_rate=learning_rate, momentum=momentum,
                 validation_split=validation_split, validation_data=validation_data,
                 early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
-                checkpoint_dir=checkpoint_dir, resume=resume, random_state=random_state,
+                checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoint=keep_checkpoint,
+                random_state=random_state,
                 callbacks=callbacks, shuffle=shuffle, verbose=verbose,
                 steps_per_execution=steps_per_execution, jit_compile=jit_compile,
                 weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
@@ -321,7 +387,8 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
 
 def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, loss, optimizer,
          learning_rate, momentum, validation_split, validation_data, early_stopping,
-         reduce_lr_on_plateau, checkpoint_dir, resume, random_state, callbacks, shuffle,
+         reduce_lr_on_plateau, checkpoint_dir, resume, keep_checkpoint, random_state,
+         callbacks, shuffle,
          verbose, steps_per_execution, jit_compile, weight_decay, lr_schedule, strategy):
     """`fit_autoencoder` after the checks. The model's variables and the optimizer are made,
     and `Model.fit` runs, inside the strategy's scope; the input pipeline (whose variables
@@ -399,15 +466,12 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     if checkpoint_dir is not None and not chief:
         ckpt = Path(checkpoint_dir)
         cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
-                                                    double_checkpoint=True))
+                                                    double_checkpoint=True,
+                                                    delete_checkpoint=not keep_checkpoint))
     elif checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir)
         run_file = ckpt / "run.json"
-        if ckpt.exists() and any(ckpt.iterdir()):
-            if not resume:
-                raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds an interrupted run; "
-                                 "pass resume=True (CLI: --resume) to continue it, or remove "
-                                 "the folder to start again.")
+        if _open_checkpoint(ckpt, resume):
             if run_file.exists():
                 run = json.loads(run_file.read_text())
                 if run.get("data_fingerprint") != fingerprint:
@@ -416,12 +480,12 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                         f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
             hist = ckpt / "history.json"
             previous = json.loads(hist.read_text()) if hist.exists() else []
-        ckpt.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(run_file, {"model_config": model.get_config(),
                                       "data_fingerprint": fingerprint, "epochs": epochs,
                                       "batch_size": batch_size})
         cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
-                                                    double_checkpoint=True))
+                                                    double_checkpoint=True,
+                                                    delete_checkpoint=not keep_checkpoint))
         cbs.append(_HistoryLog(ckpt / "history.json", previous))
     cbs += list(callbacks or [])
 
@@ -457,8 +521,8 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     history.history = {k: [r[k] for r in rows if k in r]
                        for k in (rows[-1].keys() if rows else []) if k != "epoch"}
     history.epoch = [r["epoch"] - 1 for r in rows]
-    if ckpt is not None and chief:
-        shutil.rmtree(ckpt, ignore_errors=True)
+    if ckpt is not None and chief and not keep_checkpoint:
+        remove_checkpoint(ckpt)
 
     stopped_early = bool(early_stopping is not None and len(rows) < epochs)
     model.history_ = history.history

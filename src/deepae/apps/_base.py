@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
-from deepae.exceptions import ArtifactError
-from deepae.persistence import Artifact, artifact_bytes, read_artifact, save_artifact
+from deepae.persistence import Artifact, artifact_bytes, read_artifact, restore, save_artifact
 
 __all__ = ["ArtifactEstimatorMixin", "params_from_json"]
 
@@ -69,11 +68,8 @@ class ArtifactEstimatorMixin:
         ArtifactError
             If the file is not a deepae artifact, is corrupted, or holds another estimator.
         """
-        art = read_artifact(path)
-        if art.kind != cls.__name__:
-            raise ArtifactError(f"{str(path)!r} holds a {art.kind}, not a {cls.__name__}; "
-                                "load it with deepae.load.")
-        return cls._from_artifact(art)
+        return restore(read_artifact(path, kind=cls.__name__), cls._from_artifact,
+                       repr(str(path)))
 
     @classmethod
     def _from_artifact(cls, art: Artifact):
@@ -97,4 +93,4 @@ class ArtifactEstimatorMixin:
         blob = state.pop("_artifact_bytes", None)
         self.__dict__.update(state)
         if blob is not None:
-            self._restore(read_artifact(blob))
+            restore(read_artifact(blob), self._restore)

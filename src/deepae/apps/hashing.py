@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepae._validation import check_positive_float, check_positive_int, check_units
 from deepae.apps._base import ArtifactEstimatorMixin
-from deepae.persistence import Artifact, read_artifact, register_loader, save_artifact
+from deepae.persistence import Artifact, read_artifact, register_loader, restore, save_artifact
 
 __all__ = ["SemanticHasher", "HammingIndex", "SemanticIndex", "knn_graph", "neighbourhood_targets",
            "pack_keys", "flip_masks"]
@@ -578,12 +578,8 @@ class HammingIndex:
 
     @classmethod
     def load(cls, path) -> HammingIndex:
-        art = read_artifact(path)
-        if art.kind != "HammingIndex":
-            from deepae.exceptions import ArtifactError
-
-            raise ArtifactError(f"{str(path)!r} holds a {art.kind}, not a HammingIndex.")
-        return cls._from_artifact(art)
+        return restore(read_artifact(path, kind="HammingIndex"), cls._from_artifact,
+                       repr(str(path)))
 
     @classmethod
     def _from_artifact(cls, art: Artifact) -> HammingIndex:
@@ -719,13 +715,8 @@ class SemanticIndex:
 
     @classmethod
     def load(cls, path) -> SemanticIndex:
-        art = read_artifact(path)
-        if art.kind != "SemanticIndex":
-            from deepae.exceptions import ArtifactError
-
-            raise ArtifactError(f"{str(path)!r} holds a {art.kind}, not a SemanticIndex "
-                                "(written by SemanticIndex.save or `deepae index build`).")
-        return cls._from_artifact(art)
+        return restore(read_artifact(path, kind="SemanticIndex"), cls._from_artifact,
+                       repr(str(path)))
 
     @classmethod
     def _from_artifact(cls, art: Artifact) -> SemanticIndex:
@@ -742,6 +733,6 @@ class SemanticIndex:
         return f"SemanticIndex(n_bits={self.n_bits}) with {len(self):,} items"
 
 
-register_loader("HammingIndex")(HammingIndex._from_artifact)
+register_loader("HammingIndex", models="(?!)")(HammingIndex._from_artifact)
 register_loader("SemanticIndex")(SemanticIndex._from_artifact)
 register_loader("SemanticHasher")(SemanticHasher._from_artifact)

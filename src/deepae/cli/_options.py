@@ -1,8 +1,10 @@
-"""Options shared by several commands."""
+"""Options and rules shared by several commands."""
 
 from __future__ import annotations
 
-__all__ = ["add_patch_training_options"]
+from pathlib import Path
+
+__all__ = ["add_patch_training_options", "add_common_options", "output_path"]
 
 
 def add_patch_training_options(p, *, patch_size):
@@ -13,3 +15,25 @@ def add_patch_training_options(p, *, patch_size):
     p.add_argument("--patches", type=int, default=4096,
                    help="train: patches per epoch (default 4096)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def add_common_options(p, *, output: bool = True):
+    """``--overwrite`` (for a command that writes files) and ``--debug``, on every command."""
+    if output:
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace output files that exist (default: refuse)")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, show the full traceback instead of one line")
+
+
+def output_path(args, path, *inputs) -> Path | None:
+    """The one output rule of every command: `path` may not be a folder or one of the
+    command's `inputs`, and an existing file is refused unless ``--overwrite``. ``None`` or
+    ``-`` (standard output) pass through as None. Every write is then atomic
+    (`deepae.fileio.atomic_write`)."""
+    from deepae.fileio import check_output_path
+
+    if path is None or str(path) == "-":
+        return None
+    return check_output_path(path, overwrite=bool(getattr(args, "overwrite", False)),
+                             inputs=[i for i in inputs if i is not None])

@@ -11,6 +11,8 @@ the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
 
 from __future__ import annotations
 
+from deepae.cli._options import output_path
+
 __all__ = ["add_compress_parsers"]
 
 _USAGE = {"compress": "deepae compress INPUT OUTPUT [--quality Q | --model M] [--refine N] | "
@@ -42,6 +44,7 @@ def _train(args):
                        patches_per_epoch=args.patches, filters=args.filters,
                        latent_channels=args.latent_channels, levels=args.levels,
                        random_state=args.seed, verbose=0 if args.quiet else 1)
+    output_path(args, args.output, args.args[1])
     codec.fit(read_images(args.args[1]))
     codec.save(args.output, overwrite=args.overwrite)
     h = codec.history_
@@ -55,21 +58,19 @@ def cmd_compress(args):
     from pathlib import Path
 
     from deepae.data.io import read_image
+    from deepae.fileio import atomic_write
     from deepae.metrics import psnr
-    from deepae.persistence import atomic_write_bytes
 
     if args.args and args.args[0] == "train":
         return _train(args)
     if len(args.args) != 2:
         raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
                          f"{args.args}; usage: {_USAGE['compress']}")
-    src, dst = Path(args.args[0]), Path(args.args[1])
-    if dst.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(dst)!r} exists; pass --overwrite to replace it.")
+    src, dst = Path(args.args[0]), output_path(args, args.args[1], args.args[0], args.model)
     image = read_image(src)
     codec = _codec(args.model, args.quality)
     data, stats = codec.compress(image, refine_steps=args.refine, return_stats=True)
-    atomic_write_bytes(dst, data)
+    atomic_write(dst, data, overwrite=args.overwrite)
     if not args.quiet:
         restored = codec.decompress(data)
         print(f"wrote {dst}: {stats['bytes']:,} bytes for {image.shape[1]}x{image.shape[0]} "
@@ -90,11 +91,9 @@ def cmd_decompress(args):
     if len(args.args) != 2:
         raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
                          f"{args.args}; usage: {_USAGE['decompress']}")
-    src, dst = Path(args.args[0]), Path(args.args[1])
+    src, dst = Path(args.args[0]), output_path(args, args.args[1], args.args[0], args.model)
     if not src.is_file():
         raise FileNotFoundError(f"No .dae file at {str(src)!r}.")
-    if dst.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(dst)!r} exists; pass --overwrite to replace it.")
     data = src.read_bytes()
     codec = ImageCodec.load(args.model) if args.model else ImageCodec.pretrained_for(data)
     image = codec.decompress(data)
@@ -107,7 +106,7 @@ def cmd_decompress(args):
 
 def add_compress_parsers(sub):
     """Add ``compress`` (with ``compress train``) and ``decompress``."""
-    from deepae.cli._options import add_patch_training_options
+    from deepae.cli._options import add_common_options, add_patch_training_options
 
     c = sub.add_parser("compress", help="compress an image to a .dae file; train a codec",
                        usage=_USAGE["compress"],
@@ -132,8 +131,8 @@ def add_compress_parsers(sub):
                    help="train: latent channels (default 96)")
     c.add_argument("--levels", type=int, default=4,
                    help="train: stride-2 stages, the latent is 2^levels smaller (default 4)")
-    c.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     c.add_argument("--quiet", action="store_true", help="print nothing")
+    add_common_options(c)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help="restore an image from a .dae file",
@@ -142,6 +141,6 @@ def add_compress_parsers(sub):
     d.add_argument("args", nargs="+", metavar="ARG", help="INPUT OUTPUT")
     d.add_argument("--model", help="the codec that wrote the file; default: the shipped "
                    "codec whose fingerprint the file carries")
-    d.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     d.add_argument("--quiet", action="store_true", help="print nothing")
+    add_common_options(d)
     d.set_defaults(func=cmd_decompress)

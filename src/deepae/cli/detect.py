@@ -5,11 +5,13 @@ A thin layer over `deepae.AnomalyDetector`: read the table, call the API, print 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from deepae.cli._options import add_common_options, output_path
 
 __all__ = ["add_detect_parser", "describe_threshold"]
 
@@ -68,8 +70,7 @@ def cmd_fit(args):
     from deepae.cli.main import _units
     from deepae.data.tabular import read_table
 
-    if Path(args.model).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.model!r} exists; pass --overwrite to replace it")
+    output_path(args, args.model, args.data)
     frame = read_table(args.data)
     cols = _Columns(args)
     X, _, labels = cols.split(frame, args.data, need_label=bool(args.label_column))
@@ -85,7 +86,7 @@ def cmd_fit(args):
         params.update(cost_missed=args.cost_missed, cost_review=args.cost_review)
     det = AnomalyDetector(**params)
     det.fit(X, None if labels is None else labels.to_numpy())
-    det.save(args.model)
+    det.save(args.model, overwrite=args.overwrite)
     n_normal = len(X) if labels is None else int((labels.to_numpy() == 0).sum())
     print(f"trained on {n_normal} normal rows of {len(X)} ({X.shape[1]} columns: "
           f"{len(det.preprocessor_.numeric_)} numeric, {len(det.preprocessor_.categories_)} "
@@ -138,16 +139,12 @@ def cmd_score(args):
     import numpy as np
 
 
+    out_path = output_path(args, args.output, args.model, args.data)
     det = _load_detector(args.model)
-    out_path = Path(args.output) if args.output else None
-    if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-        out = os.fdopen(fd, "w", newline="")
-    else:
-        out, tmp = sys.stdout, None
     n_rows = n_flagged = 0
-    try:
+
+    def write(out):
+        nonlocal n_rows, n_flagged
         first = True
         for scores, ids, _, X in _scored_chunks(args, det):
             import pandas as pd
@@ -172,14 +169,19 @@ def cmd_score(args):
             first = False
             n_rows += len(res)
             n_flagged += int(flagged.sum())
-        if tmp is not None:
-            out.close()
-            os.replace(tmp, out_path)
-            tmp = None
-    finally:
-        if tmp is not None:
-            out.close()
-            Path(tmp).unlink(missing_ok=True)
+
+    if out_path is None:
+        write(sys.stdout)
+    else:
+        from deepae.fileio import atomic_write
+
+        def write_file(f):
+            text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+            write(text)
+            text.flush()
+            text.detach()
+
+        atomic_write(out_path, write_file, overwrite=args.overwrite)
     print(f"scored {n_rows} rows; {n_flagged} above the threshold {det.threshold_:.6g}"
           + (f"; wrote {out_path}" if out_path else ""), file=sys.stderr)
     return 0
@@ -192,6 +194,12 @@ def cmd_evaluate(args):
 
     if not args.label_column:
         raise ValueError("evaluate needs --label-column: the 0/1 column (1 = anomaly)")
+    inputs = (args.model, args.data)
+    if args.json:
+        output_path(args, args.json, *inputs)
+    if args.plots:
+        for name in ("scores.png", "roc_pr.png"):
+            output_path(args, Path(args.plots) / name, *inputs)
     det = _load_detector(args.model)
     all_scores, all_labels = [], []
     for scores, _, labels, _ in _scored_chunks(args, det, need_label=True):
@@ -214,9 +222,9 @@ def cmd_evaluate(args):
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if args.json:
-        from deepae.persistence import atomic_write_bytes
+        from deepae.fileio import atomic_write
 
-        atomic_write_bytes(Path(args.json), json.dumps(rep, indent=1).encode())
+        atomic_write(args.json, json.dumps(rep, indent=1).encode())
     if args.plots:
         from deepae.plots import roc_pr_curves, score_distribution
 
@@ -269,7 +277,7 @@ def add_detect_parser(sub):
     f.add_argument("--epochs", type=int, default=100, help="at most (early stopping; "
                    "default 100)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    f.add_argument("--overwrite", action="store_true", help="replace MODEL if it exists")
+    add_common_options(f)
     f.set_defaults(func=cmd_fit)
 
     s = dsub.add_parser("score", help="score a table in chunks (CSV to stdout or -o)",
@@ -285,6 +293,7 @@ def add_detect_parser(sub):
                    help="add the top K contributing columns of flagged rows")
     s.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
                    "(default 20000)")
+    add_common_options(s)
     s.set_defaults(func=cmd_score)
 
     e = dsub.add_parser("evaluate", help="ROC-AUC, PR-AUC, recall at FPR, confusion matrix",
@@ -299,5 +308,6 @@ def add_detect_parser(sub):
     e.add_argument("--json", help="also write the figures to this JSON file")
     e.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
                    "(default 20000)")
+    add_common_options(e)
     e.set_defaults(func=cmd_evaluate)
     return d

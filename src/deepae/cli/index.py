@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from deepae.cli._options import add_common_options, output_path
+
 __all__ = ["add_index_parser"]
 
 LABEL_KEYS = ("y", "labels", "y_train", "label")
@@ -54,8 +56,7 @@ def cmd_build(args):
     from deepae import SemanticIndex
     from deepae.cli.main import _units
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out!r} exists; pass --overwrite to replace it")
+    output_path(args, args.out, args.data)
     X, ids, labels = _vectors(args.data, key=args.key)
     params = {"n_bits": args.bits, "epochs": args.epochs, "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
@@ -66,7 +67,7 @@ def cmd_build(args):
     t = time.perf_counter()
     idx = SemanticIndex.build(X, ids, labels, **params)
     seconds = time.perf_counter() - t
-    idx.save(args.out)
+    idx.save(args.out, overwrite=args.overwrite)
     codes = idx.index.codes
     bits = np.unpackbits(codes, axis=1)[:, :idx.n_bits]
     on = bits.mean(axis=0) if len(bits) else np.zeros(idx.n_bits)
@@ -82,6 +83,7 @@ def cmd_build(args):
 def cmd_query(args):
     import numpy as np
 
+    output_path(args, args.output, args.index, args.queries)
     idx = _load_index(args.index)
     X, qids, _ = _vectors(args.queries, key=args.key, split="test")
     if args.limit:
@@ -103,9 +105,9 @@ def cmd_query(args):
     if out is not None:
         out.write(text)
     else:
-        from deepae.persistence import atomic_write_bytes
+        from deepae.fileio import atomic_write
 
-        atomic_write_bytes(Path(args.output), text.encode())
+        atomic_write(args.output, text.encode(), overwrite=args.overwrite)
         print(f"wrote {len(lines) - 1:,} results for {len(X):,} queries to {args.output}",
               file=sys.stderr)
     return 0
@@ -187,8 +189,8 @@ def add_index_parser(sub):
                    "term (0: plain autoencoder; default the hasher's)")
     b.add_argument("--key", help="array name inside a .npz file")
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    b.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     b.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_common_options(b)
     b.set_defaults(func=cmd_build)
 
     q = isub.add_parser("query", help="the nearest stored items of each query (CSV)",
@@ -209,6 +211,7 @@ def add_index_parser(sub):
     q.add_argument("--limit", type=int, help="only the first LIMIT queries")
     q.add_argument("--key", help="array name inside a .npz file")
     q.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    add_common_options(q)
     q.set_defaults(func=cmd_query)
 
     e = isub.add_parser("evaluate", help="retrieval quality against labels",
@@ -226,4 +229,5 @@ def add_index_parser(sub):
     e.add_argument("--radius", type=int, default=2, help="radius for precision (default 2)")
     e.add_argument("--seed", type=int, default=0, help="query sample seed (default 0)")
     e.add_argument("--json", action="store_true", help="print JSON")
+    add_common_options(e, output=False)
     e.set_defaults(func=cmd_evaluate)

@@ -1,7 +1,9 @@
 """`deepae` command line: parse, call the Python API, print.
 
-A user error prints one line, ``deepae: error: ...``, to stderr and exits with status 1;
-argument-parsing errors exit with 2 (argparse's convention).
+A user error prints one line, ``deepae: error: ...``, to stderr and exits with status 1
+(``--debug`` shows the traceback instead); argument-parsing errors exit with 2 (argparse's
+convention). One output rule for every command: an existing output file is refused unless
+``--overwrite``, an input is never its own output, and every file is written atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from deepae.cli._options import add_common_options, output_path
 
 # Quiet TensorFlow's C++ start-up logs before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,7 +90,7 @@ def _write_array(path, arr):
 
     import numpy as np
 
-    from deepae.persistence import atomic_write_bytes
+    from deepae.fileio import atomic_write
 
     path = Path(path)
     buf = io.BytesIO()
@@ -96,13 +100,21 @@ def _write_array(path, arr):
         np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
     else:
         raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
+
+
+def _check_array_output(args, path, *inputs) -> Path:
+    path = output_path(args, path, *inputs)
+    if path.suffix not in (".npy", ".csv"):
+        raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
+    return path
 
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_demo(args):
     from deepae.experiments import format_table, reference_experiment
 
+    output_path(args, args.out)
     res = reference_experiment(epochs=args.epochs, latent_dim=args.latent_dim,
                                random_state=args.seed, picture=args.out,
                                verbose=2 if args.quiet else "auto")
@@ -125,11 +137,11 @@ def cmd_train(args):
         v = getattr(args, k, None)
         if v is not None:
             cfg[k] = v
-    out = Path(args.output)
+    out = output_path(args, args.output, args.source, args.config)
+    if args.curves:
+        output_path(args, args.curves, args.source, args.config, out)
     ckpt = Path(cfg["checkpoint_dir"]) if cfg["checkpoint_dir"] else out.with_name(
         out.name + ".ckpt")
-    if out.exists() and not args.overwrite and not args.resume:
-        raise UserError(f"{str(out)!r} exists; pass --overwrite to replace it")
     if cfg["stream"]:
         from deepae.data.shards import open_shards
 
@@ -148,12 +160,21 @@ def cmd_train(args):
               momentum=cfg["momentum"], validation_split=cfg["validation_split"],
               early_stopping=cfg["early_stopping"],
               reduce_lr_on_plateau=cfg["reduce_lr_on_plateau"], checkpoint_dir=ckpt,
-              resume=args.resume, random_state=cfg["seed"],
+              resume=args.resume, keep_checkpoint=True, random_state=cfg["seed"],
               verbose=2 if args.quiet else "auto", strategy=cfg["strategy"])
     from deepae.distribute import is_chief
+    from deepae.training import remove_checkpoint
 
     if cfg["strategy"] != "multi-worker" or is_chief():
-        model.save(out)
+        try:
+            model.save(out, overwrite=args.overwrite)
+        except (OSError, ValueError) as e:
+            raise UserError(f"training finished but {str(out)!r} could not be written "
+                            f"({' '.join(str(e).split())}); the trained weights are kept in "
+                            f"{str(ckpt)!r}: run the same command with --resume (and another "
+                            "-o, or --overwrite) to save them without training again") from e
+        # only now that the model is safely on disk
+        remove_checkpoint(ckpt)
     s = model.training_summary_
     print(f"saved {out} ({s['epochs_run']} epochs, final "
           + ", ".join(f"{k}={v:.5g}" for k, v in s["final"].items()) + ")")
@@ -174,6 +195,7 @@ def _load_model(path, *, with_owner=False):
 
 
 def cmd_encode(args):
+    _check_array_output(args, args.output, args.model, args.source)
     model = _load_model(args.model)
     codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
     _write_array(args.output, codes)
@@ -182,9 +204,11 @@ def cmd_encode(args):
 
 
 def cmd_reconstruct(args):
+    out = output_path(args, args.output, args.model, args.source)
+    if out.suffix != ".png":
+        _check_array_output(args, out, args.model, args.source)
     model = _load_model(args.model)
     x = _read_source(args.source, key=args.key, split=args.split)
-    out = Path(args.output)
     if out.suffix == ".png":
         from deepae.plots import reconstruction_grid
 
@@ -352,6 +376,12 @@ def cmd_reduce(args):
     import deepae
     from deepae.apps.reduce import reduction_plots
 
+    inputs = (args.source, args.test, args.labels)
+    if args.output:
+        output_path(args, args.output, *inputs)
+    if args.plots:
+        for name in ("error_vs_code_size.png", "embedding_2d.png"):
+            output_path(args, Path(args.plots) / name, *inputs)
     x_train, x_test, y_test = _labelled_source(args.source, args.test, args.labels)
     x_train = x_train.reshape(len(x_train), -1)
     x_test = x_test.reshape(len(x_test), -1)
@@ -371,7 +401,7 @@ def cmd_reduce(args):
               f"{r['se_per_sample']:>10.3f} {r['fit_seconds']:>8.1f} "
               f"{r['transform_seconds']:>12.4f}")
     if args.output:
-        res["models"]["autoencoder"].save(args.output)
+        res["models"]["autoencoder"].save(args.output, overwrite=args.overwrite)
         print(f"saved the reducer to {args.output}")
     if args.plots:
         paths = reduction_plots(x_train, x_test, args.plots, labels_test=y_test,
@@ -401,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="reconstructions.png",
                    help="picture to write (default reconstructions.png)")
     d.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_common_options(d)
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train an autoencoder on a file, folder or data set",
@@ -445,9 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy", choices=["single", "mirrored", "multi-worker"],
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG, and only the "
                    "chief (worker 0) writes OUTPUT (default single)")
-    t.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     t.add_argument("--curves", help="also write training curves to this PNG")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_common_options(t)
     t.set_defaults(func=cmd_train)
 
     for name, func, helptext in (
@@ -464,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="split of a named data set (default test)")
         if name == "reconstruct":
             c.add_argument("-n", type=int, default=10, help="samples in the picture (default 10)")
+        add_common_options(c)
         c.set_defaults(func=func)
 
     r = sub.add_parser("reduce", help="dimensionality reduction: autoencoder codes vs PCA",
@@ -483,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", metavar="DIR", help="write error_vs_code_size.png (codes 2, 10, "
                    "30) and, with labels, embedding_2d.png to DIR")
     r.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_common_options(r)
     r.set_defaults(func=cmd_reduce)
 
     from deepae.cli.compress import add_compress_parsers
@@ -500,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "training summary.")
     i.add_argument("model", help="a .deepae model file")
     i.add_argument("--json", action="store_true", help="print JSON")
+    add_common_options(i, output=False)
     i.set_defaults(func=cmd_info)
     return p
 
@@ -517,8 +551,12 @@ def main(argv=None) -> int:
         print("deepae: interrupted", file=sys.stderr)
         return 130
     except (UserError, DeepAEError, ValueError, TypeError, OSError, ImportError,
-            NotFittedError) as e:
+            NotFittedError, MemoryError) as e:
+        if getattr(args, "debug", False):
+            raise
         msg = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, MemoryError):
+            msg = f"out of memory ({msg}); try a smaller input or batch"
         print(f"deepae: error: {msg}", file=sys.stderr)
         return 1
 

@@ -14,6 +14,8 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
+from deepae.cli._options import output_path
+
 __all__ = ["add_restore_parsers"]
 
 _USAGE = {
@@ -62,6 +64,7 @@ def _train(args, which):
                        **common)
     else:
         est = SuperResolver(scale=args.scale or 2, **common)
+    output_path(args, args.output, args.args[1], args.model)
     est.fit(read_images(args.args[1]))
     est.save(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output} ({type(est).__name__}, {est.n_channels_} channel(s), "
@@ -136,6 +139,7 @@ def _apply(args, which):
     if len(args.args) != 2:
         raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
                          f"{args.args}; usage: {_USAGE[which]}")
+    dst = output_path(args, args.args[1], args.args[0], args.model)
     image = read_image(args.args[0])
     model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver",
                   getattr(args, "scale", None))
@@ -148,7 +152,7 @@ def _apply(args, which):
             raise ValueError(f"--scale {args.scale} differs from the model's scale "
                              f"{model.scale}; use a x{args.scale} model.")
         out = model.transform(image, ensemble=args.ensemble)
-    write_image(args.args[1], out)
+    write_image(dst, out)
     return 0
 
 
@@ -172,7 +176,7 @@ def _run(which):
 
 def add_restore_parsers(sub):
     """Add ``denoise`` and ``upscale``."""
-    from deepae.cli._options import add_patch_training_options
+    from deepae.cli._options import add_common_options, add_patch_training_options
 
     for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
                              "denoiser"),
@@ -185,7 +189,6 @@ def add_restore_parsers(sub):
         p.add_argument("--model", help="model file (.deepae); default: the pretrained "
                        "model that ships with deepae")
         p.add_argument("-o", "--output", help="train: model file to write")
-        p.add_argument("--overwrite", action="store_true", help="train: replace --output")
         add_patch_training_options(p, patch_size=48)
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
         p.add_argument("--ensemble", action="store_true", help="average the results for the "
@@ -202,4 +205,5 @@ def add_restore_parsers(sub):
         else:
             p.add_argument("--scale", type=int, choices=[2, 4],
                            help="upscaling factor (train: default 2)")
+        add_common_options(p)
         p.set_defaults(func=_run(which))

@@ -445,4 +445,4 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                                 f"{self.fingerprint_[:8]} computed): the file is corrupted.")
 
 
-register_loader("ImageCodec")(ImageCodec._from_artifact)
+register_loader("ImageCodec", models="analysis|prior|synthesis")(ImageCodec._from_artifact)

@@ -1,0 +1,116 @@
+"""Writing files safely: the one atomic-write helper every deepae file goes through.
+
+A file is written to a temporary file in the target folder, flushed to disk, then moved over
+the target with `os.replace`: a crash or an error leaves the old file whole (or no file),
+never a half-written one. The temporary file is created with ``open()``'s usual mode (0666
+less the process umask), so what deepae writes gets the user's usual permissions, without
+reading or changing the process-wide umask (which would race with other threads).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_bytes", "check_output_path"]
+
+
+def check_output_path(path, *, overwrite: bool = False, inputs=()) -> Path:
+    """Check that `path` may be written: not a folder, not one of `inputs`, and, unless
+    `overwrite`, not an existing file. Returns it as a `Path`.
+
+    Raises
+    ------
+    FileExistsError
+        If the file exists and `overwrite` is false.
+    IsADirectoryError
+        If `path` is a folder.
+    ValueError
+        If `path` is one of the `inputs` (the same file, also through a link).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"Expected an output file name; {str(path)!r} is a folder.")
+    for src in inputs:
+        if src is None:
+            continue
+        src = Path(src)
+        same = src.resolve() == path.resolve()
+        if not same and src.exists() and path.exists():
+            try:
+                same = os.path.samefile(src, path)
+            except OSError:
+                same = False
+        if same:
+            raise ValueError(f"The output {str(path)!r} is the input {str(src)!r}; write the "
+                             "result to another file.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite on the "
+                              "command line) to replace it.")
+    return path
+
+
+def atomic_write(path, data: bytes | Callable[[BinaryIO], object], *,
+                 overwrite: bool = True) -> Path:
+    """Write `data` (bytes, or a function writing to a binary file object) to `path`
+    atomically; returns the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; its folder is created if missing.
+    data : bytes or callable
+        The file's content, or ``fn(f)`` that writes it to the open binary file `f`.
+    overwrite : bool, default=True
+        Replace an existing file. When false an existing file raises `FileExistsError`
+        (checked again just before the move, so a file created meanwhile is not replaced).
+    """
+    path = check_output_path(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open()
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise FileExistsError(errno.EEXIST, "cannot create a temporary file", str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() fails if the target exists: no race between the check and the move
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite "
+                                      "on the command line) to replace it.") from None
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True "
+                                          "(--overwrite on the command line) to replace it."
+                                          ) from None
+                os.replace(tmp, path)
+            tmp.unlink(missing_ok=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (`atomic_write` with bytes)."""
+    return atomic_write(path, data)

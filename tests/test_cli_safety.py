@@ -1,0 +1,250 @@
+"""The command line with other people's folders and files: one output rule for every command,
+checkpoints that never cost the user's work, one-line errors, the user's file permissions."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deepae
+from deepae.cli.main import main
+from deepae.training import CHECKPOINT_MARK
+
+
+@pytest.fixture
+def data_file(tmp_path, table):
+    path = tmp_path / "x.npy"
+    np.save(path, table)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny trained model, a table for the detector, a tiny detector and a small image."""
+    d = tmp_path_factory.mktemp("cli_safety")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    assert main(["train", str(d / "x.npy"), "-o", str(d / "m.deepae"), "--epochs", "1",
+                 "--hidden-units", "4", "--latent-dim", "2", "--quiet"]) == 0
+    import pandas as pd
+
+    pd.DataFrame(x, columns=[f"c{i}" for i in range(6)]).to_csv(d / "t.csv", index=False)
+    assert main(["detect", "fit", str(d / "t.csv"), "--model", str(d / "det.deepae"),
+                 "--epochs", "2", "--quiet"]) == 0
+    from PIL import Image
+
+    img = (rng.random((24, 24)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(d / "img.png")
+    assert main(["compress", str(d / "img.png"), str(d / "img.dae"), "--quiet"]) == 0
+    return d
+
+
+def _commands(d, out):
+    """Every command that writes one output file, writing to `out`."""
+    return {
+        "encode": ["encode", str(d / "m.deepae"), str(d / "x.npy"), "-o", str(out) + ".npy"],
+        "reconstruct": ["reconstruct", str(d / "m.deepae"), str(d / "x.npy"), "-o",
+                        str(out) + ".npy"],
+        "reconstruct-png": ["reconstruct", str(d / "m.deepae"), str(d / "x.npy"), "-o",
+                            str(out) + ".png", "-n", "2"],
+        "denoise": ["denoise", str(d / "img.png"), str(out) + ".png"],
+        "upscale": ["upscale", str(d / "img.png"), str(out) + ".png"],
+        "compress": ["compress", str(d / "img.png"), str(out) + ".dae", "--quiet"],
+        "decompress": ["decompress", str(d / "img.dae"), str(out) + ".png", "--quiet"],
+        "detect-score": ["detect", "score", str(d / "det.deepae"), str(d / "t.csv"), "-o",
+                         str(out) + ".csv"],
+    }
+
+
+@pytest.mark.parametrize("name", ["encode", "reconstruct", "reconstruct-png", "denoise",
+                                  "upscale", "compress", "decompress", "detect-score"])
+def test_existing_output_refused_unless_overwrite(files, tmp_path, name, capsys):
+    argv = _commands(files, tmp_path / "out")[name]
+    out = next(tmp_path / os.path.basename(a) for a in argv
+               if a.startswith(str(tmp_path / "out")))
+    out.write_bytes(b"precious")
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert out.read_bytes() == b"precious"
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes() != b"precious" and out.stat().st_size > 0
+    # no temporary file left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+@pytest.mark.parametrize("argv", [
+    ["denoise", "{img}", "{img}", "--overwrite"],
+    ["upscale", "{img}", "{img}", "--overwrite"],
+    ["compress", "{img}", "{img}", "--overwrite", "--quiet"],
+    ["encode", "{model}", "{x}", "-o", "{x}", "--overwrite"],
+    ["encode", "{model}", "{x}", "-o", "{model}", "--overwrite"],
+    ["detect", "score", "{det}", "{csv}", "-o", "{csv}", "--overwrite"],
+])
+def test_input_is_never_its_own_output(files, tmp_path, argv, capsys):
+    import shutil
+
+    for name in ("img.png", "x.npy", "m.deepae", "det.deepae", "t.csv"):
+        shutil.copy(files / name, tmp_path / name)
+    names = {"img": "img.png", "x": "x.npy", "model": "m.deepae", "det": "det.deepae",
+             "csv": "t.csv"}
+    before = {n: (tmp_path / n).read_bytes() for n in names.values()}
+    argv = [a.format(**{k: str(tmp_path / v) for k, v in names.items()}) for a in argv]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "is the input" in err and err.count("\n") == 1
+    assert {n: (tmp_path / n).read_bytes() for n in names.values()} == before
+
+
+def test_input_through_a_link_is_its_own_output(files, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(files / "img.png", tmp_path / "img.png")
+    (tmp_path / "alias.png").symlink_to(tmp_path / "img.png")
+    before = (tmp_path / "img.png").read_bytes()
+    assert main(["denoise", str(tmp_path / "img.png"), str(tmp_path / "alias.png"),
+                 "--overwrite"]) == 1
+    assert "is the input" in capsys.readouterr().err
+    assert (tmp_path / "img.png").read_bytes() == before
+
+
+def test_written_files_get_the_users_permissions(files, tmp_path):
+    """Files deepae writes get 0666 less the umask, as open() gives (they came out 0600)."""
+    old = os.umask(0o022)
+    try:
+        d = files
+        outs = {
+            "png": ["reconstruct", str(d / "m.deepae"), str(d / "x.npy"), "-o",
+                    str(tmp_path / "r.png"), "-n", "2"],
+            "npy": ["encode", str(d / "m.deepae"), str(d / "x.npy"), "-o",
+                    str(tmp_path / "z.npy")],
+            "csv": ["detect", "score", str(d / "det.deepae"), str(d / "t.csv"), "-o",
+                    str(tmp_path / "s.csv")],
+            "deepae": ["train", str(d / "x.npy"), "-o", str(tmp_path / "m2.deepae"),
+                       "--epochs", "1", "--hidden-units", "4", "--latent-dim", "2",
+                       "--quiet", "--curves", str(tmp_path / "curves.png")],
+        }
+        for argv in outs.values():
+            assert main(argv) == 0
+        assert os.umask(0o022) == 0o022  # deepae did not change the process umask
+    finally:
+        os.umask(old)
+    for name in ("r.png", "z.npy", "s.csv", "m2.deepae", "curves.png"):
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert mode == 0o644, (name, oct(mode))
+
+
+def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
+    from deepae.fileio import atomic_write
+
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    with pytest.raises(FileExistsError):
+        atomic_write(target, b"new", overwrite=False)
+    assert target.read_bytes() == b"old"
+
+
+# -- training: checkpoints and a failed save -------------------------------------------------
+def _train_argv(data_file, out, *extra):
+    return ["train", str(data_file), "-o", str(out), "--epochs", "2", "--hidden-units", "8",
+            "--latent-dim", "3", "--seed", "0", "--quiet", *extra]
+
+
+def test_train_refuses_a_folder_deepae_did_not_make(tmp_path, data_file, capsys):
+    work = tmp_path / "myproject"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "code.py").write_text("x = 1")
+    (work / "data.csv").write_text("a,b\n1,2\n")
+    rc = main(_train_argv(data_file, tmp_path / "m.deepae", "--checkpoint-dir", str(work),
+                          "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "not made by deepae" in err and "--resume" not in err
+    assert sorted(p.name for p in work.rglob("*")) == ["code.py", "data.csv", "src"]
+    assert not (tmp_path / "m.deepae").exists()
+
+
+def test_train_output_that_is_a_folder_is_refused_before_training(tmp_path, data_file,
+                                                                   capsys):
+    (tmp_path / "out.deepae").mkdir()
+    assert main(_train_argv(data_file, tmp_path / "out.deepae")) == 1
+    err = capsys.readouterr().err
+    assert "is a folder" in err
+    assert not (tmp_path / "out.deepae.ckpt").exists()  # nothing trained
+
+
+def test_failed_save_keeps_the_training(tmp_path, data_file, capsys, monkeypatch):
+    """The checkpoint is removed only once the model is on disk: a save that fails (disk
+    full here) keeps it, and --resume then saves the trained model without training again."""
+    out = tmp_path / "m.deepae"
+    ckpt = tmp_path / "m.deepae.ckpt"
+
+    def disk_full(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(deepae.Autoencoder, "save", disk_full)
+        rc = main(_train_argv(data_file, out))
+    err = capsys.readouterr().err
+    assert rc == 1 and "No space left" in err and "--resume" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert (ckpt / CHECKPOINT_MARK).is_file() and (ckpt / "backup").is_dir()
+    history = json.loads((ckpt / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+
+    import keras
+
+    epochs_seen = []
+    real_fit = keras.Model.fit
+
+    def counting_fit(self, *a, **k):
+        h = real_fit(self, *a, **k)
+        epochs_seen.extend(h.epoch)
+        return h
+
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "fit", counting_fit)
+        assert main(_train_argv(data_file, out, "--resume")) == 0
+    assert epochs_seen == []  # restored, not retrained
+    model = deepae.load(out)
+    assert model.training_summary_["epochs_run"] == 2
+    assert not ckpt.exists()
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_debug_shows_the_traceback(tmp_path):
+    missing = str(tmp_path / "missing.deepae")
+    assert main(["info", missing]) == 1
+    with pytest.raises(FileNotFoundError):
+        main(["info", missing, "--debug"])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    code = "import sys; from deepae.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", code, "info", missing, "--debug"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0 and "Traceback (most recent call last)" in r.stderr
+
+
+def test_memory_error_is_one_line(files, tmp_path, capsys, monkeypatch):
+    def boom(*a, **k):
+        raise MemoryError("Unable to allocate 64.0 GiB")
+
+    monkeypatch.setattr(deepae.Autoencoder, "encode", boom)
+    assert main(["encode", str(files / "m.deepae"), str(files / "x.npy"), "-o",
+                 str(tmp_path / "z.npy")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepae: error: out of memory") and err.count("\n") == 1
