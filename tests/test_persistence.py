@@ -1,3 +1,4 @@
+import io
 import json
 import zipfile
 
@@ -164,3 +165,228 @@ def test_atomic_write_gives_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+
+
+# -- hostile files -------------------------------------------------------------------------
+def _members(path_or_bytes) -> dict:
+    src = path_or_bytes if not isinstance(path_or_bytes, bytes) else io.BytesIO(path_or_bytes)
+    with zipfile.ZipFile(src) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _zip(members: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _forge(path, out, *, header=None, members=None, keras_edit=None):
+    """A copy of the artifact at `path` with its header edited by `header(h)`, members
+    replaced or added from `members` (None removes one), and each model's config.json
+    edited by `keras_edit(config)`."""
+    m = _members(path)
+    h = json.loads(m["deepae.json"])
+    if header is not None:
+        header(h)
+    m["deepae.json"] = json.dumps(h).encode()
+    if keras_edit is not None:
+        for name in [n for n in m if n.endswith(".keras")]:
+            inner = _members(m[name])
+            cfg = json.loads(inner["config.json"])
+            keras_edit(cfg)
+            inner["config.json"] = json.dumps(cfg).encode()
+            m[name] = _zip(inner, zipfile.ZIP_STORED)
+    for name, data in (members or {}).items():
+        if data is None:
+            m.pop(name, None)
+        else:
+            m[name] = data
+    out.write_bytes(_zip(m))
+    return out
+
+
+@pytest.mark.parametrize("name", ["../../planted", "{tmp}/planted", "sub/planted", "Model",
+                                  "model.x", ""])
+def test_model_names_never_become_paths(trained, tmp_path, name):
+    """Names in deepae.json were joined to a temporary folder and written there: a name
+    like ../../x or an absolute path wrote the member outside it."""
+    _, _, path = trained
+    name = name.format(tmp=tmp_path)
+    model_bytes = _members(path)["model.keras"]
+    bad = _forge(path, tmp_path / "bad.deepae",
+                 header=lambda h: h.update(models=[name]),
+                 members={"model.keras": None, f"{name}.keras": model_bytes})
+    with pytest.raises(ArtifactError):
+        deepae.load(bad)
+    assert not (tmp_path / "planted.keras").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.deepae"]
+
+
+def test_models_outside_the_kinds_set_are_refused(trained, tmp_path):
+    _, _, path = trained
+    model_bytes = _members(path)["model.keras"]
+    bad = _forge(path, tmp_path / "bad.deepae", header=lambda h: h.update(models=["model", "extra"]),
+                 members={"extra.keras": model_bytes})
+    with pytest.raises(ArtifactError, match="models named like"):
+        deepae.load(bad)
+    extra = _forge(path, tmp_path / "extra.deepae", members={"notes.txt": b"hi"})
+    with pytest.raises(ArtifactError, match="unexpected members"):
+        deepae.load(extra)
+
+
+def test_header_bomb_is_refused_before_parsing(trained, tmp_path):
+    """A 64 MiB deepae.json (64 KB in the file) used to be inflated and parsed whole."""
+    _, _, path = trained
+    m = _members(path)
+    m["deepae.json"] = m["deepae.json"] + b" " * (64 << 20)
+    bad = tmp_path / "bomb.deepae"
+    bad.write_bytes(_zip(m))
+    assert bad.stat().st_size < 1 << 20
+    with pytest.raises(ArtifactError, match="at most"):
+        deepae.load(bad)
+
+
+def test_total_size_cap(trained, tmp_path):
+    _, x, path = trained
+    with pytest.raises(ArtifactError, match="max_bytes"):
+        deepae.load(path, max_bytes=10_000)
+    np.testing.assert_array_equal(deepae.load(path, max_bytes=1 << 24).encode(x[:3]),
+                                  trained[0].encode(x[:3]))
+
+
+def test_lying_directory_size_does_not_help(trained, tmp_path):
+    """A central directory that declares fewer bytes than a member inflates to: reading
+    stops at the declared size and the file is refused."""
+    _, _, path = trained
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("arrays.npz")
+    cd = data.rfind(b"PK\x01\x02" + data[data.find(b"PK\x01\x02") + 4:][:0])
+    # the central directory entry of arrays.npz: patch its uncompressed size to 10 bytes
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        n = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + n] == b"arrays.npz":
+            break
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    assert pos >= 0 and cd >= 0 and info.file_size > 10
+    data[pos + 24:pos + 28] = (10).to_bytes(4, "little")
+    bad = tmp_path / "lying.deepae"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError):
+        deepae.load(bad)
+
+
+def test_config_is_checked_against_the_weights_before_building(trained, tmp_path):
+    """A 6 KB file whose config asks for hidden_units=[16000] built a model of gigabytes
+    before Keras noticed the weights were missing."""
+    _, _, path = trained
+
+    def widen(cfg):
+        cfg["config"]["hidden_units"] = [16000, 16000]
+
+    bad = _forge(path, tmp_path / "wide.deepae", keras_edit=widen)
+    with pytest.raises(ArtifactError, match="builds .* weights but the file holds"):
+        deepae.load(bad)
+
+
+def test_sparse_hdf5_weights_are_refused(trained, tmp_path):
+    """An HDF5 dataset may declare a shape with no data stored behind it."""
+    import h5py
+
+    _, _, path = trained
+    m = _members(path)
+    inner = _members(m["model.keras"])
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.create_dataset("layers/dense/vars/0", shape=(50_000_000,), dtype="f4")
+    inner["model.weights.h5"] = buf.getvalue()
+    assert len(buf.getvalue()) < 10_000
+    m["model.keras"] = _zip(inner, zipfile.ZIP_STORED)
+    bad = tmp_path / "sparse.deepae"
+    bad.write_bytes(_zip(m))
+    with pytest.raises(ArtifactError, match="stores less data"):
+        deepae.load(bad)
+
+
+def test_npy_header_is_checked_against_its_bytes(trained, tmp_path):
+    _, _, path = trained
+    m = _members(path)
+    arrays = _members(m["arrays.npz"])
+    name = sorted(arrays)[0]
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
+                                                "shape": (10**9,)})
+    arrays[name] = head.getvalue() + b"\0" * 8
+    m["arrays.npz"] = _zip(arrays)
+    bad = tmp_path / "npy.deepae"
+    bad.write_bytes(_zip(m))
+    with pytest.raises(ArtifactError, match="declares shape"):
+        deepae.load(bad)
+
+
+def test_forged_metadata_is_an_artifact_error(tmp_path, capsys):
+    """A known kind with missing or ill-typed metadata reached a KeyError traceback."""
+    from deepae.cli.main import main
+
+    path = tmp_path / "den.deepae"
+    src = deepae.Denoiser.pretrained()
+    src.save(path)
+    for edit in (lambda md: md.pop("params"),
+                 lambda md: md.update(n_channels="three"),
+                 lambda md: md.update(params=[]),
+                 lambda md: md.update(history=[1, 2]),
+                 lambda md: md.pop("n_channels")):
+        bad = _forge(path, tmp_path / "bad.deepae",
+                     header=lambda h, edit=edit: edit(h["metadata"]))
+        capsys.readouterr()
+        rc = main(["info", str(bad)])
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("deepae: error:") and err.count("\n") == 1, err
+        with pytest.raises(ArtifactError):
+            deepae.load(bad)
+
+
+MEMORY_SCRIPT = """
+import io, json, resource, sys, zipfile
+import deepae
+from deepae.exceptions import ArtifactError
+deepae.Denoiser.pretrained()  # warm: TensorFlow's own allocations
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in sys.argv[1:]:
+    try:
+        deepae.load(path)
+        print("loaded", path)
+    except ArtifactError:
+        pass
+print(json.dumps({"extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+                  / 1024}))
+"""
+
+
+def test_forged_artifacts_take_bounded_memory(trained, tmp_path):
+    """Each small forged file is refused with under 300 MB of extra memory (the wide config
+    peaked at gigabytes, the header bomb at several times its size)."""
+    import subprocess
+    import sys
+
+    _, _, path = trained
+
+    def widen(cfg):
+        cfg["config"]["hidden_units"] = [16000, 16000]
+
+    files = [_forge(path, tmp_path / "wide.deepae", keras_edit=widen)]
+    m = _members(path)
+    m["deepae.json"] = m["deepae.json"] + b" " * (200 << 20)
+    (tmp_path / "bomb.deepae").write_bytes(_zip(m))
+    files.append(tmp_path / "bomb.deepae")
+    assert all(f.stat().st_size < 1 << 20 for f in files)
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *map(str, files)],
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "loaded" not in r.stdout
+    extra = json.loads(r.stdout.strip().splitlines()[-1])["extra_mb"]
+    assert extra < 300, extra

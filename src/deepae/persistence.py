@@ -146,8 +146,11 @@ def _read_member(zf: zipfile.ZipFile, name: str, limit: int, budget: _Budget) ->
     its header says; zipfile checks the CRC at the end."""
     info = zf.getinfo(name)
     if info.file_size > limit:
+        hint = "" if limit == HEADER_MAX_BYTES else (
+            f" (max_bytes={budget.total} for the whole file: pass a larger max_bytes to "
+            "deepae.load if you trust it)")
         raise ArtifactError(f"{budget.where}: member {name!r} declares {info.file_size} bytes; "
-                            f"at most {limit} are allowed.")
+                            f"at most {limit} are allowed{hint}.")
     budget.charge(info.file_size, name)  # the directory's claim, checked before inflating
     out, n = [], 0
     with zf.open(info) as f:
@@ -412,6 +415,12 @@ def _check_header(header, path, kind=None):
 def restore(art: Artifact, restore_fn, where: str = "the artifact"):
     """Run a kind's `restore_fn(art)`; a missing or ill-typed part of forged metadata becomes
     an `ArtifactError` that names it."""
+    for meta in (art.metadata, art.metadata.get("autoencoder"), art.metadata.get("hasher")):
+        history = meta.get("history", {}) if isinstance(meta, dict) else {}
+        if not isinstance(history, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) for k, v in history.items()):
+            raise ArtifactError(f"{where} holds a {art.kind} whose training history is "
+                                "malformed (expected an object of lists).")
     try:
         return restore_fn(art)
     except ArtifactError:
