@@ -261,7 +261,11 @@ def _read_npz(data: bytes, where: str, budget: _Budget) -> dict:
                                     f"{version}; expected 1.0 or 2.0.")
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
                 else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(f)
+            try:  # NumPy parses the header with ast and tokenize: any error means forged
+                shape, fortran, dtype = read(f)
+            except Exception as e:
+                raise ArtifactError(f"{where}: array {info.filename!r} has a malformed .npy "
+                                    f"header: {type(e).__name__}: {_short(e)}") from e
             if dtype.hasobject:
                 raise ArtifactError(f"{where}: array {info.filename!r} holds Python objects; "
                                     "refused (no pickle).")
@@ -300,6 +304,9 @@ def _load_keras(data: bytes, where: str, budget: _Budget):
     model = saving_lib.load_model(io.BytesIO(data), compile=False, safe_mode=True)
     if not isinstance(model, keras.Model):
         raise ArtifactError(f"{where} holds a {type(model).__name__}, not a Keras model.")
+    if not model.built or not model.weights:
+        raise ArtifactError(f"{where}: its configuration does not build the model whose "
+                            "weights it ships (no build configuration or no weights).")
     return model
 
 
@@ -468,8 +475,14 @@ def restore_autoencoder(model, meta: dict, arrays: dict):
 
     if meta.get("scaler"):
         model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
-    model.training_summary_ = meta.get("training", {})
-    model.history_ = meta.get("history", {})
+    summary = meta.get("training") or {}
+    final = summary.get("final", {}) if isinstance(summary, dict) else None
+    if not isinstance(final, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in final.values()):
+        raise ArtifactError("The saved training summary is malformed (expected an object "
+                            "whose 'final' maps metric names to numbers).")
+    model.training_summary_ = summary
+    model.history_ = meta.get("history") or {}
     return model
 
 
