@@ -26,10 +26,10 @@ venv: $(VENV)/.base
 dev: $(VENV)/.dev
 
 demo: $(VENV)/.base
-	$(VENV)/bin/deepae demo --out reconstructions.png
+	$(VENV)/bin/deepae demo --out reconstructions.png --overwrite
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 test: lint
 	$(PY) -m pytest -q
