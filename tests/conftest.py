@@ -5,6 +5,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# Two logical CPU devices, set before TensorFlow starts its devices (the first thing that
+# would: conftest runs before any test module), so that the strategy tests run
+# MirroredStrategy on two real replicas: each takes half of the global batch and the
+# gradients are all-reduced (with one CPU replica, a strategy takes the very path of no
+# strategy). Without a strategy every op still runs on CPU:0, as before; with no GPU,
+# TensorFlow's MirroredStrategy() takes every logical CPU, so strategy="mirrored" here means
+# two replicas. The strategy tests check `num_replicas_in_sync == 2`.
+N_TEST_REPLICAS = 2
+
+
+def _split_cpu(n):
+    import tensorflow as tf  # the point here: tf.config's logical devices
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    except RuntimeError:  # TensorFlow already started (a plugin imported it): one device
+        pass
+
+
+_split_cpu(N_TEST_REPLICAS)
+
 
 @pytest.fixture
 def rng():

@@ -1,6 +1,8 @@
-"""A real two-worker run (issue 8): two processes on 127.0.0.1 with TF_CONFIG train one
-autoencoder together under MultiWorkerMirroredStrategy; the result matches one process with
-the same global batch."""
+"""Distributed training that really is: a two-worker run (issue 8), two processes on
+127.0.0.1 with TF_CONFIG training one autoencoder together under
+MultiWorkerMirroredStrategy, whose result matches one process with the same global batch;
+and ImageCodec's hand loop on two replicas in one process (tests/conftest.py splits the CPU
+into two logical devices). The other estimators' two-replica tests: tests/test_streaming.py."""
 
 import json
 import os
@@ -99,3 +101,62 @@ def test_two_workers_match_one_process(tmp_path):
     # penalties are drawn per worker, so the numbers differ a little)
     assert outs[0]["hasher_loss"] == outs[1]["hasher_loss"]
     np.testing.assert_allclose(outs[0]["hasher_loss"], ref["hasher_loss"], rtol=0.05)
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    """ImageCodec trained on one device and on two CPU replicas (tests/conftest.py), with
+    zero quantisation noise: a draw per replica could not match one device's draw."""
+    import tensorflow as tf
+
+    from deepae.distribute import resolve_strategy
+
+    assert resolve_strategy("mirrored").num_replicas_in_sync == 2, \
+        "tests/conftest.py could not split the CPU into two logical devices"
+    images = (np.random.default_rng(0).random((4, 32, 32)) * 255).astype(np.uint8)
+
+    def make(strategy):
+        return deepae.ImageCodec(filters=4, latent_channels=4, levels=2, patch_size=16,
+                                 patches_per_epoch=32, epochs=2, batch_size=8, random_state=0,
+                                 strategy=strategy)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tf.random, "uniform", lambda shape, *a, **k: tf.zeros(shape))
+        return images, make(None).fit(images), make("mirrored").fit(images)
+
+
+# Keras applies `global_clipnorm` to each replica's share of the gradient before the
+# all-reduce, so the codec's clipping at norm 1 (deepae/apps/compress/codec.py, another
+# worker's file) does not clip the global batch's gradient on several replicas or workers:
+# without it the two runs agree to 1e-7, with it they part by about 3e-4 in two epochs.
+# Fix: all-reduce the gradients in the step, clip their global norm there, and give the
+# optimizer each replica's share without `global_clipnorm`. Strict: passes once fixed.
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="ImageCodec: Keras clips each replica's gradient before the "
+                          "all-reduce (global_clipnorm=1.0)")
+def test_image_codec_on_two_replicas_trains_as_one_device(codecs):
+    """ImageCodec's hand loop under MirroredStrategy on two CPU replicas: each replica codes
+    half of the global batch of patches, its loss weighted by its share, the gradients are
+    summed; so the same training as one device, up to float order."""
+    _, plain, mirrored = codecs
+    for key, values in plain.history_.items():
+        if key != "seconds":
+            np.testing.assert_allclose(mirrored.history_[key], values, rtol=1e-5, err_msg=key)
+    for part in ("analysis_", "synthesis_", "prior_"):
+        for a, b in zip(getattr(plain, part).get_weights(), getattr(mirrored, part).get_weights(),
+                        strict=True):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5, err_msg=part)
+
+
+def test_image_codec_made_on_two_replicas_codes_and_stays_there(codecs, tmp_path):
+    """A codec trained on two replicas compresses and decompresses (its frozen tables and
+    weights read from the replicated variables), saves its strategy's name, and refuses to
+    continue its weights under another strategy than the one they were made under."""
+    images, plain, mirrored = codecs
+    assert mirrored.history_["loss"][-1] < mirrored.history_["loss"][0]
+    restored = mirrored.decompress(mirrored.compress(images[0]))
+    assert restored.shape == images[0].shape and restored.dtype == np.uint8
+    again = deepae.load(mirrored.save(tmp_path / "m.deepae"))
+    assert again.strategy == "mirrored" and again.fingerprint_ == mirrored.fingerprint_
+    with pytest.raises(ValueError, match="expected the `strategy` of the first fit"):
+        plain.set_params(warm_start=True, strategy="mirrored").fit(images)

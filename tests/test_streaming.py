@@ -3,7 +3,9 @@ read in blocks, one-pass statistics, strategies."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from conftest import N_TEST_REPLICAS
 from deepae.data.streaming import NpyShards, scaler_for, stream_dataset
 
 
@@ -135,11 +137,38 @@ def test_autoencoder_trains_on_shards(tmp_path):
         Autoencoder(latent_dim=3).fit(sh, validation_split=0.1)
 
 
+def two_replicas(strategy="mirrored"):
+    """The strategy that `strategy` names, checked to run two replicas (tests/conftest.py
+    splits the CPU in two): with one, a strategy takes the very path of no strategy."""
+    from deepae.distribute import resolve_strategy
+
+    dist = resolve_strategy(strategy)
+    assert dist.num_replicas_in_sync == N_TEST_REPLICAS == 2, (
+        "MirroredStrategy runs one replica: tests/conftest.py could not split the CPU into "
+        "two logical devices (TensorFlow had started before it)")
+    return dist
+
+
+# Keras's Model.fit on two replicas fails in deepae.training ("You must feed a value for
+# placeholder tensor ..."): the optimizer's slots are made lazily inside the replicated
+# step, and Keras's loop of several steps per call fails on several replicas as it does
+# under the collective strategy. Fix (deepae/training.py, another worker's file): build the
+# optimizer in the strategy's scope right after compile, and one step per call whenever
+# `num_replicas_in_sync > 1`. Strict: these pass once it is fixed, and then say so.
+MODEL_FIT_ON_TWO_REPLICAS = pytest.mark.xfail(
+    strict=True, raises=tf.errors.InvalidArgumentError,
+    reason="deepae.training: Model.fit on two replicas (optimizer built lazily in the "
+           "replicated step; several steps per call)")
+
+
+@MODEL_FIT_ON_TWO_REPLICAS
 def test_mirrored_strategy_trains_like_a_single_device():
-    """MirroredStrategy on this machine's one CPU: one replica, the same global batch, so
-    the same weights as no strategy (up to float summation order)."""
+    """MirroredStrategy on two CPU replicas: each takes half of every global batch and the
+    gradients are all-reduced, so the same steps as no strategy, up to float summation
+    order; a model built under the strategy trains on under it."""
     from deepae import Autoencoder
 
+    two_replicas()
     x = np.random.default_rng(0).random((256, 10)).astype(np.float32)
     runs = []
     for strategy in (None, "mirrored"):
@@ -148,11 +177,22 @@ def test_mirrored_strategy_trains_like_a_single_device():
                shuffle=False)
         runs.append(ae)
     assert runs[1].training_summary_["strategy"] == "MirroredStrategy"
-    assert runs[1].training_summary_["replicas"] == 1
-    np.testing.assert_allclose(runs[0].encode(x), runs[1].encode(x), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="expected an unbuilt model"):
-        runs[0].fit(x, epochs=1, strategy="mirrored")
+    assert runs[1].training_summary_["replicas"] == 2
+    np.testing.assert_allclose(runs[1].history_["loss"], runs[0].history_["loss"], rtol=1e-5)
+    for a, b in zip(runs[0].get_weights(), runs[1].get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
     runs[1].fit(x, epochs=1, strategy="mirrored", verbose=0)  # built under it: trains on
+    assert runs[1].training_summary_["replicas"] == 2
+
+
+def test_strategy_errors():
+    from deepae import Autoencoder
+
+    x = np.random.default_rng(0).random((64, 10)).astype(np.float32)
+    plain = Autoencoder(latent_dim=3, hidden_units=(8,))
+    plain.fit(x, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="expected an unbuilt model"):
+        plain.fit(x, epochs=1, strategy="mirrored")
     with pytest.raises(ValueError, match="`strategy` in"):
         Autoencoder(latent_dim=3).fit(x, epochs=1, strategy="tpu")
 
@@ -161,57 +201,85 @@ def test_cli_train_streams_shards(tmp_path, capsys):
     from deepae import load
     from deepae.cli.main import main
 
+    full = write_shards(tmp_path, [200, 150], width=6)
+    out = tmp_path / "m.deepae"
+    assert main(["train", str(tmp_path / "part-*.npy"), "--stream", "-o", str(out),
+                 "--epochs", "2", "--latent-dim", "2", "--hidden-units", "8", "--quiet"]) == 0
+    m = load(out)
+    assert m.training_summary_["n_samples"] == 350 and m.training_summary_["strategy"] is None
+    # the scaling came from the shards' one pass: the statistics of all 350 rows
+    from deepae.data.preprocessing import Scaler
+
+    ref = Scaler(m.scaler_.kind).fit(full)
+    np.testing.assert_allclose(m.scaler_.transform(full), ref.transform(full), rtol=1e-5,
+                               atol=1e-5)
+
+
+@MODEL_FIT_ON_TWO_REPLICAS
+def test_cli_train_streams_shards_on_two_replicas(tmp_path):
+    from deepae import load
+    from deepae.cli.main import main
+
+    two_replicas()
     write_shards(tmp_path, [200, 150], width=6)
     out = tmp_path / "m.deepae"
     assert main(["train", str(tmp_path / "part-*.npy"), "--stream", "-o", str(out),
                  "--epochs", "2", "--latent-dim", "2", "--hidden-units", "8", "--quiet",
                  "--strategy", "mirrored"]) == 0
     m = load(out)
-    assert m.training_summary_["n_samples"] == 350 and m.training_summary_["replicas"] == 1
+    assert m.training_summary_["n_samples"] == 350 and m.training_summary_["replicas"] == 2
 
 
+@MODEL_FIT_ON_TWO_REPLICAS
 def test_estimators_take_a_strategy(tmp_path):
+    """The estimators pass their strategy to training (two replicas, the same training as
+    without one up to float order) and save its name."""
     from deepae import AnomalyDetector, AutoencoderReducer, load
 
+    two_replicas()
     X = np.random.default_rng(1).random((200, 8)).astype(np.float32)
-    red = AutoencoderReducer(2, hidden_units=(8,), epochs=2, strategy="mirrored",
-                             random_state=0).fit(X)
-    assert red.autoencoder_.training_summary_["strategy"] == "MirroredStrategy"
+    kw = dict(hidden_units=(8,), epochs=2, random_state=0)
+    red = AutoencoderReducer(2, strategy="mirrored", **kw).fit(X)
+    assert red.autoencoder_.training_summary_["replicas"] == 2
+    np.testing.assert_allclose(red.transform(X), AutoencoderReducer(2, **kw).fit(X).transform(X),
+                               rtol=1e-4, atol=1e-5)
     assert load(red.save(tmp_path / "r.deepae")).strategy == "mirrored"
     det = AnomalyDetector(epochs=2, strategy="mirrored", random_state=0).fit(X)
-    assert det.autoencoder_.training_summary_["replicas"] == 1
+    assert all(ae.training_summary_["replicas"] == 2 for ae in det.autoencoders_)
     with pytest.raises(ValueError, match="`strategy` in"):
         AutoencoderReducer(2, epochs=1, strategy="gpu-cluster").fit(X)
 
 
-@pytest.mark.parametrize("kind", ["Denoiser", "SuperResolver", "ImageCodec", "SemanticHasher"])
+@pytest.mark.parametrize("kind", ["Denoiser", "SuperResolver", "SemanticHasher"])
 def test_hand_loop_and_functional_estimators_take_a_strategy(kind, tmp_path):
     """The image estimators' hand loop (`deepae.distribute.replica_step`) and the hasher's
-    functional model under MirroredStrategy on the one CPU: one replica with the whole global
-    batch, so the very same training as without a strategy."""
+    functional model under MirroredStrategy on two CPU replicas: each replica takes half of
+    the global batch, its loss weighted by its share, the gradients are summed; so the very
+    same training as without a strategy, up to float order. Nothing random in the step here
+    (no noise for the denoiser, no code noise or batch penalties for the hasher): a draw per
+    replica could not match one device's draw. ImageCodec: tests/test_distributed.py."""
     import deepae
 
+    two_replicas()
     rng = np.random.default_rng(0)
     images = (rng.random((4, 32, 32)) * 255).astype(np.uint8)
     X = rng.random((120, 10)).astype(np.float32)
     small = dict(patch_size=16, patches_per_epoch=32, epochs=2, batch_size=8, random_state=0)
     make = {
-        "Denoiser": lambda s: deepae.Denoiser(filters=(4, 4), strategy=s, **small),
+        "Denoiser": lambda s: deepae.Denoiser(filters=(4, 4), sigma=0.0, strategy=s, **small),
         "SuperResolver": lambda s: deepae.SuperResolver(filters=(4, 4), strategy=s, **small),
-        "ImageCodec": lambda s: deepae.ImageCodec(filters=4, latent_channels=4, levels=2,
-                                                  strategy=s, **small),
-        "SemanticHasher": lambda s: deepae.SemanticHasher(6, hidden_units=(8,), epochs=2,
-                                                          random_state=0, strategy=s),
+        "SemanticHasher": lambda s: deepae.SemanticHasher(
+            6, hidden_units=(8,), epochs=2, noise_stddev=0.0, balance=0.0, decorrelation=0.0,
+            random_state=0, strategy=s),
     }[kind]
     data = X if kind == "SemanticHasher" else images
     plain, mirrored = make(None).fit(data), make("mirrored").fit(data)
     for key, values in plain.history_.items():
         if key != "seconds":
             np.testing.assert_allclose(mirrored.history_[key], values, rtol=1e-5)
+    for a, b in zip(plain.model_.get_weights(), mirrored.model_.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
     assert deepae.load(mirrored.save(tmp_path / "m.deepae")).strategy == "mirrored"
-    if kind == "ImageCodec":  # continuing the weights elsewhere than they were made
-        with pytest.raises(ValueError, match="expected the `strategy` of the first fit"):
-            plain.set_params(warm_start=True, strategy="mirrored").fit(images)
 
 
 def test_tf_config_parsing(monkeypatch):
