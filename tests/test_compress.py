@@ -5,6 +5,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -15,9 +16,12 @@ from hypothesis import strategies as st
 
 import deepae
 from deepae import BitstreamError, ImageCodec
-from deepae.apps.compress import bitstream
+from deepae.apps.compress import _tiles, bitstream
+from deepae.apps.compress.codec import _YCC2RGB
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
+from deepae.data.images import pad_to_multiple
 from deepae.exceptions import ArtifactError
+from deepae.nn.compression import analysis_transform, receptive_halo, synthesis_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMAT_DOC = ROOT / "docs" / "format.md"
@@ -90,13 +94,25 @@ def test_bpp_counts_the_real_file(codec, gray):
 
 
 def test_colour_through_grayscale_codec_is_three_planes(codec):
+    """A colour image through the grayscale codec is its Y, Cb and Cr planes, each coded as
+    the codec codes a grayscale image: the colour result is the planes' grayscale round
+    trips converted back (to 8-bit rounding), and it keeps the colours (chroma dropped, a
+    flat grey or each channel's mean would fail the last check)."""
     rgb = (smooth_images(1, 32, channels=3, seed=4)[0] * 255).astype(np.uint8)
     data = codec.compress(rgb)
     head, _ = bitstream.unpack(data)
     assert (head.channels, head.latent_shape) == (3, (8, 8, 4))
     out = codec.decompress(data)
     assert out.shape == rgb.shape
-    assert np.mean(np.abs(out.astype(float) - rgb)) < 40
+    planes = codec._planes(rgb.astype(np.float32) / 255)[..., 0]  # (3, h, w): Y, Cb, Cr
+    grey = np.stack([codec.decompress(codec.compress(p)) for p in planes], -1) / 255.0
+    expected = np.clip((grey - [0.0, 0.5, 0.5]) @ _YCC2RGB.T, 0, 1) * 255
+    assert np.abs(out - expected).max() <= 2.0  # the planes' 8-bit rounding, converted
+    mae = lambda x: np.mean(np.abs(x.astype(float) - rgb))  # noqa: E731
+    bound = 0.85 * mae(np.broadcast_to(rgb.mean(axis=(0, 1)), rgb.shape))  # channel means
+    assert mae(out) < bound  # 22.5 (PSNR 19 dB: the tiny codec)
+    luma = np.repeat(planes[0][..., None], 3, -1) * 255  # exact luma, chroma dropped: 25.0
+    assert mae(np.full(rgb.shape, 128.0)) > bound and mae(luma) > bound
 
 
 def test_colour_codec_round_trip():
@@ -105,6 +121,103 @@ def test_colour_codec_round_trip():
     assert c.decompress(c.compress(img)).shape == (20, 20, 3)
     g = img[..., 0]
     assert c.decompress(c.compress(g)).shape == (20, 20)
+
+
+# -- tiles ----------------------------------------------------------------------------------------
+def _counting(monkeypatch, codec, attr):
+    """Count the calls of one of the codec's compiled transforms."""
+    calls, fn = [], getattr(codec, attr)
+    monkeypatch.setattr(codec, attr, lambda x: calls.append(x.shape) or fn(x))
+    return calls
+
+
+@pytest.mark.parametrize("shape", [(45, 45), (37, 29, 3), (3, 7), (64, 50), (17, 33, 1)])
+def test_tiles_give_the_untiled_bytes_and_pixels(codec, monkeypatch, shape):
+    """Tiles of one latent position (4 pixels) and of three, against the whole image in one
+    window: the same bytes and the same decoded pixels, and tiling did happen."""
+    channels = shape[2] if len(shape) == 3 else 1
+    img = smooth_images(1, max(shape[:2]), channels=channels, seed=2)[0][:shape[0], :shape[1]]
+    img = (img[..., 0] if len(shape) == 2 else img) * 255
+    img = img.round().astype(np.uint8)
+    monkeypatch.setattr(codec, "tile", 4096)
+    whole = codec.compress(img)
+    decoded = codec.decompress(whole)
+    for tile in (4, 12):
+        monkeypatch.setattr(codec, "tile", tile)
+        enc = _counting(monkeypatch, codec, "_encode_fn")
+        dec = _counting(monkeypatch, codec, "_decode_fn")
+        assert codec.compress(img) == whole
+        assert np.array_equal(codec.decompress(whole), decoded)
+        lh, lw = -(-shape[0] // 4), -(-shape[1] // 4)
+        n_tiles = -(-lh // (tile // 4)) * -(-lw // (tile // 4))
+        planes = 3 if channels == 3 else 1
+        assert len(enc) == len(dec) == n_tiles * planes
+        monkeypatch.undo()
+        monkeypatch.setattr(codec, "tile", 4096)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_the_halo_is_the_receptive_field(levels):
+    """Random transforms of 1 to 3 stages: tiles of one latent position with
+    `receptive_halo` positions of context give the whole image's latent and pixels (to
+    float rounding); one position less does not."""
+    import keras
+
+    keras.utils.set_random_seed(levels)
+    s, halo = 2 ** levels, receptive_halo(levels)
+    assert halo == (1 if levels == 1 else 2)
+    ga = analysis_transform(1, filters=6, latent_channels=3, levels=levels)
+    gs = synthesis_transform(1, filters=6, latent_channels=3, levels=levels)
+    img = np.random.default_rng(levels).random((1, 11 * s, 9 * s, 1)).astype(np.float32)
+    region = lambda r0, r1, c0, c1: img[:, r0:r1, c0:c1]  # noqa: E731
+    y = np.asarray(ga(img))[0]
+
+    def decode(tile, h):
+        out = np.zeros((11 * s, 9 * s, 1), np.float32)
+        for (r0, r1, c0, c1), p in _tiles.synthesise(gs, [y], 11 * s, 9 * s, s, tile, h):
+            out[r0:r1, c0:c1] = p[0]
+        return out
+
+    whole = np.asarray(gs(y[None]))[0]
+    assert np.abs(_tiles.analyse(ga, region, 11, 9, s, 1, halo)[0] - y).max() < 1e-5
+    assert np.abs(decode(1, halo) - whole).max() < 1e-5
+    assert np.abs(_tiles.analyse(ga, region, 11, 9, s, 1, halo - 1)[0] - y).max() > 1e-3
+    assert np.abs(decode(1, halo - 1) - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (20, 9, 3), (45, 33), (2, 31, 1)])
+def test_tile_regions_are_the_padded_planes(codec, shape):
+    """Any region of the planes, read tile by tile from the image, is that region of the
+    whole planes padded with `pad_to_multiple` (mirrored), pads longer than the side too."""
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    full = img.astype(np.float32)[..., None] / 255 if img.ndim == 2 else img / np.float32(255)
+    planes = np.stack([pad_to_multiple(p, 4) for p in codec._planes(full.astype(np.float32))])
+    region = codec._region(img, "image")
+    H, W = planes.shape[1:3]
+    for r0, r1, c0, c1 in [(0, H, 0, W), (0, 4, 0, 4), (H - 4, H, W - 4, W), (0, H, W - 4, W)]:
+        assert np.allclose(region(r0, r1, c0, c1), planes[:, r0:r1, c0:c1], atol=1e-6)
+
+
+def test_tile_is_checked(codec, gray, monkeypatch):
+    monkeypatch.setattr(codec, "tile", 0)
+    with pytest.raises(ValueError, match="'tile' parameter of ImageCodec"):
+        codec.compress(gray)
+    with pytest.raises(ValueError, match="'tile' parameter of ImageCodec"):
+        tiny(tile=0).fit(smooth_images(2, 32))
+
+
+def test_refinement_in_tiles(codec, monkeypatch):
+    """A latent of several refinement tiles: the search runs tile by tile, the file decodes,
+    and it costs no more than the one-pass file."""
+    img = (smooth_images(1, 40, seed=8)[0, ..., 0] * 255).round().astype(np.uint8)
+    plain, s0 = codec.compress(img, return_stats=True)
+    monkeypatch.setattr(codec, "tile", 16)  # refinement tiles of 2 latent positions
+    dec = _counting(monkeypatch, codec, "_decode_fn")
+    data, s1 = codec.compress(img, refine_steps=10, return_stats=True)
+    assert len(dec) == 0  # the refiner runs its own synthesis, tile by tile
+    assert data != plain
+    assert codec.decompress(data).shape == img.shape
+    assert _real_cost(codec, img, data, s1) <= _real_cost(codec, img, plain, s0) + 1e-9
 
 
 def test_save_load_same_bytes_and_images(codec, gray, dae, tmp_path):
@@ -345,6 +458,172 @@ def test_forged_headers_with_valid_checksums(codec, dae):
         codec.decompress(forge(12, ">B", 2))
     with pytest.raises(BitstreamError, match="max_pixels"):
         codec.decompress(dae, max_pixels=100)
+
+
+def _forged(codec, h, w, c, payload=b""):
+    """A file with a valid checksum announcing an h x w x c image, with `payload`."""
+    s, m = codec.stride, int(codec.latent_channels)
+    head = bitstream.Header(bytes.fromhex(codec.fingerprint_[:8]), h, w, c,
+                            (-(-h // s), -(-w // s), m))
+    return bitstream.pack(head, payload)
+
+
+@pytest.mark.parametrize("h, w, c, n", [(2048, 2048, 1, 0), (4096, 4096, 3, 0),
+                                        (640, 480, 3, 500), (65535, 1365, 1, 973)])
+def test_short_payload_refused_before_anything_is_decoded(codec, monkeypatch, h, w, c, n):
+    """A forged file under 1 KB announcing a large image: refused by name (bytes expected
+    and received) before the range decoder or a transform runs, in milliseconds."""
+    def never(*args):
+        raise AssertionError("reached the decoder")
+
+    monkeypatch.setattr(codec._coder, "decode", never)
+    monkeypatch.setattr(codec, "_decode_fn", never)
+    data = _forged(codec, h, w, c, bytes(range(256)) * (n // 256) + bytes(n % 256))
+    assert len(data) < 1024
+    t0 = time.perf_counter()
+    with pytest.raises(BitstreamError, match=r"takes at least [\d,]+ payload bytes with this "
+                                             rf"codec's tables; the file has {n:,}\."):
+        codec.decompress(data)
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_real_payloads_are_never_too_short(codec):
+    """The cheapest latents there are (flat images: every position alike) and noisy ones,
+    grayscale and colour, small and large: every file the codec writes passes the payload
+    check."""
+    rng = np.random.default_rng(3)
+    images = [np.full(shape, v, np.uint8) for v in (0, 128, 255)
+              for shape in [(1, 1), (16, 16), (120, 90), (64, 64, 3)]]
+    images += [rng.integers(0, 256, (50, 70), dtype=np.uint8), smooth_images(1, 96)[0]]
+    for img in images:
+        data = codec.compress(img)
+        head, payload = bitstream.unpack(data)
+        n_planes = 3 if head.channels == 3 else 1
+        assert len(payload) >= codec._coder.min_payload_bytes([head.latent_shape] * n_planes)
+        assert codec.decompress(data).shape == img.shape[:2] + img.shape[2:3] * (img.ndim > 2
+                                                                                 and img.shape[-1] > 1)
+
+
+def _random_tables(rng, channels):
+    from deepae.apps.compress.entropy import _quantise
+
+    lengths = rng.integers(2, 12, channels)
+    freqs = np.zeros((channels, lengths.max()), np.int32)
+    for c, n in enumerate(lengths):
+        freqs[c, :n] = _quantise(rng.dirichlet(np.full(n, rng.choice([0.2, 1.0, 5.0]))))
+    return {"offsets": rng.integers(-6, 3, channels).astype(np.int32),
+            "lengths": lengths.astype(np.int32), "freqs": freqs}
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), channels=st.integers(1, 5), shape=st.tuples(
+    st.integers(1, 30), st.integers(1, 30)), planes=st.integers(1, 3),
+    kind=st.sampled_from(["mode", "random", "mode_then_first"]))
+def test_payload_bound_holds_for_any_tables(seed, channels, shape, planes, kind):
+    """`min_payload_bytes` never exceeds what `encode` writes: for each channel's most
+    probable value everywhere (the cheapest latent), for random values, and for the cheapest
+    latent whose live tail channels end in runs of their first value (which the coder
+    writes as dropped zero bytes)."""
+    rng = np.random.default_rng(seed)
+    tables = _random_tables(rng, channels)
+    coder = RangeCoder(tables)
+    mode = tables["offsets"] + tables["freqs"].argmax(axis=1)
+    ys = []
+    for _ in range(planes):
+        if kind == "random":
+            y = rng.integers(-8, 9, (*shape, channels))
+        else:
+            y = np.broadcast_to(mode, (*shape, channels)).copy()
+        ys.append(y.astype(np.int32))
+    if kind == "mode_then_first":  # the end of the last plane's tail channels: first values
+        from deepae.apps.compress.entropy import tail_channels
+
+        k = tail_channels(tables)
+        flat = ys[-1].reshape(-1, channels)
+        cut = rng.integers(0, len(flat) + 1)
+        flat[cut:, k:] = tables["offsets"][k:]
+    data = coder.encode(ys)
+    assert len(data) >= coder.min_payload_bytes([y.shape for y in ys])
+    assert all(np.array_equal(a, b) for a, b in zip(coder.decode(data, [y.shape for y in ys]), ys,
+                                                    strict=True))
+
+
+def test_first_values_at_the_end_cost_nothing():
+    """Why the bound leaves out the tail channels: first table values at the end of the
+    stream code to zero bytes, which the payload drops. A latent made only of them codes to
+    an empty payload however large it is; the bound covers every latent whose last live
+    channel (here channel 1) is not made only of its first value, a tail value in a trained
+    codec."""
+    from deepae.apps.compress.entropy import tail_channels
+
+    tables = {"offsets": np.array([0, -1, 5], np.int32), "lengths": np.array([3, 3, 2], np.int32),
+              "freqs": np.array([[40000, 25000, 536], [20000, 45000, 536], [65535, 1, 0]],
+                                np.int32)}
+    coder = RangeCoder(tables)
+    assert tail_channels(tables) == 1  # channel 2 is dead (one value), channel 1 is live
+    y = np.broadcast_to(np.array([0, -1, 5], np.int32), (50, 50, 3)).copy()
+    assert coder.encode([y]) == b""  # every value its table's first
+    y[..., 1] = 0  # the live tail channel at its likeliest value, channel 0 at its first
+    y[-1, 10:, 1] = -1  # ... and its last values at the first
+    assert len(coder.encode([y])) >= coder.min_payload_bytes([y.shape]) > 0
+    y[..., 0] = 1  # channel 0 at its second value: more bytes
+    assert len(coder.encode([y])) > coder.min_payload_bytes([y.shape]) > 0
+    dead = {k: v[2:] for k, v in tables.items()}  # no live channel: nothing to bound
+    assert RangeCoder(dead).min_payload_bytes([(999, 999, 1)]) == 0
+
+
+def test_pixel_limit_counts_planes(codec):
+    """A colour image through a grayscale codec is three planes to decode: max_pixels
+    counts them; a grayscale image is one."""
+    rgb = (smooth_images(1, 20, channels=3, seed=3)[0, :, :9] * 255).astype(np.uint8)
+    data = codec.compress(rgb)  # 20 x 9 = 180 pixels, 540 plane pixels
+    with pytest.raises(BitstreamError, match=r"a 9x20 image coded as 3 plane\(s\), 540 "
+                                             r"pixels in all, more than max_pixels=539"):
+        codec.decompress(data, max_pixels=539)
+    assert codec.decompress(data, max_pixels=540).shape == rgb.shape
+    grey = codec.compress(rgb[..., 0])
+    assert codec.decompress(grey, max_pixels=180).shape == (20, 9)
+    with pytest.raises(BitstreamError, match="coded as 1 plane"):
+        codec.decompress(grey, max_pixels=179)
+    with pytest.raises(ValueError, match=r"`max_pixels` as an int >= 1; received 0"):
+        codec.decompress(grey, max_pixels=0)
+
+
+_MEMORY_CHILD = """
+import sys
+import numpy as np, deepae
+
+def status(key):  # KB; VmHWM, not ru_maxrss, which a spawned child inherits from its parent
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+
+codec = deepae.ImageCodec.load(sys.argv[1])
+codec.set_params(tile=int(sys.argv[2]))
+img = (np.add.outer(np.arange(2048), np.arange(2048)) % 251).astype(np.uint8)
+codec.decompress(codec.compress(img[:64, :64]))  # traced and warm
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) back to the resident set now
+base = status("VmRSS:")
+out = codec.decompress(codec.compress(img))
+print(out.shape, (status("VmHWM:") - base) / 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_memory_is_bounded_by_the_tile(codec, tmp_path):
+    """Compressing and decompressing a 4-megapixel image in a fresh process: with tiles of
+    128 pixels the peak RSS grows by less than a third of what one whole-image window costs,
+    and by under 40 MB (the latent, the image and one tile)."""
+    model = codec.save(tmp_path / "c.deepae")
+
+    def extra_mb(tile):
+        res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(model), str(tile)],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert res.stdout.startswith("(2048, 2048)")
+        return float(res.stdout.split()[-1])
+
+    tiled, whole = extra_mb(128), extra_mb(4096)
+    assert tiled < 40 and tiled < whole / 3, (tiled, whole)
 
 
 _MUTATIONS = st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "cut"]),

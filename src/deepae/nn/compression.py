@@ -19,9 +19,10 @@ from keras import layers, ops
 from deepae._validation import check_positive_int
 
 __all__ = ["GDN", "FactorizedPrior", "analysis_transform", "synthesis_transform",
-           "LIKELIHOOD_BOUND"]
+           "receptive_halo", "LIKELIHOOD_BOUND", "KERNEL"]
 
 LIKELIHOOD_BOUND = 1e-9
+KERNEL = 5  # the side of every convolution of both transforms
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -137,7 +138,8 @@ def analysis_transform(channels: int, *, filters: int = 96, latent_channels: int
     x = inputs = keras.Input((None, None, channels), name="image")
     for i in range(levels):
         last = i == levels - 1
-        x = layers.Conv2D(latent_channels if last else filters, 5, strides=2, padding="same",
+        x = layers.Conv2D(latent_channels if last else filters, KERNEL, strides=2,
+                          padding="same",
                           name=f"conv{i}")(x)
         if not last:
             x = GDN(name=f"gdn{i}")(x)
@@ -152,8 +154,35 @@ def synthesis_transform(channels: int, *, filters: int = 96, latent_channels: in
     x = inputs = keras.Input((None, None, latent_channels), name="latent")
     for i in range(levels):
         last = i == levels - 1
-        x = layers.Conv2DTranspose(channels if last else filters, 5, strides=2,
+        x = layers.Conv2DTranspose(channels if last else filters, KERNEL, strides=2,
                                    padding="same", name=f"deconv{i}")(x)
         if not last:
             x = GDN(inverse=True, name=f"igdn{i}")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def receptive_halo(levels: int, kernel: int = KERNEL) -> int:
+    """Latent positions of context, on each side of a tile, that make both transforms' output
+    on the tile's core what it is on the whole image.
+
+    Each stage is a stride-2 "same" convolution (or transposed convolution) of side `kernel`
+    on an even-sized input, zero-padded ``(kernel - 2) // 2`` before (TensorFlow's rule). The
+    analysis transform's latent ``i`` reads pixels ``[s i - (s - 1), s i + 3 (s - 1)]`` (``s =
+    2**levels``, for the kernel of 5); a synthesised pixel in block ``j`` reads latents
+    ``j - 2 .. j + 1``. The halo is the larger reach, in latents, rounded up: 2 for
+    ``levels >= 2``, 1 for ``levels = 1``. Tiles must start on multiples of ``s`` pixels.
+    """
+    levels = check_positive_int(levels, "levels", owner="receptive_halo")
+    s, before = 2 ** levels, (kernel - 2) // 2
+    j = 4 * kernel  # any block far from the borders
+    # analysis: the pixels that latent j reads, stage by stage from the latent down
+    lo = hi = j
+    for _ in range(levels):
+        lo, hi = 2 * lo - before, 2 * hi - before + kernel - 1
+    reach = max(s * j - lo, hi - (s * j + s - 1))
+    halo = -(-reach // s)
+    # synthesis: the latents that the pixels of block j read, stage by stage up
+    lo, hi = s * j, s * j + s - 1
+    for _ in range(levels):
+        lo, hi = -(-(lo + before - kernel + 1) // 2), (hi + before) // 2
+    return max(halo, j - lo, hi - j)

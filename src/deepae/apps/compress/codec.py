@@ -21,14 +21,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import check_positive_float, check_positive_int
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps.compress import _tiles
 from deepae.apps.compress.bitstream import OVERHEAD_BYTES, Header, pack, unpack
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
 from deepae.apps.compress.refine import LatentRefiner
-from deepae.data.images import pad_to_multiple, to_float_images
+from deepae.data.images import to_float_images
 from deepae.exceptions import BitstreamError
 from deepae.nn.compression import (  # importing the layers registers them with Keras
     FactorizedPrior,
     analysis_transform,
+    receptive_halo,
     synthesis_transform,
 )
 from deepae.persistence import Artifact, register_loader
@@ -43,7 +45,8 @@ QUALITY_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0
 # no encoder writes larger latent values (inputs in [0, 1] through bounded weights); a file
 # that decodes to larger ones is corrupted
 _MAX_LATENT = 2 ** 20
-# decompression-bomb guard, as Pillow's: a file announcing more pixels is refused
+# decompression-bomb guard, as Pillow's: a file announcing more pixels (times the planes
+# that code them) is refused
 MAX_PIXELS = 89_478_485
 
 # BT.601 full-range YCbCr (JPEG's): colour images through a grayscale codec are coded as
@@ -85,6 +88,13 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas (the gradient clipping applies to each replica's share). A
         strategy instance is not saved with the model (its name is).
+    tile : int, default=512
+        Side, in pixels (rounded down to a multiple of ``2 ** levels``), of the tiles in
+        which `compress` and `decompress` run the transforms: each tile is computed with
+        `receptive_halo` latents of context on every side, which gives the untiled result
+        (the same bytes and pixels, up to float rounding) with memory bounded by the tile
+        instead of the image. Refinement (``refine_steps``) works in tiles of half this
+        side, one after the other.
     random_state : int, optional
     verbose : int, default=0
 
@@ -117,8 +127,8 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
                  patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
-                 learning_rate=1e-3, warm_start=False, strategy=None, random_state=None,
-                 verbose=0):
+                 learning_rate=1e-3, warm_start=False, strategy=None, tile=512,
+                 random_state=None, verbose=0):
         self.lmbda = lmbda
         self.filters = filters
         self.latent_channels = latent_channels
@@ -130,6 +140,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.warm_start = warm_start
         self.strategy = strategy
+        self.tile = tile
         self.random_state = random_state
         self.verbose = verbose
 
@@ -138,7 +149,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         name = type(self).__name__
         check_positive_float(self.lmbda, "lmbda", owner=name)
         for p in ("filters", "latent_channels", "levels", "patch_size", "patches_per_epoch",
-                  "epochs", "batch_size"):
+                  "epochs", "batch_size", "tile"):
             check_positive_int(getattr(self, p), p, owner=name)
         check_positive_float(self.learning_rate, "learning_rate", owner=name)
         if int(self.levels) > 6:
@@ -152,6 +163,12 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     def stride(self) -> int:
         """Image sides are padded to a multiple of this; the latent is this much smaller."""
         return 2 ** int(self.levels)
+
+    def _tile_latents(self) -> int:
+        """The tile side in latent positions (`tile` is checked here too: it may be set
+        after fitting)."""
+        check_positive_int(self.tile, "tile", owner=type(self).__name__)
+        return max(1, int(self.tile) // self.stride)
 
     def fit(self, images, y=None):
         """Train on `images`: a folder path, one image, a batch (n, h, w[, c]) or a list of
@@ -278,6 +295,24 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             return ycc @ _YCC2RGB.T
         return planes[0].mean(axis=-1, keepdims=True)
 
+    def _region(self, arr, name):
+        """`region(r0, r1, c0, c1)`: rows r0:r1, columns c0:c1 of the planes that code the
+        image `arr` (uint8 or float, checked), padded (mirrored) at the bottom and right to
+        multiples of the stride: (p, r1 - r0, c1 - c0, model channels) float32. Only the
+        region is converted, never the whole image."""
+        h, w = arr.shape[:2]
+
+        def region(r0, r1, c0, c1):
+            if r1 <= h and c1 <= w:
+                part = arr[r0:r1, c0:c1]
+            else:
+                part = arr[np.ix_(_tiles.reflect(np.arange(r0, r1), h),
+                                  _tiles.reflect(np.arange(c0, c1), w))]
+            (img,), _ = to_float_images(part, name)
+            return np.ascontiguousarray(self._planes(img), np.float32)
+
+        return region
+
     def _latents(self, image, name="image", refine_steps=0):
         check_is_fitted(self, "tables_")
         if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral):
@@ -290,21 +325,31 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         if arr.ndim not in (2, 3):
             raise ValueError(f"Expected `{name}` as one (h, w) or (h, w, c) image; received "
                              f"an array of shape {arr.shape}.")
-        (img,), _ = to_float_images(arr, name)
-        h, w, c = img.shape
-        if max(h, w) > 0xFFFF:
-            raise ValueError(f"Expected `{name}` at most 65535 pixels on each side; received "
+        h, w = arr.shape[:2]
+        if min(h, w) < 1 or max(h, w) > 0xFFFF:
+            raise ValueError(f"Expected `{name}` of 1 to 65535 pixels on each side; received "
                              f"{w}x{h}.")
-        planes = np.stack([pad_to_multiple(p, self.stride) for p in self._planes(img)])
-        planes = np.ascontiguousarray(planes, np.float32)
-        y = np.asarray(self._encode_fn(planes))
+        if arr.ndim == 3 and arr.shape[-1] not in (1, 3):
+            raise ValueError(f"Expected `{name}` of shape (h, w), (h, w, 1) or (h, w, 3); "
+                             f"received {arr.shape}.")
+        # the dtype, by name; then the values of a float image, without a float copy of it
+        (first,), _ = to_float_images(arr[:1, :1], name)
+        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and arr.min() >= -1e-3
+                                          and arr.max() <= 1 + 1e-3):
+            to_float_images(arr, name)  # the whole image's range in the message
+        c = first.shape[-1]
+        s, tile, halo = self.stride, self._tile_latents(), receptive_halo(int(self.levels))
+        lh, lw = -(-h // s), -(-w // s)
+        region = self._region(arr, name)
+        y = _tiles.analyse(self._encode_fn, region, lh, lw, s, tile, halo)  # (p, lh, lw, M)
         if refine_steps:
             if self._refiner is None:
                 self._refiner = LatentRefiner(self.synthesis_, self.prior_, self.tables_)
             # the search minimises the loss of `lmbda` (the trained one unless set_params
             # changed it since)
-            return self._refiner(planes, y, int(refine_steps), h, w, self.lmbda), (h, w, c)
-        return np.round(y).astype(np.int32), (h, w, c)
+            return self._refiner(region, y, int(refine_steps), h, w, self.lmbda, stride=s,
+                                 tile=max(1, tile // 2), halo=halo), (h, w, c)
+        return np.rint(y, out=y).astype(np.int32), (h, w, c)
 
     def compress(self, image, *, refine_steps: int = 0, return_stats: bool = False):
         """Compress one image to the bytes of a ``.dae`` file.
@@ -350,10 +395,18 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         ------
         BitstreamError
             If `data` is truncated, corrupted, not a ``.dae`` file, of an unknown version,
-            written by another codec (its fingerprint differs), or announces more than
-            `max_pixels` pixels.
+            written by another codec (its fingerprint differs), announces more than
+            `max_pixels` pixels (counted once per plane: a colour image through a grayscale
+            codec counts three times), or has a payload too short to hold the latent its
+            header announces (checked before anything is allocated for it).
+
+        Memory: the latent (4 bytes per value, 96 values per 256 pixels and plane with the
+        shipped codecs), the uint8 image, and one tile of the synthesis transform (`tile`).
         """
         check_is_fitted(self, "tables_")
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) \
+                or max_pixels < 1:
+            raise ValueError(f"Expected `max_pixels` as an int >= 1; received {max_pixels!r}.")
         head, payload = unpack(data)
         if head.fingerprint != bytes.fromhex(self.fingerprint_[:8]):
             raise BitstreamError(f"This .dae file was written by the codec with fingerprint "
@@ -361,24 +414,39 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                                  f"{self.fingerprint_[:8]}. Decode it with the codec that "
                                  "wrote it.")
         h, w, c = head.height, head.width, head.channels
-        if h * w > max_pixels:
-            raise BitstreamError(f"The .dae file announces a {w}x{h} image, more than "
-                                 f"max_pixels={max_pixels}; pass a larger max_pixels if "
-                                 "it is expected.")
+        # decoding costs the same per plane, whatever its channels: Y, Cb and Cr through a
+        # grayscale codec are three times the work of one grayscale plane
+        n_planes = 3 if (c == 3 and self.n_channels_ == 1) else 1
+        if h * w * n_planes > max_pixels:
+            raise BitstreamError(f"The .dae file announces a {w}x{h} image coded as {n_planes} "
+                                 f"plane(s), {h * w * n_planes:,} pixels in all, more than "
+                                 f"max_pixels={max_pixels:,}; pass a larger max_pixels if it "
+                                 "is expected.")
         s = self.stride
         expected = (-(-h // s), -(-w // s), int(self.latent_channels))
         if head.latent_shape != expected:
             raise BitstreamError(f"Corrupted .dae file: a {w}x{h} image has a latent of shape "
                                  f"{expected} with this codec; the header says "
                                  f"{head.latent_shape}.")
-        n_planes = 3 if (c == 3 and self.n_channels_ == 1) else 1
-        y = np.stack(self._coder.decode(payload, [head.latent_shape] * n_planes))
-        if np.abs(y).max() > _MAX_LATENT:
+        # before anything is allocated for the latent the header announces: a payload too
+        # short to have coded it
+        shapes = [head.latent_shape] * n_planes
+        least = self._coder.min_payload_bytes(shapes)
+        if len(payload) < least:
+            raise BitstreamError(f"Corrupted .dae file: a {w}x{h} image ({n_planes} plane(s) "
+                                 f"of {expected[0]}x{expected[1]} latent positions) takes at "
+                                 f"least {least:,} payload bytes with this codec's tables; "
+                                 f"the file has {len(payload):,}.")
+        y = self._coder.decode(payload, shapes)
+        if max(max(-int(p.min()), int(p.max())) for p in y) > _MAX_LATENT:
             raise BitstreamError("Corrupted .dae file: decoded latent values out of the "
                                  f"codec's range (|value| <= {_MAX_LATENT}).")
-        planes = np.asarray(self._decode_fn(y.astype(np.float32)))[:, :h, :w]
-        img = np.clip(self._image(planes, c), 0.0, 1.0)
-        out = np.round(img * 255.0).astype(np.uint8)
+        out = np.empty((h, w, c), np.uint8)
+        for (r0, r1, c0, c1), planes in _tiles.synthesise(
+                self._decode_fn, y, h, w, s, self._tile_latents(),
+                receptive_halo(int(self.levels))):
+            img = np.clip(self._image(planes, c), 0.0, 1.0)
+            out[r0:r1, c0:c1] = np.round(img * 255.0).astype(np.uint8)
         return out[..., 0] if c == 1 else out
 
     # -- convenience ---------------------------------------------------------------------------

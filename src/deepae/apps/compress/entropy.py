@@ -9,20 +9,31 @@ very same tables on any machine (no floating-point model evaluation on the decod
 
 An escaped value is coded after all table symbols, as its 32-bit two's complement in two
 uniform 16-bit halves.
+
+`RangeCoder.min_payload_bytes` bounds from below the payload of latents of given shapes, so
+that a decoder refuses a file whose payload is too short for its header before allocating
+anything for the latent that the header announces.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from deepae.exceptions import BitstreamError
 
-__all__ = ["PRECISION", "freeze_tables", "table_bits", "RangeCoder"]
+__all__ = ["PRECISION", "SLACK_BITS", "freeze_tables", "table_bits", "cheapest_bits",
+           "tail_channels", "RangeCoder"]
 
 PRECISION = 16
 _TOTAL = 1 << PRECISION
 ESCAPE_BITS = 32
 _HALF = 1 << 16
+# what the range coder's last words may save below the bound of `position_bits` (measured:
+# latents of every channel's most probable value, the cheapest there are, cost 3.7 to 5 bits
+# more than the bound with the shipped codecs)
+SLACK_BITS = 64
 
 
 def _quantise(probs: np.ndarray) -> np.ndarray:
@@ -104,6 +115,32 @@ def table_bits(latents, tables) -> float:
     return bits
 
 
+def cheapest_bits(tables) -> np.ndarray:
+    """(C,) the fewest bits a value of each channel can cost in the payload: ``-log2`` of the
+    largest probability of its table, taken as ``(largest frequency + 1) / 2**16`` to cover
+    the coder's own rounding of the probabilities to 24 bits."""
+    freqs = np.asarray(tables["freqs"], np.int64)  # rows zero-padded: the maxima are inside
+    return -np.log2(np.minimum(freqs.max(axis=1) + 1, _TOTAL) / _TOTAL)
+
+
+def tail_channels(tables) -> int:
+    """The first of the channels that end the stream and whose trailing values may cost
+    nothing: the last channel whose most probable value is not the first of its table, and
+    all after it.
+
+    The first symbol of a table leaves the coder's lower bound where it is, so a run of it
+    at the very end of the stream ends in zero bytes, which the payload drops
+    (`RangeCoder.encode`): the last channel's trailing values can be free, and when they are
+    all first symbols, so can the end of the channel before, and so on while channels are
+    made of their first symbol, as a channel whose most probable value is its first (a dead
+    channel: one value) mostly is. -1 if every channel's most probable value is its first:
+    then the whole stream may be such a run.
+    """
+    freqs = np.asarray(tables["freqs"], np.int64)
+    live = np.flatnonzero(freqs.argmax(axis=1) != 0)
+    return int(live[-1]) if live.size else -1  # -1: no live channel, any run can be free
+
+
 class RangeCoder:
     """Range coding of integer latents with the frozen tables (constriction's
     ``RangeEncoder``/``RangeDecoder``, 32-bit words, 24-bit model precision)."""
@@ -121,7 +158,30 @@ class RangeCoder:
                                          perfect=False)
                        for c, n in enumerate(self.lengths)]
         self.uniform = model.Uniform(_HALF)
+        cheapest, tail = cheapest_bits(tables), tail_channels(tables)
+        # all channels of one latent position (nothing can be bounded without a live channel)
+        self.position_bits = float(cheapest.sum()) if tail >= 0 else 0.0
+        self.tail_bits = float(cheapest[tail:].sum()) if tail >= 0 else 0.0
         self._constriction = constriction
+
+    def min_payload_bytes(self, shapes) -> int:
+        """The fewest payload bytes that `encode` writes for latents of the given (h, w, C)
+        `shapes`: every value at its cheapest (`cheapest_bits`), less the channels that end
+        the stream (`tail_channels`) in the last latent, less `SLACK_BITS`. A shorter
+        payload is corrupted or forged. Pure arithmetic: nothing is allocated for the
+        latents.
+
+        The bound holds for any latent whose last live channel (`tail_channels`) is not all
+        made of its table's first value, a tail value of probability about 1e-6 in a trained
+        codec; only such a latent codes to fewer bytes than its values' cheapest costs.
+        """
+        shapes = [tuple(int(v) for v in shape) for shape in shapes]
+        if not shapes:
+            return 0
+        positions = sum(h * w for h, w, _ in shapes)
+        last = shapes[-1][0] * shapes[-1][1]
+        bits = positions * self.position_bits - last * self.tail_bits - SLACK_BITS
+        return max(0, math.ceil(bits / 8))
 
     def encode(self, latents) -> bytes:
         """Code a list of (h, w, C) integer arrays; returns the payload bytes."""
@@ -142,7 +202,8 @@ class RangeCoder:
         return data.rstrip(b"\0")  # the decoder pads the last word with zeros again
 
     def decode(self, payload: bytes, shapes) -> list[np.ndarray]:
-        """Decode the latents of the given (h, w, C) `shapes` from `payload`."""
+        """Decode the latents of the given (h, w, C) `shapes` from `payload`: a list of int32
+        arrays. Memory: the latents, one channel's symbols and the escapes' positions."""
         payload = bytes(payload) + b"\0" * (-len(payload) % 4)
         words = np.frombuffer(payload, ">u4").astype(np.uint32)
         try:
@@ -152,28 +213,27 @@ class RangeCoder:
                 if ch != len(self.models):
                     raise BitstreamError(f"Corrupted .dae file: latent with {ch} channels, the "
                                          f"codec's tables have {len(self.models)}.")
-                y = np.empty((h, w, ch), np.int64)
+                y = np.empty((h, w, ch), np.int32)
                 for c in range(ch):
-                    sym = np.asarray(dec.decode(self.models[c], h * w), np.int64)
-                    esc = sym == self.lengths[c] - 1
-                    y[..., c] = (sym + self.offsets[c]).reshape(h, w)
-                    escapes.append((y, c, esc.reshape(h, w)))
+                    sym = np.asarray(dec.decode(self.models[c], h * w), np.int32)
+                    y[..., c] = (sym + np.int32(self.offsets[c])).reshape(h, w)
+                    where = np.flatnonzero(sym == self.lengths[c] - 1)
+                    if where.size:
+                        escapes.append((y, c, where))
                 out.append(y)
-            n_esc = sum(int(e.sum()) for _, _, e in escapes)
+            n_esc = sum(e.size for _, _, e in escapes)
             if n_esc:
                 halves = np.asarray(dec.decode(self.uniform, 2 * n_esc), np.int64)
                 u = (halves[0::2] << 16) | halves[1::2]
                 raw = np.where(u >= 2 ** 31, u - 2 ** 32, u)
                 i = 0
-                for y, c, e in escapes:
-                    k = int(e.sum())
-                    if k:
-                        plane = y[..., c]
-                        plane[e] = raw[i:i + k]
-                        i += k
+                for y, c, where in escapes:
+                    rows, cols = np.divmod(where, y.shape[1])
+                    y[rows, cols, c] = raw[i:i + where.size]
+                    i += where.size
         except BitstreamError:
             raise
         except (ValueError, RuntimeError, OverflowError, AssertionError) as e:
             raise BitstreamError(f"Corrupted .dae file: the payload cannot be decoded "
                                  f"({type(e).__name__}: {e}).") from e
-        return [y.astype(np.int32) for y in out]
+        return out

@@ -14,6 +14,13 @@ The refined latent is only kept for a plane when its real cost (the frozen table
 the decoded image's distortion) is lower than the one-pass latent's, so refinement never makes
 a file worse by the measure it optimises. The random draws are seeded by the step number:
 the same image gives the same bytes.
+
+A latent larger than one tile is refined tile by tile, in row-major order (block coordinate
+descent): each tile's core moves while the latents around it stay at their current integers
+(refined for the tiles before, one-pass for those after), for the loss of the pixels that
+the core reaches. Memory is then bounded by the tile, not the image; the result differs from
+a whole-image search (which no longer fits in memory for large images), and the fallback
+above still compares whole planes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import math
 
 import numpy as np
 
+from deepae.apps.compress import _tiles
 from deepae.apps.compress.entropy import table_bits
 
 __all__ = ["LatentRefiner", "REFINE_LEARNING_RATE"]
@@ -57,7 +65,7 @@ class LatentRefiner:
 
         gs, prior, lr0 = self.synthesis, self.prior, self.learning_rate
 
-        def step(x, y, m, v, t, n_steps, lmbda, h, w):
+        def step(x, y, m, v, mask, t, n_steps, lmbda, r0, r1, c0, c1):
             # temperature 0.5 -> 0.05 geometrically; learning rate cosine to 0 (Adam)
             frac = t / n_steps
             tau = _TAU_START * tf.exp(frac * math.log(_TAU_END / _TAU_START))
@@ -73,12 +81,15 @@ class LatentRefiner:
                 u = tf.random.stateless_uniform(tf.shape(logits), seed, 1e-9, 1.0)
                 gumbel = -tf.math.log(-tf.math.log(u))
                 soft = tf.nn.softmax((tf.nn.log_softmax(logits) + gumbel) / tau, -1)
-                yq = floor + soft[..., 1]
-                x_hat = gs(yq, training=False)[:, :h, :w]
-                pixels = tf.cast(tf.shape(x)[0] * h * w, tf.float32)
-                bits = tf.reduce_sum(-tf.math.log(prior(yq, training=False))) / math.log(2.0)
-                loss = bits / pixels + lmbda * tf.reduce_mean(tf.square(x_hat - x[:, :h, :w]))
-            g = tape.gradient(loss, y)
+                # the tile's core moves (mask 1); the context around it stays as it is
+                yq = mask * (floor + soft[..., 1]) + (1.0 - mask) * y
+                x_hat = gs(yq, training=False)[:, r0:r1, c0:c1]
+                pixels = tf.cast(tf.shape(x)[0] * (r1 - r0) * (c1 - c0), tf.float32)
+                nll = -tf.math.log(prior(yq, training=False))
+                bits = tf.reduce_sum(mask * nll) / math.log(2.0)
+                loss = bits / pixels + lmbda * tf.reduce_mean(
+                    tf.square(x_hat - x[:, r0:r1, c0:c1]))
+            g = tape.gradient(loss, y) * mask
             m = 0.9 * m + 0.1 * g
             v = 0.999 * v + 0.001 * tf.square(g)
             k = t + 1.0
@@ -88,36 +99,73 @@ class LatentRefiner:
         spec = tf.TensorSpec((None, None, None, None), tf.float32)
         scalar = tf.TensorSpec((), tf.float32)
         size = tf.TensorSpec((), tf.int32)
-        return tf.function(step, input_signature=[spec, spec, spec, spec, scalar, scalar,
-                                                  scalar, size, size])
+        return tf.function(step, input_signature=[spec, spec, spec, spec, spec, scalar, scalar,
+                                                  scalar, size, size, size, size])
 
-    def _costs(self, x, latents, h, w, lmbda):
-        """Each plane's real cost: frozen-table bits / pixels + lmbda * MSE of 8-bit pixels."""
-        x_hat = np.asarray(self.synthesis(latents.astype(np.float32), training=False))
-        x_hat = np.round(np.clip(x_hat[:, :h, :w], 0.0, 1.0) * 255.0)
-        ref = np.round(x[:, :h, :w] * 255.0)
-        mse = np.mean((x_hat - ref) ** 2, axis=(1, 2, 3)) / 255.0 ** 2
+    def _costs(self, region, latents, h, w, lmbda, stride, tile, halo):
+        """Each plane's real cost: frozen-table bits / pixels + lmbda * MSE of 8-bit pixels,
+        the decoded image computed tile by tile."""
+        sq, n = np.zeros(len(latents)), 0
+        decode = lambda z: self.synthesis(z, training=False)  # noqa: E731
+        for (r0, r1, c0, c1), x_hat in _tiles.synthesise(decode, latents, h, w, stride,
+                                                         tile, halo):
+            x_hat = np.round(np.clip(x_hat, 0.0, 1.0) * 255.0)
+            ref = np.round(region(r0, r1, c0, c1) * 255.0)
+            sq += np.sum((x_hat - ref) ** 2, axis=(1, 2, 3), dtype=np.float64)
+            n += x_hat[0].size
+        mse = sq / n / 255.0 ** 2
         bits = np.array([table_bits([y], self.tables) for y in latents])
         return bits / (h * w) + lmbda * mse
 
-    def __call__(self, x, y0, steps, h, w, lmbda):
-        """Refine `y0` (p, h', w', M floats, the analysis transform of the padded planes `x`,
-        (p, H, W, c)) for `steps` steps, measuring distortion on the top-left `h` x `w`
-        pixels, for the trade-off `lmbda` (the codec's: for MSE of pixels in [0, 1], times
-        255**2); returns the (p, h', w', M) int32 latents to code."""
+    def __call__(self, x, y0, steps, h, w, lmbda, *, stride=None, tile=None, halo=0):
+        """Refine `y0` (p, h', w', M floats, the analysis transform of the padded planes `x`)
+        for `steps` steps, measuring distortion on the top-left `h` x `w` pixels, for the
+        trade-off `lmbda` (the codec's: for MSE of pixels in [0, 1], times 255**2); returns
+        the (p, h', w', M) int32 latents to code.
+
+        `x` is the (p, H, W, c) array of the padded planes, or a function ``x(r0, r1, c0,
+        c1)`` giving rows r0:r1 and columns c0:c1 of it (then `stride`, the image pixels per
+        latent position, is needed). With `tile`, the search runs in tiles of that many
+        latent positions with `halo` (`deepae.nn.compression.receptive_halo`) positions of
+        context; without, on the whole latent at once.
+        """
         import tensorflow as tf
 
+        if callable(x):
+            region = x
+        else:
+            region = lambda r0, r1, c0, c1: x[:, r0:r1, c0:c1]  # noqa: E731
+            stride = x.shape[1] // y0.shape[1]
+        s = int(stride)
         lmbda = float(lmbda) * 255.0 ** 2
         if self._step is None:
             self._step = self._compiled_step()
-        xt = tf.constant(x, tf.float32)
-        y = tf.constant(y0, tf.float32)
-        m = tf.zeros_like(y)
-        v = tf.zeros_like(y)
-        for t in range(int(steps)):
-            y, m, v = self._step(xt, y, m, v, tf.constant(float(t)), tf.constant(float(steps)),
-                                 tf.constant(lmbda), tf.constant(h), tf.constant(w))
+        p, lh, lw, _ = y0.shape
+        tile = max(lh, lw) if tile is None else int(tile)
+        g = int(halo)
+        y = np.array(y0, np.float32)  # refined cores are written back as they are done
+        for (i0, i1, j0, j1), _ in _tiles.grid(lh, lw, tile, 0):
+            # the core reaches the pixels of the blocks within `g` of it; those depend on
+            # the latents within `g` of them
+            a0, a1, b0, b1 = max(0, i0 - 2 * g), min(lh, i1 + 2 * g), \
+                max(0, j0 - 2 * g), min(lw, j1 + 2 * g)
+            r0, r1 = s * max(0, i0 - g), min(h, s * min(lh, i1 + g))
+            c0, c1 = s * max(0, j0 - g), min(w, s * min(lw, j1 + g))
+            mask = np.zeros((p, a1 - a0, b1 - b0, y.shape[-1]), np.float32)
+            mask[:, i0 - a0:i1 - a0, j0 - b0:j1 - b0] = 1.0
+            win = np.where(mask > 0, y[:, a0:a1, b0:b1], np.round(y[:, a0:a1, b0:b1]))
+            xt = tf.constant(region(s * a0, s * a1, s * b0, s * b1), tf.float32)
+            yt, mt = tf.constant(win, tf.float32), tf.constant(mask)
+            m = tf.zeros_like(yt)
+            v = tf.zeros_like(yt)
+            for t in range(int(steps)):
+                yt, m, v = self._step(xt, yt, m, v, mt, tf.constant(float(t)),
+                                      tf.constant(float(steps)), tf.constant(lmbda),
+                                      tf.constant(r0 - s * a0), tf.constant(r1 - s * a0),
+                                      tf.constant(c0 - s * b0), tf.constant(c1 - s * b0))
+            y[:, i0:i1, j0:j1] = yt.numpy()[:, i0 - a0:i1 - a0, j0 - b0:j1 - b0]
         one_pass = np.round(y0).astype(np.int32)
-        refined = np.round(y.numpy()).astype(np.int32)
-        better = self._costs(x, refined, h, w, lmbda) < self._costs(x, one_pass, h, w, lmbda)
+        refined = np.round(y).astype(np.int32)
+        cost = lambda lat: self._costs(region, lat, h, w, lmbda, s, tile, g)  # noqa: E731
+        better = cost(refined) < cost(one_pass)
         return np.where(better[:, None, None, None], refined, one_pass)
