@@ -3,7 +3,6 @@ read in blocks, one-pass statistics, strategies."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import N_TEST_REPLICAS
 from deepae.data.streaming import NpyShards, scaler_for, stream_dataset
@@ -149,19 +148,6 @@ def two_replicas(strategy="mirrored"):
     return dist
 
 
-# Keras's Model.fit on two replicas fails in deepae.training ("You must feed a value for
-# placeholder tensor ..."): the optimizer's slots are made lazily inside the replicated
-# step, and Keras's loop of several steps per call fails on several replicas as it does
-# under the collective strategy. Fix (deepae/training.py, another worker's file): build the
-# optimizer in the strategy's scope right after compile, and one step per call whenever
-# `num_replicas_in_sync > 1`. Strict: these pass once it is fixed, and then say so.
-MODEL_FIT_ON_TWO_REPLICAS = pytest.mark.xfail(
-    strict=True, raises=tf.errors.InvalidArgumentError,
-    reason="deepae.training: Model.fit on two replicas (optimizer built lazily in the "
-           "replicated step; several steps per call)")
-
-
-@MODEL_FIT_ON_TWO_REPLICAS
 def test_mirrored_strategy_trains_like_a_single_device():
     """MirroredStrategy on two CPU replicas: each takes half of every global batch and the
     gradients are all-reduced, so the same steps as no strategy, up to float summation
@@ -215,7 +201,6 @@ def test_cli_train_streams_shards(tmp_path, capsys):
                                atol=1e-5)
 
 
-@MODEL_FIT_ON_TWO_REPLICAS
 def test_cli_train_streams_shards_on_two_replicas(tmp_path):
     from deepae import load
     from deepae.cli.main import main
@@ -230,7 +215,6 @@ def test_cli_train_streams_shards_on_two_replicas(tmp_path):
     assert m.training_summary_["n_samples"] == 350 and m.training_summary_["replicas"] == 2
 
 
-@MODEL_FIT_ON_TWO_REPLICAS
 def test_estimators_take_a_strategy(tmp_path):
     """The estimators pass their strategy to training (two replicas, the same training as
     without one up to float order) and save its name."""

@@ -369,9 +369,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                          "without a strategy.")
     if dist is not None and jit_compile == "auto":
         jit_compile = False
-    if dist is not None and steps_per_execution is None and _multi_worker(dist):
-        # Keras 3's loop of several steps per call fails under the collective strategy
-        # ("You must feed a value for placeholder tensor ..."): one step per call there.
+    if dist is not None and steps_per_execution is None and (
+            _multi_worker(dist) or dist.num_replicas_in_sync > 1):
+        # Keras 3's loop of several steps per call fails under the collective strategy and
+        # on several mirrored replicas ("You must feed a value for placeholder tensor
+        # ..."): one step per call there.
         steps_per_execution = 1
     return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
                 batch_size=batch_size, loss=loss, optimizer=optimizer,
@@ -446,6 +448,10 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                                                     weight_decay, lr_schedule, total_steps),
                           loss=loss, steps_per_execution=steps_per_execution,
                           jit_compile=jit_compile)
+            # the optimizer's slots made now, in the strategy's scope: made lazily inside
+            # the replicated step, they are a placeholder that no replica feeds (Model.fit
+            # fails on two replicas: "You must feed a value for placeholder tensor")
+            model.optimizer.build(model.trainable_variables)
         model._deepae_key = key
 
     monitor = "val_loss" if val is not None else "loss"
