@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 import deepae
 from deepae.cli.main import main
+from deepae.data.tabular import read_table
 from deepae.datasets import make_transactions
 
 
@@ -87,8 +89,26 @@ def test_evaluate_prints_report_and_plots(tables, tmp_path, capsys):
     out = capsys.readouterr().out
     for key in ("ROC-AUC", "PR-AUC", "recall at FPR 0.01", "precision at k", "TN", "FP"):
         assert key in out
+    # the report is the model's: ROC-AUC, average precision and the confusion at its
+    # threshold computed from its scores of these rows (not estimates, not other rows) ...
     rep = json.loads((tmp_path / "r.json").read_text())
-    assert rep["roc_auc"] > 0.8 and rep["tp"] + rep["fn"] == rep["n_anomalies"]
+    det = deepae.load(model)
+    test = read_table(d / "test.csv")
+    y = test["Class"].to_numpy()
+    s = det.decision_function(test.drop(columns=["txn_id", "Class"]))
+    assert rep["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert rep["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+    flag = s > det.threshold_
+    assert (rep["tp"], rep["fp"], rep["fn"], rep["tn"]) == (
+        (flag & (y == 1)).sum(), (flag & (y == 0)).sum(), (~flag & (y == 1)).sum(),
+        (~flag & (y == 0)).sum())
+    # ... and the model is the one the library fits with the same options on the same rows
+    # (the id and label columns left out), so its ROC-AUC is the library's
+    train = read_table(d / "train.csv")
+    ref = deepae.AnomalyDetector(threshold="fpr", target=0.02, epochs=10, random_state=0).fit(
+        train.drop(columns=["txn_id", "Class"]), train["Class"].to_numpy())
+    np.testing.assert_allclose(s, ref.decision_function(test.drop(columns=["txn_id", "Class"])),
+                               rtol=1e-5)
     assert (tmp_path / "p" / "scores.png").stat().st_size > 5000
     assert (tmp_path / "p" / "roc_pr.png").stat().st_size > 5000
 
