@@ -23,7 +23,7 @@ import json
 import os
 
 __all__ = ["STRATEGIES", "resolve_strategy", "strategy_scope", "replica_step", "is_chief",
-           "worker_info"]
+           "worker_info", "clip_global_norm"]
 
 STRATEGIES = ("single", "mirrored", "multi-worker")
 
@@ -103,6 +103,27 @@ def replica_step(strategy, step, global_batch: int):
         return run(strategy.experimental_distribute_values_from_function(share))
 
     return call
+
+
+def clip_global_norm(grads, clipnorm: float):
+    """`grads` scaled so that the gradient of the global batch has a norm of at most
+    `clipnorm`, for a step that runs on every replica (`replica_step`).
+
+    Keras's ``global_clipnorm`` clips each replica's share before the optimizer sums the
+    shares, which on several replicas is not the single device's clipping. Here the shares
+    are summed first (one all-reduce), the global norm taken from the sum, and every share
+    scaled by the same factor, so the optimizer's sum is the clipped global gradient: the
+    step one device takes. On one replica, the same as ``tf.clip_by_global_norm``.
+    """
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    total = grads
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        total = ctx.all_reduce("SUM", grads)
+    norm = tf.linalg.global_norm(total)
+    factor = float(clipnorm) / tf.maximum(norm, float(clipnorm))
+    return [None if g is None else g * factor for g in grads]
 
 
 def _tf_config() -> tuple[list, str, int] | None:

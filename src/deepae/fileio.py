@@ -19,7 +19,8 @@ from typing import BinaryIO
 __all__ = ["atomic_write", "atomic_write_bytes", "check_output_path"]
 
 
-def check_output_path(path, *, overwrite: bool = False, inputs=()) -> Path:
+def check_output_path(path, *, overwrite: bool = False, inputs=(),
+                      hint: str = "overwrite=True") -> Path:
     """Check that `path` may be written: not a folder, not one of `inputs`, and, unless
     `overwrite`, not an existing file. Returns it as a `Path`.
 
@@ -31,6 +32,8 @@ def check_output_path(path, *, overwrite: bool = False, inputs=()) -> Path:
         If `path` is a folder.
     ValueError
         If `path` is one of the `inputs` (the same file, also through a link).
+
+    `hint` is how the caller asks to overwrite, named in the error (the CLI: --overwrite).
     """
     path = Path(path)
     if path.is_dir():
@@ -49,8 +52,7 @@ def check_output_path(path, *, overwrite: bool = False, inputs=()) -> Path:
             raise ValueError(f"The output {str(path)!r} is the input {str(src)!r}; write the "
                              "result to another file.")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite on the "
-                              "command line) to replace it.")
+        raise FileExistsError(f"{str(path)!r} exists; pass {hint} to replace it.")
     return path
 
 

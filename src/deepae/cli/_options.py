@@ -36,4 +36,4 @@ def output_path(args, path, *inputs) -> Path | None:
     if path is None or str(path) == "-":
         return None
     return check_output_path(path, overwrite=bool(getattr(args, "overwrite", False)),
-                             inputs=[i for i in inputs if i is not None])
+                             inputs=[i for i in inputs if i is not None], hint="--overwrite")
