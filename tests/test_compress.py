@@ -1,6 +1,5 @@
 """ImageCodec: round trips, the .dae format as documented, robustness of the decoder."""
 
-import json
 import re
 import struct
 import subprocess
@@ -124,10 +123,10 @@ def test_colour_codec_round_trip():
 
 
 # -- tiles ----------------------------------------------------------------------------------------
-def _counting(monkeypatch, codec, attr):
-    """Count the calls of one of the codec's compiled transforms."""
-    calls, fn = [], getattr(codec, attr)
-    monkeypatch.setattr(codec, attr, lambda x: calls.append(x.shape) or fn(x))
+def _counting(monkeypatch, obj, attr):
+    """Count the calls of one of a codec's (or its refiner's) compiled functions."""
+    calls, fn = [], getattr(obj, attr)
+    monkeypatch.setattr(obj, attr, lambda x, *a: calls.append(x.shape) or fn(x, *a))
     return calls
 
 
@@ -211,10 +210,11 @@ def test_refinement_in_tiles(codec, monkeypatch):
     and it costs no more than the one-pass file."""
     img = (smooth_images(1, 40, seed=8)[0, ..., 0] * 255).round().astype(np.uint8)
     plain, s0 = codec.compress(img, return_stats=True)
-    monkeypatch.setattr(codec, "tile", 16)  # refinement tiles of 2 latent positions
-    dec = _counting(monkeypatch, codec, "_decode_fn")
+    codec.compress(img[:4, :4], refine_steps=1)  # the refiner, built
+    steps = _counting(monkeypatch, codec._refiner, "_step")
+    monkeypatch.setattr(codec, "tile", 8)  # refinement tiles of 4 x 4 latents: 3 x 3 of them
     data, s1 = codec.compress(img, refine_steps=10, return_stats=True)
-    assert len(dec) == 0  # the refiner runs its own synthesis, tile by tile
+    assert len(steps) == 9 * 10
     assert data != plain
     assert codec.decompress(data).shape == img.shape
     assert _real_cost(codec, img, data, s1) <= _real_cost(codec, img, plain, s0) + 1e-9
@@ -500,8 +500,8 @@ def test_real_payloads_are_never_too_short(codec):
         head, payload = bitstream.unpack(data)
         n_planes = 3 if head.channels == 3 else 1
         assert len(payload) >= codec._coder.min_payload_bytes([head.latent_shape] * n_planes)
-        assert codec.decompress(data).shape == img.shape[:2] + img.shape[2:3] * (img.ndim > 2
-                                                                                 and img.shape[-1] > 1)
+        colour = img.ndim == 3 and img.shape[-1] == 3
+        assert codec.decompress(data).shape == img.shape[:2] + ((3,) if colour else ())
 
 
 def _random_tables(rng, channels):
@@ -656,29 +656,6 @@ def test_mutated_files_decode_or_raise_bitstream_error(codec, dae, ops, fix):
     except BitstreamError:
         return
     assert out.dtype == np.uint8 and out.ndim in (2, 3)
-
-
-def test_fuzz_script_smoke(tmp_path):
-    """The fuzz script runs in a child process (a crash would show as a signal) and counts
-    no exception other than BitstreamError."""
-    out = tmp_path / "fuzz.json"
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_bitstream.py"),
-                          "--n", "400", "--json", str(out)], capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    summary = json.loads(out.read_text())
-    assert summary["files"] == 400 and summary["other_exceptions"] == 0
-    assert summary["bitstream_errors"] > 0
-
-
-@pytest.mark.slow
-def test_fuzz_ten_thousand_files(tmp_path):
-    out = tmp_path / "fuzz.json"
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_bitstream.py"),
-                          "--n", "10000", "--json", str(out)], capture_output=True, text=True,
-                         timeout=3000)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert json.loads(out.read_text())["other_exceptions"] == 0
 
 
 # -- bad input ----------------------------------------------------------------------------------

@@ -38,13 +38,15 @@ def reflect(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m < n, m, 2 * n - 1 - m)
 
 
-def analyse(fn, region, lh: int, lw: int, stride: int, tile: int, halo: int) -> np.ndarray:
+def analyse(fn, region, lh: int, lw: int, stride: int, tile: int, halo: int, *,
+            rounded: bool = False) -> np.ndarray:
     """The latent of every plane, tile by tile.
 
     `region(r0, r1, c0, c1)` gives rows ``r0:r1`` and columns ``c0:c1`` of the planes padded
     to ``lh * stride`` x ``lw * stride``: (p, r1 - r0, c1 - c0, m) float32. `fn` is the
     analysis transform, (1, rows, cols, m) -> (1, rows / stride, cols / stride, M); it runs
-    on one plane at a time. Returns (p, lh, lw, M) float32.
+    on one plane at a time. Returns (p, lh, lw, M) float32, or with `rounded` int32 (rounded
+    tile by tile: no float copy of the whole latent).
     """
     s, y = stride, None
     for (i0, i1, j0, j1), (a0, a1, b0, b1) in grid(lh, lw, tile, halo):
@@ -52,8 +54,10 @@ def analyse(fn, region, lh: int, lw: int, stride: int, tile: int, halo: int) -> 
         for k in range(len(x)):
             part = np.asarray(fn(x[k:k + 1]))[0]  # (a1 - a0, b1 - b0, M)
             if y is None:
-                y = np.empty((len(x), lh, lw, part.shape[-1]), np.float32)
-            y[k, i0:i1, j0:j1] = part[i0 - a0:i1 - a0, j0 - b0:j1 - b0]
+                y = np.empty((len(x), lh, lw, part.shape[-1]),
+                             np.int32 if rounded else np.float32)
+            core = part[i0 - a0:i1 - a0, j0 - b0:j1 - b0]
+            y[k, i0:i1, j0:j1] = np.rint(core) if rounded else core
     return y
 
 

@@ -88,13 +88,14 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas (the gradient clipping applies to each replica's share). A
         strategy instance is not saved with the model (its name is).
-    tile : int, default=512
+    tile : int, default=256
         Side, in pixels (rounded down to a multiple of ``2 ** levels``), of the tiles in
         which `compress` and `decompress` run the transforms: each tile is computed with
         `receptive_halo` latents of context on every side, which gives the untiled result
         (the same bytes and pixels, up to float rounding) with memory bounded by the tile
-        instead of the image. Refinement (``refine_steps``) works in tiles of half this
-        side, one after the other.
+        instead of the image. Refinement (``refine_steps``) searches tiles of twice this
+        side one after the other (`deepae.apps.compress.refine`): its gradients take about
+        four times the transforms' memory per pixel.
     random_state : int, optional
     verbose : int, default=0
 
@@ -127,7 +128,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
                  patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
-                 learning_rate=1e-3, warm_start=False, strategy=None, tile=512,
+                 learning_rate=1e-3, warm_start=False, strategy=None, tile=256,
                  random_state=None, verbose=0):
         self.lmbda = lmbda
         self.filters = filters
@@ -341,15 +342,17 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         s, tile, halo = self.stride, self._tile_latents(), receptive_halo(int(self.levels))
         lh, lw = -(-h // s), -(-w // s)
         region = self._region(arr, name)
-        y = _tiles.analyse(self._encode_fn, region, lh, lw, s, tile, halo)  # (p, lh, lw, M)
+        # (p, lh, lw, M): rounded as it comes unless the refiner starts from the floats
+        y = _tiles.analyse(self._encode_fn, region, lh, lw, s, tile, halo,
+                           rounded=not refine_steps)
         if refine_steps:
             if self._refiner is None:
                 self._refiner = LatentRefiner(self.synthesis_, self.prior_, self.tables_)
             # the search minimises the loss of `lmbda` (the trained one unless set_params
             # changed it since)
             return self._refiner(region, y, int(refine_steps), h, w, self.lmbda, stride=s,
-                                 tile=max(1, tile // 2), halo=halo), (h, w, c)
-        return np.rint(y, out=y).astype(np.int32), (h, w, c)
+                                 tile=2 * tile, halo=halo), (h, w, c)
+        return y, (h, w, c)
 
     def compress(self, image, *, refine_steps: int = 0, return_stats: bool = False):
         """Compress one image to the bytes of a ``.dae`` file.
@@ -364,9 +367,11 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             image (`deepae.apps.compress.refine`; with 200 steps, 0.4 to 0.8 dB more at
             about the same rate on the benchmark's photos, 15.7% fewer bits by BD-rate),
             at the cost of that many passes through the synthesis transform and back
-            (200 steps: about 80 s per megapixel on a 2-core CPU); the decoder and the
-            file format do not change, and the result is kept only where it lowers the
-            real rate-distortion cost.
+            (200 steps: about 80 s per megapixel on a 2-core CPU; an image larger than
+            twice `tile` is searched tile by tile, about 1.25 times the work of one
+            whole-image search at 1 megapixel); the decoder and the file format do not
+            change, and the result is kept only where it lowers the real rate-distortion
+            cost.
         return_stats : bool, default=False
             Also return a dict: ``bytes``, ``bpp`` (from the real size, header and checksum
             included), ``bpp_estimate`` (the entropy model's ideal code length for the same
@@ -375,6 +380,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         Returns
         -------
         bytes, or (bytes, dict)
+
+        Memory: the image as given (never converted whole to float), the integer latent
+        (4 bytes per value, 96 values per 256 pixels and plane with the shipped codecs) and
+        one tile of the analysis transform.
         """
         y, (h, w, c) = self._latents(image, refine_steps=refine_steps)
         data = pack(Header(bytes.fromhex(self.fingerprint_[:8]), h, w, c, y.shape[1:]),

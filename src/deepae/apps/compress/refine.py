@@ -143,6 +143,7 @@ class LatentRefiner:
         p, lh, lw, _ = y0.shape
         tile = max(lh, lw) if tile is None else int(tile)
         g = int(halo)
+        one_pass = np.rint(y0).astype(np.int32)
         y = np.array(y0, np.float32)  # refined cores are written back as they are done
         for (i0, i1, j0, j1), _ in _tiles.grid(lh, lw, tile, 0):
             # the core reaches the pixels of the blocks within `g` of it; those depend on
@@ -164,8 +165,9 @@ class LatentRefiner:
                                       tf.constant(r0 - s * a0), tf.constant(r1 - s * a0),
                                       tf.constant(c0 - s * b0), tf.constant(c1 - s * b0))
             y[:, i0:i1, j0:j1] = yt.numpy()[:, i0 - a0:i1 - a0, j0 - b0:j1 - b0]
-        one_pass = np.round(y0).astype(np.int32)
-        refined = np.round(y).astype(np.int32)
+        refined = np.rint(y).astype(np.int32)
+        del y
         cost = lambda lat: self._costs(region, lat, h, w, lmbda, s, tile, g)  # noqa: E731
         better = cost(refined) < cost(one_pass)
-        return np.where(better[:, None, None, None], refined, one_pass)
+        one_pass[better] = refined[better]  # the planes whose refined latent costs less
+        return one_pass
