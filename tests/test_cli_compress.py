@@ -9,6 +9,7 @@ from PIL import Image
 from deepae import ImageCodec
 from deepae.cli.main import main
 from deepae.data.io import read_image
+from deepae.metrics import psnr
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "deepae" / "pretrained"
 
@@ -44,6 +45,9 @@ def test_train_compress_decompress_info(tmp_path, folder, capsys):
     assert dae.read_bytes()[:3] == b"DAE"
     assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 0
     assert read_image(out).shape == read_image(folder / "im1.png").shape
+    # the PSNR shown (summed over bands of rows) is deepae.metrics.psnr's
+    expected = psnr(read_image(folder / "im1.png"), read_image(out), data_range=255)
+    assert f"PSNR: {expected:.2f} dB" in shown
     # more encoder effort: another file for the same decoder
     refined = tmp_path / "im1_refined.dae"
     assert main(["compress", str(folder / "im1.png"), str(refined), "--model", str(model),
@@ -62,6 +66,29 @@ def test_train_compress_decompress_info(tmp_path, folder, capsys):
     assert main(["info", str(model)]) == 0
     info = capsys.readouterr().out
     assert "fingerprint" in info and "table_sizes" in info
+
+
+def test_forged_file_is_refused_in_one_line(tmp_path, folder, capsys):
+    """A 27-byte file announcing a 4096x4096 colour image: one line naming the bytes the
+    announced latent needs and the bytes the file has; nothing written."""
+    from deepae.apps.compress.bitstream import Header, pack
+
+    model = tmp_path / "codec.deepae"
+    assert main(["compress", "train", str(folder), "-o", str(model), "--epochs", "1",
+                 "--patches", "32", "--patch-size", "16", "--filters", "8",
+                 "--latent-channels", "4", "--levels", "2", "--quiet"]) == 0
+    codec = ImageCodec.load(model)
+    forged = tmp_path / "bomb.dae"
+    forged.write_bytes(pack(Header(bytes.fromhex(codec.fingerprint_[:8]), 4096, 4096, 3,
+                                   (1024, 1024, 4)), b""))
+    assert forged.stat().st_size == 27
+    capsys.readouterr()
+    assert main(["decompress", str(forged), str(tmp_path / "o.png"), "--model",
+                 str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 plane(s) of 1024x1024 latent positions" in err
+    assert "payload bytes with this codec's tables; the file has 0." in err
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_errors_are_one_line(tmp_path, folder, capsys):
