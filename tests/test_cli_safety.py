@@ -115,9 +115,10 @@ def test_input_through_a_link_is_its_own_output(files, tmp_path, capsys):
     assert (tmp_path / "img.png").read_bytes() == before
 
 
-def test_written_files_get_the_users_permissions(files, tmp_path):
+@pytest.mark.parametrize("umask,mode", [(0o027, 0o640), (0o002, 0o664)])
+def test_written_files_get_the_users_permissions(files, tmp_path, umask, mode):
     """Files deepae writes get 0666 less the umask, as open() gives (they came out 0600)."""
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         d = files
         outs = {
@@ -133,12 +134,12 @@ def test_written_files_get_the_users_permissions(files, tmp_path):
         }
         for argv in outs.values():
             assert main(argv) == 0
-        assert os.umask(0o022) == 0o022  # deepae did not change the process umask
+        assert os.umask(umask) == umask  # deepae did not change the process umask
     finally:
         os.umask(old)
     for name in ("r.png", "z.npy", "s.csv", "m2.deepae", "curves.png"):
-        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
-        assert mode == 0o644, (name, oct(mode))
+        got = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert got == mode, (name, oct(got))
 
 
 def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
@@ -188,24 +189,32 @@ def test_train_output_that_is_a_folder_is_refused_before_training(tmp_path, data
     assert not (tmp_path / "out.deepae.ckpt").exists()  # nothing trained
 
 
-def test_failed_save_keeps_the_training(tmp_path, data_file, capsys, monkeypatch):
+@pytest.mark.parametrize("stopping", [[], ["--early-stopping", "1", "--validation-split",
+                                            "0.25", "--epochs", "30", "--learning-rate",
+                                            "0.05"]])
+def test_failed_save_keeps_the_training(tmp_path, data_file, capsys, monkeypatch, stopping):
     """The checkpoint is removed only once the model is on disk: a save that fails (disk
     full here) keeps it, and --resume then saves the trained model without training again."""
     out = tmp_path / "m.deepae"
     ckpt = tmp_path / "m.deepae.ckpt"
 
+    finished = {}
+
     def disk_full(self, *a, **k):
+        finished["weights"] = self.get_weights()
+        finished["summary"] = dict(self.training_summary_)
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
         m.setattr(deepae.Autoencoder, "save", disk_full)
-        rc = main(_train_argv(data_file, out))
+        rc = main(_train_argv(data_file, out, *stopping))
     err = capsys.readouterr().err
     assert rc == 1 and "No space left" in err and "--resume" in err and err.count("\n") == 1
     assert not out.exists()
     assert (ckpt / CHECKPOINT_MARK).is_file() and (ckpt / "backup").is_dir()
     history = json.loads((ckpt / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [1, 2]
+    assert [r["epoch"] for r in history] == list(range(1, finished["summary"]["epochs_run"]
+                                                        + 1))
 
     import keras
 
@@ -219,11 +228,72 @@ def test_failed_save_keeps_the_training(tmp_path, data_file, capsys, monkeypatch
 
     with monkeypatch.context() as m:
         m.setattr(keras.Model, "fit", counting_fit)
-        assert main(_train_argv(data_file, out, "--resume")) == 0
+        assert main(_train_argv(data_file, out, *stopping, "--resume")) == 0
     assert epochs_seen == []  # restored, not retrained
     model = deepae.load(out)
-    assert model.training_summary_["epochs_run"] == 2
+    # the very model that finished: under early stopping, the best epoch's weights (the
+    # backup holds the last epoch's), its summary and history
+    assert model.training_summary_ == finished["summary"]
+    for a, b in zip(model.get_weights(), finished["weights"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    if stopping:
+        assert finished["summary"]["stopped_early"]
     assert not ckpt.exists()
+
+
+def test_checkpoint_links_and_damaged_files(tmp_path, data_file, capsys):
+    """A marked folder whose backup/ is a link to someone's folder: refused before Keras
+    writes there (it wrote into the linked folder, then rmtree failed after training); a
+    damaged run.json or history.json is a one-line error, not a traceback."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("years of work")
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / CHECKPOINT_MARK).write_text('{"deepae_checkpoint": 1}')
+    (ck / "backup").symlink_to(victim)
+    rc = main(_train_argv(data_file, tmp_path / "m.deepae", "--checkpoint-dir", str(ck),
+                          "--resume"))
+    assert rc == 1 and "links" in capsys.readouterr().err
+    assert [p.name for p in victim.iterdir()] == ["thesis.txt"]
+    for name, text in (("run.json", "[]"), ("run.json", "{not json"),
+                       ("history.json", "[{}]"), ("history.json", "{}")):
+        d = tmp_path / f"ck_{name}_{len(text)}"
+        d.mkdir()
+        (d / CHECKPOINT_MARK).write_text('{"deepae_checkpoint": 1}')
+        (d / name).write_text(text)
+        rc = main(_train_argv(data_file, tmp_path / "m.deepae", "--checkpoint-dir", str(d),
+                              "--resume"))
+        err = capsys.readouterr().err
+        assert rc == 1 and "damaged" in err and err.count("\n") == 1, err
+
+
+def test_checkpoint_folder_is_not_the_output(tmp_path, data_file, capsys):
+    out = tmp_path / "t.deepae"
+    assert main(_train_argv(data_file, out, "--checkpoint-dir", str(out))) == 1
+    assert "checkpoint folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_outputs_that_are_not_plain_files(files, tmp_path, capsys):
+    """'-' where a command writes a file, a link to a device, a link to a file (kept, its
+    target replaced), and a long but legal name."""
+    encode = ["encode", str(files / "m.deepae"), str(files / "x.npy"), "-o"]
+    assert main([*encode, "-"]) == 1
+    assert "expected an output file name" in capsys.readouterr().err
+    dev = tmp_path / "dev.npy"
+    dev.symlink_to("/dev/null")
+    assert main([*encode, str(dev), "--overwrite"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    assert dev.is_symlink()
+    target = tmp_path / "real.npy"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npy"
+    link.symlink_to(target)
+    assert main([*encode, str(link), "--overwrite"]) == 0
+    assert link.is_symlink() and np.load(target).shape == (120, 2)
+    long = tmp_path / ("z" * 240 + ".npy")
+    assert main([*encode, str(long)]) == 0 and np.load(long).shape == (120, 2)
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import io
 import json
+import tempfile
 import zipfile
 
 import numpy as np
@@ -209,11 +210,15 @@ def _forge(path, out, *, header=None, members=None, keras_edit=None):
 
 @pytest.mark.parametrize("name", ["../../planted", "{tmp}/planted", "sub/planted", "Model",
                                   "model.x", ""])
-def test_model_names_never_become_paths(trained, tmp_path, name):
+def test_model_names_never_become_paths(trained, tmp_path, name, monkeypatch):
     """Names in deepae.json were joined to a temporary folder and written there: a name
     like ../../x or an absolute path wrote the member outside it."""
     _, _, path = trained
     name = name.format(tmp=tmp_path)
+    # the temporary folder deep inside tmp_path: a traversal would land where we look
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
     model_bytes = _members(path)["model.keras"]
     bad = _forge(path, tmp_path / "bad.deepae",
                  header=lambda h: h.update(models=[name]),
@@ -221,7 +226,8 @@ def test_model_names_never_become_paths(trained, tmp_path, name):
     with pytest.raises(ArtifactError):
         deepae.load(bad)
     assert not (tmp_path / "planted.keras").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.deepae"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "a", "a/b", "a/b/c", "bad.deepae"]
 
 
 def test_models_outside_the_kinds_set_are_refused(trained, tmp_path):
@@ -366,9 +372,10 @@ print(json.dumps({"extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 """
 
 
-def test_forged_artifacts_take_bounded_memory(trained, tmp_path):
+def test_forged_artifacts_take_bounded_memory(trained, tiny_codec, tmp_path):
     """Each small forged file is refused with under 300 MB of extra memory (the wide config
-    peaked at gigabytes, the header bomb at several times its size)."""
+    peaked at gigabytes, the header bomb at several times its size, deepae's own layers
+    widened at 1.4 GB, a bzip2 header at 2 GB)."""
     import subprocess
     import sys
 
@@ -377,7 +384,13 @@ def test_forged_artifacts_take_bounded_memory(trained, tmp_path):
     def widen(cfg):
         cfg["config"]["hidden_units"] = [16000, 16000]
 
-    files = [_forge(path, tmp_path / "wide.deepae", keras_edit=widen)]
+    files = [_forge(path, tmp_path / "wide.deepae", keras_edit=widen),
+             _forge(tiny_codec, tmp_path / "wide_codec.deepae",
+                    keras_edit=_widen_deepae_layers)]
+    m = _members(path)
+    (tmp_path / "bz2.deepae").write_bytes(
+        _zip({**m, "deepae.json": m["deepae.json"] + b" " * (512 << 20)}, zipfile.ZIP_BZIP2))
+    files.append(tmp_path / "bz2.deepae")
     m = _members(path)
     m["deepae.json"] = m["deepae.json"] + b" " * (200 << 20)
     (tmp_path / "bomb.deepae").write_bytes(_zip(m))
@@ -390,3 +403,128 @@ def test_forged_artifacts_take_bounded_memory(trained, tmp_path):
     assert "loaded" not in r.stdout
     extra = json.loads(r.stdout.strip().splitlines()[-1])["extra_mb"]
     assert extra < 300, extra
+
+
+@pytest.mark.parametrize("method", ["bzip2", "lzma", "encrypted"])
+def test_only_stored_or_deflated_unencrypted_members(trained, tmp_path, method):
+    """zipfile inflates a whole bzip2 or LZMA chunk before cutting it to the declared size
+    (6.7 KB of bzip2 took 2 GB); an encrypted member raised RuntimeError."""
+    _, _, path = trained
+    m = _members(path)
+    bad = tmp_path / f"{method}.deepae"
+    if method == "encrypted":
+        data = bytearray(_zip(m))
+        pos = data.find(b"PK\x01\x02")
+        data[pos + 8] |= 1  # the central directory's "encrypted" flag of the first member
+        bad.write_bytes(bytes(data))
+    else:
+        kind = {"bzip2": zipfile.ZIP_BZIP2, "lzma": zipfile.ZIP_LZMA}[method]
+        bad.write_bytes(_zip(m, kind))
+    with pytest.raises(ArtifactError, match="stored or deflated, unencrypted"):
+        deepae.load(bad)
+
+
+def test_inflation_is_bounded_by_the_files_own_size(trained, tmp_path):
+    """However large max_bytes, a file inflates to at most 100 times its size beyond 64 MiB:
+    memory follows the bytes a file holds."""
+    _, _, path = trained
+    m = _members(path)
+    arrays = _members(m["arrays.npz"])
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(100 << 20, np.uint8))  # 100 MiB of zeros, ~100 KB deflated
+    arrays["big.npy"] = buf.getvalue()
+    m["arrays.npz"] = _zip(arrays)
+    bad = tmp_path / "zeros.deepae"
+    bad.write_bytes(_zip(m))
+    assert bad.stat().st_size < 1 << 20
+    with pytest.raises(ArtifactError, match="inflates to more than|at most"):
+        deepae.load(bad, max_bytes=1 << 40)
+
+
+def test_weights_are_counted_in_bytes(tiny_codec, tmp_path):
+    """A config asking for float64 weights where the file stores float32 needs twice the
+    memory the file holds (elements were counted, not bytes)."""
+    path = tiny_codec
+
+    def f64(cfg):
+        for _, node in _nodes(cfg):
+            if isinstance(node, dict) and node.get("class_name") == "DTypePolicy":
+                node["config"]["name"] = "float64"
+
+    bad = _forge(path, tmp_path / "f64.deepae", keras_edit=f64)
+    with pytest.raises(ArtifactError, match="bytes of weights but the file holds"):
+        deepae.load(bad)
+
+
+def _nodes(obj, path=()):
+    yield path, obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _nodes(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _nodes(v, (*path, i))
+
+
+def test_configurations_of_many_layers_are_refused(trained, tmp_path):
+    """A 5 KB configuration of 900 layers took 258 s to build twice; a list of 200 hidden
+    layers is refused before building too."""
+    _, _, path = trained
+
+    def deep(cfg):
+        cfg["config"]["hidden_units"] = [2] * 200
+
+    with pytest.raises(ArtifactError, match="more than 128 items"):
+        deepae.load(_forge(path, tmp_path / "deep.deepae", keras_edit=deep))
+
+
+def test_the_model_class_is_the_kinds(trained, tmp_path):
+    """Any Keras model loaded as an Autoencoder (a Sequential ended in AttributeErrors in
+    `deepae info` and `encode`)."""
+    import keras
+
+    _, _, path = trained
+    seq = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)])
+    buf = io.BytesIO()
+    from keras.src.saving import saving_lib
+
+    saving_lib.save_model(seq, buf)
+    bad = _forge(path, tmp_path / "seq.deepae", members={"model.keras": buf.getvalue()})
+    with pytest.raises(ArtifactError, match="expected 'deepae>Autoencoder'"):
+        deepae.load(bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    codec = deepae.ImageCodec(filters=4, latent_channels=3, levels=2, patch_size=8,
+                              patches_per_epoch=16, epochs=1, batch_size=8, random_state=0,
+                              verbose=0).fit(rng.random((4, 16, 16, 1)).astype(np.float32))
+    path = tmp_path_factory.mktemp("codec") / "c.deepae"
+    codec.save(path)
+    return path
+
+
+def _widen_deepae_layers(cfg):
+    """deepae's own layers: the prior's density network 10^8 wide, GDN on 40,000 channels."""
+    for _, node in _nodes(cfg):
+        if isinstance(node, dict) and node.get("class_name") == "FactorizedPrior":
+            node["config"]["filters"] = [100_000_000]
+        if isinstance(node, dict) and node.get("class_name") == "GDN" and isinstance(
+                node.get("build_config"), dict):
+            node["build_config"]["input_shape"][-1] = 40_000  # built on 40,000 channels
+
+
+def test_deepae_layers_allocate_nothing_before_the_check(tiny_codec, tmp_path):
+    """GDN and FactorizedPrior made NumPy arrays of their full size in build(), which the
+    stateless scope did not stop (+1.4 GB for a 5.5 KB file)."""
+    bad = _forge(tiny_codec, tmp_path / "wide.deepae", keras_edit=_widen_deepae_layers)
+    with pytest.raises(ArtifactError, match="member 'analysis.keras'"):
+        deepae.load(bad)
+    for name in ("prior", "synthesis"):  # each member on its own
+        m = _members(bad)
+        m.update({k: v for k, v in _members(tiny_codec).items() if not k.startswith(name)})
+        (tmp_path / "one.deepae").write_bytes(_zip(m))
+        with pytest.raises(ArtifactError, match="bytes of weights but the file holds|"
+                                                "cannot be built"):
+            deepae.load(tmp_path / "one.deepae")

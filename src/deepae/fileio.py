@@ -38,6 +38,9 @@ def check_output_path(path, *, overwrite: bool = False, inputs=(),
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"Expected an output file name; {str(path)!r} is a folder.")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"Expected an output file name; {str(path)!r} is not a regular file "
+                         "(a device, a pipe or a socket).")
     for src in inputs:
         if src is None:
             continue
@@ -72,10 +75,14 @@ def atomic_write(path, data: bytes | Callable[[BinaryIO], object], *,
         (checked again just before the move, so a file created meanwhile is not replaced).
     """
     path = check_output_path(path, overwrite=overwrite)
+    if path.is_symlink():  # replace the file the link points to, and keep the link
+        path = path.resolve()
+        check_output_path(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        # beside the target, named after it (cut short: the name must stay a legal one)
+        tmp = path.parent / f".{path.name[:40]}.{secrets.token_hex(6)}.tmp"
         try:
             fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open()
             break

@@ -49,6 +49,17 @@ _MAX_MEMBERS = 256
 # is capped low; the rest by a total the caller may raise (`max_bytes`)
 HEADER_MAX_BYTES = 8 << 20
 DEFAULT_MAX_BYTES = 1 << 30
+# and, whatever max_bytes allows, a file may inflate to at most this many times its own size
+# beyond a floor (deflate reaches ~1000:1 on zeros; trained weights and codes ~1:1 to 10:1):
+# memory follows the bytes a file holds, not what it claims
+MAX_RATIO, RATIO_FLOOR = 100, 64 << 20
+# stored and deflate only: zipfile inflates a bzip2 or LZMA chunk whole before cutting it
+# to the declared size (a few KB of bzip2 become gigabytes)
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# deepae's models have under 100 Keras objects (layers, initializers, dtype policies); a
+# forged configuration of thousands of layers takes minutes and gigabytes to build
+MAX_CONFIG_OBJECTS = 400
+MAX_LIST = 128
 # a Keras `.keras` member holds exactly these three files (deepae's models have no assets)
 _KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 _CHUNK = 1 << 20
@@ -66,17 +77,18 @@ class Artifact:
     header: dict = field(default_factory=dict)
 
 
-def register_loader(kind: str, *, models: str = "model"):
+def register_loader(kind: str, *, models: str = "model", model_class: str = "Functional"):
     """Register ``fn(artifact) -> estimator`` as the loader for artifacts of `kind`.
 
     `models` is a regular expression that every name in the artifact's model list must match
     whole (default: one model called ``model``); names outside it are refused before any
-    member is read.
+    member is read. `model_class` is one that each Keras model's registered name (or class
+    name) must match, checked before the model is built (e.g. ``"deepae>Autoencoder"``).
     """
-    pattern = re.compile(models)
+    pattern, classes = re.compile(models), re.compile(model_class)
 
     def deco(fn):
-        _KINDS[kind] = (fn, pattern)
+        _KINDS[kind] = (fn, pattern, classes)
         return fn
 
     return deco
@@ -168,6 +180,12 @@ def _check_directory(zf: zipfile.ZipFile, allowed, where: str):
     if len(infos) > _MAX_MEMBERS:
         raise ArtifactError(f"{where} has {len(infos)} members; at most {_MAX_MEMBERS} "
                             "are allowed.")
+    for i in infos:
+        if i.compress_type not in _METHODS or i.flag_bits & 0x1:
+            raise ArtifactError(f"{where}: member {i.filename!r} is "
+                                f"{'encrypted' if i.flag_bits & 0x1 else 'compressed'} with "
+                                f"method {i.compress_type}; deepae reads stored or deflated, "
+                                "unencrypted members only.")
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise ArtifactError(f"{where} lists a member twice; refused.")
@@ -210,7 +228,8 @@ def read_artifact(path, *, kind: str | None = None,
     if head != _ZIP_MAGIC:
         raise ArtifactError(f"{where} is not a deepae model: expected a zip archive "
                             f"starting with {_ZIP_MAGIC!r}, found {head!r}.")
-    budget = _Budget(max_bytes, where)
+    size = len(source.getbuffer()) if isinstance(source, io.BytesIO) else source.stat().st_size
+    budget = _Budget(min(int(max_bytes), max(RATIO_FLOOR, MAX_RATIO * size)), where)
     try:
         with zipfile.ZipFile(source) as zf:
             if "deepae.json" not in zf.namelist():
@@ -228,12 +247,13 @@ def read_artifact(path, *, kind: str | None = None,
                                     f"missing {missing}, unexpected {extra}.")
             arrays = _read_npz(_read_member(zf, "arrays.npz", max_bytes, budget), where, budget)
             models = {name: _load_keras(_read_member(zf, f"{name}.keras", max_bytes, budget),
-                                        f"{where} member {name + '.keras'!r}", budget)
+                                        f"{where} member {name + '.keras'!r}", budget,
+                                        _KINDS[header["kind"]][2])
                       for name in header["models"]}
     except ArtifactError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError,
-            TypeError, IndexError, AttributeError, RecursionError, OverflowError,
+            TypeError, IndexError, AttributeError, RecursionError, OverflowError, RuntimeError,
             NotImplementedError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{where} is truncated or corrupted and cannot be read as a "
                             f"deepae model: {type(e).__name__}: {_short(e)}") from e
@@ -280,7 +300,7 @@ def _read_npz(data: bytes, where: str, budget: _Budget) -> dict:
     return arrays
 
 
-def _load_keras(data: bytes, where: str, budget: _Budget):
+def _load_keras(data: bytes, where: str, budget: _Budget, classes=None):
     """A Keras model from the bytes of its ``.keras`` file, in memory, in safe mode, after
     checking that its configuration builds no more weights than the file holds."""
     import keras
@@ -290,15 +310,17 @@ def _load_keras(data: bytes, where: str, budget: _Budget):
         if names != _KERAS_MEMBERS:
             raise ArtifactError(f"{where} is not a complete Keras model: missing "
                                 f"{sorted(_KERAS_MEMBERS - names)}.")
-        # the inner members are part of the bytes already charged: a second, local budget
-        local = _Budget(len(data) + HEADER_MAX_BYTES, where)
-        config = json.loads(_read_member(inner, "config.json", HEADER_MAX_BYTES, local))
-        weights = _read_member(inner, "model.weights.h5", len(data), local)
+        config = json.loads(_read_member(inner, "config.json", HEADER_MAX_BYTES, budget))
+        weights = _read_member(inner, "model.weights.h5", budget.left, budget)
+    found = config.get("registered_name") or config.get("class_name") \
+        if isinstance(config, dict) else None
+    if classes is not None and not (isinstance(found, str) and classes.fullmatch(found)):
+        raise ArtifactError(f"{where} holds a Keras {found!r}; expected {classes.pattern!r}.")
     present = _weights_present(weights, where)
     declared = _weights_declared(config, where)
     if declared > present:
-        raise ArtifactError(f"{where}: its configuration builds {declared} weights but the "
-                            f"file holds {present}; refused before building it.")
+        raise ArtifactError(f"{where}: its configuration builds {declared} bytes of weights "
+                            f"but the file holds {present}; refused before building it.")
     from keras.src.saving import saving_lib
 
     model = saving_lib.load_model(io.BytesIO(data), compile=False, safe_mode=True)
@@ -311,7 +333,7 @@ def _load_keras(data: bytes, where: str, budget: _Budget):
 
 
 def _weights_present(data: bytes, where: str) -> int:
-    """How many numbers the HDF5 weights file really stores (datasets with no data behind
+    """How many bytes of numbers the HDF5 weights file really stores (datasets with no data behind
     their declared shape, compressed or non-numeric ones are refused)."""
     import h5py
 
@@ -331,7 +353,7 @@ def _weights_present(data: bytes, where: str) -> int:
                 if obj.id.get_storage_size() < obj.size * obj.dtype.itemsize:
                     raise ArtifactError(f"{where}: weight {name!r} declares shape {obj.shape} "
                                         "but stores less data than that.")
-                total += int(obj.size)
+                total += int(obj.size) * obj.dtype.itemsize
     except ArtifactError:
         raise
     except Exception as e:  # h5py raises OSError, KeyError, ValueError, RuntimeError, ...
@@ -341,14 +363,23 @@ def _weights_present(data: bytes, where: str) -> int:
 
 
 def _weights_declared(config, where: str) -> int:
-    """How many weights the model `config` builds, counted without allocating any: the model
-    is built in a Keras stateless scope, where variables keep their shape but no value."""
+    """How many bytes of weights the model `config` builds, counted without allocating any:
+    the model is built in a Keras stateless scope, where variables keep their shape but no
+    value (deepae's own layers make their initial values only with the variable)."""
     import keras
     from keras.src.backend.common import global_state
     from keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
 
     if not isinstance(config, dict):
         raise ArtifactError(f"{where}: config.json is not a Keras model configuration.")
+    nodes = list(_walk(config))
+    if any(isinstance(node, list) and len(node) > MAX_LIST for node in nodes):
+        raise ArtifactError(f"{where}: its configuration has a list of more than {MAX_LIST} "
+                            "items (layers, units, ...); refused.")
+    n_layers = sum(1 for node in nodes if isinstance(node, dict) and "class_name" in node)
+    if n_layers > MAX_CONFIG_OBJECTS:
+        raise ArtifactError(f"{where}: its configuration has {n_layers} objects; at most "
+                            f"{MAX_CONFIG_OBJECTS} are allowed.")
     config = dict(config, compile_config=None)
     key = "uninitialized_variables"
     before = list(global_state.get_global_attribute(key, []) or [])
@@ -357,7 +388,8 @@ def _weights_declared(config, where: str) -> int:
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = deserialize_keras_object(config, safe_mode=True)
-            return int(sum(math.prod(v.shape) for v in getattr(model, "weights", [])))
+            return int(sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize
+                           for v in getattr(model, "weights", [])))
     except ArtifactError:
         raise
     except Exception as e:  # whatever a forged configuration makes Keras raise
@@ -367,6 +399,19 @@ def _weights_declared(config, where: str) -> int:
         # the variables made in the scope are registered for a later initialisation: drop
         # them, or the next stateless scope would allocate them after all
         global_state.set_global_attribute(key, before)
+
+
+def _walk(node, depth=0):
+    """Every dict and list of a JSON tree (iteratively: a deep one is refused, not a crash)."""
+    stack = [(node, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 64:
+            raise ArtifactError("A model configuration nested deeper than 64 levels.")
+        yield node
+        children = node.values() if isinstance(node, dict) else node \
+            if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def read_header(path) -> dict:
@@ -472,6 +517,11 @@ def autoencoder_state(model) -> tuple[dict, dict]:
 def restore_autoencoder(model, meta: dict, arrays: dict):
     """Attach the scaler, training summary and history saved by `autoencoder_state`."""
     from deepae.data.preprocessing import Scaler
+    from deepae.nn.autoencoders import Autoencoder
+
+    if not isinstance(model, Autoencoder):
+        raise ArtifactError(f"Expected a deepae Autoencoder model in the file; it holds a "
+                            f"{type(model).__name__}.")
 
     if meta.get("scaler"):
         model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
@@ -493,6 +543,6 @@ def save_autoencoder(model, path, *, overwrite=True) -> Path:
                          overwrite=overwrite)
 
 
-@register_loader("Autoencoder")
+@register_loader("Autoencoder", model_class="deepae>Autoencoder")
 def _load_autoencoder(art: Artifact):
     return restore_autoencoder(art.models["model"], art.metadata, art.arrays)

@@ -57,7 +57,8 @@ def _write_json_atomic(path: Path, obj) -> None:
 # A checkpoint folder deepae made holds this file first; only such a folder is resumed or
 # cleaned, and only the names below are ever removed from it.
 CHECKPOINT_MARK = ".deepae-checkpoint"
-_CHECKPOINT_FILES = ("run.json", "history.json")
+_CHECKPOINT_FILES = ("run.json", "history.json", "final.weights.h5", "final.json",
+                     "final.partial.weights.h5")
 _CHECKPOINT_DIRS = ("backup",)
 
 
@@ -67,6 +68,14 @@ def _open_checkpoint(ckpt: Path, resume: bool) -> bool:
     if ckpt.exists() and not ckpt.is_dir():
         raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is a file; expected a folder.")
     mark = ckpt / CHECKPOINT_MARK
+    links = [n for n in (CHECKPOINT_MARK, *_CHECKPOINT_FILES, *_CHECKPOINT_DIRS)
+             if (ckpt / n).is_symlink()]
+    if ckpt.is_symlink() or links:
+        raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} "
+                         + (f"holds links ({', '.join(links)}) where deepae writes its files"
+                            if links else "is a link")
+                         + "; deepae writes and removes files there, so it needs a plain "
+                         "folder.")
     if ckpt.is_dir() and any(ckpt.iterdir()):
         if not mark.is_file():
             raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is not empty and was not made "
@@ -102,7 +111,8 @@ def remove_checkpoint(checkpoint_dir) -> None:
         if (ckpt / name).is_dir() and not (ckpt / name).is_symlink():
             shutil.rmtree(ckpt / name, ignore_errors=True)
     for name in _CHECKPOINT_FILES:
-        (ckpt / name).unlink(missing_ok=True)
+        if not (ckpt / name).is_dir():
+            (ckpt / name).unlink(missing_ok=True)
     for tmp in ckpt.glob(".*.tmp"):  # atomic_write's leftovers after a kill
         if any(tmp.name.startswith(f".{n}.") for n in _CHECKPOINT_FILES + (CHECKPOINT_MARK,)):
             tmp.unlink(missing_ok=True)
@@ -478,14 +488,29 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         ckpt = Path(checkpoint_dir)
         run_file = ckpt / "run.json"
         if _open_checkpoint(ckpt, resume):
-            if run_file.exists():
-                run = json.loads(run_file.read_text())
-                if run.get("data_fingerprint") != fingerprint:
-                    raise ValueError(
-                        f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
-                        f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
-            hist = ckpt / "history.json"
-            previous = json.loads(hist.read_text()) if hist.exists() else []
+            run = _read_checkpoint_json(run_file, dict, {})
+            if run_file.exists() and run.get("data_fingerprint") != fingerprint:
+                raise ValueError(
+                    f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
+                    f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
+            previous = _read_checkpoint_json(ckpt / "history.json", list, [])
+            if not all(isinstance(r, dict) and isinstance(r.get("epoch"), int)
+                       for r in previous):
+                raise ValueError(f"The checkpoint's history.json in {str(ckpt)!r} is damaged "
+                                 "(expected a list of epochs); remove the folder to start "
+                                 "again.")
+            finished = _read_checkpoint_json(ckpt / "final.json", dict, None)
+            if finished is not None and (ckpt / "final.weights.h5").is_file():
+                # a run that completed and was kept (the CLI's save failed): its finished
+                # weights (the best ones under early stopping), not the last epoch's backup
+                model.load_weights(ckpt / "final.weights.h5")
+                model.history_ = finished.get("history", {})
+                model.training_summary_ = finished.get("summary", {})
+                history = keras.callbacks.History()
+                history.set_model(model)
+                history.history = model.history_
+                history.epoch = list(range(len(next(iter(history.history.values()), []))))
+                return history
         _write_json_atomic(run_file, {"model_config": model.get_config(),
                                       "data_fingerprint": fingerprint, "epochs": epochs,
                                       "batch_size": batch_size})
@@ -527,9 +552,6 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     history.history = {k: [r[k] for r in rows if k in r]
                        for k in (rows[-1].keys() if rows else []) if k != "epoch"}
     history.epoch = [r["epoch"] - 1 for r in rows]
-    if ckpt is not None and chief and not keep_checkpoint:
-        remove_checkpoint(ckpt)
-
     stopped_early = bool(early_stopping is not None and len(rows) < epochs)
     model.history_ = history.history
     model.training_summary_ = {
@@ -548,7 +570,37 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         "final": {k: v[-1] for k, v in history.history.items() if v},
         "first_epoch_this_run": first_this_run,
     }
+    if ckpt is not None and chief:
+        if keep_checkpoint:
+            _keep_finished(model, ckpt)
+        else:
+            remove_checkpoint(ckpt)
     return history
+
+
+def _read_checkpoint_json(path: Path, kind, default):
+    """A checkpoint's JSON file, or `default` if absent; a damaged one is a clear error."""
+    if not path.exists():
+        return default
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, OSError) as e:
+        value = e
+    if not isinstance(value, kind):
+        raise ValueError(f"The checkpoint file {str(path)!r} is damaged (expected a JSON "
+                         f"{kind.__name__}); remove the folder to start again.")
+    return value
+
+
+def _keep_finished(model, ckpt: Path) -> None:
+    """Record a completed run in its kept checkpoint: the finished weights (under early
+    stopping the best epoch's, which the backup does not hold), history and summary, so
+    that a resumed fit restores exactly the model that finished."""
+    partial = ckpt / "final.partial.weights.h5"
+    model.save_weights(partial)
+    os.replace(partial, ckpt / "final.weights.h5")
+    _write_json_atomic(ckpt / "final.json", {"history": model.history_,
+                                             "summary": model.training_summary_})
 
 
 def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):

@@ -554,4 +554,5 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
 
 
-register_loader("AnomalyDetector", models=r"(member[1-9][0-9]{0,3}_)?model")(AnomalyDetector._from_artifact)
+register_loader("AnomalyDetector", models=r"(member[1-9][0-9]{0,3}_)?model",
+                model_class="deepae>Autoencoder")(AnomalyDetector._from_artifact)

@@ -734,5 +734,5 @@ class SemanticIndex:
 
 
 register_loader("HammingIndex", models="(?!)")(HammingIndex._from_artifact)
-register_loader("SemanticIndex")(SemanticIndex._from_artifact)
-register_loader("SemanticHasher")(SemanticHasher._from_artifact)
+register_loader("SemanticIndex", model_class="deepae>HashingAutoencoder")(SemanticIndex._from_artifact)
+register_loader("SemanticHasher", model_class="deepae>HashingAutoencoder")(SemanticHasher._from_artifact)

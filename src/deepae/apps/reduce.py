@@ -236,7 +236,7 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         self._n_features_out = self.autoencoder_.encoder.latent_dim
 
 
-register_loader("AutoencoderReducer")(AutoencoderReducer._from_artifact)
+register_loader("AutoencoderReducer", model_class="deepae>Autoencoder")(AutoencoderReducer._from_artifact)
 
 
 def _unit_range(X_train):

@@ -26,14 +26,17 @@ def add_common_options(p, *, output: bool = True):
                    help="on an error, show the full traceback instead of one line")
 
 
-def output_path(args, path, *inputs) -> Path | None:
-    """The one output rule of every command: `path` may not be a folder or one of the
-    command's `inputs`, and an existing file is refused unless ``--overwrite``. ``None`` or
-    ``-`` (standard output) pass through as None. Every write is then atomic
-    (`deepae.fileio.atomic_write`)."""
+def output_path(args, path, *inputs, stdout: bool = False) -> Path | None:
+    """The one output rule of every command: `path` may not be a folder, a device or one of
+    the command's `inputs`, and an existing file is refused unless ``--overwrite``. For a
+    command that can write to standard output (`stdout`), ``None`` or ``-`` pass through as
+    None. Every write is then atomic (`deepae.fileio.atomic_write`)."""
     from deepae.fileio import check_output_path
 
     if path is None or str(path) == "-":
-        return None
+        if stdout:
+            return None
+        raise ValueError("this command writes a file: expected an output file name; "
+                         f"received {'none' if path is None else repr(str(path))}")
     return check_output_path(path, overwrite=bool(getattr(args, "overwrite", False)),
                              inputs=[i for i in inputs if i is not None], hint="--overwrite")

@@ -139,7 +139,7 @@ def cmd_score(args):
     import numpy as np
 
 
-    out_path = output_path(args, args.output, args.model, args.data)
+    out_path = output_path(args, args.output, args.model, args.data, stdout=True)
     det = _load_detector(args.model)
     n_rows = n_flagged = 0
 

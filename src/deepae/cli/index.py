@@ -83,7 +83,7 @@ def cmd_build(args):
 def cmd_query(args):
     import numpy as np
 
-    output_path(args, args.output, args.index, args.queries)
+    output_path(args, args.output, args.index, args.queries, stdout=True)
     idx = _load_index(args.index)
     X, qids, _ = _vectors(args.queries, key=args.key, split="test")
     if args.limit:

@@ -142,6 +142,10 @@ def cmd_train(args):
         output_path(args, args.curves, args.source, args.config, out)
     ckpt = Path(cfg["checkpoint_dir"]) if cfg["checkpoint_dir"] else out.with_name(
         out.name + ".ckpt")
+    for other in (out, Path(args.source)):
+        if ckpt.resolve() == other.resolve():
+            raise UserError(f"the checkpoint folder {str(ckpt)!r} is {str(other)!r}; choose "
+                            "another --checkpoint-dir")
     if cfg["stream"]:
         from deepae.data.shards import open_shards
 

@@ -40,12 +40,16 @@ class GDN(layers.Layer):
 
     def build(self, input_shape):
         c = int(input_shape[-1])
-        eye = np.eye(c, dtype="float32")
-        # gamma = g ** 2 starts at 0.1 I; off-diagonal entries start small but non-zero so
-        # that their gradient (2 g) is not zero
-        g0 = np.sqrt(0.1 * eye + 1e-4 * (1 - eye)).astype("float32")
-        self.g = self.add_weight(shape=(c, c), initializer=keras.initializers.Constant(g0),
-                                 name="g")
+
+        def g0(shape, dtype=None):
+            # gamma = g ** 2 starts at 0.1 I; off-diagonal entries start small but non-zero
+            # so that their gradient (2 g) is not zero. A function, not an array: values are
+            # made only when the variable is (never, in a stateless scope: see
+            # deepae.persistence, which counts a forged file's weights that way)
+            eye = np.eye(shape[0], dtype="float32")
+            return np.sqrt(0.1 * eye + 1e-4 * (1 - eye)).astype("float32")
+
+        self.g = self.add_weight(shape=(c, c), initializer=g0, name="g")
         self.b = self.add_weight(shape=(c,), initializer="ones", name="b")
 
     def call(self, x):
@@ -87,15 +91,17 @@ class FactorizedPrior(layers.Layer):
         scale = self.init_scale ** (1 / (len(widths) - 1))
         self._matrices, self._biases, self._factors = [], [], []
         rng = np.random.default_rng(0)
+
+        def uniform(shape, dtype=None):  # drawn when the variable is made (in order)
+            return rng.uniform(-0.5, 0.5, tuple(shape)).astype("float32")
+
         for i in range(len(widths) - 1):
             init = np.log(np.expm1(1 / scale / widths[i + 1]))
             self._matrices.append(self.add_weight(
                 shape=(c, widths[i + 1], widths[i]), name=f"matrix{i}",
                 initializer=keras.initializers.Constant(init)))
             self._biases.append(self.add_weight(
-                shape=(c, widths[i + 1], 1), name=f"bias{i}",
-                initializer=keras.initializers.Constant(
-                    rng.uniform(-0.5, 0.5, (c, widths[i + 1], 1)).astype("float32"))))
+                shape=(c, widths[i + 1], 1), name=f"bias{i}", initializer=uniform))
             if i < len(widths) - 2:
                 self._factors.append(self.add_weight(
                     shape=(c, widths[i + 1], 1), name=f"factor{i}", initializer="zeros"))
