@@ -11,17 +11,21 @@ mutations, chosen at random among
 - bytes: flips, overwrites, insertions, deletions, truncation, a splice of another artifact;
 - members: renamed to hostile names (``../x.keras``, absolute paths, sub-folders, long or
   non-ASCII names), duplicated, dropped, added, or padded into a decompression bomb; a
-  central-directory size that lies;
+  central-directory size that lies; a member compressed with bzip2 or LZMA, or flagged as
+  encrypted;
 - JSON: deepae.json and each model's Keras config.json with keys dropped, values of another
   type, numbers scaled up to a thousandfold, model lists of hostile names, other kinds,
   unknown format versions, deep nesting, Keras classes swapped (``Lambda``, unknown modules);
+  widths, input shapes and deepae's own layers (GDN, the factorised prior) widened a hundred
+  to a thousandfold;
 - inner bytes: flips in the HDF5 weights and in the ``.npz`` arrays, re-zipped so that the
   CRCs hold and the damage reaches the parsers.
 
 Each forged file is written to a fresh folder and given to ``deepae.load`` and, when it
 loads, to ``deepae info``. A case fails if anything but `ArtifactError` (or
 `FileNotFoundError`) escapes, if ``deepae info`` raises, if a file appears anywhere but the
-case's folder (the system temporary folder and the working folder are watched), or if the
+case's folder (the process's temporary and working folders are private ones, watched, and
+the system temporary folder is watched for the hostile names), or if the
 peak resident memory grows by more than --max-extra-mb over the warmed-up process. Prints a
 table, writes JSON, exits 1 on any failure.
 """
@@ -92,13 +96,24 @@ def members(data: bytes) -> list[tuple[str, bytes]]:
 
 
 def rezip(items, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """Items are (name, bytes) or (name, bytes, compression method)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=compression) as zf, \
             contextlib.suppress(Exception):
-        for name, data in items:
+        for name, data, *method in items:
             with contextlib.suppress(Exception):
-                zf.writestr(name, data)
+                zf.writestr(name, data, compress_type=method[0] if method else None)
     return buf.getvalue()
+
+
+def set_encrypted(data: bytes, rng) -> bytes:
+    """Set the 'encrypted' flag of a central-directory entry (and of its local header)."""
+    b = bytearray(data)
+    starts = [i for i in range(len(b) - 4) if b[i:i + 4] in (b"PK\x01\x02", b"PK\x03\x04")]
+    if starts:
+        i = starts[int(rng.integers(0, len(starts)))]
+        b[i + (8 if b[i + 2] == 1 else 6)] |= 1
+    return bytes(b)
 
 
 def mutate_bytes(data: bytes, rng, other: bytes) -> bytes:
@@ -222,8 +237,11 @@ def widen_keras(data: bytes, rng) -> bytes:
         return data
     factor = int(rng.choice([100, 1000]))
     for path, value in list(paths_in(cfg)):
-        if path and path[-1] in ("units", "filters", "latent_dim", "hidden_units",
-                                 "latent_channels") and value:
+        if path and path[-1] in ("batch_shape", "input_shape") and isinstance(value, list) \
+                and value and isinstance(value[-1], int):
+            set_path(cfg, path, [*value[:-1], value[-1] * factor])
+        elif path and path[-1] in ("units", "filters", "latent_dim", "hidden_units",
+                                   "latent_channels") and value:
             if isinstance(value, int):
                 set_path(cfg, path, value * factor)
             elif isinstance(value, list):
@@ -253,14 +271,18 @@ def forge(seed: bytes, rng, other: bytes) -> tuple[bytes, list[str]]:
     raw = None
     for _ in range(int(rng.integers(1, 4))):
         op = str(rng.choice(["bytes", "rename", "duplicate", "drop", "add", "bomb", "lie",
-                             "header", "keras", "widen", "h5", "npz"],
-                            p=[.08, .08, .04, .05, .05, .05, .05, .2, .15, .08, .09, .08]))
+                             "header", "keras", "widen", "h5", "npz", "method", "encrypt"],
+                            p=[.07, .07, .04, .05, .04, .05, .05, .19, .14, .08, .08, .08,
+                               .04, .02]))
         ops.append(op)
         if op == "bytes":
             raw = mutate_bytes(rezip(items) if raw is None else raw, rng, other)
             continue
         if op == "lie":
             raw = lie_about_size(rezip(items) if raw is None else raw, rng)
+            continue
+        if op == "encrypt":
+            raw = set_encrypted(rezip(items) if raw is None else raw, rng)
             continue
         if raw is not None:  # structured edits need a readable zip
             try:
@@ -269,9 +291,13 @@ def forge(seed: bytes, rng, other: bytes) -> tuple[bytes, list[str]]:
                 continue
             raw = None
         i = int(rng.integers(0, len(items)))
-        name, data = items[i]
+        name, data = items[i][:2]
         if op == "rename":
             items[i] = (str(rng.choice(HOSTILE_NAMES)) + str(rng.choice(["", ".keras"])), data)
+        elif op == "method":  # bzip2 or LZMA, a bomb in the header or not
+            method = int(rng.choice([zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]))
+            pad = b" " * int(rng.choice([0, 1 << 20])) if name == "deepae.json" else b""
+            items[i] = (name, data + pad, method)
         elif op == "duplicate":
             items.append((name, data))
         elif op == "drop":
@@ -284,11 +310,11 @@ def forge(seed: bytes, rng, other: bytes) -> tuple[bytes, list[str]]:
             n = int(rng.choice([9 << 20, 40 << 20]))
             items[i] = (name, data + b"\0" * n if name != "deepae.json" else data + b" " * n)
         elif op == "header":
-            j = [k for k, (nm, _) in enumerate(items) if nm == "deepae.json"]
+            j = [k for k, (nm, *_) in enumerate(items) if nm == "deepae.json"]
             if j:
                 items[j[0]] = ("deepae.json", mutate_json(items[j[0]][1], rng, keras=False))
         elif op in ("keras", "widen", "h5"):
-            ks = [k for k, (nm, _) in enumerate(items) if nm.endswith(".keras")]
+            ks = [k for k, (nm, *_) in enumerate(items) if nm.endswith(".keras")]
             if not ks:
                 continue
             k = ks[int(rng.integers(0, len(ks)))]
@@ -304,7 +330,7 @@ def forge(seed: bytes, rng, other: bytes) -> tuple[bytes, list[str]]:
                     inner[m] = (nm, mutate_h5(d, rng))
             items[k] = (items[k][0], rezip(inner, zipfile.ZIP_STORED))
         elif op == "npz":
-            ks = [k for k, (nm, _) in enumerate(items) if nm == "arrays.npz"]
+            ks = [k for k, (nm, *_) in enumerate(items) if nm == "arrays.npz"]
             if ks:
                 try:
                     inner = members(items[ks[0]][1])
@@ -354,6 +380,9 @@ def run(n: int, seed: int = 0, max_extra_mb: float = 300.0, verbose: bool = True
     cwd = os.getcwd()
     os.chdir(work / "cwd")
     watch = [work / "tmp", work / "cwd", work]
+    # what a hostile name would reach from a case's folder or from the real temporary folder
+    outer_tmp = work.parent
+    evil_before = {str(p) for p in Path(outer_tmp).glob("*evil*")}
     # warm up: every seed loads and is described once, so the baseline holds TensorFlow's
     # own allocations
     for name in names:
@@ -410,6 +439,7 @@ def run(n: int, seed: int = 0, max_extra_mb: float = 300.0, verbose: bool = True
             print(f"{case + 1} cases, {time.perf_counter() - t0:.0f} s, "
                   f"{len(failures)} failures", file=sys.stderr, flush=True)
     new = snapshot(watch) - before
+    new |= {str(p) for p in Path(outer_tmp).glob("*evil*")} - evil_before
     os.chdir(cwd)
     if new:
         failures.append({"case": None, "error": f"files appeared outside: {sorted(new)[:10]}"})

@@ -33,7 +33,7 @@ def test_artifact_fuzzer_few_hundred_cases():
     assert res["outcomes"].get("ArtifactError", 0) > 150
     assert res["outcomes"].get("loaded", 0) > 0
     assert set(res["mutations"]) >= {"bytes", "rename", "bomb", "lie", "header", "keras",
-                                     "widen", "h5", "npz"}
+                                     "widen", "h5", "npz", "method", "encrypt"}
 
 
 def test_fuzzer_catches_an_escaping_error(monkeypatch):
