@@ -528,3 +528,20 @@ def test_deepae_layers_allocate_nothing_before_the_check(tiny_codec, tmp_path):
         with pytest.raises(ArtifactError, match="bytes of weights but the file holds|"
                                                 "cannot be built"):
             deepae.load(tmp_path / "one.deepae")
+
+
+def test_deeply_nested_metadata_is_refused(trained, tmp_path, capsys):
+    """Metadata nested 200 levels deep escaped as a RecursionError from `deepae info`
+    (found by scripts/fuzz_artifact.py)."""
+    from deepae.cli.main import main
+
+    _, _, path = trained
+    deep = []
+    for _ in range(200):
+        deep = [deep]
+    bad = _forge(path, tmp_path / "deep.deepae",
+                 header=lambda h: h["metadata"]["training"].update(extra=deep))
+    with pytest.raises(ArtifactError, match="nested deeper than 64"):
+        deepae.load(bad)
+    assert main(["info", str(bad)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1

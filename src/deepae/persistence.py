@@ -372,7 +372,7 @@ def _weights_declared(config, where: str) -> int:
 
     if not isinstance(config, dict):
         raise ArtifactError(f"{where}: config.json is not a Keras model configuration.")
-    nodes = list(_walk(config))
+    nodes = list(_walk(config, where))
     if any(isinstance(node, list) and len(node) > MAX_LIST for node in nodes):
         raise ArtifactError(f"{where}: its configuration has a list of more than {MAX_LIST} "
                             "items (layers, units, ...); refused.")
@@ -401,13 +401,13 @@ def _weights_declared(config, where: str) -> int:
         global_state.set_global_attribute(key, before)
 
 
-def _walk(node, depth=0):
+def _walk(node, where: str = "the file"):
     """Every dict and list of a JSON tree (iteratively: a deep one is refused, not a crash)."""
     stack = [(node, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > 64:
-            raise ArtifactError("A model configuration nested deeper than 64 levels.")
+            raise ArtifactError(f"{where} holds JSON nested deeper than 64 levels; refused.")
         yield node
         children = node.values() if isinstance(node, dict) else node \
             if isinstance(node, list) else ()
@@ -442,6 +442,8 @@ def _check_header(header, path, kind=None):
         raise ArtifactError(
             f"{where} has format version {version!r}; this deepae {__version__} reads "
             f"version {FORMAT_VERSION} only. Upgrade deepae to read newer files.")
+    for _ in _walk(header, where):  # deeper than 64 levels: refused, not a RecursionError
+        pass
     found, models = header.get("kind"), header.get("models")
     if not isinstance(found, str) or not isinstance(models, list) \
             or not isinstance(header.get("metadata"), dict):
