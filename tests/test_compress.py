@@ -212,7 +212,7 @@ def test_refinement_in_tiles(codec, monkeypatch):
     plain, s0 = codec.compress(img, return_stats=True)
     codec.compress(img[:4, :4], refine_steps=1)  # the refiner, built
     steps = _counting(monkeypatch, codec._refiner, "_step")
-    monkeypatch.setattr(codec, "tile", 8)  # refinement tiles of 4 x 4 latents: 3 x 3 of them
+    monkeypatch.setattr(codec, "tile", 16)  # tiles of 4 x 4 latent positions: 3 x 3 of them
     data, s1 = codec.compress(img, refine_steps=10, return_stats=True)
     assert len(steps) == 9 * 10
     assert data != plain

@@ -88,14 +88,14 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas (the gradient clipping applies to each replica's share). A
         strategy instance is not saved with the model (its name is).
-    tile : int, default=256
+    tile : int, default=512
         Side, in pixels (rounded down to a multiple of ``2 ** levels``), of the tiles in
         which `compress` and `decompress` run the transforms: each tile is computed with
         `receptive_halo` latents of context on every side, which gives the untiled result
         (the same bytes and pixels, up to float rounding) with memory bounded by the tile
-        instead of the image. Refinement (``refine_steps``) searches tiles of twice this
-        side one after the other (`deepae.apps.compress.refine`): its gradients take about
-        four times the transforms' memory per pixel.
+        instead of the image (the halo costs about 10% more time than one window at 1
+        megapixel). Refinement (``refine_steps``) searches tiles of this side one after the
+        other (`deepae.apps.compress.refine`).
     random_state : int, optional
     verbose : int, default=0
 
@@ -128,7 +128,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
                  patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
-                 learning_rate=1e-3, warm_start=False, strategy=None, tile=256,
+                 learning_rate=1e-3, warm_start=False, strategy=None, tile=512,
                  random_state=None, verbose=0):
         self.lmbda = lmbda
         self.filters = filters
@@ -351,7 +351,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             # the search minimises the loss of `lmbda` (the trained one unless set_params
             # changed it since)
             return self._refiner(region, y, int(refine_steps), h, w, self.lmbda, stride=s,
-                                 tile=2 * tile, halo=halo), (h, w, c)
+                                 tile=tile, halo=halo), (h, w, c)
         return y, (h, w, c)
 
     def compress(self, image, *, refine_steps: int = 0, return_stats: bool = False):
@@ -368,10 +368,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             about the same rate on the benchmark's photos, 15.7% fewer bits by BD-rate),
             at the cost of that many passes through the synthesis transform and back
             (200 steps: about 80 s per megapixel on a 2-core CPU; an image larger than
-            twice `tile` is searched tile by tile, about 1.25 times the work of one
-            whole-image search at 1 megapixel); the decoder and the file format do not
-            change, and the result is kept only where it lowers the real rate-distortion
-            cost.
+            `tile` is searched tile by tile, about 1.25 times the work of one whole-image
+            search at 1 megapixel); the decoder and the file format do not change, and the
+            result is kept only where it lowers the real rate-distortion cost.
         return_stats : bool, default=False
             Also return a dict: ``bytes``, ``bpp`` (from the real size, header and checksum
             included), ``bpp_estimate`` (the entropy model's ideal code length for the same
