@@ -545,3 +545,21 @@ def test_deeply_nested_metadata_is_refused(trained, tmp_path, capsys):
         deepae.load(bad)
     assert main(["info", str(bad)]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+class _MyReducer(deepae.AutoencoderReducer):
+    """A user's subclass: saves, loads and pickles as the deepae estimator it extends."""
+
+
+def test_user_subclass_saves_loads_and_pickles(tmp_path):
+    import pickle
+
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    red = _MyReducer(n_components=2, hidden_units=(4,), epochs=1, random_state=0).fit(x)
+    path = red.save(tmp_path / "r.deepae")
+    assert deepae.persistence.read_header(path)["kind"] == "AutoencoderReducer"
+    for back in (_MyReducer.load(path), deepae.AutoencoderReducer.load(path), deepae.load(path),
+                 pickle.loads(pickle.dumps(red))):
+        np.testing.assert_array_equal(back.transform(x), red.transform(x))
+    assert type(_MyReducer.load(path)) is _MyReducer
+    assert type(pickle.loads(pickle.dumps(red))) is _MyReducer

@@ -35,7 +35,7 @@ from deepae.exceptions import ArtifactError
 from deepae.fileio import atomic_write, atomic_write_bytes, check_output_path
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "read_header", "register_loader", "restore", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
+           "read_header", "register_loader", "artifact_kind", "restore", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
            "HEADER_MAX_BYTES"]
 
 FORMAT_NAME = "deepae-artifact"
@@ -92,6 +92,16 @@ def register_loader(kind: str, *, models: str = "model", model_class: str = "Fun
         return fn
 
     return deco
+
+
+def artifact_kind(cls: type) -> str:
+    """The registered kind a class saves as: its own, or that of the nearest deepae class it
+    extends (a user's subclass of `AnomalyDetector` saves and loads as an AnomalyDetector)."""
+    for klass in cls.__mro__:
+        if klass.__name__ in _KINDS and klass.__module__.split(".")[0] == "deepae":
+            return klass.__name__
+    raise TypeError(f"{cls.__name__} extends no deepae estimator that can be saved "
+                    f"(known: {sorted(_KINDS)}).")
 
 
 def save_artifact(path, kind: str, metadata: dict, *, models=None, arrays=None,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
-from deepae.persistence import Artifact, artifact_bytes, read_artifact, restore, save_artifact
+from deepae.persistence import (
+    Artifact,
+    artifact_bytes,
+    artifact_kind,
+    read_artifact,
+    restore,
+    save_artifact,
+)
 
 __all__ = ["ArtifactEstimatorMixin", "params_from_json"]
 
@@ -42,7 +49,7 @@ class ArtifactEstimatorMixin:
         """Write the fitted estimator to one deepae artifact, atomically; returns the path."""
         check_is_fitted(self, self._fitted_attr)
         meta, models, arrays = self._artifact_parts()
-        return save_artifact(path, type(self).__name__, {"params": self._saved_params(), **meta},
+        return save_artifact(path, artifact_kind(type(self)), {"params": self._saved_params(), **meta},
                              models=models, arrays=arrays, overwrite=overwrite)
 
     @classmethod
@@ -68,7 +75,7 @@ class ArtifactEstimatorMixin:
         ArtifactError
             If the file is not a deepae artifact, is corrupted, or holds another estimator.
         """
-        return restore(read_artifact(path, kind=cls.__name__), cls._from_artifact,
+        return restore(read_artifact(path, kind=artifact_kind(cls)), cls._from_artifact,
                        repr(str(path)))
 
     @classmethod
@@ -81,7 +88,7 @@ class ArtifactEstimatorMixin:
         state = dict(self.__dict__)
         if self._fitted_attr in state:
             meta, models, arrays = self._artifact_parts()
-            blob = artifact_bytes(type(self).__name__, {"params": self._saved_params(), **meta},
+            blob = artifact_bytes(artifact_kind(type(self)), {"params": self._saved_params(), **meta},
                                   models=models, arrays=arrays)
             # only the parameters and the artifact travel; fitted state is rebuilt from it
             state = {k: v for k, v in state.items()
@@ -93,4 +100,4 @@ class ArtifactEstimatorMixin:
         blob = state.pop("_artifact_bytes", None)
         self.__dict__.update(state)
         if blob is not None:
-            restore(read_artifact(blob), self._restore)
+            restore(read_artifact(blob, kind=artifact_kind(type(self))), self._restore)
