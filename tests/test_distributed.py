@@ -125,15 +125,9 @@ def codecs():
         return images, make(None).fit(images), make("mirrored").fit(images)
 
 
-# Keras applies `global_clipnorm` to each replica's share of the gradient before the
-# all-reduce, so the codec's clipping at norm 1 (deepae/apps/compress/codec.py, another
-# worker's file) does not clip the global batch's gradient on several replicas or workers:
-# without it the two runs agree to 1e-7, with it they part by about 3e-4 in two epochs.
-# Fix: all-reduce the gradients in the step, clip their global norm there, and give the
-# optimizer each replica's share without `global_clipnorm`. Strict: passes once fixed.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="ImageCodec: Keras clips each replica's gradient before the "
-                          "all-reduce (global_clipnorm=1.0)")
+# The codec clips its gradient at norm 1. Keras's `global_clipnorm` would clip each
+# replica's share before the all-reduce (the runs then part by about 3e-4 in two epochs);
+# deepae.distribute.clip_global_norm clips the global batch's gradient, as one device does.
 def test_image_codec_on_two_replicas_trains_as_one_device(codecs):
     """ImageCodec's hand loop under MirroredStrategy on two CPU replicas: each replica codes
     half of the global batch of patches, its loss weighted by its share, the gradients are

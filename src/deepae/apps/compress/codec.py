@@ -178,7 +178,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
-        from deepae.distribute import resolve_strategy, strategy_scope
+        from deepae.distribute import clip_global_norm, resolve_strategy, strategy_scope
 
         self._validate_params()
         dist = resolve_strategy(self.strategy)
@@ -227,7 +227,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         bs = int(self.batch_size)
         steps = max(1, int(self.patches_per_epoch) // bs)
         opt = cosine_adam(self.learning_rate, steps * int(self.epochs), variables,
-                          strategy=dist, global_clipnorm=1.0)
+                          strategy=dist)
         lmbda = float(self.lmbda) * 255.0 ** 2
 
         # compiled by train_on_patches (one tf.function around the replicas)
@@ -242,7 +242,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 mse = tf.reduce_mean(tf.square(x_hat - x))
                 loss = bpp + lmbda * mse
                 scaled = loss * scale  # this replica's share of the global batch's mean
-            grads = tape.gradient(scaled, variables)
+            # the global batch's gradient clipped to norm 1 (Keras's global_clipnorm would
+            # clip each replica's share before the sum)
+            grads = clip_global_norm(tape.gradient(scaled, variables), 1.0)
             opt.apply_gradients(zip(grads, variables, strict=True))
             return {"loss": loss, "bpp": bpp, "mse": mse}
 
