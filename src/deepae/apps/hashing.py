@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepae._validation import check_positive_float, check_positive_int, check_units
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.nn.hashing import hashing_autoencoder  # also registers its Keras classes for load
 from deepae.persistence import Artifact, read_artifact, register_loader, restore, save_artifact
 
 __all__ = ["SemanticHasher", "HammingIndex", "SemanticIndex", "knn_graph", "neighbourhood_targets",
@@ -226,7 +227,6 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
 
         from deepae.data.preprocessing import Scaler, resolve_preprocessing
         from deepae.distribute import resolve_strategy, strategy_scope
-        from deepae.nn.hashing import hashing_autoencoder
 
         self._validate_params()
         dist = resolve_strategy(self.strategy)
