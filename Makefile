@@ -29,7 +29,8 @@ demo: $(VENV)/.base
 	$(VENV)/bin/deepae demo --out reconstructions.png --overwrite
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts devtools
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -q

@@ -29,7 +29,7 @@ def test_train_info_encode_reconstruct(tmp_path, data_file, table, capsys):
     assert "saved" in capsys.readouterr().out
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "12 -> 8 -> 3 -> 8 -> 12" in text and "standard" in text and "2 epochs" in text
+    assert "12 -> 8 -> 3 -> 8 -> 12" in text and "standard" in text and "epochs_run 2" in text
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["latent_dim"] == 3 and info["training"]["epochs_run"] == 2

@@ -418,6 +418,29 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             total = total + err.astype(np.float64) / err_scale + maha / d.shape[1]
         return total / len(self.autoencoders_)
 
+    def describe(self) -> dict:
+        """What the fitted detector is, as a JSON-able dict (what `deepae info` prints): its
+        columns, score, threshold and how it was chosen, and the first member's network."""
+        check_is_fitted(self, "autoencoders_")
+        pre, info = self.preprocessor_, self.threshold_info_
+        text = [f"{self.threshold_:.6g} ({info['method']}"]
+        text += [f", {key} {info[key]}" for key in ("target", "contamination", "cost_missed",
+                                                    "cost_review") if key in info]
+        if "rows" in info:
+            text.append(f", chosen on {info['n_rows']} {info['rows']}")
+        reached = {k: v for k, v in info.get("achieved", {}).items()
+                   if k in ("flagged", "flagged_rate", "precision", "recall",
+                            "false_positive_rate")}
+        if reached:
+            text.append("; there: " + ", ".join(f"{k} {v}" for k, v in reached.items()))
+        return {"estimator": repr(self),
+                "columns": {"numeric": pre.numeric_, "categorical": list(pre.categories_),
+                            "missing": pre.missing, "indicators": pre.indicators_},
+                "anomaly_score": self.anomaly_score_, "members": len(self.autoencoders_),
+                "threshold": self.threshold_, "threshold_info": info,
+                "threshold_rule": "".join(text) + ")",
+                **self.autoencoder_.describe()}
+
     def decision_function(self, X):
         """Anomaly score of each row: mean squared reconstruction error over the model's
         features (standardised units); higher is more anomalous. Shape (n_rows,)."""

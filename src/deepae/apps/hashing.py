@@ -296,6 +296,16 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         order, the input of `HammingIndex`."""
         return np.packbits(self.code_probabilities(X) > 0.5, axis=1)
 
+    def describe(self) -> dict:
+        """What the fitted hasher is, as a JSON-able dict (what `deepae info` prints)."""
+        check_is_fitted(self, "model_")
+        h = self.history_
+        return {"estimator": repr(self), "n_bits": int(self.n_bits),
+                "parameters": int(self.model_.count_params()),
+                "features": int(self.n_features_in_),
+                "training": {"epochs": len(h.get("loss", [])),
+                             "final_loss": h["loss"][-1] if h.get("loss") else None}}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = []  # codes are packed uint8 bits, by design
@@ -570,6 +580,11 @@ class HammingIndex:
         codes = (self._keys << np.uint64(8 * width - self.n_bits)).astype(">u8")
         return codes.view(np.uint8).reshape(-1, 8)[:, 8 - width:]
 
+    def describe(self) -> dict:
+        """What the index holds, as a JSON-able dict (what `deepae info` prints)."""
+        return {"estimator": repr(self), "items": len(self), "n_bits": self.n_bits,
+                "bytes_per_item": self.bytes_per_item}
+
     def save(self, path, overwrite: bool = True) -> Path:
         """Write the index as one deepae artifact (atomically)."""
         return save_artifact(path, "HammingIndex", {"n_bits": self.n_bits, "n_items": len(self)},
@@ -699,6 +714,14 @@ class SemanticIndex:
     def nearest(self, X, k: int = 100, radius: int = 2):
         """`HammingIndex.nearest` with feature vectors `X` as queries."""
         return self.index.nearest(self.hasher.transform(X), k=k, radius=radius)
+
+    def describe(self) -> dict:
+        """What the index holds and the hasher that codes it, as a JSON-able dict (what
+        `deepae info` prints)."""
+        hasher = self.hasher.describe()
+        return {**self.index.describe(), "estimator": repr(self),
+                "labels": self.labels is not None, "hasher": hasher.pop("estimator"),
+                **{k: v for k, v in hasher.items() if k != "n_bits"}}
 
     def save(self, path, overwrite: bool = True) -> Path:
         """Write the hasher, the codes, the ids and the labels to one artifact, atomically."""

@@ -192,6 +192,11 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
     def _out_dtype(self, X):
         return X.dtype if X.dtype in (np.float32, np.float64) else np.float64
 
+    def describe(self) -> dict:
+        """What the fitted reducer is, as a JSON-able dict (what `deepae info` prints)."""
+        check_is_fitted(self, "autoencoder_")
+        return {"estimator": repr(self), **self.autoencoder_.describe()}
+
     def transform(self, X):
         """Codes of `X`, shape (n_samples, n_components)."""
         check_is_fitted(self, "autoencoder_")

@@ -245,6 +245,18 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         tags.non_deterministic = True
         return tags
 
+    def describe(self) -> dict:
+        """What the fitted network is, as a JSON-able dict (what `deepae info` prints): size,
+        receptive radius, the degradation it was trained on, training summary."""
+        check_is_fitted(self, "model_")
+        h = self.history_
+        return {"estimator": repr(self), "network": self.model_.name,
+                "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
+                "receptive_radius": self.receptive_radius_, **self._model_card(),
+                "training": {"epochs": len(h["loss"]), "patch_size": self.patch_size_,
+                             "final_loss": h["loss"][-1] if h["loss"] else None,
+                             "seconds": h["seconds"][-1] if h["seconds"] else None}}
+
     # -- persistence ---------------------------------------------------------------------------
     def _model_card(self) -> dict:
         return {}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["add_patch_training_options", "add_common_options", "output_path"]
+__all__ = ["add_patch_training_options", "add_common_options", "output_path", "units",
+           "UserError"]
+
+
+class UserError(Exception):
+    """A mistake in how the command was called, reported in one line."""
 
 
 def add_patch_training_options(p, *, patch_size):
@@ -40,3 +45,13 @@ def output_path(args, path, *inputs, stdout: bool = False) -> Path | None:
                          f"received {'none' if path is None else repr(str(path))}")
     return check_output_path(path, overwrite=bool(getattr(args, "overwrite", False)),
                              inputs=[i for i in inputs if i is not None], hint="--overwrite")
+
+
+def units(text):
+    """Layer widths from the command line: ``"256,128"`` -> ``(256, 128)``."""
+    if text is None or isinstance(text, list | tuple):
+        return text
+    try:
+        return tuple(int(t) for t in str(text).replace(" ", "").split(",") if t)
+    except ValueError as e:
+        raise UserError(f"expected comma-separated ints such as 256,128; received {text!r}") from e

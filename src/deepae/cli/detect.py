@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from deepae.cli._options import add_common_options, output_path
+from deepae.cli._options import add_common_options, output_path, units
 
-__all__ = ["add_detect_parser", "describe_threshold"]
+__all__ = ["add_detect_parser"]
 
 
 class _Columns:
@@ -49,25 +49,8 @@ def _threshold_args(args) -> dict:
     return {"threshold": "fpr", "target": 0.01}
 
 
-def describe_threshold(det) -> str:
-    info = det.threshold_info_
-    parts = [f"{det.threshold_:.6g} ({info['method']}"]
-    for key in ("target", "contamination", "cost_missed", "cost_review"):
-        if key in info:
-            parts.append(f", {key} {info[key]}")
-    if "rows" in info:
-        parts.append(f", chosen on {info['n_rows']} {info['rows']}")
-    ach = info.get("achieved", {})
-    if ach:
-        parts.append("; there: " + ", ".join(
-            f"{k} {v}" for k, v in ach.items() if k in ("flagged", "flagged_rate", "precision",
-                                                       "recall", "false_positive_rate")))
-    return "".join(parts) + ")"
-
-
 def cmd_fit(args):
     from deepae import AnomalyDetector
-    from deepae.cli.main import _units
     from deepae.data.tabular import read_table
 
     output_path(args, args.model, args.data)
@@ -77,7 +60,7 @@ def cmd_fit(args):
     params = {"epochs": args.epochs, "random_state": args.seed, "missing": args.missing,
               "verbose": 0 if args.quiet else 2, **_threshold_args(args)}
     if args.hidden_units:
-        params["hidden_units"] = _units(args.hidden_units)
+        params["hidden_units"] = units(args.hidden_units)
     if args.n_components:
         params["n_components"] = args.n_components
     if args.categorical:
@@ -92,7 +75,7 @@ def cmd_fit(args):
           f"{len(det.preprocessor_.numeric_)} numeric, {len(det.preprocessor_.categories_)} "
           f"categorical; {det.preprocessor_.n_features_out} model features); "
           f"{len(det.history_.get('loss', []))} epochs", file=sys.stderr)
-    print(f"threshold: {describe_threshold(det)}", file=sys.stderr)
+    print(f"threshold: {det.describe()['threshold_rule']}", file=sys.stderr)
     print(f"saved the detector to {args.model}", file=sys.stderr)
     return 0
 
@@ -212,7 +195,7 @@ def cmd_evaluate(args):
             ("PR-AUC (average precision)", f"{rep['average_precision']:.4f}"),
             (f"recall at FPR {args.fpr:g}", f"{rep['recall_at_fpr']:.4f}"),
             (f"precision at k={rep['k']}", f"{rep['precision_at_k']:.4f}"),
-            ("threshold", describe_threshold(det)),
+            ("threshold", det.describe()["threshold_rule"]),
             ("confusion at threshold", f"TN {rep['tn']}  FP {rep['fp']}  FN {rep['fn']}  "
                                        f"TP {rep['tp']}"),
             ("precision / recall / F1", f"{rep['precision']:.4f} / {rep['recall']:.4f} / "

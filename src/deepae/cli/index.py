@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from deepae.cli._options import add_common_options, output_path
+from deepae.cli._options import add_common_options, output_path, units
 
 __all__ = ["add_index_parser"]
 
@@ -54,14 +54,13 @@ def cmd_build(args):
     import numpy as np
 
     from deepae import SemanticIndex
-    from deepae.cli.main import _units
 
     output_path(args, args.out, args.data)
     X, ids, labels = _vectors(args.data, key=args.key)
     params = {"n_bits": args.bits, "epochs": args.epochs, "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
     if args.hidden_units:
-        params["hidden_units"] = _units(args.hidden_units)
+        params["hidden_units"] = units(args.hidden_units)
     if args.neighbors is not None:
         params["n_neighbors"] = args.neighbors
     t = time.perf_counter()

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from deepae.cli._options import add_common_options, output_path
+from deepae.cli._options import UserError, add_common_options, output_path, units
 
 # Quiet TensorFlow's C++ start-up logs before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,19 +27,6 @@ TRAIN_DEFAULTS = {
     "early_stopping": None, "reduce_lr_on_plateau": None, "seed": None,
     "checkpoint_dir": None, "key": None, "split": "train", "strategy": None, "stream": None,
 }
-
-
-class UserError(Exception):
-    """A mistake in how the command was called, reported in one line."""
-
-
-def _units(text):
-    if text is None or isinstance(text, list | tuple):
-        return text
-    try:
-        return tuple(int(t) for t in str(text).replace(" ", "").split(",") if t)
-    except ValueError as e:
-        raise UserError(f"expected comma-separated ints such as 256,128; received {text!r}") from e
 
 
 def _load_config(path) -> dict:
@@ -152,9 +139,9 @@ def cmd_train(args):
         x = open_shards(args.source)
     else:
         x = _read_source(args.source, key=cfg["key"], split=cfg["split"])
-    model = deepae.Autoencoder(kind=cfg["kind"], hidden_units=_units(cfg["hidden_units"]),
+    model = deepae.Autoencoder(kind=cfg["kind"], hidden_units=units(cfg["hidden_units"]),
                                latent_dim=cfg["latent_dim"],
-                               decoder_units=_units(cfg["decoder_units"]),
+                               decoder_units=units(cfg["decoder_units"]),
                                activation=cfg["activation"],
                                latent_activation=cfg["latent_activation"],
                                output_activation=cfg["output_activation"],
@@ -227,131 +214,26 @@ def cmd_reconstruct(args):
     return 0
 
 
-def model_info(model) -> dict:
-    """What `deepae info` shows, as a dict."""
-    enc = model.encoder
-    s = model.training_summary_ or {}
-    info = {
-        "kind": model.kind, "input_shape": list(model.data_shape),
-        "encoder": list(enc.hidden_units),
-        "latent_dim": enc.latent_dim, "decoder": list(model.decoder.hidden_units),
-        "activation": model.activation, "latent_activation": model.latent_activation,
-        "output_activation": model.output_activation_, "parameters": int(model.count_params()),
-        "preprocessing": None if model.scaler_ is None else model.scaler_.kind,
-        "data_range_after_scaling": None if model.scaler_ is None else
-        [model.scaler_.data_min_, model.scaler_.data_max_],
-        "training": s,
-    }
-    return info
-
-
-def restorer_info(est) -> dict:
-    """What `deepae info` shows for a Denoiser or SuperResolver."""
-    meta = est._model_card()
-    h = est.history_
-    return {"estimator": repr(est), "network": est.model_.name,
-            "parameters": int(est.model_.count_params()), "channels": est.n_channels_,
-            "receptive_radius": est.receptive_radius_, **meta,
-            "training": {"epochs": len(h["loss"]), "patch_size": est.patch_size_,
-                         "final_loss": h["loss"][-1] if h["loss"] else None,
-                         "seconds": h["seconds"][-1] if h["seconds"] else None}}
-
-
-def codec_info(est) -> dict:
-    """What `deepae info` shows for an ImageCodec."""
-    h = est.history_
-    return {"estimator": repr(est), "fingerprint": est.fingerprint_,
-            "parameters": int(est.analysis_.count_params() + est.synthesis_.count_params()),
-            "channels": est.n_channels_, "stride": est.stride,
-            "latent_channels": int(est.latent_channels),
-            "table_sizes": [int(est.tables_["lengths"].min()),
-                            int(est.tables_["lengths"].max())],
-            "training": {"epochs": len(h.get("loss", [])), "patch_size": est.patch_size_,
-                         "final_bpp_estimate": h["bpp"][-1] if h.get("bpp") else None,
-                         "final_mse": h["mse"][-1] if h.get("mse") else None,
-                         "seconds": h["seconds"][-1] if h.get("seconds") else None}}
-
-
-def hashing_info(obj) -> dict:
-    """What `deepae info` shows for a SemanticHasher, HammingIndex or SemanticIndex."""
-    import deepae
-
-    info = {"estimator": repr(obj)}
-    index = getattr(obj, "index", obj if isinstance(obj, deepae.HammingIndex) else None)
-    if index is not None:
-        info.update(items=len(index), n_bits=index.n_bits, bytes_per_item=index.bytes_per_item,
-                    labels=getattr(obj, "labels", None) is not None)
-    hasher = getattr(obj, "hasher", obj if isinstance(obj, deepae.SemanticHasher) else None)
-    if hasher is not None:
-        h = hasher.history_
-        info["hasher"] = repr(hasher)
-        info["parameters"] = int(hasher.model_.count_params())
-        info["features"] = int(hasher.n_features_in_)
-        info["training"] = {"epochs": len(h.get("loss", [])),
-                            "final_loss": h["loss"][-1] if h.get("loss") else None}
-    return info
+def _shown(value) -> str:
+    """One value of a description, on one line."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_shown(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
 
 
 def cmd_info(args):
     import deepae
 
-    obj = deepae.load(args.model)
-    if isinstance(obj, deepae.ImageCodec | deepae.Denoiser | deepae.SuperResolver
-                  | deepae.SemanticHasher | deepae.HammingIndex | deepae.SemanticIndex):
-        info = codec_info(obj) if isinstance(obj, deepae.ImageCodec) else \
-            restorer_info(obj) if isinstance(obj, deepae.Denoiser | deepae.SuperResolver) \
-            else hashing_info(obj)
-        if args.json:
-            print(json.dumps(info, indent=1))
-        else:
-            for key, value in info.items():
-                print(f"{key + ':':<18} {value}")
-        return 0
-    model, owner = _load_model(args.model, with_owner=True)
-    info = model_info(model)
-    if owner is not model:
-        info["estimator"] = repr(owner)
-    if hasattr(owner, "threshold_"):
-        from deepae.cli.detect import describe_threshold
-
-        pre = owner.preprocessor_
-        info["threshold"] = owner.threshold_
-        info["threshold_info"] = owner.threshold_info_
-        info["columns"] = {"numeric": pre.numeric_, "categorical": list(pre.categories_),
-                           "missing": pre.missing, "indicators": pre.indicators_}
-        info["members"] = len(owner.autoencoders_)
-        info["anomaly_score"] = owner.anomaly_score_
+    info = deepae.load(args.model).describe()
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    arch = " -> ".join(str(v) for v in (
-        ["x".join(map(str, info["input_shape"]))] + info["encoder"] + [info["latent_dim"]]
-        + info["decoder"] + ["x".join(map(str, info["input_shape"]))]))
-    if "estimator" in info:
-        print(f"estimator:     {info['estimator']}")
-    if "threshold" in info:
-        cols = info["columns"]
-        print(f"columns:       {len(cols['numeric'])} numeric, {len(cols['categorical'])} "
-              f"categorical {cols['categorical']}; missing values: {cols['missing']}")
-        print(f"threshold:     {describe_threshold(owner)}")
-    if "members" in info:
-        many = info["members"] > 1
-        print(f"score:         {info['anomaly_score']}"
-              + (f", mean of {info['members']} autoencoders (other initial weights; the "
-                 "model and training lines describe the first)" if many else ""))
-    print(f"model:         {info['kind']} autoencoder, {arch}")
-    print(f"activations:   hidden {info['activation']}, code {info['latent_activation']}, "
-          f"output {info['output_activation']}")
-    print(f"parameters:    {info['parameters']:,}")
-    print(f"preprocessing: {info['preprocessing']}, data range after scaling "
-          f"{info['data_range_after_scaling']}")
-    s = info["training"]
-    if s:
-        final = ", ".join(f"{k}={v:.5g}" for k, v in s.get("final", {}).items())
-        print(f"training:      {s.get('epochs_run')} epochs of {s.get('epochs_requested')} on "
-              f"{s.get('n_samples')} samples, batch {s.get('batch_size')}, {s.get('loss')}, "
-              f"{s.get('optimizer')}, {s.get('seconds')} s; final {final}")
-        print(f"data:          fingerprint {s.get('data_fingerprint')}")
+    for key, value in info.items():
+        print(f"{key + ':':<26} {_shown(value)}")
     return 0
 
 
@@ -390,7 +272,7 @@ def cmd_reduce(args):
     x_train = x_train.reshape(len(x_train), -1)
     x_test = x_test.reshape(len(x_test), -1)
     params = {"epochs": args.epochs, "batch_size": args.batch_size,
-              "hidden_units": _units(args.hidden_units), "random_state": args.seed,
+              "hidden_units": units(args.hidden_units), "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
     res = deepae.compare_with_pca(x_train, x_test, args.n_components, **params)
     print(f"test reconstruction error at code size {args.n_components} "

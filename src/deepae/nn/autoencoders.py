@@ -552,6 +552,26 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
         out = self._batched("error_and_codes", both, z, batch_size)
         return out[:, 0], out[:, 1:]
 
+    def describe(self) -> dict:
+        """What the model is, as a JSON-able dict (what `deepae info` prints): architecture,
+        activations, parameter count, scaling and the training summary."""
+        self._check_fitted()
+        enc, dec, sc = self.encoder, self.decoder, self.scaler_
+        shape = "x".join(map(str, self.data_shape))
+        return {
+            "kind": self.kind, "input_shape": list(self.data_shape),
+            "encoder": list(enc.hidden_units), "latent_dim": enc.latent_dim,
+            "decoder": list(dec.hidden_units),
+            "architecture": " -> ".join(map(str, [shape, *enc.hidden_units, enc.latent_dim,
+                                                  *dec.hidden_units, shape])),
+            "activation": self.activation, "latent_activation": self.latent_activation,
+            "output_activation": self.output_activation_,
+            "parameters": int(self.count_params()),
+            "preprocessing": None if sc is None else sc.kind,
+            "data_range_after_scaling": None if sc is None else [sc.data_min_, sc.data_max_],
+            "training": self.training_summary_ or {},
+        }
+
     # -- training and persistence -------------------------------------------------------------
     def fit(self, x=None, y=None, **kwargs):
         """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.

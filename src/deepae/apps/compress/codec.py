@@ -460,6 +460,23 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         return out[..., 0] if c == 1 else out
 
     # -- convenience ---------------------------------------------------------------------------
+    def describe(self) -> dict:
+        """What the fitted codec is, as a JSON-able dict (what `deepae info` prints):
+        fingerprint, size, entropy tables, training summary."""
+        check_is_fitted(self, "synthesis_")
+        h = self.history_
+        return {"estimator": repr(self), "fingerprint": self.fingerprint_,
+                "parameters": int(self.analysis_.count_params()
+                                  + self.synthesis_.count_params()),
+                "channels": self.n_channels_, "stride": self.stride,
+                "latent_channels": int(self.latent_channels),
+                "table_sizes": [int(self.tables_["lengths"].min()),
+                                int(self.tables_["lengths"].max())],
+                "training": {"epochs": len(h.get("loss", [])), "patch_size": self.patch_size_,
+                             "final_bpp_estimate": h["bpp"][-1] if h.get("bpp") else None,
+                             "final_mse": h["mse"][-1] if h.get("mse") else None,
+                             "seconds": h["seconds"][-1] if h.get("seconds") else None}}
+
     @classmethod
     def pretrained(cls, quality: int = 4) -> ImageCodec:
         """A codec that ships with deepae, quality 1 (smallest files) to 8 (best images),
