@@ -65,7 +65,7 @@ def seed_artifacts(rng) -> dict[str, bytes]:
     x = rng.normal(size=(96, 6)).astype(np.float32)
     ae = deepae.Autoencoder(hidden_units=(8,), latent_dim=3)
     ae.fit(x, epochs=1, verbose=0, random_state=0)
-    from deepae.persistence import autoencoder_state
+    from deepae.apps.autoencoder import autoencoder_state
 
     meta, arrays = autoencoder_state(ae)
     out["Autoencoder"] = artifact_bytes("Autoencoder", meta, models={"model": ae},

@@ -6,7 +6,7 @@ import pytest
 
 import deepae
 from conftest import small_model
-from deepae.nn import autoencoders
+from deepae.apps import autoencoder as autoencoders
 
 
 def test_dense_shapes_and_mirrored_decoder(table):
@@ -122,7 +122,7 @@ def test_dropout_and_input_corruption_act_in_training_only(tmp_path, table):
     ae = deepae.Autoencoder(hidden_units=(16,), latent_dim=3, dropout=0.3, input_noise=0.2,
                             input_mask=0.1)
     ae.fit(table, epochs=2, verbose=0, random_state=0)
-    z = ae._check_input(table)
+    z = ae.to_model_space(table)
     a, b = ae(z, training=False), ae(z, training=False)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(ae(z, training=True)), np.asarray(a))

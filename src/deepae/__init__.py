@@ -15,13 +15,14 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
+from deepae.apps.autoencoder import Autoencoder
 from deepae.apps.compress import ImageCodec
 from deepae.apps.detect import AnomalyDetector
 from deepae.apps.hashing import HammingIndex, SemanticHasher, SemanticIndex
 from deepae.apps.reduce import AutoencoderReducer, compare_with_pca
 from deepae.apps.restore import Denoiser, SuperResolver
 from deepae.exceptions import ArtifactError, BitstreamError, DataNotFoundError, TrainingError
-from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
+from deepae.nn.autoencoders import Decoder, Encoder
 from deepae.persistence import load
 
 __all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",

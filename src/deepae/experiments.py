@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
+from deepae.apps.autoencoder import Autoencoder
 from deepae.data.datasets import load_mnist
 from deepae.metrics import reconstruction_errors
-from deepae.nn.autoencoders import Autoencoder
 
 __all__ = ["reference_experiment", "format_table"]
 

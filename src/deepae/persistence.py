@@ -479,7 +479,8 @@ def _check_header(header, path, kind=None):
 def restore(art: Artifact, restore_fn, where: str = "the artifact"):
     """Run a kind's `restore_fn(art)`; a missing or ill-typed part of forged metadata becomes
     an `ArtifactError` that names it."""
-    for meta in (art.metadata, art.metadata.get("autoencoder"), art.metadata.get("hasher")):
+    parts = [art.metadata, *(v for v in art.metadata.values() if isinstance(v, dict))]
+    for meta in parts:
         history = meta.get("history", {}) if isinstance(meta, dict) else {}
         if not isinstance(history, dict) or not all(
                 isinstance(k, str) and isinstance(v, list) for k, v in history.items()):
@@ -512,49 +513,3 @@ def load(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
     # imports the `deepae` package first, which imports every estimator module.
     art = read_artifact(path, max_bytes=max_bytes)
     return restore(art, _KINDS[art.kind][0], repr(str(path)))
-
-
-# -- the core model -------------------------------------------------------------------------
-def autoencoder_state(model) -> tuple[dict, dict]:
-    """JSON metadata and arrays that, with its `.keras` member, restore an `Autoencoder`."""
-    model._check_fitted()
-    meta = {"config": model.get_config(), "training": model.training_summary_,
-            "history": getattr(model, "history_", {}), "scaler": None}
-    arrays = {}
-    if model.scaler_ is not None:
-        meta["scaler"], arrays = model.scaler_.get_state()
-    return meta, arrays
-
-
-def restore_autoencoder(model, meta: dict, arrays: dict):
-    """Attach the scaler, training summary and history saved by `autoencoder_state`."""
-    from deepae.data.preprocessing import Scaler
-    from deepae.nn.autoencoders import Autoencoder
-
-    if not isinstance(model, Autoencoder):
-        raise ArtifactError(f"Expected a deepae Autoencoder model in the file; it holds a "
-                            f"{type(model).__name__}.")
-
-    if meta.get("scaler"):
-        model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
-    summary = meta.get("training") or {}
-    final = summary.get("final", {}) if isinstance(summary, dict) else None
-    if not isinstance(final, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in final.values()):
-        raise ArtifactError("The saved training summary is malformed (expected an object "
-                            "whose 'final' maps metric names to numbers).")
-    model.training_summary_ = summary
-    model.history_ = meta.get("history") or {}
-    return model
-
-
-def save_autoencoder(model, path, *, overwrite=True) -> Path:
-    """Write an `Autoencoder` with its scaling, training summary and history."""
-    meta, arrays = autoencoder_state(model)
-    return save_artifact(path, "Autoencoder", meta, models={"model": model}, arrays=arrays,
-                         overwrite=overwrite)
-
-
-@register_loader("Autoencoder", model_class="deepae>Autoencoder")
-def _load_autoencoder(art: Artifact):
-    return restore_autoencoder(art.models["model"], art.metadata, art.arrays)

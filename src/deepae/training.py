@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import keras
@@ -32,6 +33,16 @@ __all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerpri
 LOSSES = ("mse", "mae", "binary_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+
+
+# What the engine remembers of each model it trained, beside the model rather than in it:
+# the strategy that made its weights and the settings it compiled it with (held weakly, so
+# a model the user drops is freed).
+_ENGINE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _engine_state(model) -> dict:
+    return _ENGINE.setdefault(model, {})
 
 
 def data_fingerprint(x: np.ndarray, max_rows: int = 4096) -> str:
@@ -195,8 +206,8 @@ def _validation_arrays(model, x, y, validation_data, validation_split):
             vy = validation_data[1] if len(validation_data) > 1 else None
         else:
             vx, vy = validation_data, None
-        vx = model._check_input(vx, "validation_data")
-        vy = vx if vy is None else model._check_input(vy, "validation_data")
+        vx = model.to_model_space(vx, "validation_data")
+        vy = vx if vy is None else model.to_model_space(vy, "validation_data")
         return x, y, (vx, vy)
     if validation_split:
         n_val = int(math.ceil(len(x) * validation_split))
@@ -372,7 +383,7 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     from deepae.distribute import resolve_strategy
 
     dist = resolve_strategy(strategy)
-    if dist is not None and model.built and getattr(model, "_deepae_strategy", None) is not dist:
+    if dist is not None and model.built and _engine_state(model).get("strategy") is not dist:
         raise ValueError("A `strategy` must create the model's weights: expected an unbuilt "
                          "model, or one built under the same strategy; received one already "
                          "built (trained or loaded) without it. Build a new one, or train it "
@@ -422,7 +433,7 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                 model.scaler_ = Scaler(kind).fit(x)
         with strategy_scope(strategy):
             model.build((None, *model.data_shape))
-        model._deepae_strategy = strategy
+        _engine_state(model)["strategy"] = strategy
     if streaming:
         if tuple(x.row_shape) != tuple(model.data_shape):
             raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
@@ -431,8 +442,8 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         _, _, val = _validation_arrays(model, np.zeros((0, *x.row_shape), np.float32), None,
                                        validation_data, 0.0)
     else:
-        xs = model._check_input(x, "x")
-        ys = model._check_input(y, "y") if y_given else xs
+        xs = model.to_model_space(x, "x")
+        ys = model.to_model_space(y, "y") if y_given else xs
         xs, ys, val = _validation_arrays(model, xs, ys, validation_data, validation_split)
     n_rows = len(x) if streaming else len(xs)
 
@@ -441,8 +452,9 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     key = (loss, optimizer if isinstance(optimizer, str) else id(optimizer), learning_rate,
            momentum, steps_per_execution, jit_compile, weight_decay, lr_schedule,
            epochs if lr_schedule != "constant" else None)
-    user_compiled = getattr(model, "compiled", False) and not getattr(model, "_deepae_key", None)
-    if not user_compiled and getattr(model, "_deepae_key", None) != key:
+    state = _engine_state(model)
+    user_compiled = getattr(model, "compiled", False) and not state.get("key")
+    if not user_compiled and state.get("key") != key:
         if steps_per_execution is None:
             # Several steps per call amortise Python overhead (measured in
             # benchmarks/train_throughput.py); an epoch still ends at its last batch.
@@ -462,7 +474,7 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
             # the replicated step, they are a placeholder that no replica feeds (Model.fit
             # fails on two replicas: "You must feed a value for placeholder tensor")
             model.optimizer.build(model.trainable_variables)
-        model._deepae_key = key
+        state["key"] = key
 
     monitor = "val_loss" if val is not None else "loss"
     cbs = [NaNGuard()]

@@ -24,9 +24,10 @@ from deepae._validation import (
     check_units,
 )
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
 from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
-from deepae.nn.autoencoders import ACTIVATIONS, Autoencoder
-from deepae.persistence import Artifact, autoencoder_state, register_loader, restore_autoencoder
+from deepae.nn.autoencoders import ACTIVATIONS
+from deepae.persistence import Artifact, register_loader
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
 from deepae.training import LOSSES
 

@@ -22,14 +22,10 @@ from deepae._validation import (
     check_units,
 )
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
 from deepae.metrics import reconstruction_errors
-from deepae.nn.autoencoders import ACTIVATIONS, KINDS, Autoencoder
-from deepae.persistence import (
-    Artifact,
-    autoencoder_state,
-    register_loader,
-    restore_autoencoder,
-)
+from deepae.nn.autoencoders import ACTIVATIONS, KINDS
+from deepae.persistence import Artifact, register_loader
 from deepae.training import LOSSES
 
 __all__ = ["AutoencoderReducer", "compare_with_pca", "reduction_plots", "default_hidden_units"]

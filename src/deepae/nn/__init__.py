@@ -1,5 +1,5 @@
 """Keras building blocks. Nothing here knows about files or the command line."""
 
-from deepae.nn.autoencoders import Autoencoder, Decoder, Encoder
+from deepae.nn.autoencoders import AutoencoderModel, Decoder, Encoder
 
-__all__ = ["Encoder", "Decoder", "Autoencoder"]
+__all__ = ["Encoder", "Decoder", "AutoencoderModel"]

@@ -1,4 +1,4 @@
-"""Encoder, Decoder and the Autoencoder model that joins them (dense and convolutional).
+"""Encoder, Decoder and the AutoencoderModel that joins them (dense and convolutional).
 
 Math uses `keras.ops` only, so the model runs on any Keras 3 backend.
 """
@@ -12,7 +12,6 @@ import numpy as np
 from keras import layers, ops
 
 from deepae._validation import (
-    as_array,
     check_fraction,
     check_in,
     check_positive_int,
@@ -21,7 +20,7 @@ from deepae._validation import (
 )
 from deepae.nn.runtime import CollectiveLogsMixin
 
-__all__ = ["Encoder", "Decoder", "Autoencoder", "KINDS", "ACTIVATIONS"]
+__all__ = ["Encoder", "Decoder", "AutoencoderModel", "KINDS", "ACTIVATIONS"]
 
 KINDS = ("dense", "conv")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish",
@@ -290,17 +289,18 @@ class Decoder(_Dropped, layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="deepae")
-class Autoencoder(CollectiveLogsMixin, keras.Model):
-    """A deep autoencoder: an `Encoder` to a latent code and a mirrored `Decoder` back.
+class AutoencoderModel(CollectiveLogsMixin, keras.Model):
+    """A deep autoencoder network: an `Encoder` to a latent code and a mirrored `Decoder` back.
 
-    Calling the model reconstructs its input in the model's (scaled) space, as any Keras
-    model; `fit`, `encode`, `decode` and `reconstruct` take data in the user's own units
-    (uint8 images, raw table values) and apply the scaling fitted on the training data.
+    A plain Keras model: ``model(x)`` reconstructs `x`, and Keras's own ``compile``, ``fit``
+    and ``save`` work as for any model, on data already in the model's space. The estimator
+    that takes data in the user's own units (scaling fitted on the training data, saved with
+    the model) is `deepae.Autoencoder`, a subclass.
 
     Parameters
     ----------
     input_shape : tuple of int, optional
-        Shape of one sample; inferred from the data in `fit` when None.
+        Shape of one sample; taken from the first input in `build` when None.
     kind : {"dense", "conv"}
         Fully connected layers, or stride-2 convolutions for images.
     hidden_units : tuple of int
@@ -314,43 +314,25 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
     latent_activation : str
         Code-layer activation, linear by default.
     output_activation : str
-        "auto" picks sigmoid for training data in [0, 1], tanh for [-1, 1], linear otherwise
-        (decided in `fit`, after scaling).
-    preprocessing : {"auto", "none", "unit", "minmax", "standard"}
-        Scaling fitted on the training data and saved with the model. "auto": uint8 / 255,
-        data already in [0, 1] or [-1, 1] kept, other images min-max, tables standardised.
+        Output activation; "auto" is linear here (`deepae.Autoencoder` picks it from the
+        range of its scaled training data).
     input_noise : float, default=0.0
-        Standard deviation of Gaussian noise added to the (scaled) inputs in training only:
-        a denoising autoencoder, which generalises better when data is scarce.
+        Standard deviation of Gaussian noise added to the inputs in training only.
     input_mask : float in [0, 1), default=0.0
         Share of input values zeroed in training only (masking noise).
     dropout : float in [0, 1), default=0.0
         Dropout after every hidden layer of the encoder and the decoder, in training only.
     tied_weights : bool, default=False
         Dense only: the decoder uses the transposes of the encoder's kernels (with its own
-        biases); half the weights, which generalises better on small data.
+        biases).
 
-    Attributes
-    ----------
-    scaler_ : Scaler or None
-        Fitted scaling, set by `fit`.
-    training_summary_ : dict
-        Epochs run, final losses, seconds, data fingerprint; set by `fit`.
-
-    Examples
-    --------
-    >>> import numpy as np, deepae
-    >>> x = np.random.default_rng(0).random((64, 20)).astype("float32")
-    >>> ae = deepae.Autoencoder(hidden_units=(16,), latent_dim=4)
-    >>> _ = ae.fit(x, epochs=1, verbose=0, random_state=0)
-    >>> ae.encode(x).shape
-    (64, 4)
+    Input shape ``(batch, *input_shape)``; output shape the same.
     """
 
     def __init__(self, input_shape=None, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
                  decoder_units=None, activation="relu", latent_activation="linear",
-                 output_activation="auto", preprocessing="auto", input_noise=0.0,
-                 input_mask=0.0, dropout=0.0, tied_weights=False, **kwargs):
+                 output_activation="auto", input_noise=0.0, input_mask=0.0, dropout=0.0,
+                 tied_weights=False, **kwargs):
         kwargs.setdefault("name", "autoencoder")
         super().__init__(**kwargs)
         self.data_shape = None if input_shape is None else tuple(input_shape)
@@ -361,29 +343,18 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
         self.activation = activation
         self.latent_activation = latent_activation
         self.output_activation = output_activation
-        self.preprocessing = preprocessing
         self.input_noise = input_noise
         self.input_mask = input_mask
         self.dropout = dropout
         self.tied_weights = tied_weights
         self.corruption = None
-        self.scaler_ = None
-        self.training_summary_ = {}
-        self._fns = {}
         self.encoder = None
         self.decoder = None
 
     # -- construction --------------------------------------------------------------------
-    def _resolved_output_activation(self):
-        if self.output_activation != "auto":
-            return self.output_activation
-        if self.scaler_ is not None:
-            from deepae.data.preprocessing import output_activation_for_range
-
-            if self.scaler_.kind == "standard":  # unbounded by construction
-                return "linear"
-            return output_activation_for_range(self.scaler_.data_min_, self.scaler_.data_max_)
-        return "linear"
+    def resolve_output_activation(self) -> str:
+        """The output activation the layers are built with ("auto" is linear here)."""
+        return "linear" if self.output_activation == "auto" else self.output_activation
 
     def _make_layers(self):
         owner = type(self).__name__
@@ -401,10 +372,8 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
             raise ValueError(f"The 'decoder_units' parameter of {owner} must have as many "
                              f"entries as hidden_units={units} for kind='conv' (one upsampling "
                              f"per downsampling); got {dec}.")
-        check_in(self.preprocessing, "preprocessing",
-                 ("auto", "none", "unit", "minmax", "standard"), owner=owner)
         warn_no_compression(latent, int(np.prod(shape)))
-        out_act = self._resolved_output_activation()
+        out_act = self.resolve_output_activation()
         self.output_activation_ = out_act
         self.encoder = Encoder(shape, kind=kind, hidden_units=units, latent_dim=latent,
                                activation=self.activation,
@@ -457,9 +426,8 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
                 "activation": self.activation, "latent_activation": self.latent_activation,
                 "output_activation": (self.output_activation_ if self.built
                                       else self.output_activation),
-                "preprocessing": self.preprocessing, "input_noise": self.input_noise,
-                "input_mask": self.input_mask, "dropout": self.dropout,
-                "tied_weights": bool(self.tied_weights)}
+                "input_noise": self.input_noise, "input_mask": self.input_mask,
+                "dropout": self.dropout, "tied_weights": bool(self.tied_weights)}
 
     @classmethod
     def from_config(cls, config):
@@ -467,123 +435,3 @@ class Autoencoder(CollectiveLogsMixin, keras.Model):
         for key in ("trainable", "dtype"):
             config.pop(key, None)
         return cls(**config)
-
-    # -- data in the user's units -------------------------------------------------------------
-    def _check_fitted(self):
-        if not self.built:
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(x) "
-                                 "first, or deepae.load(path) a trained one.")
-
-    def _check_input(self, x, name="x"):
-        """Validate user data against the fitted sample shape; return it in model space."""
-        self._check_fitted()
-        arr = as_array(x, name, min_rank=1)
-        if arr.shape == tuple(self.data_shape):
-            arr = arr[None]  # one sample
-        elif arr.ndim < 2:
-            as_array(arr, name)  # raises the (n_samples, ...) error
-        if tuple(arr.shape[1:]) != tuple(self.data_shape):
-            n_got, n_exp = int(np.prod(arr.shape[1:])), int(np.prod(self.data_shape))
-            what = (f"{n_got} features, but {type(self).__name__} is expecting {n_exp} "
-                    f"features as input" if arr.ndim == 2 and len(self.data_shape) == 1
-                    else f"samples of shape {tuple(arr.shape[1:])}, but "
-                    f"{type(self).__name__} is expecting shape {tuple(self.data_shape)}")
-            raise ValueError(f"`{name}` has {what}.")
-        if self.scaler_ is not None:
-            return self.scaler_.transform(arr)
-        return arr.astype(np.float32, copy=False)
-
-    def _batched(self, key, fn, z, batch_size):
-        from deepae.nn.runtime import compiled
-
-        if key not in self._fns:
-            self._fns[key] = compiled(fn, batch_shape=(None, *z.shape[1:]))
-        f = self._fns[key]
-        out = [keras.ops.convert_to_numpy(f(z[i: i + batch_size]))
-               for i in range(0, len(z), batch_size)]
-        return np.concatenate(out, axis=0)
-
-    def encode(self, x, *, batch_size=4096):
-        """Latent codes of `x` (user units), shape ``(n_samples, latent_dim)``."""
-        z = self._check_input(x)
-        return self._batched("encode", self.encoder, z, batch_size)
-
-    def decode(self, codes, *, batch_size=4096):
-        """Reconstructions in the user's units from codes of shape ``(n, latent_dim)``."""
-        self._check_fitted()
-        codes = as_array(codes, "codes")
-        if codes.ndim != 2 or codes.shape[1] != self.encoder.latent_dim:
-            raise ValueError(f"Expected `codes` of shape (n_samples, {self.encoder.latent_dim}); "
-                             f"received shape {codes.shape}.")
-        out = self._batched("decode", self.decoder, codes.astype(np.float32), batch_size)
-        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
-
-    def reconstruct(self, x, *, batch_size=4096):
-        """Reconstructions of `x` in the user's units (float32)."""
-        z = self._check_input(x)
-        out = self._batched("reconstruct", self, z, batch_size)
-        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
-
-    def reconstruction_error(self, x, *, batch_size=4096):
-        """Per-sample mean squared error in the model's (scaled) space, shape ``(n_samples,)``."""
-        z = self._check_input(x)
-
-        def err(batch):
-            d = self(batch) - batch
-            return ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1)
-
-        return self._batched("error", err, z, batch_size)
-
-    def reconstruction_error_and_codes(self, x, *, batch_size=4096):
-        """Per-sample mean squared error (model space) and the codes, in one pass.
-
-        Returns ``(errors, codes)`` of shapes ``(n_samples,)`` and ``(n_samples, latent_dim)``.
-        """
-        z = self._check_input(x)
-
-        def both(batch):
-            code = self.encoder(batch)
-            d = self.decoder(code) - batch
-            err = ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1, keepdims=True)
-            return ops.concatenate([err, code], axis=1)  # (batch, 1 + latent_dim)
-
-        out = self._batched("error_and_codes", both, z, batch_size)
-        return out[:, 0], out[:, 1:]
-
-    def describe(self) -> dict:
-        """What the model is, as a JSON-able dict (what `deepae info` prints): architecture,
-        activations, parameter count, scaling and the training summary."""
-        self._check_fitted()
-        enc, dec, sc = self.encoder, self.decoder, self.scaler_
-        shape = "x".join(map(str, self.data_shape))
-        return {
-            "kind": self.kind, "input_shape": list(self.data_shape),
-            "encoder": list(enc.hidden_units), "latent_dim": enc.latent_dim,
-            "decoder": list(dec.hidden_units),
-            "architecture": " -> ".join(map(str, [shape, *enc.hidden_units, enc.latent_dim,
-                                                  *dec.hidden_units, shape])),
-            "activation": self.activation, "latent_activation": self.latent_activation,
-            "output_activation": self.output_activation_,
-            "parameters": int(self.count_params()),
-            "preprocessing": None if sc is None else sc.kind,
-            "data_range_after_scaling": None if sc is None else [sc.data_min_, sc.data_max_],
-            "training": self.training_summary_ or {},
-        }
-
-    # -- training and persistence -------------------------------------------------------------
-    def fit(self, x=None, y=None, **kwargs):
-        """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.
-
-        Returns the Keras `History`; the model is trained in place.
-        """
-        from deepae.training import fit_autoencoder
-
-        return fit_autoencoder(self, x, y, **kwargs)
-
-    def save(self, filepath, overwrite=True, **kwargs):
-        """Write the model, its scaling and metadata to one deepae artifact (atomically)."""
-        from deepae.persistence import save_autoencoder
-
-        save_autoencoder(self, filepath, overwrite=overwrite)

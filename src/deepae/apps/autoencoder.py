@@ -1,0 +1,267 @@
+"""`deepae.Autoencoder`: the deep autoencoder in the user's own units.
+
+The network is `deepae.nn.AutoencoderModel`, a plain Keras model; this subclass adds what a
+user of the library expects: `fit(x)` on raw data (scaling fitted once by the training
+engine and kept with the model), `encode` / `decode` / `reconstruct` in the user's units,
+`save` to one deepae artifact and `deepae.load` back.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from deepae._validation import as_array, check_in
+from deepae.data.preprocessing import KINDS as SCALINGS
+from deepae.data.preprocessing import Scaler, output_activation_for_range
+from deepae.exceptions import ArtifactError
+from deepae.nn.autoencoders import AutoencoderModel
+from deepae.nn.runtime import compiled
+from deepae.persistence import Artifact, register_loader, save_artifact
+
+__all__ = ["Autoencoder", "autoencoder_state", "restore_autoencoder"]
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class Autoencoder(AutoencoderModel):
+    """A deep autoencoder: an `Encoder` to a latent code and a mirrored `Decoder` back.
+
+    Calling the model reconstructs its input in the model's (scaled) space, as any Keras
+    model; `fit`, `encode`, `decode` and `reconstruct` take data in the user's own units
+    (uint8 images, raw table values) and apply the scaling fitted on the training data.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, optional
+        Shape of one sample; inferred from the data in `fit` when None.
+    kind : {"dense", "conv"}
+        Fully connected layers, or stride-2 convolutions for images.
+    hidden_units : tuple of int
+        Encoder hidden layers, widest first (filters for conv).
+    latent_dim : int
+        Size of the code.
+    decoder_units : tuple of int, optional
+        Decoder hidden layers; the mirror of `hidden_units` when None.
+    activation : str
+        Hidden activation: "relu", "tanh", "sigmoid", "elu", ...
+    latent_activation : str
+        Code-layer activation, linear by default.
+    output_activation : str
+        "auto" picks sigmoid for training data in [0, 1], tanh for [-1, 1], linear otherwise
+        (decided in `fit`, after scaling).
+    preprocessing : {"auto", "none", "unit", "minmax", "standard"}
+        Scaling fitted on the training data and saved with the model. "auto": uint8 / 255,
+        data already in [0, 1] or [-1, 1] kept, other images min-max, tables standardised.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the (scaled) inputs in training only:
+        a denoising autoencoder, which generalises better when data is scarce.
+    input_mask : float in [0, 1), default=0.0
+        Share of input values zeroed in training only (masking noise).
+    dropout : float in [0, 1), default=0.0
+        Dropout after every hidden layer of the encoder and the decoder, in training only.
+    tied_weights : bool, default=False
+        Dense only: the decoder uses the transposes of the encoder's kernels (with its own
+        biases); half the weights, which generalises better on small data.
+
+    Attributes
+    ----------
+    scaler_ : Scaler or None
+        Fitted scaling, set by `fit`.
+    training_summary_ : dict
+        Epochs run, final losses, seconds, data fingerprint; set by `fit`.
+
+    Examples
+    --------
+    >>> import numpy as np, deepae
+    >>> x = np.random.default_rng(0).random((64, 20)).astype("float32")
+    >>> ae = deepae.Autoencoder(hidden_units=(16,), latent_dim=4)
+    >>> _ = ae.fit(x, epochs=1, verbose=0, random_state=0)
+    >>> ae.encode(x).shape
+    (64, 4)
+    """
+
+    def __init__(self, input_shape=None, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
+                 decoder_units=None, activation="relu", latent_activation="linear",
+                 output_activation="auto", preprocessing="auto", input_noise=0.0,
+                 input_mask=0.0, dropout=0.0, tied_weights=False, **kwargs):
+        super().__init__(input_shape, kind=kind, hidden_units=hidden_units,
+                         latent_dim=latent_dim, decoder_units=decoder_units,
+                         activation=activation, latent_activation=latent_activation,
+                         output_activation=output_activation, input_noise=input_noise,
+                         input_mask=input_mask, dropout=dropout, tied_weights=tied_weights,
+                         **kwargs)
+        self.preprocessing = preprocessing
+        self.scaler_ = None
+        self.training_summary_ = {}
+        self._fns = {}
+
+    def resolve_output_activation(self) -> str:
+        """"auto": sigmoid for scaled training data in [0, 1], tanh for [-1, 1], linear
+        otherwise (standardised data is unbounded by construction)."""
+        if self.output_activation != "auto":
+            return self.output_activation
+        if self.scaler_ is None or self.scaler_.kind == "standard":
+            return "linear"
+        return output_activation_for_range(self.scaler_.data_min_, self.scaler_.data_max_)
+
+    def _make_layers(self):
+        check_in(self.preprocessing, "preprocessing", ("auto", *SCALINGS),
+                 owner=type(self).__name__)
+        super()._make_layers()
+
+    def get_config(self):
+        return {**super().get_config(), "preprocessing": self.preprocessing}
+
+    # -- data in the user's units -------------------------------------------------------------
+    def _check_fitted(self):
+        if not self.built:
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(x) "
+                                 "first, or deepae.load(path) a trained one.")
+
+    def to_model_space(self, x, name="x"):
+        """`x` in the user's units, checked against the fitted sample shape, scaled into
+        the model's space (float32); what the training engine feeds the network."""
+        self._check_fitted()
+        arr = as_array(x, name, min_rank=1)
+        if arr.shape == tuple(self.data_shape):
+            arr = arr[None]  # one sample
+        elif arr.ndim < 2:
+            as_array(arr, name)  # raises the (n_samples, ...) error
+        if tuple(arr.shape[1:]) != tuple(self.data_shape):
+            n_got, n_exp = int(np.prod(arr.shape[1:])), int(np.prod(self.data_shape))
+            what = (f"{n_got} features, but {type(self).__name__} is expecting {n_exp} "
+                    f"features as input" if arr.ndim == 2 and len(self.data_shape) == 1
+                    else f"samples of shape {tuple(arr.shape[1:])}, but "
+                    f"{type(self).__name__} is expecting shape {tuple(self.data_shape)}")
+            raise ValueError(f"`{name}` has {what}.")
+        if self.scaler_ is not None:
+            return self.scaler_.transform(arr)
+        return arr.astype(np.float32, copy=False)
+
+    def _batched(self, key, fn, z, batch_size):
+        if key not in self._fns:
+            self._fns[key] = compiled(fn, batch_shape=(None, *z.shape[1:]))
+        f = self._fns[key]
+        out = [keras.ops.convert_to_numpy(f(z[i: i + batch_size]))
+               for i in range(0, len(z), batch_size)]
+        return np.concatenate(out, axis=0)
+
+    def encode(self, x, *, batch_size=4096):
+        """Latent codes of `x` (user units), shape ``(n_samples, latent_dim)``."""
+        z = self.to_model_space(x)
+        return self._batched("encode", self.encoder, z, batch_size)
+
+    def decode(self, codes, *, batch_size=4096):
+        """Reconstructions in the user's units from codes of shape ``(n, latent_dim)``."""
+        self._check_fitted()
+        codes = as_array(codes, "codes")
+        if codes.ndim != 2 or codes.shape[1] != self.encoder.latent_dim:
+            raise ValueError(f"Expected `codes` of shape (n_samples, {self.encoder.latent_dim}); "
+                             f"received shape {codes.shape}.")
+        out = self._batched("decode", self.decoder, codes.astype(np.float32), batch_size)
+        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+
+    def reconstruct(self, x, *, batch_size=4096):
+        """Reconstructions of `x` in the user's units (float32)."""
+        z = self.to_model_space(x)
+        out = self._batched("reconstruct", self, z, batch_size)
+        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+
+    def reconstruction_error(self, x, *, batch_size=4096):
+        """Per-sample mean squared error in the model's (scaled) space, shape ``(n_samples,)``."""
+        z = self.to_model_space(x)
+
+        def err(batch):
+            d = self(batch) - batch
+            return ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1)
+
+        return self._batched("error", err, z, batch_size)
+
+    def reconstruction_error_and_codes(self, x, *, batch_size=4096):
+        """Per-sample mean squared error (model space) and the codes, in one pass.
+
+        Returns ``(errors, codes)`` of shapes ``(n_samples,)`` and ``(n_samples, latent_dim)``.
+        """
+        z = self.to_model_space(x)
+
+        def both(batch):
+            code = self.encoder(batch)
+            d = self.decoder(code) - batch
+            err = ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1, keepdims=True)
+            return ops.concatenate([err, code], axis=1)  # (batch, 1 + latent_dim)
+
+        out = self._batched("error_and_codes", both, z, batch_size)
+        return out[:, 0], out[:, 1:]
+
+    def describe(self) -> dict:
+        """What the model is, as a JSON-able dict (what `deepae info` prints): architecture,
+        activations, parameter count, scaling and the training summary."""
+        self._check_fitted()
+        enc, dec, sc = self.encoder, self.decoder, self.scaler_
+        shape = "x".join(map(str, self.data_shape))
+        return {
+            "kind": self.kind, "input_shape": list(self.data_shape),
+            "encoder": list(enc.hidden_units), "latent_dim": enc.latent_dim,
+            "decoder": list(dec.hidden_units),
+            "architecture": " -> ".join(map(str, [shape, *enc.hidden_units, enc.latent_dim,
+                                                  *dec.hidden_units, shape])),
+            "activation": self.activation, "latent_activation": self.latent_activation,
+            "output_activation": self.output_activation_,
+            "parameters": int(self.count_params()),
+            "preprocessing": None if sc is None else sc.kind,
+            "data_range_after_scaling": None if sc is None else [sc.data_min_, sc.data_max_],
+            "training": self.training_summary_ or {},
+        }
+
+    # -- training and persistence -------------------------------------------------------------
+    def fit(self, x=None, y=None, **kwargs):
+        """Train on `x` (targets `y`, default `x`). See `deepae.training.fit_autoencoder`.
+
+        Returns the Keras `History`; the model is trained in place.
+        """
+        from deepae.training import fit_autoencoder
+
+        return fit_autoencoder(self, x, y, **kwargs)
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Write the model, its scaling and metadata to one deepae artifact (atomically)."""
+        meta, arrays = autoencoder_state(self)
+        save_artifact(filepath, "Autoencoder", meta, models={"model": self}, arrays=arrays,
+                      overwrite=overwrite)
+
+
+def autoencoder_state(model) -> tuple[dict, dict]:
+    """JSON metadata and arrays that, with its `.keras` member, restore an `Autoencoder`."""
+    model._check_fitted()
+    meta = {"config": model.get_config(), "training": model.training_summary_,
+            "history": getattr(model, "history_", {}), "scaler": None}
+    arrays = {}
+    if model.scaler_ is not None:
+        meta["scaler"], arrays = model.scaler_.get_state()
+    return meta, arrays
+
+
+def restore_autoencoder(model, meta: dict, arrays: dict):
+    """Attach the scaler, training summary and history saved by `autoencoder_state`."""
+    if not isinstance(model, Autoencoder):
+        raise ArtifactError(f"Expected a deepae Autoencoder model in the file; it holds a "
+                            f"{type(model).__name__}.")
+    if meta.get("scaler"):
+        model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
+    summary = meta.get("training") or {}
+    final = summary.get("final", {}) if isinstance(summary, dict) else None
+    if not isinstance(final, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in final.values()):
+        raise ArtifactError("The saved training summary is malformed (expected an object "
+                            "whose 'final' maps metric names to numbers).")
+    model.training_summary_ = summary
+    model.history_ = meta.get("history") or {}
+    return model
+
+
+@register_loader("Autoencoder", model_class="deepae>Autoencoder")
+def _load_autoencoder(art: Artifact):
+    return restore_autoencoder(art.models["model"], art.metadata, art.arrays)
