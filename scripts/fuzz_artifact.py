@@ -412,8 +412,9 @@ def run(n: int, seed: int = 0, max_extra_mb: float = 300.0, verbose: bool = True
             err = io.StringIO()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
                 rc = cli(["info", str(path)])
-            if rc not in (0, 1):
-                raise RuntimeError(f"deepae info exited with {rc}")
+            if rc != 0:  # a file that loads is one that deepae info describes
+                raise RuntimeError(f"deepae info exited with {rc} on a file that loads: "
+                                   f"{err.getvalue().strip()[:200]}")
         except (ArtifactError, FileNotFoundError):
             outcome = outcome or "ArtifactError"
         except Exception as e:  # noqa: BLE001 - what the fuzzer looks for

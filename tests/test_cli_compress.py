@@ -100,6 +100,12 @@ def test_errors_are_one_line(tmp_path, folder, capsys):
         err.count("\n") == 1
     assert main(["compress", str(folder / "im0.png")]) == 1
     assert "expected INPUT OUTPUT" in capsys.readouterr().err
+    # compressed bytes never replace a picture: the output is a .dae
+    (tmp_path / "photo.png").write_bytes(b"precious")
+    assert main(["compress", str(folder / "im0.png"), str(tmp_path / "photo.png"),
+                 "--overwrite"]) == 1
+    assert "ending in .dae" in capsys.readouterr().err
+    assert (tmp_path / "photo.png").read_bytes() == b"precious"
     assert main(["compress", "train", str(folder), "--quiet"]) == 1
     assert "needs -o/--output" in capsys.readouterr().err
     assert main(["decompress", str(tmp_path / "missing.dae"), str(tmp_path / "o.png")]) == 1

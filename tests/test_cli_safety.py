@@ -318,3 +318,57 @@ def test_memory_error_is_one_line(files, tmp_path, capsys, monkeypatch):
                  str(tmp_path / "z.npy")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("deepae: error: out of memory") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["encode", "reconstruct", "reconstruct-png", "denoise",
+                                  "upscale", "compress", "decompress", "detect-score"])
+def test_output_made_while_the_command_runs_is_not_replaced(files, tmp_path, name, capsys,
+                                                             monkeypatch):
+    # the output is checked first and written last: a file that appears in between (another
+    # program, a second run) is not replaced without --overwrite
+    import deepae.cli.compress
+    import deepae.cli.detect
+    import deepae.cli.main
+    import deepae.cli.restore
+
+    original = deepae.cli._options.output_path
+
+    def then_someone_writes_it(args, path, *inputs, **kw):
+        checked = original(args, path, *inputs, **kw)
+        if checked is not None:
+            checked.write_bytes(b"precious")
+        return checked
+
+    for module in (deepae.cli.main, deepae.cli.compress, deepae.cli.detect, deepae.cli.restore):
+        monkeypatch.setattr(module, "output_path", then_someone_writes_it)
+    argv = _commands(files, tmp_path / "out")[name]
+    out = next(tmp_path / os.path.basename(a) for a in argv
+               if a.startswith(str(tmp_path / "out")))
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and err.count("\n") == 1
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_link_to_a_missing_file_is_an_existing_output(files, tmp_path, capsys):
+    out, target = tmp_path / "codes.npy", tmp_path / "elsewhere" / "deep" / "codes.npy"
+    out.symlink_to(target)
+    argv = ["encode", str(files / "m.deepae"), str(files / "x.npy"), "-o", str(out)]
+    assert main(argv) == 1
+    assert "link to a missing file" in capsys.readouterr().err
+    assert out.is_symlink() and not (tmp_path / "elsewhere").exists()
+    # --overwrite replaces the link with the output, and creates nothing where it pointed
+    assert main([*argv, "--overwrite"]) == 0
+    assert not out.is_symlink() and np.load(out).shape == (120, 2)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_shipped_models_are_never_an_output(files, capsys):
+    package = os.path.dirname(deepae.__file__)
+    shipped = os.path.join(package, "pretrained", "codec_q4.deepae")
+    before = open(shipped, "rb").read()
+    assert main(["compress", str(files / "img.png"), shipped, "--overwrite", "--quiet"]) == 1
+    assert "inside the deepae package" in capsys.readouterr().err
+    assert open(shipped, "rb").read() == before

@@ -32,6 +32,34 @@ def test_idx_errors(tmp_path):
         read_idx(short)
 
 
+def test_idx_gzip_bomb_reads_only_what_the_header_declares(tmp_path, monkeypatch):
+    """A 10-byte image whose gzip inflates to 256 MB: read_idx read all of it before looking
+    at the header (a 1 MB file took +408 MB); now it stops one byte past the declared size."""
+    bomb = tmp_path / "bomb-ubyte.gz"
+    header = bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big")
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        f.write(header + bytes(10))
+        for _ in range(256):
+            f.write(bytes(1 << 20))
+    read = []
+    real = gzip.GzipFile.read
+
+    def counting(self, size=-1):
+        out = real(self, size)
+        read.append(len(out))
+        return out
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting)
+    with pytest.raises(ValueError, match="truncated or padded"):
+        read_idx(bomb)
+    assert sum(read) <= 8 + 11
+    # a huge claim allocates nothing by itself: the file's 11 bytes are all there is
+    liar = tmp_path / "liar-ubyte"
+    liar.write_bytes(bytes([0, 0, 8, 3]) + b"\xff\xff\xff\xff" * 3 + b"abc")
+    with pytest.raises(ValueError, match="truncated or padded"):
+        read_idx(liar)
+
+
 def _fake_mnist(folder, n=20):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -60,12 +60,14 @@ def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(trained, tmp_path,
     path = tmp_path / "a.deepae"
     ae.save(path)
     before = path.read_bytes()
-    import deepae.persistence as p
+    import deepae.fileio
 
-    def boom(*a, **k):
+    def boom(*a, **k):  # the disk fills up while the new file is being written
         raise OSError("disk full")
 
-    monkeypatch.setattr(p.np, "savez", boom)
+    # fsync runs after the bytes are written and before the file takes the old one's place;
+    # a save that wrote the file in place would have replaced its content by then
+    monkeypatch.setattr(deepae.fileio.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         ae.save(path)
     assert path.read_bytes() == before
@@ -130,6 +132,10 @@ def test_unknown_format_version(trained, tmp_path):
     _rewrite_header(trained[2], bad, format_version=FORMAT_VERSION + 1)
     with pytest.raises(ArtifactError, match="format version 2; .* reads version 1 only"):
         deepae.load(bad)
+    for forged in (True, 1.0, "1"):  # equal to 1 in Python, not the format's integer
+        _rewrite_header(trained[2], bad, format_version=forged)
+        with pytest.raises(ArtifactError, match="reads version 1 only"):
+            deepae.load(bad)
 
 
 def test_other_library_version_warns(trained, tmp_path):
@@ -563,3 +569,104 @@ def test_user_subclass_saves_loads_and_pickles(tmp_path):
         np.testing.assert_array_equal(back.transform(x), red.transform(x))
     assert type(_MyReducer.load(path)) is _MyReducer
     assert type(pickle.loads(pickle.dumps(red))) is _MyReducer
+
+
+LEGACY = __import__("pathlib").Path(__file__).parent / "data" / "legacy"
+
+
+def _insert_after_input(layers_to_add):
+    """A `keras_edit` that puts `layers_to_add` (class name, config) between a functional
+    model's first input and the layers that read it."""
+    def edit(cfg):
+        layers = cfg["config"]["layers"]
+        first, shape = layers[0]["name"], layers[0]["config"]["batch_shape"]
+        prev, new = first, []
+        for i, (cls, conf) in enumerate(layers_to_add):
+            name = f"planted{i}"
+            history = {"class_name": "__keras_tensor__",
+                       "config": {"shape": shape, "dtype": "float32",
+                                  "keras_history": [prev, 0, 0]}}
+            new.append({"module": "keras.layers", "class_name": cls, "registered_name": None,
+                        "name": name, "config": {**conf, "name": name, "trainable": True,
+                                                 "dtype": "float32"},
+                        "inbound_nodes": [{"args": [history], "kwargs": {}}]})
+            prev = name
+        rest = json.loads(json.dumps(layers[1:]).replace(
+            f'"keras_history": ["{first}", 0, 0]', f'"keras_history": ["{prev}", 0, 0]'))
+        cfg["config"]["layers"] = [layers[0], *new, *rest]
+    return edit
+
+
+@pytest.mark.parametrize("kind, planted", [
+    # no weights, so no weight count sees them: 256-fold up then down took 17 GB on 256^2
+    ("Denoiser", [("UpSampling2D", {"size": [256, 256]}),
+                  ("AveragePooling2D", {"pool_size": [256, 256], "strides": [256, 256]})]),
+    ("SuperResolver", [("Activation", {"activation": "linear"})]),
+    ("SemanticHasher", [("Dropout", {"rate": 0.0})]),
+])
+def test_networks_other_than_the_kinds_own_are_refused(tmp_path, kind, planted):
+    bad = _forge(LEGACY / f"{kind}.deepae", tmp_path / "bad.deepae",
+                 keras_edit=_insert_after_input(planted))
+    with pytest.raises(ArtifactError, match="not the one its parameters build"):
+        deepae.load(bad)
+
+
+def test_codec_networks_must_match_its_parameters(tmp_path):
+    def unpadded(cfg):  # the same weights, another network: no weight count sees it
+        for layer in cfg["config"]["layers"]:
+            if layer["class_name"] == "Conv2D":
+                layer["config"]["padding"] = "valid"
+
+    bad = _forge(LEGACY / "ImageCodec.deepae", tmp_path / "codec.deepae", keras_edit=unpadded)
+    with pytest.raises(ArtifactError, match="not the one its parameters build"):
+        deepae.load(bad)
+    bad = _forge(LEGACY / "ImageCodec.deepae", tmp_path / "arch.deepae",
+                 header=lambda h: h["metadata"]["architecture"].update(filters=4096))
+    with pytest.raises(ArtifactError, match="not the one its parameters describe"):
+        deepae.load(bad)
+
+
+def test_lambda_code_never_runs(tmp_path):
+    """A Lambda layer whose marshalled code writes a file: refused by Keras's safe mode while
+    the weights are counted (with safe_mode=False this test writes the marker)."""
+    import base64
+    import marshal
+
+    marker = tmp_path / "PWNED"
+    fn = eval(f"lambda x: __import__('pathlib').Path({str(marker)!r}).touch() or x")
+    code = base64.b64encode(marshal.dumps(fn.__code__)).decode()
+    lam = ("Lambda", {"function": {"class_name": "__lambda__",
+                                   "config": {"code": code, "defaults": None, "closure": None}},
+                      "output_shape": None, "arguments": {}})
+    bad = _forge(LEGACY / "Denoiser.deepae", tmp_path / "lambda.deepae",
+                 keras_edit=_insert_after_input([lam]))
+    with pytest.raises(ArtifactError):
+        deepae.load(bad)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("Denoiser", {"tile": 10 ** 7}),          # memory grew with the tile: 1.6 GB, and more
+    ("Denoiser", {"sigma": None}),
+    ("Denoiser", {"mode": None}),
+    ("SuperResolver", {"filters": "abc"}),
+    ("ImageCodec", {"tile": 10 ** 7}),
+    ("SemanticHasher", {"n_bits": 0}),
+    ("AnomalyDetector", {"epochs": -1}),
+    ("AutoencoderReducer", {"n_components": "two"}),
+])
+def test_forged_parameters_are_checked_as_a_users(tmp_path, kind, params):
+    bad = _forge(LEGACY / f"{kind}.deepae", tmp_path / "bad.deepae",
+                 header=lambda h: h["metadata"]["params"].update(params))
+    with pytest.raises(ArtifactError, match="parameter"):
+        deepae.load(bad)
+
+
+@pytest.mark.parametrize("kind", ["Denoiser", "SuperResolver", "ImageCodec", "SemanticHasher"])
+def test_describe_survives_an_empty_history(tmp_path, kind, capsys):
+    from deepae.cli.main import main
+
+    bad = _forge(LEGACY / f"{kind}.deepae", tmp_path / "h.deepae",
+                 header=lambda h: h["metadata"].update(history={}))
+    assert deepae.load(bad).describe()["training"]["epochs"] == 0
+    assert main(["info", str(bad)]) == 0

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,25 @@ def test_kept_checkpoint_resumes_finished_run_without_training(table, tmp_path):
     assert not ckpt.exists()
 
 
+@pytest.mark.parametrize("change, named", [
+    ({"epochs": 5}, "epochs=3 there, 5 now"),
+    ({"batch_size": 8}, "batch_size=32 there, 8 now"),
+    ({"hidden_units": (6,)}, "the model (hidden_units"),
+])
+def test_resume_refuses_another_run(table, tmp_path, change, named):
+    """A kept checkpoint was resumed with other options: the finished 3-epoch model came
+    back for epochs=5, and another architecture failed inside Keras's weight loading."""
+    ckpt = tmp_path / "ck"
+    small_model().fit(table, epochs=3, batch_size=32, checkpoint_dir=ckpt,
+                      keep_checkpoint=True, random_state=0, verbose=0)
+    fit = {"epochs": 3, "batch_size": 32, **{k: v for k, v in change.items()
+                                               if k in ("epochs", "batch_size")}}
+    model = small_model(**{k: v for k, v in change.items() if k == "hidden_units"})
+    with pytest.raises(ValueError, match=f"holds another run.*{re.escape(named)}"):
+        model.fit(table, **fit, checkpoint_dir=ckpt, resume=True, random_state=0, verbose=0)
+    assert (ckpt / "final.weights.h5").is_file()  # the kept run is left as it was
+
+
 TRAIN_SCRIPT = """
 import sys, numpy as np, deepae
 x = np.load(sys.argv[1])
@@ -277,3 +297,18 @@ def test_user_compiled_model_is_kept(table):
     ae.fit(table, epochs=1, verbose=0)
     assert isinstance(ae.optimizer, keras.optimizers.RMSprop)
     assert ae.training_summary_["loss"] == "user-compiled"
+
+
+def test_a_worker_never_removes_a_backup_folder_it_did_not_make(table, tmp_path, monkeypatch):
+    """Under a multi-worker strategy the workers other than the chief skip the folder checks;
+    Keras's BackupAndRestore removes its folder whole at the end, so a user's own `backup`
+    folder in the checkpoint_dir would have gone."""
+    import deepae.distribute
+
+    work = tmp_path / "myproject"
+    (work / "backup").mkdir(parents=True)
+    (work / "backup" / "thesis.tex").write_text("mine")
+    monkeypatch.setattr(deepae.distribute, "is_chief", lambda: False)
+    with pytest.raises(ValueError, match="'backup' folder that deepae did not make"):
+        small_model().fit(table, epochs=1, checkpoint_dir=work, strategy="mirrored", verbose=0)
+    assert (work / "backup" / "thesis.tex").read_text() == "mine"

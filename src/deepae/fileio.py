@@ -19,6 +19,10 @@ from typing import BinaryIO
 __all__ = ["atomic_write", "atomic_write_bytes", "check_output_path"]
 
 
+# deepae's own files, the shipped models among them: never an output
+_PACKAGE = Path(__file__).resolve().parent
+
+
 def check_output_path(path, *, overwrite: bool = False, inputs=(),
                       hint: str = "overwrite=True") -> Path:
     """Check that `path` may be written: not a folder, not one of `inputs`, and, unless
@@ -38,6 +42,10 @@ def check_output_path(path, *, overwrite: bool = False, inputs=(),
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"Expected an output file name; {str(path)!r} is a folder.")
+    if path.resolve().is_relative_to(_PACKAGE):
+        raise ValueError(f"The output {str(path)!r} is inside the deepae package ({_PACKAGE}), "
+                         "whose files (the shipped models among them) are not outputs; write "
+                         "the result to another folder.")
     if path.exists() and not path.is_file():
         raise ValueError(f"Expected an output file name; {str(path)!r} is not a regular file "
                          "(a device, a pipe or a socket).")
@@ -56,6 +64,9 @@ def check_output_path(path, *, overwrite: bool = False, inputs=(),
                              "result to another file.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass {hint} to replace it.")
+    if path.is_symlink() and not path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} is a link to a missing file; pass {hint} to "
+                              "replace the link with the output.")
     return path
 
 
@@ -75,7 +86,7 @@ def atomic_write(path, data: bytes | Callable[[BinaryIO], object], *,
         (checked again just before the move, so a file created meanwhile is not replaced).
     """
     path = check_output_path(path, overwrite=overwrite)
-    if path.is_symlink():  # replace the file the link points to, and keep the link
+    if path.is_symlink() and path.exists():  # replace the file it points to, keep the link
         path = path.resolve()
         check_output_path(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ anything is built; see docs/artifact.md.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -35,7 +36,7 @@ from deepae.exceptions import ArtifactError
 from deepae.fileio import atomic_write, atomic_write_bytes, check_output_path
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "read_header", "register_loader", "artifact_kind", "restore", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
+           "read_header", "register_loader", "artifact_kind", "restore", "check_architecture", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
            "HEADER_MAX_BYTES"]
 
 FORMAT_NAME = "deepae-artifact"
@@ -376,8 +377,6 @@ def _weights_declared(config, where: str) -> int:
     """How many bytes of weights the model `config` builds, counted without allocating any:
     the model is built in a Keras stateless scope, where variables keep their shape but no
     value (deepae's own layers make their initial values only with the variable)."""
-    import keras
-    from keras.src.backend.common import global_state
     from keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
 
     if not isinstance(config, dict):
@@ -391,12 +390,8 @@ def _weights_declared(config, where: str) -> int:
         raise ArtifactError(f"{where}: its configuration has {n_layers} objects; at most "
                             f"{MAX_CONFIG_OBJECTS} are allowed.")
     config = dict(config, compile_config=None)
-    key = "uninitialized_variables"
-    before = list(global_state.get_global_attribute(key, []) or [])
     try:
-        with keras.StatelessScope(initialize_variables=False), ObjectSharingScope(), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _shapes_only(), ObjectSharingScope():
             model = deserialize_keras_object(config, safe_mode=True)
             return int(sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize
                            for v in getattr(model, "weights", [])))
@@ -405,10 +400,61 @@ def _weights_declared(config, where: str) -> int:
     except Exception as e:  # whatever a forged configuration makes Keras raise
         raise ArtifactError(f"{where}: its model configuration cannot be built: "
                             f"{type(e).__name__}: {_short(e)}") from e
+
+
+@contextlib.contextmanager
+def _shapes_only():
+    """Build Keras models whose variables have shapes but no values (nothing allocated)."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    key = "uninitialized_variables"
+    before = list(global_state.get_global_attribute(key, []) or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         # the variables made in the scope are registered for a later initialisation: drop
         # them, or the next stateless scope would allocate them after all
         global_state.set_global_attribute(key, before)
+
+
+def _structure(config):
+    """A Keras model's configuration without what differs between two builds of the same
+    network (the ids of shared objects)."""
+    if isinstance(config, dict):
+        return {k: _structure(v) for k, v in config.items() if k != "shared_object_id"}
+    if isinstance(config, list | tuple):
+        return [_structure(v) for v in config]
+    return config
+
+
+def check_architecture(model, *builds, where: str) -> None:
+    """Refuse a loaded Keras `model` unless it is the network that one of `builds()` makes
+    from the estimator's own (checked) parameters: same layers, settings and wiring.
+
+    The weights were counted before the model was built, but a forged file could still
+    insert layers that have none (a 256-fold upsampling, a pooling) and make the model take
+    gigabytes when it runs. `build()` runs with shapes only, so a forged parameter that would
+    make a huge network allocates nothing either.
+    """
+    got = _structure(json.loads(json.dumps(model.get_config(), default=str)))
+    for build in builds:
+        try:
+            with _shapes_only():
+                expected = build()
+            want = _structure(json.loads(json.dumps(expected.get_config(), default=str)))
+        except Exception as e:
+            raise ArtifactError(f"{where}: its parameters do not describe a network: "
+                                f"{type(e).__name__}: {_short(e)}") from e
+        if got == want:
+            return
+    names = [layer.get("name") for layer in got.get("layers", [])] if isinstance(
+        got, dict) else []
+    raise ArtifactError(f"{where}: the network {getattr(model, 'name', '?')!r} is not the one "
+                        "its parameters build (layers or their settings differ"
+                        + (f"; it has layers {names[:12]}" if names else "") + "); refused.")
 
 
 def _walk(node, where: str = "the file"):
@@ -448,7 +494,7 @@ def _check_header(header, path, kind=None):
         raise ArtifactError(f"{where} is not a deepae model: its deepae.json names format "
                             f"{header.get('format') if isinstance(header, dict) else header!r}.")
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # not true, not 1.0
         raise ArtifactError(
             f"{where} has format version {version!r}; this deepae {__version__} reads "
             f"version {FORMAT_VERSION} only. Upgrade deepae to read newer files.")

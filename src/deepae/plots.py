@@ -27,11 +27,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, overwrite: bool = True) -> Path:
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight"))
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight"),
+                     overwrite=overwrite)
     finally:
         fig.clf()
         _pyplot().close(fig)
@@ -48,7 +49,8 @@ def _as_image(sample):
     return img
 
 
-def reconstruction_grid(originals, reconstructions, path, *, n: int = 10, title=None) -> Path:
+def reconstruction_grid(originals, reconstructions, path, *, n: int = 10, title=None,
+        overwrite: bool = True) -> Path:
     """Originals (top row) beside their reconstructions (bottom row).
 
     Parameters
@@ -76,10 +78,11 @@ def reconstruction_grid(originals, reconstructions, path, *, n: int = 10, title=
                 ax.set_ylabel(label)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def training_curves(history: dict, path, *, title=None) -> Path:
+def training_curves(history: dict, path, *, title=None,
+        overwrite: bool = True) -> Path:
     """Loss (and validation loss) per epoch, log scale."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -92,10 +95,11 @@ def training_curves(history: dict, path, *, title=None) -> Path:
     ax.legend()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def embedding_scatter(codes: dict, labels, path, *, title=None) -> Path:
+def embedding_scatter(codes: dict, labels, path, *, title=None,
+        overwrite: bool = True) -> Path:
     """2-D codes of each method side by side (e.g. autoencoder beside PCA), coloured by label.
 
     Parameters
@@ -115,11 +119,12 @@ def embedding_scatter(codes: dict, labels, path, *, title=None) -> Path:
     fig.colorbar(sc, ax=axes[0].tolist(), label="label")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def error_vs_code_size(sizes, errors: dict, path, *, ylabel="test squared error per sample",
-                       title=None) -> Path:
+                       title=None,
+        overwrite: bool = True) -> Path:
     """Test reconstruction error against code size for each method (log scale)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.8))
@@ -132,10 +137,11 @@ def error_vs_code_size(sizes, errors: dict, path, *, ylabel="test squared error 
     ax.legend()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def score_distribution(scores, labels, threshold, path, *, title=None) -> Path:
+def score_distribution(scores, labels, threshold, path, *, title=None,
+        overwrite: bool = True) -> Path:
     """Histograms of the anomaly scores of normal and anomalous rows, with the threshold.
 
     Scores are drawn on a log axis when they span more than two decades (reconstruction
@@ -163,10 +169,11 @@ def score_distribution(scores, labels, threshold, path, *, title=None) -> Path:
     ax.set_ylabel("density" if labels is not None else "rows")
     ax.legend()
     ax.set_title(title or "anomaly scores")
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def roc_pr_curves(labels, scores, path, *, title=None) -> Path:
+def roc_pr_curves(labels, scores, path, *, title=None,
+        overwrite: bool = True) -> Path:
     """ROC curve (left) and precision-recall curve (right), with their areas."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
@@ -190,10 +197,11 @@ def roc_pr_curves(labels, scores, path, *, title=None) -> Path:
     b.set_ylim(0, 1.02)
     b.legend(loc="upper right")
     fig.suptitle(title or "detection quality")
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def rate_distortion(panels: dict, path, *, ylabel="PSNR (dB)", title=None) -> Path:
+def rate_distortion(panels: dict, path, *, ylabel="PSNR (dB)", title=None,
+        overwrite: bool = True) -> Path:
     """Rate-distortion curves: one panel per entry of `panels` (``{title: {method: (bpp,
     quality)}}``), bits per pixel on x."""
     plt = _pyplot()
@@ -213,4 +221,4 @@ def rate_distortion(panels: dict, path, *, ylabel="PSNR (dB)", title=None) -> Pa
         ax.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)

@@ -104,6 +104,29 @@ def _open_checkpoint(ckpt: Path, resume: bool) -> bool:
     return False
 
 
+def _as_json(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _check_same_run(ckpt: Path, run: dict, now: dict) -> None:
+    """Resuming continues the run the checkpoint holds: its model and options, not others."""
+    differ = []
+    for key, value in now.items():
+        if run.get(key) != value:
+            if key == "model_config":
+                old = run.get(key) if isinstance(run.get(key), dict) else {}
+                keys = sorted(k for k in set(old) | set(value) if old.get(k) != value.get(k))
+                differ.append("the model (" + ", ".join(
+                    f"{k}: {old.get(k)!r} there, {value.get(k)!r} now" for k in keys[:4]) + ")")
+            else:
+                differ.append(f"{key}={run.get(key)!r} there, {value!r} now")
+    if differ:
+        raise ValueError(f"Cannot resume from {str(ckpt)!r}: it holds another run ("
+                         + "; ".join(differ) + "). Resume with the options it was started "
+                         "with, or remove the folder (deepae.training.remove_checkpoint) to "
+                         "start again.")
+
+
 def remove_checkpoint(checkpoint_dir) -> None:
     """Remove what deepae wrote in `checkpoint_dir`, and the folder if deepae created it.
 
@@ -493,6 +516,11 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     chief = strategy is None or is_chief()
     if checkpoint_dir is not None and not chief:
         ckpt = Path(checkpoint_dir)
+        # the chief checks and marks the folder; a worker never removes a `backup` that is
+        # not deepae's (Keras deletes the folder whole when training ends)
+        if (ckpt / "backup").exists() and not (ckpt / CHECKPOINT_MARK).is_file():
+            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds a 'backup' folder that "
+                             "deepae did not make; choose a new or empty folder.")
         cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
                                                     double_checkpoint=True,
                                                     delete_checkpoint=not keep_checkpoint))
@@ -505,6 +533,9 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                 raise ValueError(
                     f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
                     f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
+            if run_file.exists():
+                _check_same_run(ckpt, run, {"model_config": _as_json(model.get_config()),
+                                            "epochs": epochs, "batch_size": batch_size})
             previous = _read_checkpoint_json(ckpt / "history.json", list, [])
             if not all(isinstance(r, dict) and isinstance(r.get("epoch"), int)
                        for r in previous):

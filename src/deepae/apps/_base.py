@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
+from deepae._validation import check_positive_int
 from deepae.persistence import (
     Artifact,
     artifact_bytes,
@@ -13,7 +14,20 @@ from deepae.persistence import (
     save_artifact,
 )
 
-__all__ = ["ArtifactEstimatorMixin", "params_from_json"]
+__all__ = ["ArtifactEstimatorMixin", "params_from_json", "check_tile", "MAX_TILE"]
+
+# The largest tile side of the image estimators: memory grows with the tile's area (about
+# 1 GB at 2048 x 2048 for the default networks), never with the image's
+MAX_TILE = 2048
+
+
+def check_tile(tile, *, owner: str) -> int:
+    """`tile` as an int in [1, MAX_TILE], else the usual parameter error."""
+    tile = check_positive_int(tile, "tile", owner=owner)
+    if tile > MAX_TILE:
+        raise ValueError(f"The 'tile' parameter of {owner} must be an int in the range "
+                         f"[1, {MAX_TILE}]. Got {tile} instead.")
+    return tile
 
 
 def params_from_json(params: dict) -> dict:
@@ -81,6 +95,7 @@ class ArtifactEstimatorMixin:
     @classmethod
     def _from_artifact(cls, art: Artifact):
         est = cls(**params_from_json(art.metadata["params"]))
+        est._validate_params()  # a file's parameters are checked as a user's are
         est._restore(art)
         return est
 

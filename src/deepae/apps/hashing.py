@@ -26,7 +26,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from deepae._validation import check_positive_float, check_positive_int, check_units
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.nn.hashing import hashing_autoencoder  # also registers its Keras classes for load
-from deepae.persistence import Artifact, read_artifact, register_loader, restore, save_artifact
+from deepae.persistence import (
+    Artifact,
+    check_architecture,
+    read_artifact,
+    register_loader,
+    restore,
+    save_artifact,
+)
 
 __all__ = ["SemanticHasher", "HammingIndex", "SemanticIndex", "knn_graph", "neighbourhood_targets",
            "pack_keys", "flip_masks"]
@@ -323,6 +330,16 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         self.scaler_ = Scaler.from_state(art.metadata["scaler"], art.arrays)
         self.history_ = art.metadata["history"]
         self.n_features_in_ = int(art.metadata["n_features"])
+
+        def network(out, guided):  # the output and the second head depend on the data
+            return lambda: hashing_autoencoder(
+                self.n_features_in_, int(self.n_bits), tuple(self.hidden_units),
+                output_activation=out, noise_stddev=float(self.noise_stddev),
+                balance=float(self.balance), decorrelation=float(self.decorrelation),
+                seed=self.random_state, with_logits=guided)
+
+        check_architecture(self.model_, *(network(out, guided) for out in ("sigmoid", "linear")
+                                          for guided in (True, False)), where="the file")
         self._build_encoder()
 
 

@@ -126,10 +126,12 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         self.verbose = verbose
 
     # -- parameters --------------------------------------------------------------------------
-    def _validate_params(self, n_features):
+    def _validate_params(self, n_features=None):
+        """The parameters' checks; those that need the data's width only with `n_features`
+        (a loaded reducer is checked without it)."""
         name = type(self).__name__
         k = check_positive_int(self.n_components, "n_components", owner=name)
-        if k >= n_features:
+        if n_features is not None and k >= n_features:
             raise ValueError(
                 f"The 'n_components' parameter of {name} must be smaller than the number of "
                 f"features (n_features={n_features}); got {k}, which compresses nothing.")
@@ -143,6 +145,8 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         check_fraction(self.validation_fraction, "validation_fraction", owner=name)
         if self.early_stopping is not None:
             check_positive_int(self.early_stopping, "early_stopping", owner=name)
+        if n_features is None:
+            return None
         hidden = (default_hidden_units(n_features, k) if self.hidden_units is None
                   else check_units(self.hidden_units, "hidden_units", owner=name))
         shape = (n_features,)
@@ -301,7 +305,7 @@ def compare_with_pca(X_train, X_test, n_components=30, *, reducer=None, **reduce
 
 
 def reduction_plots(X_train, X_test, folder, *, labels_test=None, sizes=(2, 10, 30),
-                    fitted=None, **reducer_params) -> list:
+                    fitted=None, overwrite: bool = True, **reducer_params) -> list:
     """Write the reduction plots to `folder`; return their paths.
 
     ``error_vs_code_size.png``: test squared error per sample (the [0, 1] unit) of the
@@ -326,12 +330,12 @@ def reduction_plots(X_train, X_test, folder, *, labels_test=None, sizes=(2, 10, 
         for row in res["rows"]:
             errors[row["model"]].append(row["se_per_sample"])
     paths = [error_vs_code_size(sizes, errors, folder / "error_vs_code_size.png",
-                                title="test reconstruction error")]
+                                title="test reconstruction error", overwrite=overwrite)]
     if labels_test is not None and 2 in results:
         res = results[2]
         xt = np.asarray(X_test)
         xt = xt.astype(np.float32) if xt.dtype == np.uint8 else xt
         codes = {f"{name} (2-d)": m.transform(xt) for name, m in res["models"].items()}
         paths.append(embedding_scatter(codes, labels_test, folder / "embedding_2d.png",
-                                       title="test set, 2-d codes"))
+                                       title="test set, 2-d codes", overwrite=overwrite))
     return paths

@@ -15,10 +15,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import check_in, check_positive_float, check_positive_int, check_units
-from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps._base import ArtifactEstimatorMixin, check_tile
 from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
+from deepae.exceptions import ArtifactError
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
-from deepae.persistence import Artifact, register_loader
+from deepae.persistence import Artifact, check_architecture, register_loader
 from deepae.training import cosine_adam, train_on_patches
 
 __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
@@ -114,12 +115,12 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
 
     def _validate_common(self):
         name = type(self).__name__
+        check_tile(self.tile, owner=name)
         check_units(self.filters, "filters", owner=name, allow_empty=False)
         if not isinstance(self.per_channel, bool | np.bool_):
             raise TypeError(f"The 'per_channel' parameter of {name} must be a bool. Got "
                             f"{self.per_channel!r} instead.")
-        for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size",
-                  "tile"):
+        for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size"):
             check_positive_int(getattr(self, p), p, owner=name)
         check_positive_float(self.learning_rate, "learning_rate", owner=name)
 
@@ -253,9 +254,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         return {"estimator": repr(self), "network": self.model_.name,
                 "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
                 "receptive_radius": self.receptive_radius_, **self._model_card(),
-                "training": {"epochs": len(h["loss"]), "patch_size": self.patch_size_,
-                             "final_loss": h["loss"][-1] if h["loss"] else None,
-                             "seconds": h["seconds"][-1] if h["seconds"] else None}}
+                "training": {"epochs": len(h.get("loss", [])), "patch_size": self.patch_size_,
+                             "final_loss": h["loss"][-1] if h.get("loss") else None,
+                             "seconds": h["seconds"][-1] if h.get("seconds") else None}}
 
     # -- persistence ---------------------------------------------------------------------------
     def _model_card(self) -> dict:
@@ -270,6 +271,11 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         meta = art.metadata
         self.model_ = art.models["model"]
         self.n_channels_ = int(meta["n_channels"])
+        if self.n_channels_ not in (1, 3):
+            raise ArtifactError(f"The file's network takes {self.n_channels_} channels; a "
+                                f"{type(self).__name__} takes 1 (grayscale) or 3 (colour).")
+        check_architecture(self.model_, lambda: self._network(self.n_channels_),
+                           where="the file")
         self.patch_size_ = int(meta["patch_size"])
         self.history_ = meta["history"]
         self._build_predict()
@@ -352,6 +358,18 @@ class Denoiser(_Restorer):
         """
         return cls._pretrained("denoiser.deepae")
 
+    def _network(self, channels):
+        return restoration_net(channels, filters=tuple(self.filters),
+                               convs_per_level=int(self.convs_per_level),
+                               noise_level_input=self.mode == "given", name="denoiser")
+
+    def _validate_params(self):
+        name = type(self).__name__
+        check_in(self.noise, "noise", NOISES, owner=name)
+        check_in(self.mode, "mode", MODES, owner=name)
+        self._validate_common()
+        self._sigma_range()
+
     def _sigma_range(self):
         name = type(self).__name__
         s = self.sigma
@@ -371,10 +389,7 @@ class Denoiser(_Restorer):
         PNG/JPEG files); returns self."""
         import tensorflow as tf
 
-        name = type(self).__name__
-        check_in(self.noise, "noise", NOISES, owner=name)
-        check_in(self.mode, "mode", MODES, owner=name)
-        self._validate_common()
+        self._validate_params()
         lo, hi = self._sigma_range()
         given, noise = self.mode == "given", self.noise
 
@@ -382,12 +397,7 @@ class Denoiser(_Restorer):
             noisy, level = _corrupt(tf, clean, noise, lo, hi)
             return ([noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy), clean
 
-        def build(channels):
-            return restoration_net(channels, filters=tuple(self.filters),
-                                   convs_per_level=int(self.convs_per_level),
-                                   noise_level_input=given, name="denoiser")
-
-        return self._fit(images, make_pair, build)
+        return self._fit(images, make_pair, self._network)
 
     def transform(self, images, sigma=None, *, ensemble=False):
         """Denoise `images` (one image, a batch or a list); same layout and dtype back.
@@ -435,6 +445,15 @@ class SuperResolver(_Restorer):
                          batch_size, learning_rate, tile, per_channel, strategy,
                          random_state, verbose)
 
+    def _network(self, channels):
+        return restoration_net(channels, filters=tuple(self.filters),
+                               convs_per_level=int(self.convs_per_level), scale=int(self.scale),
+                               name="super_resolver")
+
+    def _validate_params(self):
+        check_in(self.scale, "scale", SCALES, owner=type(self).__name__)
+        self._validate_common()
+
     @property
     def _scale(self):
         return int(self.scale)
@@ -455,8 +474,7 @@ class SuperResolver(_Restorer):
         folder of PNG/JPEG files); returns self."""
         import tensorflow as tf
 
-        check_in(self.scale, "scale", SCALES, owner=type(self).__name__)
-        self._validate_common()
+        self._validate_params()
         s = int(self.scale)
 
         def make_pair(clean):
@@ -464,12 +482,7 @@ class SuperResolver(_Restorer):
             small = tf.reshape(clean, (sh[0], sh[1] // s, s, sh[2] // s, s, sh[3]))
             return tf.reduce_mean(small, axis=(2, 4)), clean
 
-        def build(channels):
-            return restoration_net(channels, filters=tuple(self.filters),
-                                   convs_per_level=int(self.convs_per_level), scale=s,
-                                   name="super_resolver")
-
-        return self._fit(images, make_pair, build)
+        return self._fit(images, make_pair, self._network)
 
     def transform(self, images, *, ensemble=False):
         """Upscale `images` (one image, a batch or a list) by `scale`; the same layout and

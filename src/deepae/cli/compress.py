@@ -78,6 +78,8 @@ def cmd_compress(args):
         raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
                          f"{args.args}; usage: {_USAGE['compress']}")
     src, dst = Path(args.args[0]), output_path(args, args.args[1], args.args[0], args.model)
+    if dst.suffix.lower() != ".dae":  # compressed bytes never land in photo.png by mistake
+        raise ValueError(f"expected an output file ending in .dae; received {str(dst)!r}")
     image = read_image(src)
     codec = _codec(args.model, args.quality)
     data, stats = codec.compress(image, refine_steps=args.refine, return_stats=True)
@@ -108,7 +110,7 @@ def cmd_decompress(args):
     data = src.read_bytes()
     codec = ImageCodec.load(args.model) if args.model else ImageCodec.pretrained_for(data)
     image = codec.decompress(data)
-    write_image(dst, image)
+    write_image(dst, image, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {dst}: {image.shape[1]}x{image.shape[0]}"
               f"{'x3' if image.ndim == 3 else ''} from {len(data):,} bytes")

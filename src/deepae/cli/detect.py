@@ -207,13 +207,15 @@ def cmd_evaluate(args):
     if args.json:
         from deepae.fileio import atomic_write
 
-        atomic_write(args.json, json.dumps(rep, indent=1).encode())
+        atomic_write(args.json, json.dumps(rep, indent=1).encode(),
+                     overwrite=args.overwrite)
     if args.plots:
         from deepae.plots import roc_pr_curves, score_distribution
 
         folder = Path(args.plots)
-        paths = [score_distribution(s, y, det.threshold_, folder / "scores.png"),
-                 roc_pr_curves(y, s, folder / "roc_pr.png")]
+        paths = [score_distribution(s, y, det.threshold_, folder / "scores.png",
+                                    overwrite=args.overwrite),
+                 roc_pr_curves(y, s, folder / "roc_pr.png", overwrite=args.overwrite)]
         print("plots: " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -72,7 +72,7 @@ def _read_source(source, key=None, split="train"):
     return read_data(source, key=key)
 
 
-def _write_array(path, arr):
+def _write_array(path, arr, overwrite):
     import io
 
     import numpy as np
@@ -87,7 +87,7 @@ def _write_array(path, arr):
         np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
     else:
         raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), overwrite=overwrite)
 
 
 def _check_array_output(args, path, *inputs) -> Path:
@@ -172,7 +172,8 @@ def cmd_train(args):
     if args.curves:
         from deepae.plots import training_curves
 
-        print(f"training curves: {training_curves(model.history_, args.curves)}")
+        curves = training_curves(model.history_, args.curves, overwrite=args.overwrite)
+        print(f"training curves: {curves}")
     return 0
 
 
@@ -189,7 +190,7 @@ def cmd_encode(args):
     _check_array_output(args, args.output, args.model, args.source)
     model = _load_model(args.model)
     codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
-    _write_array(args.output, codes)
+    _write_array(args.output, codes, args.overwrite)
     print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
     return 0
 
@@ -205,11 +206,11 @@ def cmd_reconstruct(args):
 
         n = min(args.n, len(x))
         recon = model.reconstruct(x[:n])
-        reconstruction_grid(x[:n], recon, out, n=n)
+        reconstruction_grid(x[:n], recon, out, n=n, overwrite=args.overwrite)
         print(f"wrote originals beside reconstructions of {n} samples to {out}")
     else:
         recon = model.reconstruct(x)
-        _write_array(out, recon)
+        _write_array(out, recon, args.overwrite)
         print(f"wrote {len(recon)} reconstructions to {out}")
     return 0
 
@@ -292,7 +293,7 @@ def cmd_reduce(args):
     if args.plots:
         paths = reduction_plots(x_train, x_test, args.plots, labels_test=y_test,
                                 fitted={args.n_components: res["models"]["autoencoder"]},
-                                **params)
+                                overwrite=args.overwrite, **params)
         print("plots: " + ", ".join(str(p) for p in paths))
     return 0
 

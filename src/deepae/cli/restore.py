@@ -152,7 +152,7 @@ def _apply(args, which):
             raise ValueError(f"--scale {args.scale} differs from the model's scale "
                              f"{model.scale}; use a x{args.scale} model.")
         out = model.transform(image, ensemble=args.ensemble)
-    write_image(dst, out)
+    write_image(dst, out, overwrite=args.overwrite)
     return 0
 
 

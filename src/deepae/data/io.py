@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import struct
 import threading
@@ -20,6 +21,26 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _read_idx_bytes(f, path) -> bytes:
+    """The header, then no more than the bytes it declares and one more (to see padding):
+    memory follows the header's claim, checked, never a gzip bomb's inflated size."""
+    head = f.read(4)
+    if len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in _IDX_DTYPES:
+        head += f.read(4 * head[3])
+        if len(head) == 4 + 4 * head[3]:
+            dims = struct.unpack(f">{head[3]}I", head[4:])
+            want = math.prod(dims) * np.dtype(_IDX_DTYPES[head[2]]).itemsize + 1
+            chunks = [head]
+            while want > 0:  # in pieces: a header's claim allocates nothing by itself
+                chunk = f.read(min(want, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                want -= len(chunk)
+            return b"".join(chunks)
+    return head
+
+
 def read_idx(path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not.
 
@@ -30,7 +51,7 @@ def read_idx(path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            data = _read_idx_bytes(f, path)
     except (OSError, EOFError) as e:
         raise ValueError(f"Cannot read IDX file {str(path)!r}: {e}") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
@@ -205,14 +226,14 @@ def read_images(source) -> list[np.ndarray]:
     return images
 
 
-def write_image(path, image) -> Path:
+def write_image(path, image, *, overwrite: bool = True) -> Path:
     """Write a uint8 (h, w) or (h, w, 3) image; the format follows the suffix (PNG, JPEG,
     ...). The file is written atomically: an existing file is replaced whole or not at all."""
     import io as _io
 
     from PIL import Image
 
-    from deepae.persistence import atomic_write_bytes
+    from deepae.fileio import atomic_write
 
     path = Path(path)
     image = np.asarray(image)
@@ -227,7 +248,7 @@ def write_image(path, image) -> Path:
                          f"use one of {', '.join(IMAGE_SUFFIXES)}.")
     buf = _io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)
-    atomic_write_bytes(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue(), overwrite=overwrite)
     return path
 
 

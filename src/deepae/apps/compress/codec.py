@@ -20,20 +20,20 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import check_positive_float, check_positive_int
-from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps._base import ArtifactEstimatorMixin, check_tile
 from deepae.apps.compress import _tiles
 from deepae.apps.compress.bitstream import OVERHEAD_BYTES, Header, pack, unpack
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
 from deepae.apps.compress.refine import LatentRefiner
 from deepae.data.images import to_float_images
-from deepae.exceptions import BitstreamError
+from deepae.exceptions import ArtifactError, BitstreamError
 from deepae.nn.compression import (  # importing the layers registers them with Keras
     FactorizedPrior,
     analysis_transform,
     receptive_halo,
     synthesis_transform,
 )
-from deepae.persistence import Artifact, register_loader
+from deepae.persistence import Artifact, check_architecture, register_loader
 from deepae.training import cosine_adam, train_on_patches
 
 __all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS"]
@@ -56,6 +56,14 @@ _RGB2YCC = np.array([[0.299, 0.587, 0.114],
                      [0.5, -0.418688, -0.081312]], np.float32)
 _YCC2RGB = np.linalg.inv(_RGB2YCC.astype(np.float64)).astype(np.float32)
 
+
+
+def _prior(latent_channels: int):
+    """The codec's entropy model of the latent, as a Keras model."""
+    import keras
+
+    latent = keras.Input((None, None, latent_channels), name="latent")
+    return keras.Model(latent, FactorizedPrior(name="factorized_prior")(latent), name="prior")
 
 class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     """Learned lossy image compression: ``compress(image) -> bytes``, ``decompress(bytes) ->
@@ -149,8 +157,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     def _validate_params(self):
         name = type(self).__name__
         check_positive_float(self.lmbda, "lmbda", owner=name)
+        check_tile(self.tile, owner=name)
         for p in ("filters", "latent_channels", "levels", "patch_size", "patches_per_epoch",
-                  "epochs", "batch_size", "tile"):
+                  "epochs", "batch_size"):
             check_positive_int(getattr(self, p), p, owner=name)
         check_positive_float(self.learning_rate, "learning_rate", owner=name)
         if int(self.levels) > 6:
@@ -168,7 +177,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     def _tile_latents(self) -> int:
         """The tile side in latent positions (`tile` is checked here too: it may be set
         after fitting)."""
-        check_positive_int(self.tile, "tile", owner=type(self).__name__)
+        check_tile(self.tile, owner=type(self).__name__)
         return max(1, int(self.tile) // self.stride)
 
     def fit(self, images, y=None):
@@ -216,9 +225,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             with strategy_scope(dist):  # the weights, on every replica
                 self.analysis_ = analysis_transform(n_channels, **arch)
                 self.synthesis_ = synthesis_transform(n_channels, **arch)
-                latent = keras.Input((None, None, int(self.latent_channels)), name="latent")
-                self.prior_ = keras.Model(
-                    latent, FactorizedPrior(name="factorized_prior")(latent), name="prior")
+                self.prior_ = _prior(int(self.latent_channels))
             self._strategy = dist
             history = {}
         self.n_channels_, self._arch, self.patch_size_ = n_channels, arch, size
@@ -531,10 +538,20 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         self.patch_size_ = int(meta["patch_size"])
         self.history_ = meta["history"]
         self._arch = dict(meta["architecture"])
+        arch = dict(filters=int(self.filters), latent_channels=int(self.latent_channels),
+                    levels=int(self.levels))
+        if self._arch != arch or self.n_channels_ not in (1, 3):
+            raise ArtifactError(f"The file's codec ({self.n_channels_} channel(s), "
+                                f"{self._arch}) is not the one its parameters describe "
+                                f"({arch}, 1 or 3 channels).")
+        n, c = self.n_channels_, arch["latent_channels"]
+        check_architecture(self.analysis_, lambda: analysis_transform(n, **arch),
+                           where="the file")
+        check_architecture(self.synthesis_, lambda: synthesis_transform(n, **arch),
+                           where="the file")
+        check_architecture(self.prior_, lambda: _prior(c), where="the file")
         self._setup()
         if self.fingerprint_ != meta["fingerprint"]:
-            from deepae.exceptions import ArtifactError
-
             raise ArtifactError(f"The codec's weights or tables do not match its recorded "
                                 f"fingerprint ({meta['fingerprint'][:8]} recorded, "
                                 f"{self.fingerprint_[:8]} computed): the file is corrupted.")
