@@ -10,11 +10,11 @@ def test_rate_distortion_one_colour_per_method_across_panels(tmp_path, monkeypat
 
     colours, save = {}, plots._save
 
-    def capture(fig, path):
+    def capture(fig, path, overwrite=True):
         for ax in fig.axes:
             for line in ax.get_lines():
                 colours.setdefault(line.get_label(), set()).add(line.get_color())
-        return save(fig, path)
+        return save(fig, path, overwrite)
 
     monkeypatch.setattr(plots, "_save", capture)
     curve = ([0.5, 1.0], [30.0, 33.0])
