@@ -68,3 +68,16 @@ def write_idx(path, arr):
     header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with gzip.open(path, "wb") as f:
         f.write(header + arr.tobytes())
+
+
+def smooth_images(n, h, w, c=1, seed=0):
+    """Blurry blobs: images a small network can learn to denoise in seconds."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    out = np.zeros((n, h, w, c), np.float32)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(3, 8)
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+            out[i] += blob[..., None] * r.uniform(0.3, 0.6, c)
+    return np.clip(out, 0, 1)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import deepae
 from deepae import BitstreamError, ImageCodec
+from deepae.apps._base import MAX_TILE
 from deepae.apps.compress import _tiles, bitstream
 from deepae.apps.compress.codec import _YCC2RGB
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMAT_DOC = ROOT / "docs" / "format.md"
 
 
-def smooth_images(n, size, channels=1, seed=0):
+def blurred_noise(n, size, channels=1, seed=0):
     """Blurred noise in [0, 1]: something with structure for a tiny codec to learn."""
     rng = np.random.default_rng(seed)
     x = rng.random((n, size + 4, size + 4, channels)).astype(np.float32)
@@ -46,12 +47,12 @@ def tiny(**kw):
 
 @pytest.fixture(scope="module")
 def codec():
-    return tiny().fit(smooth_images(8, 32))
+    return tiny().fit(blurred_noise(8, 32))
 
 
 @pytest.fixture(scope="module")
 def gray():
-    return (smooth_images(1, 45, seed=1)[0, ..., 0] * 255).round().astype(np.uint8)
+    return (blurred_noise(1, 45, seed=1)[0, ..., 0] * 255).round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_colour_through_grayscale_codec_is_three_planes(codec):
     the codec codes a grayscale image: the colour result is the planes' grayscale round
     trips converted back (to 8-bit rounding), and it keeps the colours (chroma dropped, a
     flat grey or each channel's mean would fail the last check)."""
-    rgb = (smooth_images(1, 32, channels=3, seed=4)[0] * 255).astype(np.uint8)
+    rgb = (blurred_noise(1, 32, channels=3, seed=4)[0] * 255).astype(np.uint8)
     data = codec.compress(rgb)
     head, _ = bitstream.unpack(data)
     assert (head.channels, head.latent_shape) == (3, (8, 8, 4))
@@ -115,8 +116,8 @@ def test_colour_through_grayscale_codec_is_three_planes(codec):
 
 
 def test_colour_codec_round_trip():
-    c = tiny(epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32, channels=3))
-    img = (smooth_images(1, 20, channels=3, seed=3)[0] * 255).astype(np.uint8)
+    c = tiny(epochs=1, patches_per_epoch=64).fit(blurred_noise(4, 32, channels=3))
+    img = (blurred_noise(1, 20, channels=3, seed=3)[0] * 255).astype(np.uint8)
     assert c.decompress(c.compress(img)).shape == (20, 20, 3)
     g = img[..., 0]
     assert c.decompress(c.compress(g)).shape == (20, 20)
@@ -135,10 +136,10 @@ def test_tiles_give_the_untiled_bytes_and_pixels(codec, monkeypatch, shape):
     """Tiles of one latent position (4 pixels) and of three, against the whole image in one
     window: the same bytes and the same decoded pixels, and tiling did happen."""
     channels = shape[2] if len(shape) == 3 else 1
-    img = smooth_images(1, max(shape[:2]), channels=channels, seed=2)[0][:shape[0], :shape[1]]
+    img = blurred_noise(1, max(shape[:2]), channels=channels, seed=2)[0][:shape[0], :shape[1]]
     img = (img[..., 0] if len(shape) == 2 else img) * 255
     img = img.round().astype(np.uint8)
-    monkeypatch.setattr(codec, "tile", 4096)
+    monkeypatch.setattr(codec, "tile", MAX_TILE)
     whole = codec.compress(img)
     decoded = codec.decompress(whole)
     for tile in (4, 12):
@@ -152,7 +153,7 @@ def test_tiles_give_the_untiled_bytes_and_pixels(codec, monkeypatch, shape):
         planes = 3 if channels == 3 else 1
         assert len(enc) == len(dec) == n_tiles * planes
         monkeypatch.undo()
-        monkeypatch.setattr(codec, "tile", 4096)
+        monkeypatch.setattr(codec, "tile", MAX_TILE)
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3])
@@ -202,13 +203,13 @@ def test_tile_is_checked(codec, gray, monkeypatch):
     with pytest.raises(ValueError, match="'tile' parameter of ImageCodec"):
         codec.compress(gray)
     with pytest.raises(ValueError, match="'tile' parameter of ImageCodec"):
-        tiny(tile=0).fit(smooth_images(2, 32))
+        tiny(tile=0).fit(blurred_noise(2, 32))
 
 
 def test_refinement_in_tiles(codec, monkeypatch):
     """A latent of several refinement tiles: the search runs tile by tile, the file decodes,
     and it costs no more than the one-pass file."""
-    img = (smooth_images(1, 40, seed=8)[0, ..., 0] * 255).round().astype(np.uint8)
+    img = (blurred_noise(1, 40, seed=8)[0, ..., 0] * 255).round().astype(np.uint8)
     plain, s0 = codec.compress(img, return_stats=True)
     codec.compress(img[:4, :4], refine_steps=1)  # the refiner, built
     steps = _counting(monkeypatch, codec._refiner, "_step")
@@ -274,7 +275,7 @@ def test_refinement_lowers_the_real_cost_for_the_same_decoder(codec, gray):
 def test_refinement_never_makes_a_plane_worse(codec):
     """A colour image (three planes) of odd size, refined with one step and with 25: it
     round-trips and costs no more than unrefined (the fallback itself is tested below)."""
-    rgb = (smooth_images(1, 37, channels=3, seed=6)[0, :, :29] * 255).astype(np.uint8)
+    rgb = (blurred_noise(1, 37, channels=3, seed=6)[0, :, :29] * 255).astype(np.uint8)
     for steps in (1, 25):
         data, stats = codec.compress(rgb, refine_steps=steps, return_stats=True)
         plain, s0 = codec.compress(rgb, return_stats=True)
@@ -305,14 +306,14 @@ def test_refine_steps_is_checked(codec, gray, steps, error):
 
 
 def test_warm_start_continues_training(codec):
-    c = tiny(epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32))
+    c = tiny(epochs=1, patches_per_epoch=64).fit(blurred_noise(4, 32))
     before = c.synthesis_.get_weights()[0].copy()
     c.set_params(warm_start=True, lmbda=0.1)
-    c.fit(smooth_images(4, 32, seed=5))
+    c.fit(blurred_noise(4, 32, seed=5))
     assert len(c.history_["loss"]) == 2  # the first epoch's history is kept
     assert not np.array_equal(before, c.synthesis_.get_weights()[0])
     with pytest.raises(ValueError, match="warm_start=True continues a codec of 1 channel"):
-        c.fit(smooth_images(4, 32, channels=3))
+        c.fit(blurred_noise(4, 32, channels=3))
 
 
 # -- the entropy model ------------------------------------------------------------------------
@@ -436,7 +437,7 @@ def test_foreign_and_unknown_version(codec, data, match):
 
 
 def test_wrong_model_and_trailing_bytes(codec, dae):
-    other = tiny(random_state=1, epochs=1, patches_per_epoch=64).fit(smooth_images(4, 32, seed=9))
+    other = tiny(random_state=1, epochs=1, patches_per_epoch=64).fit(blurred_noise(4, 32, seed=9))
     with pytest.raises(BitstreamError, match="fingerprint .* this codec's is"):
         other.decompress(dae)
     with pytest.raises(BitstreamError, match="bytes after the"):
@@ -494,7 +495,7 @@ def test_real_payloads_are_never_too_short(codec):
     rng = np.random.default_rng(3)
     images = [np.full(shape, v, np.uint8) for v in (0, 128, 255)
               for shape in [(1, 1), (16, 16), (120, 90), (64, 64, 3)]]
-    images += [rng.integers(0, 256, (50, 70), dtype=np.uint8), smooth_images(1, 96)[0]]
+    images += [rng.integers(0, 256, (50, 70), dtype=np.uint8), blurred_noise(1, 96)[0]]
     for img in images:
         data = codec.compress(img)
         head, payload = bitstream.unpack(data)
@@ -575,7 +576,7 @@ def test_first_values_at_the_end_cost_nothing():
 def test_pixel_limit_counts_planes(codec):
     """A colour image through a grayscale codec is three planes to decode: max_pixels
     counts them; a grayscale image is one."""
-    rgb = (smooth_images(1, 20, channels=3, seed=3)[0, :, :9] * 255).astype(np.uint8)
+    rgb = (blurred_noise(1, 20, channels=3, seed=3)[0, :, :9] * 255).astype(np.uint8)
     data = codec.compress(rgb)  # 20 x 9 = 180 pixels, 540 plane pixels
     with pytest.raises(BitstreamError, match=r"a 9x20 image coded as 3 plane\(s\), 540 "
                                              r"pixels in all, more than max_pixels=539"):
@@ -622,7 +623,7 @@ def test_memory_is_bounded_by_the_tile(codec, tmp_path):
         assert res.stdout.startswith("(2048, 2048)")
         return float(res.stdout.split()[-1])
 
-    tiled, whole = extra_mb(128), extra_mb(4096)
+    tiled, whole = extra_mb(128), extra_mb(MAX_TILE)
     assert tiled < 40 and tiled < whole / 3, (tiled, whole)
 
 
@@ -674,7 +675,7 @@ def test_bad_images(codec):
 
 def test_bad_parameters_and_training_data():
     with pytest.raises(ValueError, match="'lmbda' parameter of ImageCodec"):
-        tiny(lmbda=0).fit(smooth_images(2, 32))
+        tiny(lmbda=0).fit(blurred_noise(2, 32))
     with pytest.raises(ValueError, match="at least 4 pixels on each side"):
         tiny().fit(np.zeros((2, 3, 3), np.uint8))
     with pytest.raises(ValueError, match="all grayscale or all colour"):

@@ -5,22 +5,10 @@ import numpy as np
 import pytest
 
 import deepae
+from conftest import smooth_images
 from deepae.apps.restore import Denoiser, apply_tiled, random_patches, to_float_images
 from deepae.metrics import psnr
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
-
-
-def smooth_images(n, h, w, c=1, seed=0):
-    """Blurry blobs: images a small network can learn to denoise in seconds."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    out = np.zeros((n, h, w, c), np.float32)
-    for i in range(n):
-        for _ in range(3):
-            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(3, 8)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
-            out[i] += blob[..., None] * r.uniform(0.3, 0.6, c)
-    return np.clip(out, 0, 1)
 
 
 @pytest.fixture(scope="module")

@@ -51,10 +51,21 @@ class ArtifactEstimatorMixin:
     def _restore(self, art: Artifact) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _run_description(self, data_fingerprint: str, **extra) -> dict:
+        """What a training checkpoint records of this run (and a resumed one must repeat):
+        the estimator, its parameters and a fingerprint of the training data."""
+        params = {k: v for k, v in self._saved_params().items()
+                  if k not in ("verbose", "strategy", "callbacks", "checkpoint_dir", "resume")}
+        return {"estimator": type(self).__name__, "params": params,
+                "data_fingerprint": data_fingerprint, **extra}
+
     def _saved_params(self) -> dict:
         params = self.get_params()
-        if "callbacks" in params:
-            params["callbacks"] = None  # Keras callbacks are not saved with the model
+        # what belongs to one training run is not saved with the model: Keras callbacks, the
+        # checkpoint folder and whether to resume from it
+        for key, value in (("callbacks", None), ("checkpoint_dir", None), ("resume", False)):
+            if key in params:
+                params[key] = value
         if not isinstance(params.get("strategy"), str | None):
             params["strategy"] = None  # a tf.distribute.Strategy instance: not saved
         return params

@@ -10,6 +10,7 @@ stated reason (`deepae.thresholds`) and keeps it, with the preprocessing, in its
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -29,7 +30,7 @@ from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
 from deepae.nn.autoencoders import ACTIVATIONS
 from deepae.persistence import Artifact, register_loader
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
-from deepae.training import LOSSES
+from deepae.training import LOSSES, RUN_PARAMS_DOC, open_checkpoint, remove_checkpoint
 
 __all__ = ["AnomalyDetector", "default_detector_units", "SCORES"]
 
@@ -133,6 +134,8 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         The false-positive rate ("fpr", default 0.01), precision or recall (0.9) to reach.
     cost_missed, cost_review : float, default=100.0 and 1.0
         For "cost": the cost of a missed anomaly and of reviewing a false alarm.
+{run}        With several members, each trains in its own subfolder of `checkpoint_dir`; a
+        resumed fit keeps the members that finished.
     strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where the autoencoder trains (`deepae.distribute`); an instance is not saved.
     random_state : int, optional
@@ -178,8 +181,12 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                  loss="mse", epochs=100, batch_size=None, learning_rate=1e-3, optimizer="adam",
                  validation_fraction=0.2, early_stopping=10, missing="impute",
                  categorical_columns=None, threshold="contamination", contamination=0.1,
-                 target=None, cost_missed=100.0, cost_review=1.0, strategy=None,
-                 random_state=None, verbose=0):
+                 target=None, cost_missed=100.0, cost_review=1.0, callbacks=None,
+                 checkpoint_dir=None, resume=False, strategy=None, random_state=None,
+                 verbose=0):
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.hidden_units = hidden_units
         self.n_components = n_components
         self.activation = activation
@@ -274,7 +281,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         return self.preprocessor_.transform(self._table(X, reset=reset))
 
     # -- fitting ---------------------------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, keep_checkpoint=False):
         """Train on the normal rows of `X` and choose `threshold_`; returns self.
 
         Parameters
@@ -327,6 +334,10 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.n_estimators_ = (int(self.n_estimators) if self.n_estimators != "auto" else
                               1 if many else AUTO_ESTIMATORS)
         self.autoencoders_, self._latent = [], []
+        ckpt = None
+        if self.checkpoint_dir is not None:  # a folder of deepae's, one subfolder per member
+            ckpt = Path(self.checkpoint_dir)
+            open_checkpoint(ckpt, bool(self.resume))
         for i in range(self.n_estimators_):
             # one held-out split for all (so that "fpr" is measured on rows no member saw);
             # members differ by their initial weights and the order of their batches
@@ -339,10 +350,15 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
                    learning_rate=float(self.learning_rate), optimizer=self.optimizer,
                    validation_data=Z[held] if len(held) else None,
                    early_stopping=self.early_stopping if len(held) else None,
-                   random_state=seed, verbose=self.verbose, strategy=self.strategy)
+                   callbacks=self.callbacks, random_state=seed, verbose=self.verbose,
+                   strategy=self.strategy, keep_checkpoint=ckpt is not None,
+                   checkpoint_dir=None if ckpt is None else ckpt / f"member{i}",
+                   resume=ckpt is not None and (ckpt / f"member{i}").exists())
             self.autoencoders_.append(ae)
             self._latent.append(_latent_stats(ae, Z[train]))
         self.autoencoder_ = self.autoencoders_[0]
+        if ckpt is not None and not keep_checkpoint:
+            remove_checkpoint(ckpt)
         self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
         self.decision_scores_ = self._scores(Z)
         self._held_out = held
@@ -580,3 +596,5 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
 
 register_loader("AnomalyDetector", models=r"(member[1-9][0-9]{0,3}_)?model",
                 model_class="deepae>Autoencoder")(AnomalyDetector._from_artifact)
+
+AnomalyDetector.__doc__ = AnomalyDetector.__doc__.replace("{run}", RUN_PARAMS_DOC)

@@ -34,6 +34,7 @@ from deepae.persistence import (
     restore,
     save_artifact,
 )
+from deepae.training import RUN_PARAMS_DOC, CheckpointedRun, NaNGuard, data_fingerprint
 
 __all__ = ["SemanticHasher", "HammingIndex", "SemanticIndex", "knn_graph", "neighbourhood_targets",
            "pack_keys", "flip_masks"]
@@ -171,7 +172,7 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         Scaling fitted on the training data, as `deepae.Autoencoder`'s: "auto" divides
         uint8 data by 255, keeps data already in [0, 1] or [-1, 1] (TF-IDF vectors) and
         standardises other tables.
-    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+{run}    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where training runs (`deepae.distribute`); `batch_size` is the global batch. The
         neighbourhood graph is computed by every worker on the whole training set. A
         strategy instance is not saved with the model (its name is).
@@ -190,7 +191,11 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_bits=32, *, hidden_units=(512, 256), n_neighbors=10,
                  smoothing_steps=20, similarity_weight=1.0, noise_stddev=3.0, balance=0.1,
                  decorrelation=0.1, epochs=20, batch_size=256, learning_rate=1e-3,
-                 preprocessing="auto", strategy=None, random_state=None, verbose=0):
+                 preprocessing="auto", callbacks=None, checkpoint_dir=None, resume=False,
+                 strategy=None, random_state=None, verbose=0):
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.n_bits = n_bits
         self.hidden_units = hidden_units
         self.n_neighbors = n_neighbors
@@ -228,12 +233,14 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         check_positive_int(self.batch_size, "batch_size", owner=name)
         check_positive_float(self.learning_rate, "learning_rate", owner=name)
 
-    def fit(self, X, y=None):
-        """Train on `X` (n_samples, n_features); returns self."""
+    def fit(self, X, y=None, *, keep_checkpoint=False):
+        """Train on `X` (n_samples, n_features); returns self. With `keep_checkpoint`, a
+        `checkpoint_dir` stays after training (until `deepae.training.remove_checkpoint`,
+        once the model is saved)."""
         import keras
 
         from deepae.data.preprocessing import Scaler, resolve_preprocessing
-        from deepae.distribute import resolve_strategy, strategy_scope
+        from deepae.distribute import is_chief, resolve_strategy, strategy_scope
 
         self._validate_params()
         dist = resolve_strategy(self.strategy)
@@ -273,8 +280,18 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
                 if guided:
                     Xs = np.concatenate([Xs, targets], axis=1)  # (n, n_features + n_bits)
                 y = None
-            hist = self.model_.fit(Xs, y, epochs=int(self.epochs), batch_size=batch_size,
-                                   shuffle=True, verbose=self.verbose)
+            run = CheckpointedRun(
+                self.checkpoint_dir, resume=self.resume, keep=keep_checkpoint,
+                chief=dist is None or is_chief(),
+                run=self._run_description(data_fingerprint(X), model_config=self.model_.get_config()))
+            hist = run.open(self.model_)
+            if hist is None:
+                hist = run.joined(self.model_.fit(
+                    Xs, y, epochs=int(self.epochs), batch_size=batch_size, shuffle=True,
+                    verbose=self.verbose,
+                    callbacks=[NaNGuard(), *run.callbacks, *(self.callbacks or [])]))
+                self.model_.history_ = hist.history
+                run.close(self.model_)
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         self._build_encoder()
         return self
@@ -776,3 +793,5 @@ class SemanticIndex:
 register_loader("HammingIndex", models="(?!)")(HammingIndex._from_artifact)
 register_loader("SemanticIndex", model_class="deepae>HashingAutoencoder")(SemanticIndex._from_artifact)
 register_loader("SemanticHasher", model_class="deepae>HashingAutoencoder")(SemanticHasher._from_artifact)
+
+SemanticHasher.__doc__ = SemanticHasher.__doc__.replace("{run}", RUN_PARAMS_DOC)

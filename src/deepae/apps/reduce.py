@@ -26,7 +26,7 @@ from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_auto
 from deepae.metrics import reconstruction_errors
 from deepae.nn.autoencoders import ACTIVATIONS, KINDS
 from deepae.persistence import Artifact, register_loader
-from deepae.training import LOSSES
+from deepae.training import LOSSES, RUN_PARAMS_DOC
 
 __all__ = ["AutoencoderReducer", "compare_with_pca", "reduction_plots", "default_hidden_units"]
 
@@ -75,9 +75,7 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         Patience in epochs; the best weights are kept.
     preprocessing : str, default="auto"
         See `deepae.Autoencoder`.
-    callbacks : list of keras.callbacks.Callback, optional
-        Extra Keras callbacks for training (not saved with the model).
-    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+{run}    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where training runs (`deepae.distribute`, docs/distributed.md); `batch_size` is the
         global batch. A strategy instance is not saved with the model (its name is).
     random_state : int, optional
@@ -104,7 +102,8 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
                  activation="relu", tied_weights=False, loss="mse", epochs=50, batch_size=256,
                  learning_rate=1e-3, optimizer="adam", lr_schedule="constant",
                  validation_fraction=0.1, early_stopping=5, preprocessing="auto",
-                 callbacks=None, strategy=None, random_state=None, verbose=0):
+                 callbacks=None, checkpoint_dir=None, resume=False, strategy=None,
+                 random_state=None, verbose=0):
         self.n_components = n_components
         self.kind = kind
         self.hidden_units = hidden_units
@@ -121,6 +120,8 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         self.early_stopping = early_stopping
         self.preprocessing = preprocessing
         self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
@@ -164,8 +165,10 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         return k, hidden, shape
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Train the autoencoder on `X` of shape (n_samples, n_features); returns self."""
+    def fit(self, X, y=None, *, keep_checkpoint=False):
+        """Train the autoencoder on `X` of shape (n_samples, n_features); returns self. With
+        `keep_checkpoint`, a `checkpoint_dir` stays after training (until
+        `deepae.training.remove_checkpoint`, once the model is saved)."""
         X = validate_data(self, X, reset=True, dtype="numeric")
         k, hidden, shape = self._validate_params(X.shape[1])
         X = X.reshape((len(X), *shape))
@@ -183,8 +186,9 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
             learning_rate=float(self.learning_rate), optimizer=self.optimizer,
             lr_schedule=self.lr_schedule, validation_data=val,
             early_stopping=self.early_stopping if val is not None else None,
-            callbacks=self.callbacks, random_state=self.random_state, verbose=self.verbose,
-            strategy=self.strategy)
+            callbacks=self.callbacks, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+            keep_checkpoint=keep_checkpoint, random_state=self.random_state,
+            verbose=self.verbose, strategy=self.strategy)
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
         self._n_features_out = k
         return self
@@ -339,3 +343,5 @@ def reduction_plots(X_train, X_test, folder, *, labels_test=None, sizes=(2, 10, 
         paths.append(embedding_scatter(codes, labels_test, folder / "embedding_2d.png",
                                        title="test set, 2-d codes", overwrite=overwrite))
     return paths
+
+AutoencoderReducer.__doc__ = AutoencoderReducer.__doc__.replace("{run}", RUN_PARAMS_DOC)

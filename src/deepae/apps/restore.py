@@ -20,7 +20,7 @@ from deepae.data.images import from_float_images, pad_to_multiple, random_patche
 from deepae.exceptions import ArtifactError
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, check_architecture, register_loader
-from deepae.training import cosine_adam, train_on_patches
+from deepae.training import RUN_PARAMS_DOC, cosine_adam, images_fingerprint, train_on_patches
 
 __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
            "NOISES"]
@@ -97,9 +97,12 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
     _scale = 1
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, tile, per_channel, strategy, random_state,
-                    verbose):
+                    batch_size, learning_rate, tile, per_channel, callbacks, checkpoint_dir,
+                    resume, strategy, random_state, verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.strategy = strategy
         self.per_channel = per_channel
         self.filters = filters
@@ -147,7 +150,7 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
                              f"the smallest is {smallest}.")
         return size
 
-    def _fit(self, images, make_pair, build):
+    def _fit(self, images, make_pair, build, keep_checkpoint=False):
         """Train ``build(channels)`` on pairs ``make_pair(clean_batch) -> (inputs, target)``."""
         import keras
         import tensorflow as tf
@@ -185,7 +188,11 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
 
         self.history_ = train_on_patches(
             step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps_per_epoch,
-            batch_size=bs, rng=rng, verbose=self.verbose, strategy=dist)
+            batch_size=bs, rng=rng, verbose=self.verbose, strategy=dist, networks=[model],
+            optimizer=opt, callbacks=self.callbacks, checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume, keep_checkpoint=keep_checkpoint,
+            run=self._run_description(images_fingerprint(imgs), n_channels=self.n_channels_,
+                                      patch_size=size))
         self._build_predict()
         return self
 
@@ -299,7 +306,7 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
     per_channel : bool, default=False
         With a model trained on grayscale images, restore colour images one channel at a
         time (the pretrained models do); otherwise a colour image is an error.
-    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+{run}    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas. A strategy instance is not saved with the model (its name is).
     random_state : int, optional
@@ -339,13 +346,14 @@ class Denoiser(_Restorer):
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
                  batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
-                 strategy=None, random_state=None, verbose=0):
+                 callbacks=None, checkpoint_dir=None, resume=False, strategy=None,
+                 random_state=None, verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, strategy,
-                         random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, callbacks,
+                         checkpoint_dir, resume, strategy, random_state, verbose)
 
     @classmethod
     def pretrained(cls):
@@ -384,9 +392,10 @@ class Denoiser(_Restorer):
                              f"pair with 0 <= low <= high <= 1. Got {s!r} instead.")
         return lo, hi
 
-    def fit(self, images, y=None):
+    def fit(self, images, y=None, *, keep_checkpoint=False):
         """Train on clean `images` (a batch, a list of images of any sizes, or a folder of
-        PNG/JPEG files); returns self."""
+        PNG/JPEG files); returns self. With `keep_checkpoint`, a `checkpoint_dir` stays after
+        training (until `deepae.training.remove_checkpoint`, once the model is saved)."""
         import tensorflow as tf
 
         self._validate_params()
@@ -397,7 +406,7 @@ class Denoiser(_Restorer):
             noisy, level = _corrupt(tf, clean, noise, lo, hi)
             return ([noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy), clean
 
-        return self._fit(images, make_pair, self._network)
+        return self._fit(images, make_pair, self._network, keep_checkpoint)
 
     def transform(self, images, sigma=None, *, ensemble=False):
         """Denoise `images` (one image, a batch or a list); same layout and dtype back.
@@ -439,11 +448,12 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 tile=512, per_channel=False, strategy=None, random_state=None, verbose=0):
+                 tile=512, per_channel=False, callbacks=None, checkpoint_dir=None, resume=False,
+                 strategy=None, random_state=None, verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, strategy,
-                         random_state, verbose)
+                         batch_size, learning_rate, tile, per_channel, callbacks,
+                         checkpoint_dir, resume, strategy, random_state, verbose)
 
     def _network(self, channels):
         return restoration_net(channels, filters=tuple(self.filters),
@@ -469,9 +479,10 @@ class SuperResolver(_Restorer):
         check_in(scale, "scale", SCALES, owner="SuperResolver.pretrained")
         return cls._pretrained(f"super_resolver_x{int(scale)}.deepae")
 
-    def fit(self, images, y=None):
+    def fit(self, images, y=None, *, keep_checkpoint=False):
         """Train on high-resolution `images` (a batch, a list of images of any sizes, or a
-        folder of PNG/JPEG files); returns self."""
+        folder of PNG/JPEG files); returns self. With `keep_checkpoint`, a `checkpoint_dir`
+        stays after training (until `deepae.training.remove_checkpoint`)."""
         import tensorflow as tf
 
         self._validate_params()
@@ -482,7 +493,7 @@ class SuperResolver(_Restorer):
             small = tf.reshape(clean, (sh[0], sh[1] // s, s, sh[2] // s, s, sh[3]))
             return tf.reduce_mean(small, axis=(2, 4)), clean
 
-        return self._fit(images, make_pair, self._network)
+        return self._fit(images, make_pair, self._network, keep_checkpoint)
 
     def transform(self, images, *, ensemble=False):
         """Upscale `images` (one image, a batch or a list) by `scale`; the same layout and
@@ -494,6 +505,7 @@ class SuperResolver(_Restorer):
         return {"degradation": {"downscale": "box average", "scale": int(self.scale)}}
 
 
+_COMMON_DOC = _COMMON_DOC.replace("{run}", RUN_PARAMS_DOC)
 Denoiser.__doc__ = Denoiser.__doc__.replace("{common}", _COMMON_DOC)
 SuperResolver.__doc__ = SuperResolver.__doc__.replace("{common}", _COMMON_DOC)
 register_loader("Denoiser")(Denoiser._from_artifact)

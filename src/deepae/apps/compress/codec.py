@@ -34,7 +34,7 @@ from deepae.nn.compression import (  # importing the layers registers them with 
     synthesis_transform,
 )
 from deepae.persistence import Artifact, check_architecture, register_loader
-from deepae.training import cosine_adam, train_on_patches
+from deepae.training import RUN_PARAMS_DOC, cosine_adam, images_fingerprint, train_on_patches
 
 __all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS"]
 
@@ -92,7 +92,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue from the fitted weights (for instance with another `lmbda`: fine-tuning a
         neighbouring quality is much faster than training from scratch).
-    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
+{run}    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas (the gradient clipping applies to each replica's share). A
         strategy instance is not saved with the model (its name is).
@@ -136,8 +136,8 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     def __init__(self, *, lmbda=0.0130, filters=64, latent_channels=96, levels=4,
                  patch_size=64, patches_per_epoch=4096, epochs=20, batch_size=16,
-                 learning_rate=1e-3, warm_start=False, strategy=None, tile=512,
-                 random_state=None, verbose=0):
+                 learning_rate=1e-3, warm_start=False, callbacks=None, checkpoint_dir=None,
+                 resume=False, strategy=None, tile=512, random_state=None, verbose=0):
         self.lmbda = lmbda
         self.filters = filters
         self.latent_channels = latent_channels
@@ -148,6 +148,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.warm_start = warm_start
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.strategy = strategy
         self.tile = tile
         self.random_state = random_state
@@ -180,9 +183,11 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         check_tile(self.tile, owner=type(self).__name__)
         return max(1, int(self.tile) // self.stride)
 
-    def fit(self, images, y=None):
+    def fit(self, images, y=None, *, keep_checkpoint=False):
         """Train on `images`: a folder path, one image, a batch (n, h, w[, c]) or a list of
         images of any sizes (uint8 or float in [0, 1]), all grayscale or all colour.
+        With `keep_checkpoint`, a `checkpoint_dir` stays after training (until the caller
+        removes it with `deepae.training.remove_checkpoint`, once the model is saved).
         Returns self."""
         import keras
         import tensorflow as tf
@@ -255,10 +260,15 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             opt.apply_gradients(zip(grads, variables, strict=True))
             return {"loss": loss, "bpp": bpp, "mse": mse}
 
-        self.history_ = train_on_patches(step, imgs, size, epochs=int(self.epochs),
-                                         steps_per_epoch=steps, batch_size=bs, rng=rng,
-                                         verbose=self.verbose, history=history,
-                                         strategy=dist)
+        run = self._run_description(images_fingerprint(imgs), n_channels=n_channels,
+                                    patch_size=size, warm_start_epochs=len(history.get(
+                                        "loss", [])))
+        self.history_ = train_on_patches(
+            step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps, batch_size=bs,
+            rng=rng, verbose=self.verbose, history=history, strategy=dist,
+            networks=[ga, gs, prior], optimizer=opt, callbacks=self.callbacks,
+            checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+            keep_checkpoint=keep_checkpoint, run=run)
         self._freeze()
         return self
 
@@ -558,3 +568,5 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
 
 register_loader("ImageCodec", models="analysis|prior|synthesis")(ImageCodec._from_artifact)
+
+ImageCodec.__doc__ = ImageCodec.__doc__.replace("{run}", RUN_PARAMS_DOC)

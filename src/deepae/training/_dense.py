@@ -1,4 +1,5 @@
-"""Training glue: compile, callbacks, seeding, NaN guard, checkpoints and resume.
+"""The dense engine: `fit_autoencoder` (compile, callbacks, seeding, NaN guard, checkpoints
+and resume) for the autoencoders of tables, arrays and streamed shards.
 
 Training goes through `keras.Model.fit`. Resume uses Keras's `BackupAndRestore`, which writes
 the weights, the optimizer state and the epoch counter at the end of each epoch; deepae adds
@@ -8,15 +9,10 @@ logs) beside it, each written atomically, so a resumed run keeps the epochs alre
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import shutil
-import sys
 import time
 import weakref
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -24,11 +20,13 @@ import numpy as np
 from deepae._validation import as_array, check_fraction, check_in, check_positive_int
 from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
-from deepae.exceptions import TrainingError
-from deepae.fileio import atomic_write
+from deepae.training._callbacks import NaNGuard
+from deepae.training._checkpoint import (
+    data_fingerprint,
+)
+from deepae.training._runs import CheckpointedRun
 
-__all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint", "LOSSES", "OPTIMIZERS",
-           "NaNGuard", "remove_checkpoint", "CHECKPOINT_MARK"]
+__all__ = ["fit_autoencoder", "LOSSES", "OPTIMIZERS"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -43,160 +41,6 @@ _ENGINE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _engine_state(model) -> dict:
     return _ENGINE.setdefault(model, {})
-
-
-def data_fingerprint(x: np.ndarray, max_rows: int = 4096) -> str:
-    """A short content hash of an array, cheap enough to take on every `fit`.
-
-    sha256 of the shape, the dtype, up to `max_rows` evenly spaced rows (all rows of smaller
-    arrays) and each feature's sum over all rows, so that a change anywhere in the data
-    almost surely changes it; 60,000 MNIST images take ~20 ms instead of ~100 ms for
-    hashing every byte.
-    """
-    h = hashlib.sha256(f"{x.shape}|{x.dtype}".encode())
-    rows = x if len(x) <= max_rows else x[np.linspace(0, len(x) - 1, max_rows).astype(int)]
-    h.update(np.ascontiguousarray(rows).data)
-    if len(x) > max_rows:
-        h.update(np.add.reduce(x.reshape(len(x), -1), axis=0, dtype=np.float64).data)
-    return h.hexdigest()[:24]
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=1).encode())
-
-
-# A checkpoint folder deepae made holds this file first; only such a folder is resumed or
-# cleaned, and only the names below are ever removed from it.
-CHECKPOINT_MARK = ".deepae-checkpoint"
-_CHECKPOINT_FILES = ("run.json", "history.json", "final.weights.h5", "final.json",
-                     "final.partial.weights.h5")
-_CHECKPOINT_DIRS = ("backup",)
-
-
-def _open_checkpoint(ckpt: Path, resume: bool) -> bool:
-    """Check `ckpt` before training writes to it and mark it as deepae's; returns whether it
-    holds an interrupted run to resume."""
-    if ckpt.exists() and not ckpt.is_dir():
-        raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is a file; expected a folder.")
-    mark = ckpt / CHECKPOINT_MARK
-    links = [n for n in (CHECKPOINT_MARK, *_CHECKPOINT_FILES, *_CHECKPOINT_DIRS)
-             if (ckpt / n).is_symlink()]
-    if ckpt.is_symlink() or links:
-        raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} "
-                         + (f"holds links ({', '.join(links)}) where deepae writes its files"
-                            if links else "is a link")
-                         + "; deepae writes and removes files there, so it needs a plain "
-                         "folder.")
-    if ckpt.is_dir() and any(ckpt.iterdir()):
-        if not mark.is_file():
-            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is not empty and was not made "
-                             "by deepae (it has no .deepae-checkpoint file); deepae writes and "
-                             "later removes files there, so it needs a new or empty folder.")
-        if not resume:
-            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds an interrupted deepae run; "
-                             "pass resume=True (CLI: --resume) to continue it, or call "
-                             "deepae.training.remove_checkpoint on it (or choose another "
-                             "folder) to start again.")
-        return True
-    created = not ckpt.exists()
-    ckpt.mkdir(parents=True, exist_ok=True)
-    atomic_write(mark, json.dumps({"deepae_checkpoint": 1, "created_folder": created}).encode())
-    return False
-
-
-def _as_json(obj):
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _check_same_run(ckpt: Path, run: dict, now: dict) -> None:
-    """Resuming continues the run the checkpoint holds: its model and options, not others."""
-    differ = []
-    for key, value in now.items():
-        if run.get(key) != value:
-            if key == "model_config":
-                old = run.get(key) if isinstance(run.get(key), dict) else {}
-                keys = sorted(k for k in set(old) | set(value) if old.get(k) != value.get(k))
-                differ.append("the model (" + ", ".join(
-                    f"{k}: {old.get(k)!r} there, {value.get(k)!r} now" for k in keys[:4]) + ")")
-            else:
-                differ.append(f"{key}={run.get(key)!r} there, {value!r} now")
-    if differ:
-        raise ValueError(f"Cannot resume from {str(ckpt)!r}: it holds another run ("
-                         + "; ".join(differ) + "). Resume with the options it was started "
-                         "with, or remove the folder (deepae.training.remove_checkpoint) to "
-                         "start again.")
-
-
-def remove_checkpoint(checkpoint_dir) -> None:
-    """Remove what deepae wrote in `checkpoint_dir`, and the folder if deepae created it.
-
-    Files deepae did not write are kept (and so is the folder that holds them). A folder
-    without deepae's mark is left alone.
-    """
-    ckpt = Path(checkpoint_dir)
-    mark = ckpt / CHECKPOINT_MARK
-    if not mark.is_file():
-        return
-    try:
-        created = bool(json.loads(mark.read_text()).get("created_folder"))
-    except (ValueError, OSError, AttributeError):
-        created = False
-    for name in _CHECKPOINT_DIRS:
-        if (ckpt / name).is_dir() and not (ckpt / name).is_symlink():
-            shutil.rmtree(ckpt / name, ignore_errors=True)
-    for name in _CHECKPOINT_FILES:
-        if not (ckpt / name).is_dir():
-            (ckpt / name).unlink(missing_ok=True)
-    for tmp in ckpt.glob(".*.tmp"):  # atomic_write's leftovers after a kill
-        if any(tmp.name.startswith(f".{n}.") for n in _CHECKPOINT_FILES + (CHECKPOINT_MARK,)):
-            tmp.unlink(missing_ok=True)
-    mark.unlink(missing_ok=True)
-    if created:
-        try:
-            ckpt.rmdir()  # only if empty
-        except OSError:
-            pass
-
-
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training with a `TrainingError` as soon as the loss is NaN or infinite."""
-
-    def __init__(self):
-        super().__init__()
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def _check(self, logs, where):
-        for key, value in (logs or {}).items():
-            if key.endswith("loss") and value is not None and not math.isfinite(float(value)):
-                self.model.stop_training = True
-                lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                raise TrainingError(
-                    f"Training stopped: `{key}` became {float(value)} at epoch "
-                    f"{self._epoch + 1}{where}. Lower the learning rate (now {lr:g}), scale "
-                    "the data, or check it for extreme values."
-                )
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, f", batch {batch + 1}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, "")
-
-
-class _HistoryLog(keras.callbacks.Callback):
-    """Keeps every epoch's logs in `history.json` so that a resumed run has them all."""
-
-    def __init__(self, path: Path, previous: list[dict]):
-        super().__init__()
-        self.path, self.epochs = path, list(previous)
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        self.epochs = [r for r in self.epochs if r["epoch"] <= epoch] + [row]
-        _write_json_atomic(self.path, self.epochs)
 
 
 def _make_optimizer(optimizer, learning_rate, momentum, weight_decay=None, schedule="constant",
@@ -507,60 +351,17 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     if reduce_lr_on_plateau is not None:
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
                                                      patience=reduce_lr_on_plateau))
-    previous = []
-    ckpt = None
     from deepae.distribute import is_chief
 
-    # Under a multi-worker strategy only the chief keeps run.json and history.json; every
-    # worker has BackupAndRestore, which writes the chief's checkpoint and discards the rest.
-    chief = strategy is None or is_chief()
-    if checkpoint_dir is not None and not chief:
-        ckpt = Path(checkpoint_dir)
-        # the chief checks and marks the folder; a worker never removes a `backup` that is
-        # not deepae's (Keras deletes the folder whole when training ends)
-        if (ckpt / "backup").exists() and not (ckpt / CHECKPOINT_MARK).is_file():
-            raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} holds a 'backup' folder that "
-                             "deepae did not make; choose a new or empty folder.")
-        cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
-                                                    double_checkpoint=True,
-                                                    delete_checkpoint=not keep_checkpoint))
-    elif checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir)
-        run_file = ckpt / "run.json"
-        if _open_checkpoint(ckpt, resume):
-            run = _read_checkpoint_json(run_file, dict, {})
-            if run_file.exists() and run.get("data_fingerprint") != fingerprint:
-                raise ValueError(
-                    f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
-                    f"fingerprint {run.get('data_fingerprint')}, and `x` has {fingerprint}.")
-            if run_file.exists():
-                _check_same_run(ckpt, run, {"model_config": _as_json(model.get_config()),
-                                            "epochs": epochs, "batch_size": batch_size})
-            previous = _read_checkpoint_json(ckpt / "history.json", list, [])
-            if not all(isinstance(r, dict) and isinstance(r.get("epoch"), int)
-                       for r in previous):
-                raise ValueError(f"The checkpoint's history.json in {str(ckpt)!r} is damaged "
-                                 "(expected a list of epochs); remove the folder to start "
-                                 "again.")
-            finished = _read_checkpoint_json(ckpt / "final.json", dict, None)
-            if finished is not None and (ckpt / "final.weights.h5").is_file():
-                # a run that completed and was kept (the CLI's save failed): its finished
-                # weights (the best ones under early stopping), not the last epoch's backup
-                model.load_weights(ckpt / "final.weights.h5")
-                model.history_ = finished.get("history", {})
-                model.training_summary_ = finished.get("summary", {})
-                history = keras.callbacks.History()
-                history.set_model(model)
-                history.history = model.history_
-                history.epoch = list(range(len(next(iter(history.history.values()), []))))
-                return history
-        _write_json_atomic(run_file, {"model_config": model.get_config(),
-                                      "data_fingerprint": fingerprint, "epochs": epochs,
-                                      "batch_size": batch_size})
-        cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup"),
-                                                    double_checkpoint=True,
-                                                    delete_checkpoint=not keep_checkpoint))
-        cbs.append(_HistoryLog(ckpt / "history.json", previous))
+    ckpt = CheckpointedRun(checkpoint_dir, resume=resume, keep=keep_checkpoint,
+                           chief=strategy is None or is_chief(),
+                           run={"model_config": model.get_config(),
+                                "data_fingerprint": fingerprint, "epochs": epochs,
+                                "batch_size": batch_size})
+    finished = ckpt.open(model)
+    if finished is not None:
+        return finished
+    cbs += ckpt.callbacks
     cbs += list(callbacks or [])
 
     start = time.perf_counter()
@@ -586,20 +387,14 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                                   callbacks=cbs, verbose=verbose)
     seconds = time.perf_counter() - start
 
-    # Full history: epochs done before an interruption, then this run's.
     first_this_run = history.epoch[0] + 1 if history.epoch else None
-    done = {r["epoch"]: r for r in previous}
-    for i, e in enumerate(history.epoch):
-        done[e + 1] = {"epoch": e + 1, **{k: float(v[i]) for k, v in history.history.items()}}
-    rows = [done[k] for k in sorted(done)]
-    history.history = {k: [r[k] for r in rows if k in r]
-                       for k in (rows[-1].keys() if rows else []) if k != "epoch"}
-    history.epoch = [r["epoch"] - 1 for r in rows]
+    history = ckpt.joined(history)
+    rows = history.epoch
     stopped_early = bool(early_stopping is not None and len(rows) < epochs)
     model.history_ = history.history
     model.training_summary_ = {
         "epochs_requested": epochs, "epochs_run": len(rows),
-        "resumed_after_epoch": len(previous) if previous else None,
+        "resumed_after_epoch": len(ckpt.previous) if ckpt.previous else None,
         "stopped_early": stopped_early, "batch_size": batch_size,
         "loss": "user-compiled" if user_compiled else loss,
         "optimizer": type(model.optimizer).__name__.lower(),
@@ -613,93 +408,7 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         "final": {k: v[-1] for k, v in history.history.items() if v},
         "first_epoch_this_run": first_this_run,
     }
-    if ckpt is not None and chief:
-        if keep_checkpoint:
-            _keep_finished(model, ckpt)
-        else:
-            remove_checkpoint(ckpt)
+    ckpt.close(model)
     return history
 
 
-def _read_checkpoint_json(path: Path, kind, default):
-    """A checkpoint's JSON file, or `default` if absent; a damaged one is a clear error."""
-    if not path.exists():
-        return default
-    try:
-        value = json.loads(path.read_text())
-    except (ValueError, OSError) as e:
-        value = e
-    if not isinstance(value, kind):
-        raise ValueError(f"The checkpoint file {str(path)!r} is damaged (expected a JSON "
-                         f"{kind.__name__}); remove the folder to start again.")
-    return value
-
-
-def _keep_finished(model, ckpt: Path) -> None:
-    """Record a completed run in its kept checkpoint: the finished weights (under early
-    stopping the best epoch's, which the backup does not hold), history and summary, so
-    that a resumed fit restores exactly the model that finished."""
-    partial = ckpt / "final.partial.weights.h5"
-    model.save_weights(partial)
-    os.replace(partial, ckpt / "final.weights.h5")
-    _write_json_atomic(ckpt / "final.json", {"history": model.history_,
-                                             "summary": model.training_summary_})
-
-
-def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):
-    """The patch loops' optimizer: Adam whose rate decays along a cosine to 1% over
-    `total_steps`, made and built for `variables` in the strategy's scope (its slots live
-    beside the weights on every replica). `kwargs` go to `keras.optimizers.Adam`."""
-    from deepae.distribute import strategy_scope
-
-    with strategy_scope(strategy):
-        sched = keras.optimizers.schedules.CosineDecay(float(learning_rate), int(total_steps),
-                                                       alpha=0.01)
-        opt = keras.optimizers.Adam(sched, **kwargs)
-        opt.build(variables)
-    return opt
-
-
-def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size, rng,
-                     verbose=0, history=None, strategy=None) -> dict:
-    """The loop of the image applications, which train on random patches drawn anew each
-    epoch (a hand loop: `Model.fit` cannot draw new patches or corrupt them in the step).
-
-    ``step(batch, scale) -> dict`` runs one training step (compiled here) on a (n, size, size, c)
-    float32 batch, its loss multiplied by `scale` before the gradient, and returns the
-    batch's mean metrics (``loss`` first); under a `strategy` (a `tf.distribute.Strategy` in
-    whose scope the model and the optimizer were made) each replica runs it on its share of
-    the global batch (`deepae.distribute.replica_step`). Returns the history: each
-    metric's mean per epoch and ``seconds`` since the start, appended to `history` when given
-    (a continued training). A NaN or inf loss stops training with `TrainingError`.
-    """
-    from deepae.data.images import random_patches
-    from deepae.distribute import replica_step
-
-    history = history if history is not None else {}
-    step = replica_step(strategy, step, batch_size)
-    t0 = time.perf_counter() - (history.get("seconds") or [0.0])[-1]
-    for epoch in range(int(epochs)):
-        patches = random_patches(images, size, steps_per_epoch * batch_size, rng)
-        bar = None
-        if verbose and sys.stdout.isatty():  # a bar on a terminal, a line in a log
-            print(f"epoch {epoch + 1}/{epochs}", flush=True)
-            bar = keras.utils.Progbar(steps_per_epoch)
-        totals = {}
-        for i in range(steps_per_epoch):
-            logs = step(patches[i * batch_size:(i + 1) * batch_size])
-            for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-            if not math.isfinite(totals.get("loss", 0.0)):
-                raise TrainingError(f"Training diverged: the loss became {totals['loss']} at "
-                                    f"epoch {epoch + 1}, step {i + 1}; lower the learning rate.")
-            if bar is not None:
-                bar.update(i + 1, [(k, float(v)) for k, v in logs.items()])
-        for k, v in totals.items():
-            history.setdefault(k, []).append(v / steps_per_epoch)
-        history.setdefault("seconds", []).append(round(time.perf_counter() - t0, 2))
-        if verbose and bar is None:
-            shown = "  ".join(f"{k} {history[k][-1]:.5g}" for k in totals)
-            print(f"epoch {epoch + 1}/{epochs}  {shown}  {history['seconds'][-1]:.1f} s",
-                  flush=True)
-    return history

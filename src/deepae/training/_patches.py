@@ -1,0 +1,162 @@
+"""The patch loop of the image estimators (denoiser, upscaler, codec): random patches drawn
+anew each epoch and a compiled step, driven by a `keras.callbacks.CallbackList` (so Keras's
+callbacks, the progress bar and the NaN guard work as in `fit`), with the checkpoint folder
+of the dense engine: at each epoch's end the networks' weights, the optimizer's variables,
+the patch generator's state and the history go to one file (`loop.npz`, written
+atomically), from which `resume=True` continues."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from deepae.fileio import atomic_write
+from deepae.training._callbacks import NaNGuard
+from deepae.training._checkpoint import (
+    LOOP_STATE,
+    as_json,
+    check_same_run,
+    open_checkpoint,
+    read_checkpoint_json,
+    remove_checkpoint,
+    write_json_atomic,
+)
+
+__all__ = ["train_on_patches", "cosine_adam", "Networks"]
+
+
+class Networks(keras.Model):
+    """What the patch loop's callbacks see as their `model`: the trained networks and their
+    optimizer, in one container (never called, never saved). `EarlyStopping` sets its
+    `stop_training`; `restore_best_weights` and `TensorBoard` read its weights."""
+
+    def __init__(self, networks, optimizer):
+        super().__init__(name="networks")
+        self.networks = list(networks)
+        self.optimizer = optimizer
+        self.stop_training = False
+
+
+def _save_state(path: Path, model: Networks, rng, epoch: int, history: dict) -> None:
+    arrays = {f"net{i}_{j:04d}": w for i, net in enumerate(model.networks)
+              for j, w in enumerate(net.get_weights())}
+    arrays.update({f"opt_{j:04d}": keras.ops.convert_to_numpy(v)
+                   for j, v in enumerate(model.optimizer.variables)})
+    meta = {"epoch": epoch, "rng": rng.bit_generator.state, "history": history}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def _load_state(path: Path, model: Networks, rng) -> tuple[int, dict]:
+    """Restore what `_save_state` wrote; returns (epochs done, history)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(bytes(f["meta"]).decode())
+            for i, net in enumerate(model.networks):
+                net.set_weights([f[f"net{i}_{j:04d}"] for j in range(len(net.weights))])
+            for j, v in enumerate(model.optimizer.variables):
+                v.assign(f[f"opt_{j:04d}"])
+        rng.bit_generator.state = meta["rng"]
+        return int(meta["epoch"]), dict(meta["history"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"The checkpoint {str(path)!r} is damaged or holds another network "
+                         f"({type(e).__name__}: {e}); remove the folder to start again.") from e
+
+
+def _open(checkpoint_dir, resume, run, model, rng, history):
+    """Check and mark the folder; on resume, restore its state. Returns (folder, first
+    epoch, history)."""
+    from deepae.distribute import is_chief
+
+    ckpt, first = Path(checkpoint_dir), 0
+    if not is_chief():  # the chief keeps the folder; every worker restores from it
+        if resume and (ckpt / LOOP_STATE).is_file():
+            first, history = _load_state(ckpt / LOOP_STATE, model, rng)
+        return None, first, history
+    if open_checkpoint(ckpt, resume):
+        saved = read_checkpoint_json(ckpt / "run.json", dict, {})
+        if saved:
+            check_same_run(ckpt, saved, run)
+        if (ckpt / LOOP_STATE).is_file():
+            first, history = _load_state(ckpt / LOOP_STATE, model, rng)
+    write_json_atomic(ckpt / "run.json", run)
+    return ckpt, first, history
+def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):
+    """The patch loops' optimizer: Adam whose rate decays along a cosine to 1% over
+    `total_steps`, made and built for `variables` in the strategy's scope (its slots live
+    beside the weights on every replica). `kwargs` go to `keras.optimizers.Adam`."""
+    from deepae.distribute import strategy_scope
+
+    with strategy_scope(strategy):
+        sched = keras.optimizers.schedules.CosineDecay(float(learning_rate), int(total_steps),
+                                                       alpha=0.01)
+        opt = keras.optimizers.Adam(sched, **kwargs)
+        opt.build(variables)
+    return opt
+
+
+def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size, rng,
+                     verbose=0, history=None, strategy=None, networks=(), optimizer=None,
+                     callbacks=None, checkpoint_dir=None, resume=False, keep_checkpoint=False,
+                     run=None) -> dict:
+    """Train on random patches of `images`, drawn anew each epoch (a hand loop: `Model.fit`
+    cannot draw new patches or corrupt them in the step).
+
+    ``step(batch, scale) -> dict`` runs one training step (compiled here) on a (n, size, size,
+    c) float32 batch, its loss multiplied by `scale` before the gradient, and returns the
+    batch's mean metrics (``loss`` first); under a `strategy` each replica runs it on its
+    share of the global batch (`deepae.distribute.replica_step`). `networks` (the Keras
+    models trained) and their `optimizer` are what `callbacks` see and what a checkpoint in
+    `checkpoint_dir` saves; `run` (JSON) describes the run, and a resumed run must be the
+    same; the folder is removed when training completes, unless `keep_checkpoint` (the
+    command line keeps it until the model is saved). Returns the history: each metric's mean per epoch and ``seconds`` since the start,
+    appended to `history` when given (a continued training). A NaN or inf loss stops
+    training with `TrainingError`.
+    """
+    from deepae.data.images import random_patches
+    from deepae.distribute import replica_step
+
+    history = history if history is not None else {}
+    model = Networks(networks, optimizer)
+    ckpt, first = None, 0
+    if checkpoint_dir is not None:
+        ckpt, first, history = _open(checkpoint_dir, resume, as_json(run or {}), model, rng,
+                                     history)
+    step = replica_step(strategy, step, batch_size)
+    cbs = keras.callbacks.CallbackList([NaNGuard(), *(callbacks or [])], add_history=False,
+                                       add_progbar=bool(verbose), model=model,
+                                       verbose=int(bool(verbose)), epochs=int(epochs),
+                                       steps=int(steps_per_epoch))
+    t0 = time.perf_counter() - (history.get("seconds") or [0.0])[-1]
+    cbs.on_train_begin()
+    for epoch in range(first, int(epochs)):
+        cbs.on_epoch_begin(epoch)
+        patches = random_patches(images, size, steps_per_epoch * batch_size, rng)
+        totals = {}
+        for i in range(steps_per_epoch):
+            cbs.on_train_batch_begin(i)
+            logs = {k: float(v) for k, v in
+                    step(patches[i * batch_size:(i + 1) * batch_size]).items()}
+            for k, v in logs.items():
+                totals[k] = totals.get(k, 0.0) + v
+            cbs.on_train_batch_end(i, logs)
+        logs = {k: v / steps_per_epoch for k, v in totals.items()}
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        history.setdefault("seconds", []).append(round(time.perf_counter() - t0, 2))
+        cbs.on_epoch_end(epoch, logs)
+        if ckpt is not None:
+            _save_state(ckpt / LOOP_STATE, model, rng, epoch + 1, history)
+        if model.stop_training:
+            break
+    cbs.on_train_end()
+    if ckpt is not None and not keep_checkpoint:
+        remove_checkpoint(ckpt)
+    return history
