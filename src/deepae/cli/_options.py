@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["add_patch_training_options", "add_common_options", "output_path", "units",
-           "UserError"]
+__all__ = ["add_patch_training_options", "add_common_options", "add_run_options",
+           "output_path", "units", "run_parameters", "save_trained", "UserError"]
 
 
 class UserError(Exception):
@@ -20,6 +20,7 @@ def add_patch_training_options(p, *, patch_size):
     p.add_argument("--patches", type=int, default=4096,
                    help="train: patches per epoch (default 4096)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run_options(p)
 
 
 def add_common_options(p, *, output: bool = True):
@@ -55,3 +56,55 @@ def units(text):
         return tuple(int(t) for t in str(text).replace(" ", "").split(",") if t)
     except ValueError as e:
         raise UserError(f"expected comma-separated ints such as 256,128; received {text!r}") from e
+
+
+def add_run_options(p):
+    """``--checkpoint-dir``, ``--resume`` and ``--tensorboard``, on every training command."""
+    p.add_argument("--checkpoint-dir", help="folder where the run is saved after every epoch "
+                   "and kept until the model file is written (default OUTPUT.ckpt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (the same command) from its checkpoint")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="write TensorBoard logs to DIR (needs the tensorboard package: "
+                        'pip install "deepae[tensorboard]")')
+
+
+def run_parameters(args, output, *inputs, checkpoint_dir=None) -> dict:
+    """The estimator parameters of a training command's run: its checkpoint folder (never
+    the output or an input) and its callbacks."""
+    out = Path(output)
+    given = checkpoint_dir or getattr(args, "checkpoint_dir", None)
+    ckpt = Path(given) if given else out.with_name(out.name + ".ckpt")
+    for other in (out, *inputs):
+        if other is not None and ckpt.resolve() == Path(other).resolve():
+            raise UserError(f"the checkpoint folder {str(ckpt)!r} is {str(other)!r}; choose "
+                            "another --checkpoint-dir")
+    callbacks = []
+    if getattr(args, "tensorboard", None):
+        from importlib.util import find_spec
+
+        if find_spec("tensorboard") is None:
+            raise UserError('--tensorboard needs the tensorboard package: pip install '
+                            '"deepae[tensorboard]"')
+        import keras
+
+        callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
+    return {"checkpoint_dir": ckpt, "resume": bool(getattr(args, "resume", False)),
+            "callbacks": callbacks or None}
+
+
+def save_trained(est, args, output, checkpoint_dir) -> None:
+    """Save a model trained with ``fit(..., keep_checkpoint=True)``, then (only then) remove
+    its checkpoint; a failed save says how to save the trained weights without training
+    again."""
+    from deepae.training import remove_checkpoint
+
+    try:
+        est.save(output, overwrite=bool(getattr(args, "overwrite", False)))
+    except (OSError, ValueError) as e:
+        raise UserError(f"training finished but {str(output)!r} could not be written "
+                        f"({' '.join(str(e).split())}); the trained weights are kept in "
+                        f"{str(checkpoint_dir)!r}: run the same command with --resume (and "
+                        "another output, or --overwrite) to save them without training "
+                        "again") from e
+    remove_checkpoint(checkpoint_dir)

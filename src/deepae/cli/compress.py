@@ -11,7 +11,7 @@ the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
 
 from __future__ import annotations
 
-from deepae.cli._options import output_path
+from deepae.cli._options import output_path, run_parameters, save_trained
 
 __all__ = ["add_compress_parsers"]
 
@@ -40,13 +40,14 @@ def _train(args):
                          f"arguments {args.args}")
     if not args.output:
         raise ValueError("`deepae compress train` needs -o/--output, the codec file to write.")
+    output_path(args, args.output, args.args[1])
+    run = run_parameters(args, args.output, args.args[1])
     codec = ImageCodec(lmbda=args.lmbda, epochs=args.epochs, patch_size=args.patch_size,
                        patches_per_epoch=args.patches, filters=args.filters,
                        latent_channels=args.latent_channels, levels=args.levels,
-                       random_state=args.seed, verbose=0 if args.quiet else 1)
-    output_path(args, args.output, args.args[1])
-    codec.fit(read_images(args.args[1]))
-    codec.save(args.output, overwrite=args.overwrite)
+                       random_state=args.seed, verbose=0 if args.quiet else 1, **run)
+    codec.fit(read_images(args.args[1]), keep_checkpoint=True)
+    save_trained(codec, args, args.output, run["checkpoint_dir"])
     h = codec.history_
     print(f"wrote {args.output} (ImageCodec, lambda {args.lmbda}, {codec.n_channels_} "
           f"channel(s), {len(h['loss'])} epochs, training bpp {h['bpp'][-1]:.3f}, "

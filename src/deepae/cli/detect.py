@@ -11,7 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from deepae.cli._options import add_common_options, output_path, units
+from deepae.cli._options import (
+    add_common_options,
+    add_run_options,
+    output_path,
+    run_parameters,
+    save_trained,
+    units,
+)
 
 __all__ = ["add_detect_parser"]
 
@@ -54,6 +61,7 @@ def cmd_fit(args):
     from deepae.data.tabular import read_table
 
     output_path(args, args.model, args.data)
+    run = run_parameters(args, args.model, args.data)
     frame = read_table(args.data)
     cols = _Columns(args)
     X, _, labels = cols.split(frame, args.data, need_label=bool(args.label_column))
@@ -67,9 +75,9 @@ def cmd_fit(args):
         params["categorical_columns"] = tuple(c for c in args.categorical.split(",") if c)
     if args.threshold == "cost":
         params.update(cost_missed=args.cost_missed, cost_review=args.cost_review)
-    det = AnomalyDetector(**params)
-    det.fit(X, None if labels is None else labels.to_numpy())
-    det.save(args.model, overwrite=args.overwrite)
+    det = AnomalyDetector(**params, **run)
+    det.fit(X, None if labels is None else labels.to_numpy(), keep_checkpoint=True)
+    save_trained(det, args, args.model, run["checkpoint_dir"])
     n_normal = len(X) if labels is None else int((labels.to_numpy() == 0).sum())
     print(f"trained on {n_normal} normal rows of {len(X)} ({X.shape[1]} columns: "
           f"{len(det.preprocessor_.numeric_)} numeric, {len(det.preprocessor_.categories_)} "
@@ -262,6 +270,7 @@ def add_detect_parser(sub):
     f.add_argument("--epochs", type=int, default=100, help="at most (early stopping; "
                    "default 100)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run_options(f)
     add_common_options(f)
     f.set_defaults(func=cmd_fit)
 

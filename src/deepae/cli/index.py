@@ -11,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from deepae.cli._options import add_common_options, output_path, units
+from deepae.cli._options import (
+    add_common_options,
+    add_run_options,
+    output_path,
+    run_parameters,
+    save_trained,
+    units,
+)
 
 __all__ = ["add_index_parser"]
 
@@ -53,9 +60,10 @@ def _load_index(path):
 def cmd_build(args):
     import numpy as np
 
-    from deepae import SemanticIndex
+    from deepae import SemanticHasher, SemanticIndex
 
     output_path(args, args.out, args.data)
+    run = run_parameters(args, args.out, args.data)
     X, ids, labels = _vectors(args.data, key=args.key)
     params = {"n_bits": args.bits, "epochs": args.epochs, "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
@@ -64,9 +72,10 @@ def cmd_build(args):
     if args.neighbors is not None:
         params["n_neighbors"] = args.neighbors
     t = time.perf_counter()
-    idx = SemanticIndex.build(X, ids, labels, **params)
+    hasher = SemanticHasher(**params, **run).fit(X, keep_checkpoint=True)
+    idx = SemanticIndex.build(X, ids, labels, hasher=hasher)
     seconds = time.perf_counter() - t
-    idx.save(args.out, overwrite=args.overwrite)
+    save_trained(idx, args, args.out, run["checkpoint_dir"])
     codes = idx.index.codes
     bits = np.unpackbits(codes, axis=1)[:, :idx.n_bits]
     on = bits.mean(axis=0) if len(bits) else np.zeros(idx.n_bits)
@@ -189,6 +198,7 @@ def add_index_parser(sub):
     b.add_argument("--key", help="array name inside a .npz file")
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_run_options(b)
     add_common_options(b)
     b.set_defaults(func=cmd_build)
 

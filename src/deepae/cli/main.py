@@ -14,7 +14,15 @@ import os
 import sys
 from pathlib import Path
 
-from deepae.cli._options import UserError, add_common_options, output_path, units
+from deepae.cli._options import (
+    UserError,
+    add_common_options,
+    add_run_options,
+    output_path,
+    run_parameters,
+    save_trained,
+    units,
+)
 
 # Quiet TensorFlow's C++ start-up logs before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -127,12 +135,8 @@ def cmd_train(args):
     out = output_path(args, args.output, args.source, args.config)
     if args.curves:
         output_path(args, args.curves, args.source, args.config, out)
-    ckpt = Path(cfg["checkpoint_dir"]) if cfg["checkpoint_dir"] else out.with_name(
-        out.name + ".ckpt")
-    for other in (out, Path(args.source)):
-        if ckpt.resolve() == other.resolve():
-            raise UserError(f"the checkpoint folder {str(ckpt)!r} is {str(other)!r}; choose "
-                            "another --checkpoint-dir")
+    run = run_parameters(args, out, args.source, checkpoint_dir=cfg["checkpoint_dir"])
+    ckpt = run["checkpoint_dir"]
     if cfg["stream"]:
         from deepae.data.shards import open_shards
 
@@ -152,20 +156,12 @@ def cmd_train(args):
               early_stopping=cfg["early_stopping"],
               reduce_lr_on_plateau=cfg["reduce_lr_on_plateau"], checkpoint_dir=ckpt,
               resume=args.resume, keep_checkpoint=True, random_state=cfg["seed"],
+              callbacks=run["callbacks"],
               verbose=2 if args.quiet else "auto", strategy=cfg["strategy"])
     from deepae.distribute import is_chief
-    from deepae.training import remove_checkpoint
 
     if cfg["strategy"] != "multi-worker" or is_chief():
-        try:
-            model.save(out, overwrite=args.overwrite)
-        except (OSError, ValueError) as e:
-            raise UserError(f"training finished but {str(out)!r} could not be written "
-                            f"({' '.join(str(e).split())}); the trained weights are kept in "
-                            f"{str(ckpt)!r}: run the same command with --resume (and another "
-                            "-o, or --overwrite) to save them without training again") from e
-        # only now that the model is safely on disk
-        remove_checkpoint(ckpt)
+        save_trained(model, args, out, ckpt)  # the checkpoint goes only once this succeeds
     s = model.training_summary_
     print(f"saved {out} ({s['epochs_run']} epochs, final "
           + ", ".join(f"{k}={v:.5g}" for k, v in s["final"].items()) + ")")
@@ -352,9 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reduce-lr-on-plateau", type=int, metavar="PATIENCE",
                    help="halve the learning rate after PATIENCE epochs without improvement")
     t.add_argument("--seed", type=int, help="random seed for a repeatable run")
-    t.add_argument("--checkpoint-dir", help="checkpoint folder (default OUTPUT.ckpt)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its last completed epoch")
+    add_run_options(t)
     t.add_argument("--key", help="array name inside a .npz file")
     t.add_argument("--split", choices=["train", "test"], help="split of a named data set")
     t.add_argument("--stream", action="store_true", default=None,

@@ -14,7 +14,7 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
-from deepae.cli._options import output_path
+from deepae.cli._options import output_path, run_parameters, save_trained
 
 __all__ = ["add_restore_parsers"]
 
@@ -59,14 +59,15 @@ def _train(args, which):
     common = dict(epochs=args.epochs, patch_size=args.patch_size,
                   patches_per_epoch=args.patches, random_state=args.seed,
                   verbose=0 if args.quiet else 1)
+    output_path(args, args.output, args.args[1], args.model)
+    run = run_parameters(args, args.output, args.args[1], args.model)
     if which == "denoise":
         est = Denoiser(noise=args.noise, sigma=_sigma(args.sigma or "0,0.3"), mode=args.mode,
-                       **common)
+                       **common, **run)
     else:
-        est = SuperResolver(scale=args.scale or 2, **common)
-    output_path(args, args.output, args.args[1], args.model)
-    est.fit(read_images(args.args[1]))
-    est.save(args.output, overwrite=args.overwrite)
+        est = SuperResolver(scale=args.scale or 2, **common, **run)
+    est.fit(read_images(args.args[1]), keep_checkpoint=True)
+    save_trained(est, args, args.output, run["checkpoint_dir"])
     print(f"wrote {args.output} ({type(est).__name__}, {est.n_channels_} channel(s), "
           f"{len(est.history_['loss'])} epochs, final loss {est.history_['loss'][-1]:.5f})")
     return 0

@@ -1,0 +1,109 @@
+"""Every training command takes --tensorboard DIR, --checkpoint-dir and --resume, and keeps
+its checkpoint until the model file is written."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import deepae
+from deepae.cli.main import main
+from deepae.training import CHECKPOINT_MARK
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("engine_cli")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 6)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    pd.DataFrame(x, columns=[f"c{i}" for i in range(6)]).to_csv(d / "t.csv", index=False)
+    (d / "photos").mkdir()
+    yy, xx = np.mgrid[:40, :48]
+    for i in range(2):
+        img = 128 + 100 * np.sin(xx / (3 + i)) * np.cos(yy / (4 + i))
+        Image.fromarray(img.astype(np.uint8)).save(d / "photos" / f"im{i}.png")
+    return d
+
+
+def _commands(d, out):
+    photos = str(d / "photos")
+    patch = ["--epochs", "2", "--patches", "16", "--patch-size", "16", "--quiet"]
+    return {
+        "train": ["train", str(d / "x.npy"), "-o", out, "--epochs", "2",
+                  "--hidden-units", "4", "--latent-dim", "2", "--quiet"],
+        "detect fit": ["detect", "fit", str(d / "t.csv"), "--model", out, "--epochs", "2",
+                       "--quiet"],
+        "denoise train": ["denoise", "train", photos, "-o", out, *patch],
+        "upscale train": ["upscale", "train", photos, "-o", out, *patch],
+        "compress train": ["compress", "train", photos, "-o", out, "--filters", "8",
+                           "--latent-channels", "4", "--levels", "2", *patch],
+        "index build": ["index", "build", str(d / "x.npy"), "-o", out, "--bits", "8",
+                        "--epochs", "2", "--quiet"],
+    }
+
+
+COMMANDS = ["train", "detect fit", "denoise train", "upscale train", "compress train",
+            "index build"]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_tensorboard_and_checkpoint_options(data, tmp_path, name):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "m.deepae"
+    argv = _commands(data, str(out))[name]
+    assert main([*argv, "--tensorboard", str(tmp_path / "tb"),
+                 "--checkpoint-dir", str(tmp_path / "ck")]) == 0
+    assert deepae.load(out) is not None
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events, f"{name}: no TensorBoard log"
+    assert not (tmp_path / "ck").exists()  # removed once the model was written
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_failed_save_keeps_the_run_and_resume_saves_it(data, tmp_path, name, capsys,
+                                                       monkeypatch):
+    """The save fails (a full disk, say): the trained run stays in its checkpoint, and the
+    same command with --resume writes the model without training again."""
+    out = tmp_path / "m.deepae"
+    argv = [*_commands(data, str(out))[name], "--checkpoint-dir", str(tmp_path / "ck")]
+    real = deepae.persistence.save_artifact
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(deepae.persistence, "save_artifact", full)
+    for module in ("deepae.apps._base", "deepae.apps.autoencoder", "deepae.apps.hashing"):
+        mod = __import__(module, fromlist=["x"])
+        if hasattr(mod, "save_artifact"):
+            monkeypatch.setattr(mod, "save_artifact", full)
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "could not be written" in err and "--resume" in err, err
+    assert (tmp_path / "ck" / CHECKPOINT_MARK).is_file() and not out.exists()
+    monkeypatch.undo()
+    assert real is deepae.persistence.save_artifact
+
+    trained = []
+    import keras
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            trained.append(batch)
+
+    import deepae.cli._options as options
+
+    original = options.run_parameters
+
+    def counting(*a, **k):
+        run = original(*a, **k)
+        run["callbacks"] = [Count()]
+        return run
+
+    for module in ("deepae.cli.main", "deepae.cli.detect", "deepae.cli.restore",
+                   "deepae.cli.compress", "deepae.cli.index"):
+        monkeypatch.setattr(__import__(module, fromlist=["x"]), "run_parameters", counting)
+    assert main([*argv, "--resume"]) == 0
+    assert out.exists() and not (tmp_path / "ck").exists()
+    assert trained == [], f"{name} trained again on resume"
