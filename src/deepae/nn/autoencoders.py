@@ -119,6 +119,8 @@ class Encoder(_Dropped, layers.Layer):
     dropout : float in [0, 1), default=0.0
         Dropout after each hidden layer, in training only.
 
+    Notes
+    -----
     Input shape ``(batch, *input_shape)``; output shape ``(batch, latent_dim)``.
     """
 
@@ -201,6 +203,8 @@ class Decoder(_Dropped, layers.Layer):
         Dense only: the layers use the transposed kernels of an encoder's layers (see
         `tie`), with their own biases; half the weights, and less overfitting.
 
+    Notes
+    -----
     Input shape ``(batch, latent_dim)``; output shape ``(batch, *output_shape)``.
     """
 
@@ -326,6 +330,8 @@ class AutoencoderModel(CollectiveLogsMixin, keras.Model):
         Dense only: the decoder uses the transposes of the encoder's kernels (with its own
         biases).
 
+    Notes
+    -----
     Input shape ``(batch, *input_shape)``; output shape the same.
     """
 
