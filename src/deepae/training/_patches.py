@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -130,9 +131,11 @@ def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size,
         ckpt, first, history = _open(checkpoint_dir, resume, as_json(run or {}), model, rng,
                                      history)
     step = replica_step(strategy, step, batch_size)
+    # Keras's progress bar, as in `fit`: a bar on a terminal, one line per epoch in a log
+    shown = (1 if sys.stdout.isatty() else 2) if verbose == "auto" or verbose == 1 else verbose
     cbs = keras.callbacks.CallbackList([NaNGuard(), *(callbacks or [])], add_history=False,
                                        add_progbar=bool(verbose), model=model,
-                                       verbose=int(bool(verbose)), epochs=int(epochs),
+                                       verbose=int(shown or 0), epochs=int(epochs),
                                        steps=int(steps_per_epoch))
     t0 = time.perf_counter() - (history.get("seconds") or [0.0])[-1]
     cbs.on_train_begin()
