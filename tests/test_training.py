@@ -312,3 +312,13 @@ def test_a_worker_never_removes_a_backup_folder_it_did_not_make(table, tmp_path,
     with pytest.raises(ValueError, match="'backup' folder that deepae did not make"):
         small_model().fit(table, epochs=1, checkpoint_dir=work, strategy="mirrored", verbose=0)
     assert (work / "backup" / "thesis.tex").read_text() == "mine"
+
+
+def test_progress_bar_ends_at_its_total(table, capsys):
+    """With several steps per call Keras reported the call's last step: 32/7, 256/235 in
+    `make demo`. The count now stops at the epoch's steps."""
+    small_model().fit(table, epochs=2, batch_size=32, verbose=1)
+    counts = [(int(a), int(b)) for a, b in
+              re.findall(r"(\d+)/(\d+)\x1b\[0m", capsys.readouterr().out)]
+    assert counts and all(a <= b for a, b in counts), counts
+    assert counts[-1][0] == counts[-1][1]

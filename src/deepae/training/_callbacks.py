@@ -8,7 +8,7 @@ import keras
 
 from deepae.exceptions import TrainingError
 
-__all__ = ["NaNGuard"]
+__all__ = ["NaNGuard", "Progress"]
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -37,3 +37,14 @@ class NaNGuard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, "")
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, ending at its total: with several steps per call
+    (`steps_per_execution`) Keras reports the last step of the call, which can lie past the
+    epoch's end (``256/235`` in ``make demo``); the count stops at the epoch's steps."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super().on_train_batch_end(batch, logs)

@@ -20,7 +20,7 @@ import numpy as np
 from deepae._validation import as_array, check_fraction, check_in, check_positive_int
 from deepae.data.io import read_data
 from deepae.data.preprocessing import Scaler, resolve_preprocessing
-from deepae.training._callbacks import NaNGuard
+from deepae.training._callbacks import NaNGuard, Progress
 from deepae.training._checkpoint import (
     data_fingerprint,
 )
@@ -382,6 +382,8 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
     if val is not None and "batch_size" not in data:
         val = _training_data(val[0], val[1], batch_size, False)["x"]
     cbs = data.pop("callbacks", []) + cbs
+    if verbose != 0:  # Keras adds its own bar only when it finds none
+        cbs.append(Progress())
     with strategy_scope(strategy):
         history = keras.Model.fit(model, **data, epochs=epochs, validation_data=val,
                                   callbacks=cbs, verbose=verbose)
