@@ -228,6 +228,9 @@ def test_detector_finds_fraud_and_keeps_its_fpr(transactions, fitted):
     X, y = transactions
     s = fitted.decision_function(X)
     assert roc_auc_score(y, s) > 0.85
+    # scikit-learn's sign for score_samples (higher = more normal), PyOD's for the decision
+    np.testing.assert_array_equal(fitted.score_samples(X), -s)
+    assert roc_auc_score(y, -fitted.score_samples(X)) > 0.85
     assert fitted.threshold_info_["method"] == "fpr"
     info = fitted.threshold_info_
     assert info["rows"] == "held-out normal rows" and info["target"] == 0.02

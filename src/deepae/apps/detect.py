@@ -465,8 +465,10 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         return self._scores(self._model_input(X))
 
     def score_samples(self, X):
-        """The same as `decision_function` (higher = more anomalous, PyOD's sign)."""
-        return self.decision_function(X)
+        """scikit-learn's sign: higher = more normal, ``-decision_function(X)`` (as
+        `IsolationForest.score_samples`); `decision_function` keeps PyOD's, higher = more
+        anomalous."""
+        return -self.decision_function(X)
 
     def predict(self, X):
         """1 for rows scoring above `threshold_`, 0 otherwise."""
