@@ -94,7 +94,7 @@ def test_conv_reducer_on_digits():
      r"'n_components' parameter of AutoencoderReducer must be an int in the range \[1, inf\)"
      r". Got 0 instead"),
     ({"n_components": -2}, (20, 4), ValueError, "Got -2 instead"),
-    ({"n_components": 1.5}, (20, 4), TypeError, "Got float 1.5 instead"),
+    ({"n_components": 1.5}, (20, 4), TypeError, "Got 1.5 instead"),
     ({"n_components": 4}, (20, 4), ValueError,
      r"must be smaller than the number of features \(n_features=4\); got 4"),
     ({"n_components": 9}, (20, 4), ValueError, "got 9, which compresses nothing"),

@@ -169,3 +169,118 @@ def check_positive_float(value, name: str, *, owner: str = "") -> float:
         raise ValueError(f"The '{name}' parameter{where} must be a float in the range (0, inf). "
                          f"Got {value!r} instead.")
     return float(value)
+
+
+# -- declarative parameter constraints ------------------------------------------------------
+# Each estimator states what every parameter may be in one table, `_parameter_constraints`
+# (modelled on scikit-learn's, whose module is private: this is ours), checked by
+# `validate_params` with scikit-learn's wording. Checks that tie parameters together stay in
+# the estimator's own code.
+
+class Interval:
+    """A range of numbers: ``Interval(numbers.Integral, 1, None)`` is [1, inf)."""
+
+    def __init__(self, kind, left, right, *, closed: str = "both"):
+        self.kind, self.left, self.right, self.closed = kind, left, right, closed
+
+    def is_satisfied_by(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if not np.isfinite(value):
+            return False
+        lo_ok = self.left is None or (value >= self.left if self.closed in ("left", "both")
+                                      else value > self.left)
+        hi_ok = self.right is None or (value <= self.right if self.closed in ("right", "both")
+                                       else value < self.right)
+        return bool(lo_ok and hi_ok)
+
+    def __str__(self) -> str:
+        kind = "an int" if self.kind is numbers.Integral else "a float"
+        lo = "-inf" if self.left is None else self.left
+        hi = "inf" if self.right is None else self.right
+        lb = "[" if self.closed in ("left", "both") and self.left is not None else "("
+        rb = "]" if self.closed in ("right", "both") and self.right is not None else ")"
+        return f"{kind} in the range {lb}{lo}, {hi}{rb}"
+
+
+class Options:
+    """One of a few values: ``Options(str, {"auto", "none"})``."""
+
+    def __init__(self, kind, values):
+        self.kind, self.values = kind, set(values)
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, self.kind) and not isinstance(value, bool) and \
+            value in self.values
+
+    def __str__(self) -> str:
+        kind = "a str" if self.kind is str else "an int"
+        return f"{kind} among {{{', '.join(repr(v) for v in sorted(self.values))}}}"
+
+
+class _Constraint:
+    def __init__(self, text, test):
+        self.text, self.test = text, test
+
+    def is_satisfied_by(self, value) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _units_ok(value, allow_empty=True) -> bool:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)  # one layer
+    return isinstance(value, list | tuple) and (allow_empty or len(value) > 0) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
+
+
+BOOLEAN = _Constraint("a bool", lambda v: isinstance(v, bool | np.bool_))
+CALLABLE = _Constraint("a callable", callable)
+UNITS = _Constraint("a tuple of positive ints", _units_ok)
+NONEMPTY_UNITS = _Constraint("a non-empty tuple of positive ints",
+                             lambda v: _units_ok(v, allow_empty=False))
+PATH = _Constraint("a str or a path", lambda v: isinstance(v, str) or hasattr(v, "__fspath__"))
+CALLBACKS = _Constraint("a list of Keras callbacks", lambda v: isinstance(v, list | tuple))
+OPTIMIZER = _Constraint("a Keras optimizer", lambda v: hasattr(v, "apply_gradients"))
+COLUMNS = _Constraint("a list of column names", lambda v: isinstance(v, list | tuple) and all(
+    isinstance(c, str) for c in v))
+NO_VALIDATION = _Constraint("anything", lambda v: True)  # checked where it is used
+VERBOSE = _Constraint("an int, a bool or 'auto'", lambda v: v == "auto" or isinstance(
+    v, numbers.Integral))
+RANDOM_STATE = Interval(numbers.Integral, 0, None)
+POSITIVE_INT = Interval(numbers.Integral, 1, None)
+POSITIVE_FLOAT = Interval(numbers.Real, 0, None, closed="neither")
+# what every estimator's training run takes
+RUN_CONSTRAINTS = {"callbacks": [CALLBACKS, None], "checkpoint_dir": [PATH, None],
+                   "resume": [BOOLEAN], "random_state": [RANDOM_STATE, None],
+                   "strategy": [NO_VALIDATION], "verbose": [VERBOSE]}
+
+
+def _describe_allowed(allowed) -> str:
+    texts = [str(c) if c is not None else "None" for c in allowed]
+    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+
+
+def validate_params(owner: str, constraints: dict, params: dict) -> None:
+    """Check each of `params` against its entry of `constraints` (a list of what it may be:
+    `Interval`, `Options`, a constraint such as `BOOLEAN`, a type, or None); raise
+    `InvalidParameterError` in scikit-learn's words for the first that fits none."""
+    from deepae.exceptions import InvalidParameterError
+
+    for name, allowed in constraints.items():
+        value = params[name]
+        for c in allowed:
+            if c is None:
+                if value is None:
+                    break
+            elif isinstance(c, type):
+                if isinstance(value, c) and not isinstance(value, bool):
+                    break
+            elif c.is_satisfied_by(value):
+                break
+        else:
+            raise InvalidParameterError(
+                f"The '{name}' parameter of {owner} must be {_describe_allowed(allowed)}. "
+                f"Got {value!r} instead.")

@@ -1,6 +1,7 @@
 """Errors raised by deepae. Each subclasses the builtin a caller would catch."""
 
-__all__ = ["DeepAEError", "ArtifactError", "BitstreamError", "DataNotFoundError", "TrainingError"]
+__all__ = ["DeepAEError", "ArtifactError", "BitstreamError", "DataNotFoundError", "TrainingError",
+           "InvalidParameterError"]
 
 
 class DeepAEError(Exception):
@@ -22,3 +23,8 @@ class TrainingError(DeepAEError, FloatingPointError):
 class BitstreamError(DeepAEError, ValueError):
     """A compressed file is truncated, corrupted, foreign, of an unknown format version, or
     was written by another model than the one asked to decode it."""
+
+
+class InvalidParameterError(DeepAEError, ValueError, TypeError):
+    """An estimator's parameter is not one its table of constraints allows (a `ValueError`
+    and a `TypeError`, as scikit-learn's error of the same name)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
-from deepae._validation import check_positive_int
+from deepae._validation import validate_params
 from deepae.persistence import (
     Artifact,
     artifact_bytes,
@@ -14,20 +14,11 @@ from deepae.persistence import (
     save_artifact,
 )
 
-__all__ = ["ArtifactEstimatorMixin", "params_from_json", "check_tile", "MAX_TILE"]
+__all__ = ["ArtifactEstimatorMixin", "params_from_json", "MAX_TILE"]
 
 # The largest tile side of the image estimators: memory grows with the tile's area (about
 # 1 GB at 2048 x 2048 for the default networks), never with the image's
 MAX_TILE = 2048
-
-
-def check_tile(tile, *, owner: str) -> int:
-    """`tile` as an int in [1, MAX_TILE], else the usual parameter error."""
-    tile = check_positive_int(tile, "tile", owner=owner)
-    if tile > MAX_TILE:
-        raise ValueError(f"The 'tile' parameter of {owner} must be an int in the range "
-                         f"[1, {MAX_TILE}]. Got {tile} instead.")
-    return tile
 
 
 def params_from_json(params: dict) -> dict:
@@ -44,6 +35,19 @@ class ArtifactEstimatorMixin:
     """
 
     _fitted_attr = "autoencoder_"
+    # what each parameter may be (see deepae._validation.validate_params); every parameter
+    # of __init__ has an entry
+    _parameter_constraints: dict = {}
+
+    def _validate_params(self):
+        """Check every parameter against the class's `_parameter_constraints`, then the
+        checks that tie parameters together (`_check_params`)."""
+        validate_params(type(self).__name__, self._parameter_constraints,
+                        self.get_params(deep=False))
+        self._check_params()
+
+    def _check_params(self):
+        """Checks across parameters, after each has passed its constraints."""
 
     def _artifact_parts(self):  # pragma: no cover - abstract
         raise NotImplementedError

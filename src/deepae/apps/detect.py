@@ -17,12 +17,18 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepae._validation import (
+    CALLABLE,
+    COLUMNS,
+    OPTIMIZER,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RUN_CONSTRAINTS,
+    UNITS,
+    Interval,
+    Options,
     check_binary_labels,
-    check_fraction,
     check_in,
-    check_positive_float,
     check_positive_int,
-    check_units,
 )
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
@@ -30,11 +36,13 @@ from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
 from deepae.nn.autoencoders import ACTIVATIONS
 from deepae.persistence import Artifact, register_loader
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
-from deepae.training import LOSSES, RUN_PARAMS_DOC, open_checkpoint, remove_checkpoint
+from deepae.training import OPTIMIZERS, RUN_PARAMS_DOC, open_checkpoint, remove_checkpoint
 
 __all__ = ["AnomalyDetector", "default_detector_units", "SCORES"]
 
 SCORES = ("auto", "reconstruction", "reconstruction+latent")
+# the methods `threshold` names (a number is the threshold itself: "score" in METHODS)
+THRESHOLDS = tuple(m for m in METHODS if m != "score")
 
 
 AUTO_DROPOUT, AUTO_DROPOUT_ROWS = 0.2, 10_000
@@ -213,47 +221,25 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- parameters ----------------------------------------------------------------------------
-    def _validate_params(self):
-        name = type(self).__name__
-        if not callable(self.activation):
-            check_in(self.activation, "activation", ACTIVATIONS, owner=name)
-        check_in(self.loss, "loss", tuple(x for x in LOSSES if x != "binary_crossentropy"),
-                 owner=name)
-        check_positive_int(self.epochs, "epochs", owner=name)
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size", owner=name)
-        if self.n_components is not None:
-            check_positive_int(self.n_components, "n_components", owner=name)
-        if self.hidden_units is not None:
-            check_units(self.hidden_units, "hidden_units", owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
-        if not (isinstance(self.dropout, str) and self.dropout == "auto"):
-            if isinstance(self.dropout, str):
-                raise ValueError(f"The 'dropout' parameter of {name} must be a float in [0, 1) "
-                                 f"or 'auto'. Got {self.dropout!r} instead.")
-            check_fraction(self.dropout, "dropout", owner=name)
-        if not (isinstance(self.n_estimators, str) and self.n_estimators == "auto"):
-            if isinstance(self.n_estimators, str):
-                raise ValueError(f"The 'n_estimators' parameter of {name} must be an int in "
-                                 f"the range [1, inf) or 'auto'. Got {self.n_estimators!r} "
-                                 "instead.")
-            check_positive_int(self.n_estimators, "n_estimators", owner=name)
-        check_fraction(self.validation_fraction, "validation_fraction", owner=name)
-        if self.early_stopping is not None:
-            check_positive_int(self.early_stopping, "early_stopping", owner=name)
-        check_in(self.missing, "missing", MISSING_POLICIES, owner=name)
-        check_in(self.anomaly_score, "anomaly_score", SCORES, owner=name)
-        t = self.threshold
-        if isinstance(t, str):
-            check_in(t, "threshold", METHODS[:2] + METHODS[3:], owner=name)
-        elif isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t):
-            raise ValueError(f"The 'threshold' parameter of {name} must be one of "
-                             f"{sorted(m for m in METHODS if m != 'score')} or a finite number. "
-                             f"Got {t!r} instead.")
-        c = self.contamination
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0 < c <= 0.5:
-            raise ValueError(f"The 'contamination' parameter of {name} must be a float in the "
-                             f"range (0, 0.5]. Got {c!r} instead.")
+    _parameter_constraints = {
+        "hidden_units": [UNITS, None], "n_components": [POSITIVE_INT, None],
+        "activation": [Options(str, ACTIVATIONS), CALLABLE],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), Options(str, {"auto"})],
+        "input_noise": [Interval(numbers.Real, 0, None)],
+        "anomaly_score": [Options(str, SCORES)],
+        "n_estimators": [POSITIVE_INT, Options(str, {"auto"})],
+        "loss": [Options(str, {"mse", "mae"})], "epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT, None], "learning_rate": [POSITIVE_FLOAT],
+        "optimizer": [Options(str, OPTIMIZERS), OPTIMIZER],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "early_stopping": [POSITIVE_INT, None], "missing": [Options(str, MISSING_POLICIES)],
+        "categorical_columns": [COLUMNS, None],
+        "threshold": [Options(str, THRESHOLDS), Interval(numbers.Real, None, None)],
+        "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "target": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "cost_missed": [POSITIVE_FLOAT], "cost_review": [POSITIVE_FLOAT],
+        **RUN_CONSTRAINTS,
+    }
 
     # -- data ------------------------------------------------------------------------------------
     def _table(self, X, *, reset):

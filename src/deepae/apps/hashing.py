@@ -23,8 +23,16 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from deepae._validation import check_positive_float, check_positive_int, check_units
+from deepae._validation import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RUN_CONSTRAINTS,
+    UNITS,
+    Interval,
+    Options,
+)
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.data.preprocessing import KINDS as SCALINGS
 from deepae.nn.hashing import hashing_autoencoder  # also registers its Keras classes for load
 from deepae.persistence import (
     Artifact,
@@ -212,26 +220,17 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate_params(self):
-        name = type(self).__name__
-        n = check_positive_int(self.n_bits, "n_bits", owner=name)
-        if n > MAX_BITS:
-            raise ValueError(f"The 'n_bits' parameter of {name} must be an int in the range "
-                             f"[1, {MAX_BITS}]. Got {self.n_bits!r} instead.")
-        check_units(self.hidden_units, "hidden_units", owner=name)
-        for p in ("n_neighbors", "smoothing_steps"):
-            v = getattr(self, p)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-                raise ValueError(f"The '{p}' parameter of {name} must be an int in the range "
-                                 f"[0, inf). Got {v!r} instead.")
-        for p in ("similarity_weight", "noise_stddev", "balance", "decorrelation"):
-            v = getattr(self, p)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0:
-                raise ValueError(f"The '{p}' parameter of {name} must be a float in the range "
-                                 f"[0, inf). Got {v!r} instead.")
-        check_positive_int(self.epochs, "epochs", owner=name)
-        check_positive_int(self.batch_size, "batch_size", owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
+    _parameter_constraints = {
+        "n_bits": [Interval(numbers.Integral, 1, MAX_BITS)], "hidden_units": [UNITS],
+        "n_neighbors": [Interval(numbers.Integral, 0, None)],
+        "smoothing_steps": [Interval(numbers.Integral, 0, None)],
+        "similarity_weight": [Interval(numbers.Real, 0, None)],
+        "noise_stddev": [Interval(numbers.Real, 0, None)],
+        "balance": [Interval(numbers.Real, 0, None)],
+        "decorrelation": [Interval(numbers.Real, 0, None)], "epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT], "learning_rate": [POSITIVE_FLOAT],
+        "preprocessing": [Options(str, {"auto", *SCALINGS})], **RUN_CONSTRAINTS,
+    }
 
     def fit(self, X, y=None, *, keep_checkpoint=False):
         """Train on `X` (n_samples, n_features); returns self. With `keep_checkpoint`, a

@@ -8,6 +8,7 @@ error beside PCA's at the same code size.
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import numpy as np
@@ -15,18 +16,24 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from deepae._validation import (
-    check_fraction,
-    check_in,
-    check_positive_float,
-    check_positive_int,
+    BOOLEAN,
+    CALLABLE,
+    OPTIMIZER,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RUN_CONSTRAINTS,
+    UNITS,
+    Interval,
+    Options,
     check_units,
 )
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
+from deepae.data.preprocessing import KINDS as SCALINGS
 from deepae.metrics import reconstruction_errors
 from deepae.nn.autoencoders import ACTIVATIONS, KINDS
 from deepae.persistence import Artifact, register_loader
-from deepae.training import LOSSES, RUN_PARAMS_DOC
+from deepae.training import LOSSES, OPTIMIZERS, RUN_PARAMS_DOC, SCHEDULES
 
 __all__ = ["AutoencoderReducer", "compare_with_pca", "reduction_plots", "default_hidden_units"]
 
@@ -127,27 +134,26 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         self.verbose = verbose
 
     # -- parameters --------------------------------------------------------------------------
-    def _validate_params(self, n_features=None):
-        """The parameters' checks; those that need the data's width only with `n_features`
-        (a loaded reducer is checked without it)."""
+    _parameter_constraints = {
+        "n_components": [POSITIVE_INT], "kind": [Options(str, KINDS)],
+        "hidden_units": [UNITS, None], "image_shape": [UNITS, None],
+        "activation": [Options(str, ACTIVATIONS), CALLABLE], "tied_weights": [BOOLEAN],
+        "loss": [Options(str, LOSSES)], "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
+        "learning_rate": [POSITIVE_FLOAT], "optimizer": [Options(str, OPTIMIZERS), OPTIMIZER],
+        "lr_schedule": [Options(str, SCHEDULES)],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "early_stopping": [POSITIVE_INT, None],
+        "preprocessing": [Options(str, {"auto", *SCALINGS})], **RUN_CONSTRAINTS,
+    }
+
+    def _shapes(self, n_features):
+        """(code size, hidden units, sample shape) for data of `n_features` columns."""
         name = type(self).__name__
-        k = check_positive_int(self.n_components, "n_components", owner=name)
-        if n_features is not None and k >= n_features:
+        k = int(self.n_components)
+        if k >= n_features:
             raise ValueError(
                 f"The 'n_components' parameter of {name} must be smaller than the number of "
                 f"features (n_features={n_features}); got {k}, which compresses nothing.")
-        check_in(self.kind, "kind", KINDS, owner=name)
-        if not callable(self.activation):
-            check_in(self.activation, "activation", ACTIVATIONS, owner=name)
-        check_in(self.loss, "loss", LOSSES, owner=name)
-        check_positive_int(self.epochs, "epochs", owner=name)
-        check_positive_int(self.batch_size, "batch_size", owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
-        check_fraction(self.validation_fraction, "validation_fraction", owner=name)
-        if self.early_stopping is not None:
-            check_positive_int(self.early_stopping, "early_stopping", owner=name)
-        if n_features is None:
-            return None
         hidden = (default_hidden_units(n_features, k) if self.hidden_units is None
                   else check_units(self.hidden_units, "hidden_units", owner=name))
         shape = (n_features,)
@@ -170,7 +176,8 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         `keep_checkpoint`, a `checkpoint_dir` stays after training (until
         `deepae.training.remove_checkpoint`, once the model is saved)."""
         X = validate_data(self, X, reset=True, dtype="numeric")
-        k, hidden, shape = self._validate_params(X.shape[1])
+        self._validate_params()
+        k, hidden, shape = self._shapes(X.shape[1])
         X = X.reshape((len(X), *shape))
         val, train = None, X
         n_val = int(round(len(X) * self.validation_fraction))

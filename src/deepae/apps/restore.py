@@ -14,8 +14,18 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from deepae._validation import check_in, check_positive_float, check_positive_int, check_units
-from deepae.apps._base import ArtifactEstimatorMixin, check_tile
+from deepae._validation import (
+    BOOLEAN,
+    NO_VALIDATION,
+    NONEMPTY_UNITS,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RUN_CONSTRAINTS,
+    Interval,
+    Options,
+    check_in,
+)
+from deepae.apps._base import MAX_TILE, ArtifactEstimatorMixin
 from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
 from deepae.exceptions import ArtifactError
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
@@ -95,6 +105,13 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
 
     _fitted_attr = "model_"
     _scale = 1
+    _parameter_constraints = {
+        "filters": [NONEMPTY_UNITS], "convs_per_level": [POSITIVE_INT],
+        "patch_size": [POSITIVE_INT], "patches_per_epoch": [POSITIVE_INT],
+        "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
+        "learning_rate": [POSITIVE_FLOAT], "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
+        "per_channel": [BOOLEAN], **RUN_CONSTRAINTS,
+    }
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
                     batch_size, learning_rate, tile, per_channel, callbacks, checkpoint_dir,
@@ -115,17 +132,6 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         self.tile = tile
         self.random_state = random_state
         self.verbose = verbose
-
-    def _validate_common(self):
-        name = type(self).__name__
-        check_tile(self.tile, owner=name)
-        check_units(self.filters, "filters", owner=name, allow_empty=False)
-        if not isinstance(self.per_channel, bool | np.bool_):
-            raise TypeError(f"The 'per_channel' parameter of {name} must be a bool. Got "
-                            f"{self.per_channel!r} instead.")
-        for p in ("convs_per_level", "patch_size", "patches_per_epoch", "epochs", "batch_size"):
-            check_positive_int(getattr(self, p), p, owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
 
     @property
     def _mult(self):
@@ -371,11 +377,11 @@ class Denoiser(_Restorer):
                                convs_per_level=int(self.convs_per_level),
                                noise_level_input=self.mode == "given", name="denoiser")
 
-    def _validate_params(self):
-        name = type(self).__name__
-        check_in(self.noise, "noise", NOISES, owner=name)
-        check_in(self.mode, "mode", MODES, owner=name)
-        self._validate_common()
+    _parameter_constraints = {**_Restorer._parameter_constraints,
+                              "noise": [Options(str, NOISES)], "mode": [Options(str, MODES)],
+                              "sigma": [NO_VALIDATION]}  # a float or a pair: _sigma_range
+
+    def _check_params(self):
         self._sigma_range()
 
     def _sigma_range(self):
@@ -460,9 +466,8 @@ class SuperResolver(_Restorer):
                                convs_per_level=int(self.convs_per_level), scale=int(self.scale),
                                name="super_resolver")
 
-    def _validate_params(self):
-        check_in(self.scale, "scale", SCALES, owner=type(self).__name__)
-        self._validate_common()
+    _parameter_constraints = {**_Restorer._parameter_constraints,
+                              "scale": [Options(numbers.Integral, SCALES)]}
 
     @property
     def _scale(self):

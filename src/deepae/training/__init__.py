@@ -18,11 +18,11 @@ from deepae.training._checkpoint import (
     open_checkpoint,
     remove_checkpoint,
 )
-from deepae.training._dense import LOSSES, OPTIMIZERS, fit_autoencoder
+from deepae.training._dense import LOSSES, OPTIMIZERS, SCHEDULES, fit_autoencoder
 from deepae.training._patches import cosine_adam, train_on_patches
 from deepae.training._runs import CheckpointedRun
 
 __all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint",
-           "images_fingerprint", "LOSSES", "OPTIMIZERS", "NaNGuard", "remove_checkpoint",
-           "CHECKPOINT_MARK", "RUN_PARAMS_DOC", "CheckpointedRun",
-           "open_checkpoint"]
+           "images_fingerprint", "LOSSES", "OPTIMIZERS", "SCHEDULES", "NaNGuard",
+           "remove_checkpoint", "open_checkpoint", "CHECKPOINT_MARK", "RUN_PARAMS_DOC",
+           "CheckpointedRun"]

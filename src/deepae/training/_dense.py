@@ -26,7 +26,7 @@ from deepae.training._checkpoint import (
 )
 from deepae.training._runs import CheckpointedRun
 
-__all__ = ["fit_autoencoder", "LOSSES", "OPTIMIZERS"]
+__all__ = ["fit_autoencoder", "LOSSES", "OPTIMIZERS", "SCHEDULES"]
 
 LOSSES = ("mse", "mae", "binary_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -19,8 +19,15 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from deepae._validation import check_positive_float, check_positive_int
-from deepae.apps._base import ArtifactEstimatorMixin, check_tile
+from deepae._validation import (
+    BOOLEAN,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RUN_CONSTRAINTS,
+    Interval,
+    validate_params,
+)
+from deepae.apps._base import MAX_TILE, ArtifactEstimatorMixin
 from deepae.apps.compress import _tiles
 from deepae.apps.compress.bitstream import OVERHEAD_BYTES, Header, pack, unpack
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
@@ -157,20 +164,14 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- training ------------------------------------------------------------------------------
-    def _validate_params(self):
-        name = type(self).__name__
-        check_positive_float(self.lmbda, "lmbda", owner=name)
-        check_tile(self.tile, owner=name)
-        for p in ("filters", "latent_channels", "levels", "patch_size", "patches_per_epoch",
-                  "epochs", "batch_size"):
-            check_positive_int(getattr(self, p), p, owner=name)
-        check_positive_float(self.learning_rate, "learning_rate", owner=name)
-        if int(self.levels) > 6:
-            raise ValueError(f"The 'levels' parameter of {name} must be an int in the range "
-                             f"[1, 6]. Got {self.levels!r} instead.")
-        if not isinstance(self.warm_start, bool | np.bool_):
-            raise TypeError(f"The 'warm_start' parameter of {name} must be a bool. Got "
-                            f"{self.warm_start!r} instead.")
+    _parameter_constraints = {
+        "lmbda": [POSITIVE_FLOAT], "filters": [POSITIVE_INT], "latent_channels": [POSITIVE_INT],
+        "levels": [Interval(numbers.Integral, 1, 6)], "patch_size": [POSITIVE_INT],
+        "patches_per_epoch": [POSITIVE_INT], "epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT], "learning_rate": [POSITIVE_FLOAT],
+        "warm_start": [BOOLEAN], "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
+        **RUN_CONSTRAINTS,
+    }
 
     @property
     def stride(self) -> int:
@@ -180,7 +181,8 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     def _tile_latents(self) -> int:
         """The tile side in latent positions (`tile` is checked here too: it may be set
         after fitting)."""
-        check_tile(self.tile, owner=type(self).__name__)
+        validate_params(type(self).__name__,
+                        {"tile": self._parameter_constraints["tile"]}, {"tile": self.tile})
         return max(1, int(self.tile) // self.stride)
 
     def fit(self, images, y=None, *, keep_checkpoint=False):
