@@ -372,3 +372,27 @@ def test_the_shipped_models_are_never_an_output(files, capsys):
     assert main(["compress", str(files / "img.png"), shipped, "--overwrite", "--quiet"]) == 1
     assert "inside the deepae package" in capsys.readouterr().err
     assert open(shipped, "rb").read() == before
+
+
+def test_no_tensorflow_start_up_lines_unless_debug(tmp_path):
+    """`deepae` printed TensorFlow's C++ start-up lines (oneDNN, absl) before every command's
+    own output; they are kept, and shown with --debug."""
+    missing = str(tmp_path / "missing.deepae")
+    env = {k: v for k, v in os.environ.items() if k not in ("DEEPAE_DEBUG",
+                                                             "TF_CPP_MIN_LOG_LEVEL")}
+    code = "import sys; from deepae.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    quiet = subprocess.run([sys.executable, "-c", code, "info", missing],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [f"deepae: error: No deepae model at `path` "
+                                         f"{missing!r}."]
+    loud = subprocess.run([sys.executable, "-c", code, "info", missing, "--debug"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    # what this machine's TensorFlow says at start-up, in a fresh process
+    said = subprocess.run([sys.executable, "-c", "import sys, deepae; "
+                           "sys.stdout.write(deepae.STARTUP_LOG)"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert said.stderr == ""  # nothing prints on import
+    assert "oneDNN" in said.stdout  # tensorflow-cpu 2.21 on x86-64 says it
+    assert loud.stderr.splitlines()[0] == said.stdout.splitlines()[0]  # absl's warning
+    assert "Traceback (most recent call last)" in loud.stderr

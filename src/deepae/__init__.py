@@ -8,10 +8,45 @@ hashing (`SemanticHasher`, `HammingIndex`, `SemanticIndex`), persistence (`load`
 data sets (`deepae.datasets`), errors (`deepae.exceptions`).
 """
 
+# ruff: noqa: E402  (the imports below come after TensorFlow is imported quietly)
 import os as _os
+import sys as _sys
 
 # Quiet TensorFlow's C++ start-up logs unless the user chose a level (before keras loads it).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly() -> str:
+    """Import TensorFlow and Keras with the process's standard error (file descriptor 2)
+    held in a buffer, and return what went there. TensorFlow's C++ start-up lines ("oneDNN
+    custom operations are on", absl's warning) are written there at import whatever
+    TF_CPP_MIN_LOG_LEVEL says; nothing should print on `import deepae`. `deepae --debug`
+    shows them (`deepae.STARTUP_LOG`), as does the environment variable DEEPAE_DEBUG=1.
+    An import that fails gives its output back before the error."""
+    if "tensorflow" in _sys.modules or _os.environ.get("DEEPAE_DEBUG"):
+        return ""
+    import tempfile
+
+    with tempfile.TemporaryFile() as buf:
+        _sys.stderr.flush()
+        saved = _os.dup(2)
+        _os.dup2(buf.fileno(), 2)
+        failed = True
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            _os.dup2(saved, 2)
+            _os.close(saved)
+            buf.seek(0)
+            text = buf.read().decode(errors="replace")
+            if failed:  # the import's own words belong with its error
+                _sys.stderr.write(text)
+    return text
+
+
+STARTUP_LOG = _import_tensorflow_quietly()
 
 from deepae import datasets, exceptions, metrics, thresholds
 from deepae._version import __version__
@@ -25,7 +60,7 @@ from deepae.exceptions import ArtifactError, BitstreamError, DataNotFoundError, 
 from deepae.nn.autoencoders import Decoder, Encoder
 from deepae.persistence import load
 
-__all__ = ["__version__", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
+__all__ = ["__version__", "STARTUP_LOG", "Autoencoder", "Encoder", "Decoder", "AutoencoderReducer",
            "compare_with_pca", "AnomalyDetector", "Denoiser", "SuperResolver", "ImageCodec",
            "SemanticHasher", "HammingIndex", "SemanticIndex",
            "load", "datasets", "exceptions", "metrics", "thresholds", "ArtifactError",

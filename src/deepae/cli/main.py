@@ -422,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import deepae
+
+    if getattr(args, "debug", False):  # TensorFlow's start-up lines, kept quiet on import
+        sys.stderr.write(deepae.STARTUP_LOG)
     from sklearn.exceptions import NotFittedError
 
     from deepae.exceptions import DeepAEError
