@@ -670,3 +670,22 @@ def test_describe_survives_an_empty_history(tmp_path, kind, capsys):
                  header=lambda h: h["metadata"].update(history={}))
     assert deepae.load(bad).describe()["training"]["epochs"] == 0
     assert main(["info", str(bad)]) == 0
+
+
+@pytest.mark.parametrize("edit", [
+    # found by the 10,000-case fuzz run: the file loaded, then `deepae info` failed
+    lambda md: md.update(threshold_info=1000000000),
+    lambda md: md.update(threshold_info={"target": 0.01}),
+    lambda md: md.update(anomaly_score="bogus"),
+    lambda md: md.update(n_features_in="three"),
+])
+def test_forged_detector_metadata_is_refused_at_load(tmp_path, edit, capsys):
+    from deepae.cli.main import main
+
+    bad = _forge(LEGACY / "AnomalyDetector.deepae", tmp_path / "bad.deepae",
+                 header=lambda h: edit(h["metadata"]))
+    with pytest.raises(ArtifactError):
+        deepae.load(bad)
+    capsys.readouterr()
+    assert main(["info", str(bad)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1

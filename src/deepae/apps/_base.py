@@ -112,6 +112,7 @@ class ArtifactEstimatorMixin:
         est = cls(**params_from_json(art.metadata["params"]))
         est._validate_params()  # a file's parameters are checked as a user's are
         est._restore(art)
+        est.describe()  # what `deepae info` shows must hold together (errors: ArtifactError)
         return est
 
     def __getstate__(self):

@@ -33,6 +33,7 @@ from deepae._validation import (
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
 from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
+from deepae.exceptions import ArtifactError
 from deepae.nn.autoencoders import ACTIVATIONS
 from deepae.persistence import Artifact, register_loader
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
@@ -570,15 +571,20 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.n_estimators_ = len(self.autoencoders_)
         self.preprocessor_ = TabularPreprocessor.from_state(meta["preprocessor"])
         self.threshold_ = float(meta["threshold"])
-        self.threshold_info_ = meta["threshold_info"]
-        self.n_features_in_ = meta["n_features_in"]
+        info = meta["threshold_info"]
+        if not isinstance(info, dict) or not isinstance(info.get("method"), str):
+            raise ArtifactError("The detector's threshold_info is malformed (expected an "
+                                f"object with a 'method'); the file holds {info!r:.80}.")
+        self.threshold_info_ = info
+        self.n_features_in_ = int(meta["n_features_in"])
         if meta.get("feature_names_in") is not None:
             self.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         self.decision_scores_ = np.asarray(art.arrays["decision_scores"], dtype=np.float64)
         self._held_out = np.asarray(art.arrays["held_out"], dtype=np.int64)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         self.dropout_ = float(self.autoencoder_.dropout)
-        self.anomaly_score_ = meta["anomaly_score"]
+        self.anomaly_score_ = check_in(meta["anomaly_score"], "anomaly_score", SCORES[1:],
+                                       owner=type(self).__name__)
         self.history_ = {k: list(v) for k, v in self.autoencoder_.history_.items()}
 
 
