@@ -164,11 +164,11 @@ def test_atomic_write_gives_the_usual_permissions(tmp_path):
     owner-only 0600 (a compressed image or a model is for others to read too)."""
     import os
 
-    from deepae.persistence import atomic_write_bytes
+    from deepae.fileio import atomic_write
 
     old = os.umask(0o022)
     try:
-        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write(tmp_path / "a.bin", b"x")
     finally:
         os.umask(old)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644

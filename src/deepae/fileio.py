@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "check_output_path"]
+__all__ = ["atomic_write", "check_output_path"]
 
 
 # deepae's own files, the shipped models among them: never an output
@@ -129,8 +129,3 @@ def atomic_write(path, data: bytes | Callable[[BinaryIO], object], *,
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (`atomic_write` with bytes)."""
-    return atomic_write(path, data)

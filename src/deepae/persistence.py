@@ -33,10 +33,10 @@ import numpy as np
 
 from deepae._version import __version__
 from deepae.exceptions import ArtifactError
-from deepae.fileio import atomic_write, atomic_write_bytes, check_output_path
+from deepae.fileio import atomic_write, check_output_path
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_artifact", "load",
-           "read_header", "register_loader", "artifact_kind", "restore", "check_architecture", "atomic_write_bytes", "DEFAULT_MAX_BYTES",
+           "read_header", "register_loader", "artifact_kind", "restore", "check_architecture", "DEFAULT_MAX_BYTES",
            "HEADER_MAX_BYTES"]
 
 FORMAT_NAME = "deepae-artifact"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["add_patch_training_options", "add_common_options", "add_run_options",
-           "output_path", "units", "run_parameters", "save_trained", "UserError"]
+           "output_path", "units", "run_parameters", "save_trained", "named_dataset",
+           "UserError"]
 
 
 class UserError(Exception):
@@ -108,3 +109,13 @@ def save_trained(est, args, output, checkpoint_dir) -> None:
                         "another output, or --overwrite) to save them without training "
                         "again") from e
     remove_checkpoint(checkpoint_dir)
+
+
+def named_dataset(source):
+    """``((x_train, y_train), (x_test, y_test))`` when `source` names a data set (mnist,
+    fashion-mnist, digits) and no file of that name exists; None for a file."""
+    from deepae.data.datasets import DATASETS, load_dataset
+
+    if str(source).lower().replace("-", "_") in DATASETS and not Path(source).exists():
+        return load_dataset(source)
+    return None

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from deepae.cli._options import (
     add_common_options,
     add_run_options,
+    named_dataset,
     output_path,
     run_parameters,
     save_trained,
@@ -31,11 +31,11 @@ def _vectors(source, *, key=None, split="train"):
     .npz may hold ``ids`` and ``y``/``labels`` beside the vectors."""
     import numpy as np
 
-    from deepae.data.datasets import DATASETS, load_dataset
     from deepae.data.io import read_data
 
-    if source.lower().replace("-", "_") in DATASETS and not Path(source).exists():
-        (x_tr, y_tr), (x_te, y_te) = load_dataset(source)
+    named = named_dataset(source)
+    if named is not None:
+        (x_tr, y_tr), (x_te, y_te) = named
         x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
         return x.reshape(len(x), -1), None, y
     x = read_data(source, key=key)

@@ -18,6 +18,7 @@ from deepae.cli._options import (
     UserError,
     add_common_options,
     add_run_options,
+    named_dataset,
     output_path,
     run_parameters,
     save_trained,
@@ -71,11 +72,11 @@ def _load_config(path) -> dict:
 
 
 def _read_source(source, key=None, split="train"):
-    from deepae.data.datasets import DATASETS, load_dataset
     from deepae.data.io import read_data
 
-    if source.lower().replace("-", "_") in DATASETS and not Path(source).exists():
-        (x_train, _), (x_test, _) = load_dataset(source)
+    named = named_dataset(source)
+    if named is not None:
+        (x_train, _), (x_test, _) = named
         return x_train if split == "train" else x_test
     return read_data(source, key=key)
 
@@ -238,11 +239,11 @@ def _labelled_source(source, test, labels):
     """(x_train, x_test, labels_test) from a data set name, or from files."""
     import numpy as np
 
-    from deepae.data.datasets import DATASETS, load_dataset
     from deepae.data.io import read_data
 
-    if source.lower().replace("-", "_") in DATASETS and not Path(source).exists():
-        (x_train, _), (x_test, y_test) = load_dataset(source)
+    named = named_dataset(source)
+    if named is not None:
+        (x_train, _), (x_test, y_test) = named
         return x_train, x_test, y_test
     x = read_data(source)
     if test:

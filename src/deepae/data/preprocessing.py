@@ -72,22 +72,37 @@ class Scaler:
     def fit(self, x: np.ndarray) -> Scaler:
         check_in(self.kind, "preprocessing", KINDS, owner="Scaler")
         x = np.asarray(x)
+        if self.kind == "standard":  # per feature
+            flat = x.reshape(len(x), -1).astype(np.float64)
+            return self._from_statistics(
+                mean=flat.mean(axis=0).reshape(x.shape[1:]),
+                std=flat.std(axis=0).reshape(x.shape[1:]),
+                low=np.min(x, axis=0), high=np.max(x, axis=0))
+        return self._from_statistics(low=np.min(x), high=np.max(x))
+
+    @classmethod
+    def from_statistics(cls, kind: str, *, low, high, mean=None, std=None) -> Scaler:
+        """The scaler `kind` fits on data whose extremes are `low` and `high` (per feature,
+        with the per-feature `mean` and `std`, for "standard"): what a streaming pass over
+        data larger than memory gives (`deepae.data.streaming.scaler_for`)."""
+        return cls(check_in(kind, "preprocessing", KINDS, owner="Scaler"))._from_statistics(
+            low=low, high=high, mean=mean, std=std)
+
+    def _from_statistics(self, *, low, high, mean=None, std=None) -> Scaler:
+        lo, hi = float(np.min(low)), float(np.max(high))
         if self.kind == "none":
             offset, scale = np.zeros(()), np.ones(())
         elif self.kind == "unit":
             offset, scale = np.zeros(()), np.full((), 255.0)
         elif self.kind == "minmax":
-            lo, hi = float(np.min(x)), float(np.max(x))
             offset, scale = np.asarray(lo), np.asarray(hi - lo if hi > lo else 1.0)
-        else:  # standard, per feature
-            flat = x.reshape(len(x), -1).astype(np.float64)
-            mean, std = flat.mean(axis=0), flat.std(axis=0)
-            std[std < 1e-12] = 1.0  # constant features: centre only
-            offset, scale = mean.reshape(x.shape[1:]), std.reshape(x.shape[1:])
+        else:
+            offset, scale = np.asarray(mean), np.where(np.asarray(std) < 1e-12, 1.0, std)
         self.offset_ = np.asarray(offset, np.float32)
         self.scale_ = np.asarray(scale, np.float32)
-        z = self.transform(x)
-        self.data_min_, self.data_max_ = float(np.min(z)), float(np.max(z))
+        # scaling is increasing: the extremes map to the extremes (computed as `transform`)
+        self.data_min_ = float(np.min(self.transform(np.asarray(low))))
+        self.data_max_ = float(np.max(self.transform(np.asarray(high))))
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:

@@ -44,29 +44,12 @@ def scaler_for(shards: Shards, kind: str = "auto", stats: StreamStats | None = N
             kind = preprocessing_for(shards.dtype, st.min, st.max, len(shards.row_shape))
     if kind not in KINDS:
         raise ValueError(f"Expected `preprocessing` in {('auto', *KINDS)}; received {kind!r}.")
-    s = Scaler(kind)
-    if kind in ("none", "unit"):
-        s.offset_ = np.zeros((), np.float32)
-        s.scale_ = np.ones((), np.float32) if kind == "none" else np.full((), 255.0, np.float32)
-        lo, hi = (0.0, 255.0) if st is None else (st.min, st.max)
-    elif kind == "minmax":
-        span = st.max - st.min if st.max > st.min else 1.0
-        s.offset_, s.scale_ = np.asarray(st.min, np.float32), np.asarray(span, np.float32)
-        lo, hi = st.min, st.max
-    else:
-        std = np.where(st.std < 1e-12, 1.0, st.std)
-        s.offset_, s.scale_ = st.mean.astype(np.float32), std.astype(np.float32)
-        lo, hi = st.min, st.max
+    if st is None:  # uint8 to "unit": the type's own range, no pass over the data
+        return Scaler.from_statistics(kind, low=0.0, high=255.0)
     if kind == "standard":
-        # the range after per-feature scaling, exactly as `Scaler.transform` computes it
-        # (float32; scaling is increasing, so each feature's extremes map to its extremes)
-        z_lo = (st.feature_min.astype(np.float32) - s.offset_) / s.scale_
-        z_hi = (st.feature_max.astype(np.float32) - s.offset_) / s.scale_
-        s.data_min_, s.data_max_ = float(z_lo.min()), float(z_hi.max())
-    else:
-        s.data_min_ = float((lo - float(s.offset_)) / float(s.scale_))
-        s.data_max_ = float((hi - float(s.offset_)) / float(s.scale_))
-    return s
+        return Scaler.from_statistics(kind, low=st.feature_min, high=st.feature_max,
+                                      mean=st.mean, std=st.std)
+    return Scaler.from_statistics(kind, low=st.min, high=st.max)
 
 
 def stream_dataset(shards: Shards, batch_size: int, *, scaler=None, shuffle: bool = True,
