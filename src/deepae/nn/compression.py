@@ -12,13 +12,15 @@ transforms save and load with ``keras.saving`` in safe mode.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 from deepae._validation import check_positive_int
 
-__all__ = ["GDN", "FactorizedPrior", "analysis_transform", "synthesis_transform",
+__all__ = ["GDN", "FactorizedPrior", "analysis_transform", "synthesis_transform", "rate_distortion",
            "receptive_halo", "LIKELIHOOD_BOUND", "KERNEL"]
 
 LIKELIHOOD_BOUND = 1e-9
@@ -192,3 +194,17 @@ def receptive_halo(levels: int, kernel: int = KERNEL) -> int:
     for _ in range(levels):
         lo, hi = -(-(lo + before - kernel + 1) // 2), (hi + before) // 2
     return max(halo, j - lo, hi - j)
+
+
+def rate_distortion(likelihoods, x, x_hat, lmbda, pixels, weights=None):
+    """The codec's loss, ``bits / pixels + lmbda * MSE``, with its two terms.
+
+    `likelihoods` are the prior's probabilities of the latents (bits = the sum of their
+    -log2, each weighted by `weights` when given: the refined tile's core only); `x` and
+    `x_hat` are the image and its reconstruction in [0, 1]; `lmbda` weighs the mean squared
+    error. Returns ``(loss, bits per pixel, mse)``.
+    """
+    nll = -ops.log(likelihoods)
+    bpp = ops.sum(nll if weights is None else weights * nll) / (math.log(2.0) * pixels)
+    mse = ops.mean(ops.square(x_hat - x))
+    return bpp + lmbda * mse, bpp, mse

@@ -37,6 +37,7 @@ from deepae.exceptions import ArtifactError, BitstreamError
 from deepae.nn.compression import (  # importing the layers registers them with Keras
     FactorizedPrior,
     analysis_transform,
+    rate_distortion,
     receptive_halo,
     synthesis_transform,
 )
@@ -252,9 +253,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 rounded = y + tf.stop_gradient(tf.round(y) - y)  # straight-through
                 x_hat = gs(rounded, training=True)
                 pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
-                bpp = tf.reduce_sum(-tf.math.log(prior(noisy))) / (math.log(2.0) * pixels)
-                mse = tf.reduce_mean(tf.square(x_hat - x))
-                loss = bpp + lmbda * mse
+                loss, bpp, mse = rate_distortion(prior(noisy), x, x_hat, lmbda, pixels)
                 scaled = loss * scale  # this replica's share of the global batch's mean
             # the global batch's gradient clipped to norm 1 (Keras's global_clipnorm would
             # clip each replica's share before the sum)

@@ -31,6 +31,7 @@ import numpy as np
 
 from deepae.apps.compress import _tiles
 from deepae.apps.compress.entropy import table_bits
+from deepae.nn.compression import rate_distortion
 
 __all__ = ["LatentRefiner", "REFINE_LEARNING_RATE"]
 
@@ -85,10 +86,8 @@ class LatentRefiner:
                 yq = mask * (floor + soft[..., 1]) + (1.0 - mask) * y
                 x_hat = gs(yq, training=False)[:, r0:r1, c0:c1]
                 pixels = tf.cast(tf.shape(x)[0] * (r1 - r0) * (c1 - c0), tf.float32)
-                nll = -tf.math.log(prior(yq, training=False))
-                bits = tf.reduce_sum(mask * nll) / math.log(2.0)
-                loss = bits / pixels + lmbda * tf.reduce_mean(
-                    tf.square(x_hat - x[:, r0:r1, c0:c1]))
+                loss, _, _ = rate_distortion(prior(yq, training=False), x[:, r0:r1, c0:c1],
+                                             x_hat, lmbda, pixels, weights=mask)
             g = tape.gradient(loss, y) * mask
             m = 0.9 * m + 0.1 * g
             v = 0.999 * v + 0.001 * tf.square(g)
