@@ -37,30 +37,30 @@ def test_train_compress_decompress_info(tmp_path, folder, capsys):
     assert rc == 0 and model.exists()
     dae, out = tmp_path / "im1.dae", tmp_path / "out.png"
     capsys.readouterr()
-    assert main(["compress", str(folder / "im1.png"), str(dae), "--model", str(model)]) == 0
+    assert main(["compress", str(folder / "im1.png"), "-o", str(dae), "--model", str(model)]) == 0
     shown = capsys.readouterr().out
     size = dae.stat().st_size
     assert f"{size:,} bytes" in shown and "from the file size" in shown
     assert "entropy model estimated" in shown and "PSNR" in shown
     assert dae.read_bytes()[:3] == b"DAE"
-    assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 0
+    assert main(["decompress", str(dae), "-o", str(out), "--model", str(model)]) == 0
     assert read_image(out).shape == read_image(folder / "im1.png").shape
     # the PSNR shown (summed over bands of rows) is deepae.metrics.psnr's
     expected = psnr(read_image(folder / "im1.png"), read_image(out), data_range=255)
     assert f"PSNR: {expected:.2f} dB" in shown
     # more encoder effort: another file for the same decoder
     refined = tmp_path / "im1_refined.dae"
-    assert main(["compress", str(folder / "im1.png"), str(refined), "--model", str(model),
+    assert main(["compress", str(folder / "im1.png"), "-o", str(refined), "--model", str(model),
                  "--refine", "40", "--quiet"]) == 0
     codec = ImageCodec.load(model)
     assert refined.read_bytes() == codec.compress(read_image(folder / "im1.png"),
                                                   refine_steps=40)
     assert refined.read_bytes() != dae.read_bytes()
-    assert main(["decompress", str(refined), str(tmp_path / "r.png"), "--model",
+    assert main(["decompress", str(refined), "-o", str(tmp_path / "r.png"), "--model",
                  str(model), "--quiet"]) == 0
     # nothing is overwritten without --overwrite
     before = out.read_bytes()
-    assert main(["decompress", str(dae), str(out), "--model", str(model)]) == 1
+    assert main(["decompress", str(dae), "-o", str(out), "--model", str(model)]) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main(["info", str(model)]) == 0
@@ -83,7 +83,7 @@ def test_forged_file_is_refused_in_one_line(tmp_path, folder, capsys):
                                    (1024, 1024, 4)), b""))
     assert forged.stat().st_size == 27
     capsys.readouterr()
-    assert main(["decompress", str(forged), str(tmp_path / "o.png"), "--model",
+    assert main(["decompress", str(forged), "-o", str(tmp_path / "o.png"), "--model",
                  str(model)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "3 plane(s) of 1024x1024 latent positions" in err
@@ -94,21 +94,21 @@ def test_forged_file_is_refused_in_one_line(tmp_path, folder, capsys):
 def test_errors_are_one_line(tmp_path, folder, capsys):
     bad = tmp_path / "bad.dae"
     bad.write_bytes(b"GIF89a" + b"\0" * 40)
-    assert main(["decompress", str(bad), str(tmp_path / "o.png")]) == 1
+    assert main(["decompress", str(bad), "-o", str(tmp_path / "o.png")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("deepae: error: Not a deepae compressed image") and \
         err.count("\n") == 1
     assert main(["compress", str(folder / "im0.png")]) == 1
-    assert "expected INPUT OUTPUT" in capsys.readouterr().err
+    assert "expected INPUT -o OUTPUT" in capsys.readouterr().err
     # compressed bytes never replace a picture: the output is a .dae
     (tmp_path / "photo.png").write_bytes(b"precious")
-    assert main(["compress", str(folder / "im0.png"), str(tmp_path / "photo.png"),
+    assert main(["compress", str(folder / "im0.png"), "-o", str(tmp_path / "photo.png"),
                  "--overwrite"]) == 1
     assert "ending in .dae" in capsys.readouterr().err
     assert (tmp_path / "photo.png").read_bytes() == b"precious"
     assert main(["compress", "train", str(folder), "--quiet"]) == 1
     assert "needs -o/--output" in capsys.readouterr().err
-    assert main(["decompress", str(tmp_path / "missing.dae"), str(tmp_path / "o.png")]) == 1
+    assert main(["decompress", str(tmp_path / "missing.dae"), "-o", str(tmp_path / "o.png")]) == 1
     assert "No .dae file" in capsys.readouterr().err
 
 
@@ -118,7 +118,7 @@ def test_pretrained_codec_by_default(tmp_path, folder, capsys):
     """`deepae compress` uses the shipped codec of --quality; `decompress` finds it by the
     file's fingerprint, with no --model."""
     src, dae, out = folder / "im2.png", tmp_path / "a.dae", tmp_path / "a.png"
-    assert main(["compress", str(src), str(dae), "--quality", "6", "--quiet"]) == 0
-    assert main(["decompress", str(dae), str(out), "--quiet"]) == 0
+    assert main(["compress", str(src), "-o", str(dae), "--quality", "6", "--quiet"]) == 0
+    assert main(["decompress", str(dae), "-o", str(out), "--quiet"]) == 0
     a, b = read_image(src).astype(float), read_image(out).astype(float)
     assert 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2)) > 25

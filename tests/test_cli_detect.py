@@ -26,7 +26,7 @@ def tables(tmp_path_factory):
     X.iloc[3000:].to_csv(d / "test.csv", index=False)
     X.iloc[3000:].to_parquet(d / "test.parquet", index=False)
     model = d / "m.deepae"
-    rc = main(["detect", "fit", str(d / "train.csv"), "--model", str(model), "--id-column",
+    rc = main(["detect", "fit", str(d / "train.csv"), "-o", str(model), "--id-column",
                "txn_id", "--label-column", "Class", "--threshold-fpr", "0.02", "--epochs", "10",
                "--quiet"])
     assert rc == 0
@@ -139,5 +139,5 @@ def test_detect_errors_are_one_line(tables, tmp_path, capsys):
         assert err.startswith("deepae: error:") and needle in err and "\n" not in err, err
     # an existing model is not replaced (checked before any training)
     before = model.read_bytes()
-    assert main(["detect", "fit", str(d / "train.csv"), "--model", str(model)]) == 1
+    assert main(["detect", "fit", str(d / "train.csv"), "-o", str(model)]) == 1
     assert "exists" in capsys.readouterr().err and model.read_bytes() == before

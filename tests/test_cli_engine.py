@@ -32,7 +32,7 @@ def _commands(d, out):
     return {
         "train": ["train", str(d / "x.npy"), "-o", out, "--epochs", "2",
                   "--hidden-units", "4", "--latent-dim", "2", "--quiet"],
-        "detect fit": ["detect", "fit", str(d / "t.csv"), "--model", out, "--epochs", "2",
+        "detect fit": ["detect", "fit", str(d / "t.csv"), "-o", out, "--epochs", "2",
                        "--quiet"],
         "denoise train": ["denoise", "train", photos, "-o", out, *patch],
         "upscale train": ["upscale", "train", photos, "-o", out, *patch],

@@ -33,7 +33,7 @@ def test_train_apply_evaluate(tmp_path, folder, capsys, which, extra):
                "64", "--patch-size", "32", "--quiet", *extra])
     assert rc == 0 and model.exists()
     out = tmp_path / "out.png"
-    assert main([which, str(folder / "im1.png"), str(out), "--model", str(model)]) == 0
+    assert main([which, str(folder / "im1.png"), "-o", str(out), "--model", str(model)]) == 0
     src, res = read_image(folder / "im1.png"), read_image(out)
     factor = 2 if which == "upscale" else 1
     assert res.shape == (src.shape[0] * factor, src.shape[1] * factor) and res.dtype == np.uint8
@@ -57,9 +57,9 @@ def test_errors_are_one_line(tmp_path, folder, capsys):
     (bad / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "deep.png")
     cases = [
-        (["denoise", str(tmp_path / "missing.png"), "b.png"], "missing.png"),
-        (["denoise", str(bad / "notes.png"), "b.png"], "not an image file"),
-        (["denoise", str(folder / "im1.png"), "b.png", "--model", "x.deepae"],
+        (["denoise", str(tmp_path / "missing.png"), "-o", "b.png"], "missing.png"),
+        (["denoise", str(bad / "notes.png"), "-o", "b.png"], "not an image file"),
+        (["denoise", str(folder / "im1.png"), "-o", "b.png", "--model", "x.deepae"],
          "No deepae model"),
         (["upscale", "train", str(tmp_path / "empty")], "-o/--output"),
         (["upscale", "train"], "got arguments ['train']"),
@@ -81,8 +81,8 @@ def test_pretrained_models_without_model_option(tmp_path, capsys):
     coins = data.coins()[:64, :96]
     rgb = np.stack([coins, coins[::-1], coins[:, ::-1]], axis=-1)
     Image.fromarray(rgb).save(tmp_path / "in.png")
-    assert main(["denoise", str(tmp_path / "in.png"), str(tmp_path / "d.png")]) == 0
+    assert main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "d.png")]) == 0
     assert read_image(tmp_path / "d.png").shape == (64, 96, 3)
-    assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "u.png"), "--scale",
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "u.png"), "--scale",
                  "4", "--ensemble"]) == 0
     assert read_image(tmp_path / "u.png").shape == (256, 384, 3)

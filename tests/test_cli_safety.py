@@ -34,13 +34,13 @@ def files(tmp_path_factory):
     import pandas as pd
 
     pd.DataFrame(x, columns=[f"c{i}" for i in range(6)]).to_csv(d / "t.csv", index=False)
-    assert main(["detect", "fit", str(d / "t.csv"), "--model", str(d / "det.deepae"),
+    assert main(["detect", "fit", str(d / "t.csv"), "-o", str(d / "det.deepae"),
                  "--epochs", "2", "--quiet"]) == 0
     from PIL import Image
 
     img = (rng.random((24, 24)) * 255).astype(np.uint8)
     Image.fromarray(img).save(d / "img.png")
-    assert main(["compress", str(d / "img.png"), str(d / "img.dae"), "--quiet"]) == 0
+    assert main(["compress", str(d / "img.png"), "-o", str(d / "img.dae"), "--quiet"]) == 0
     return d
 
 
@@ -52,10 +52,10 @@ def _commands(d, out):
                         str(out) + ".npy"],
         "reconstruct-png": ["reconstruct", str(d / "m.deepae"), str(d / "x.npy"), "-o",
                             str(out) + ".png", "-n", "2"],
-        "denoise": ["denoise", str(d / "img.png"), str(out) + ".png"],
-        "upscale": ["upscale", str(d / "img.png"), str(out) + ".png"],
-        "compress": ["compress", str(d / "img.png"), str(out) + ".dae", "--quiet"],
-        "decompress": ["decompress", str(d / "img.dae"), str(out) + ".png", "--quiet"],
+        "denoise": ["denoise", str(d / "img.png"), "-o", str(out) + ".png"],
+        "upscale": ["upscale", str(d / "img.png"), "-o", str(out) + ".png"],
+        "compress": ["compress", str(d / "img.png"), "-o", str(out) + ".dae", "--quiet"],
+        "decompress": ["decompress", str(d / "img.dae"), "-o", str(out) + ".png", "--quiet"],
         "detect-score": ["detect", "score", str(d / "det.deepae"), str(d / "t.csv"), "-o",
                          str(out) + ".csv"],
     }
@@ -80,9 +80,9 @@ def test_existing_output_refused_unless_overwrite(files, tmp_path, name, capsys)
 
 
 @pytest.mark.parametrize("argv", [
-    ["denoise", "{img}", "{img}", "--overwrite"],
-    ["upscale", "{img}", "{img}", "--overwrite"],
-    ["compress", "{img}", "{img}", "--overwrite", "--quiet"],
+    ["denoise", "{img}", "-o", "{img}", "--overwrite"],
+    ["upscale", "{img}", "-o", "{img}", "--overwrite"],
+    ["compress", "{img}", "-o", "{img}", "--overwrite", "--quiet"],
     ["encode", "{model}", "{x}", "-o", "{x}", "--overwrite"],
     ["encode", "{model}", "{x}", "-o", "{model}", "--overwrite"],
     ["detect", "score", "{det}", "{csv}", "-o", "{csv}", "--overwrite"],
@@ -109,7 +109,7 @@ def test_input_through_a_link_is_its_own_output(files, tmp_path, capsys):
     shutil.copy(files / "img.png", tmp_path / "img.png")
     (tmp_path / "alias.png").symlink_to(tmp_path / "img.png")
     before = (tmp_path / "img.png").read_bytes()
-    assert main(["denoise", str(tmp_path / "img.png"), str(tmp_path / "alias.png"),
+    assert main(["denoise", str(tmp_path / "img.png"), "-o", str(tmp_path / "alias.png"),
                  "--overwrite"]) == 1
     assert "is the input" in capsys.readouterr().err
     assert (tmp_path / "img.png").read_bytes() == before
@@ -369,7 +369,7 @@ def test_the_shipped_models_are_never_an_output(files, capsys):
     package = os.path.dirname(deepae.__file__)
     shipped = os.path.join(package, "pretrained", "codec_q4.deepae")
     before = open(shipped, "rb").read()
-    assert main(["compress", str(files / "img.png"), shipped, "--overwrite", "--quiet"]) == 1
+    assert main(["compress", str(files / "img.png"), "-o", shipped, "--overwrite", "--quiet"]) == 1
     assert "inside the deepae package" in capsys.readouterr().err
     assert open(shipped, "rb").read() == before
 
@@ -396,3 +396,20 @@ def test_no_tensorflow_start_up_lines_unless_debug(tmp_path):
     assert "oneDNN" in said.stdout  # tensorflow-cpu 2.21 on x86-64 says it
     assert loud.stderr.splitlines()[0] == said.stdout.splitlines()[0]  # absl's warning
     assert "Traceback (most recent call last)" in loud.stderr
+
+
+@pytest.mark.parametrize("command, suffix", [("denoise", ".png"), ("upscale", ".png"),
+                                             ("compress", ".dae"), ("decompress", ".png")])
+def test_one_way_to_name_the_output(files, tmp_path, capsys, command, suffix):
+    """Every command names its output with -o; the older INPUT OUTPUT of these four still
+    works, with a note, and a third way is refused."""
+    src = str(files / ("img.dae" if command == "decompress" else "img.png"))
+    new, old = tmp_path / f"new{suffix}", tmp_path / f"old{suffix}"
+    capsys.readouterr()
+    assert main([command, src, "-o", str(new), "--quiet"] if command in (
+        "compress", "decompress") else [command, src, "-o", str(new)]) == 0
+    assert new.stat().st_size > 0 and "note" not in capsys.readouterr().err
+    assert main([command, src, str(old)]) == 0 and old.stat().st_size > 0
+    assert f"write `deepae {command} INPUT -o OUTPUT`" in capsys.readouterr().err
+    assert main([command, src, str(old), "-o", str(new), "--overwrite"]) == 1
+    assert "expected INPUT -o OUTPUT" in capsys.readouterr().err

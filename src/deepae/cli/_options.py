@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["add_patch_training_options", "add_common_options", "add_run_options",
            "output_path", "units", "run_parameters", "save_trained", "named_dataset",
-           "UserError"]
+           "input_and_output", "UserError"]
 
 
 class UserError(Exception):
@@ -119,3 +119,19 @@ def named_dataset(source):
     if str(source).lower().replace("-", "_") in DATASETS and not Path(source).exists():
         return load_dataset(source)
     return None
+
+
+def input_and_output(args, command: str, usage: str) -> tuple[str, str]:
+    """``INPUT -o OUTPUT``, every command's one way to name its output. The older
+    ``INPUT OUTPUT`` still works for now, with a note on standard error."""
+    import sys
+
+    given = list(args.args)
+    if len(given) == 1 and args.output:
+        return given[0], args.output
+    if len(given) == 2 and not args.output:
+        print(f"deepae: note: `deepae {command} INPUT OUTPUT` will be removed; write "
+              f"`deepae {command} INPUT -o OUTPUT`", file=sys.stderr)
+        return given[0], given[1]
+    raise UserError(f"expected INPUT -o OUTPUT; got argument(s) {given}"
+                    + (f" and -o {args.output}" if args.output else "") + f"; usage: {usage}")

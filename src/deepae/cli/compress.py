@@ -11,13 +11,13 @@ the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
 
 from __future__ import annotations
 
-from deepae.cli._options import output_path, run_parameters, save_trained
+from deepae.cli._options import input_and_output, output_path, run_parameters, save_trained
 
 __all__ = ["add_compress_parsers"]
 
-_USAGE = {"compress": "deepae compress INPUT OUTPUT [--quality Q | --model M] [--refine N] | "
-                      "train FOLDER -o M --lambda L",
-          "decompress": "deepae decompress INPUT OUTPUT [--model M]"}
+_USAGE = {"compress": "deepae compress INPUT -o OUTPUT [--quality Q | --model M] [--refine N] "
+                      "| train FOLDER -o M --lambda L",
+          "decompress": "deepae decompress INPUT -o OUTPUT [--model M]"}
 
 
 def _codec(path, quality=None):
@@ -75,10 +75,8 @@ def cmd_compress(args):
 
     if args.args and args.args[0] == "train":
         return _train(args)
-    if len(args.args) != 2:
-        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
-                         f"{args.args}; usage: {_USAGE['compress']}")
-    src, dst = Path(args.args[0]), output_path(args, args.args[1], args.args[0], args.model)
+    src, out = input_and_output(args, "compress", _USAGE["compress"])
+    src, dst = Path(src), output_path(args, out, src, args.model)
     if dst.suffix.lower() != ".dae":  # compressed bytes never land in photo.png by mistake
         raise ValueError(f"expected an output file ending in .dae; received {str(dst)!r}")
     image = read_image(src)
@@ -102,10 +100,8 @@ def cmd_decompress(args):
     from deepae import ImageCodec
     from deepae.data.io import write_image
 
-    if len(args.args) != 2:
-        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
-                         f"{args.args}; usage: {_USAGE['decompress']}")
-    src, dst = Path(args.args[0]), output_path(args, args.args[1], args.args[0], args.model)
+    src, out = input_and_output(args, "decompress", _USAGE["decompress"])
+    src, dst = Path(src), output_path(args, out, src, args.model)
     if not src.is_file():
         raise FileNotFoundError(f"No .dae file at {str(src)!r}.")
     data = src.read_bytes()
@@ -120,14 +116,16 @@ def cmd_decompress(args):
 
 def add_compress_parsers(sub):
     """Add ``compress`` (with ``compress train``) and ``decompress``."""
+    from deepae.apps.compress.codec import QUALITY_LAMBDAS
     from deepae.cli._options import add_common_options, add_patch_training_options
 
     c = sub.add_parser("compress", help="compress an image to a .dae file; train a codec",
                        usage=_USAGE["compress"],
                        description="Compress an image with a learned codec to a .dae file "
                        "(docs/format.md), or train a codec on a folder of images.")
-    c.add_argument("args", nargs="+", metavar="ARG", help="INPUT OUTPUT, or train FOLDER")
-    c.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}",
+    c.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT), or train "
+                   "FOLDER")
+    c.add_argument("--quality", type=int, choices=sorted(QUALITY_LAMBDAS), metavar="{1..8}",
                    help="shipped codec: 1 smallest files ... 8 best images (default 4)")
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
     c.add_argument("--refine", type=int, default=0, metavar="N",
@@ -135,7 +133,7 @@ def add_compress_parsers(sub):
                    "image (slow: about 80 s per megapixel with 200; 0.4-0.8 dB more at "
                    "the same size on the benchmark's photos; the decoder is unchanged; "
                    "default 0)")
-    c.add_argument("-o", "--output", help="train: codec file to write")
+    c.add_argument("-o", "--output", help="the .dae file to write (train: the codec file)")
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
                    help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
                    "(default 0.013; larger = larger files, better images)")
@@ -152,7 +150,8 @@ def add_compress_parsers(sub):
     d = sub.add_parser("decompress", help="restore an image from a .dae file",
                        usage=_USAGE["decompress"],
                        description="Decode a .dae file to an image file (PNG, ...).")
-    d.add_argument("args", nargs="+", metavar="ARG", help="INPUT OUTPUT")
+    d.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT)")
+    d.add_argument("-o", "--output", help="the image file to write (PNG, ...)")
     d.add_argument("--model", help="the codec that wrote the file; default: the shipped "
                    "codec whose fingerprint the file carries")
     d.add_argument("--quiet", action="store_true", help="print nothing")

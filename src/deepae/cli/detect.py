@@ -5,6 +5,7 @@ A thin layer over `deepae.AnomalyDetector`: read the table, call the API, print 
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from deepae.cli._options import (
+    UserError,
     add_common_options,
     add_run_options,
     output_path,
@@ -60,6 +62,12 @@ def cmd_fit(args):
     from deepae import AnomalyDetector
     from deepae.data.tabular import read_table
 
+    if args.model_old and not args.model:
+        print("deepae: note: `detect fit --model FILE` will be removed; write "
+              "`detect fit DATA -o FILE`", file=sys.stderr)
+        args.model = args.model_old
+    if not args.model:
+        raise UserError("`deepae detect fit` needs -o/--output, the detector file to write")
     output_path(args, args.model, args.data)
     run = run_parameters(args, args.model, args.data)
     frame = read_table(args.data)
@@ -229,6 +237,9 @@ def cmd_evaluate(args):
 
 
 def add_detect_parser(sub):
+    from deepae.data.tabular import MISSING_POLICIES
+    from deepae.thresholds import LABELLED_METHODS
+
     """Add ``detect`` with its ``fit``, ``score`` and ``evaluate`` commands."""
     d = sub.add_parser("detect", help="anomaly / fraud detection on tables (fit, score, "
                        "evaluate)", description="Anomaly detection by reconstruction error: "
@@ -246,7 +257,8 @@ def add_detect_parser(sub):
                         "it with its preprocessing and threshold. Rows labelled 1 in "
                         "--label-column are not trained on; they help choose the threshold.")
     f.add_argument("data", help="a .csv or .parquet table")
-    f.add_argument("--model", required=True, help="detector file to write (.deepae)")
+    f.add_argument("-o", "--output", dest="model", help="detector file to write (.deepae)")
+    f.add_argument("--model", dest="model_old", help=argparse.SUPPRESS)  # the older name
     common(f, label_help="0/1 column (1 = anomaly); optional")
     th = f.add_mutually_exclusive_group()
     th.add_argument("--threshold-fpr", type=float, metavar="RATE",
@@ -254,14 +266,14 @@ def add_detect_parser(sub):
     th.add_argument("--threshold-contamination", type=float, metavar="SHARE",
                     help="flag this share of the training rows (PyOD's rule)")
     th.add_argument("--threshold-score", type=float, metavar="SCORE", help="a fixed threshold")
-    th.add_argument("--threshold", choices=["f1", "precision", "recall", "cost"],
+    th.add_argument("--threshold", choices=LABELLED_METHODS,
                     help="choose from labels (needs --label-column)")
     f.add_argument("--target", type=float, help="precision or recall to reach (default 0.9)")
     f.add_argument("--cost-missed", type=float, default=100.0,
                    help="cost of a missed anomaly, for --threshold cost (default 100)")
     f.add_argument("--cost-review", type=float, default=1.0,
                    help="cost of reviewing a false alarm, for --threshold cost (default 1)")
-    f.add_argument("--missing", choices=["impute", "indicator", "reject"], default="impute",
+    f.add_argument("--missing", choices=MISSING_POLICIES, default="impute",
                    help="missing-value policy (default impute)")
     f.add_argument("--categorical", help="comma-separated numeric columns to treat as "
                    "categories (text columns always are)")

@@ -297,6 +297,11 @@ def cmd_reduce(args):
 
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from deepae.data.preprocessing import KINDS as SCALINGS
+    from deepae.distribute import STRATEGIES
+    from deepae.nn.autoencoders import KINDS
+    from deepae.training import LOSSES, OPTIMIZERS
+
     p = argparse.ArgumentParser(
         prog="deepae", description="Deep autoencoders: train, encode, reconstruct, inspect.")
     from deepae._version import __version__
@@ -328,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "images, or a data set name (mnist, fashion-mnist, digits)")
     t.add_argument("-o", "--output", required=True, help="model file to write (.deepae)")
     t.add_argument("--config", help="TOML or YAML file of options")
-    t.add_argument("--kind", choices=["dense", "conv"], help="layer type (default dense)")
+    t.add_argument("--kind", choices=KINDS, help="layer type (default dense)")
     t.add_argument("--hidden-units", help="encoder hidden sizes, widest first (default 256,128)")
     t.add_argument("--latent-dim", type=int, help="code size (default 32)")
     t.add_argument("--decoder-units", help="decoder hidden sizes (default: mirror)")
@@ -336,11 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-activation", help="code activation (default linear)")
     t.add_argument("--output-activation", help="auto (from the data range), sigmoid, tanh, "
                    "linear")
-    t.add_argument("--preprocessing", choices=["auto", "none", "unit", "minmax", "standard"])
+    t.add_argument("--preprocessing", choices=("auto", *SCALINGS))
     t.add_argument("--epochs", type=int, help="training epochs (default 10)")
     t.add_argument("--batch-size", type=int, help="batch size (default 256)")
-    t.add_argument("--loss", choices=["mse", "mae", "binary_crossentropy"])
-    t.add_argument("--optimizer", choices=["adam", "sgd"], help="adam, or sgd with momentum")
+    t.add_argument("--loss", choices=LOSSES)
+    t.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adam, adamw (with weight decay), or sgd with momentum")
     t.add_argument("--learning-rate", type=float, help="default 1e-3 (adam), 1e-2 (sgd)")
     t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     t.add_argument("--validation-split", type=float, help="fraction held out (default 0)")
@@ -355,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", action="store_true", default=None,
                    help="SOURCE is larger than memory: .npy shards, CSV or Parquet files, or "
                    "images (a folder, a glob or a file), read in blocks (docs/distributed.md)")
-    t.add_argument("--strategy", choices=["single", "mirrored", "multi-worker"],
+    t.add_argument("--strategy", choices=STRATEGIES,
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG, and only the "
                    "chief (worker 0) writes OUTPUT (default single)")
     t.add_argument("--curves", help="also write training curves to this PNG")

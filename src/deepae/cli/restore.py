@@ -14,14 +14,14 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
-from deepae.cli._options import output_path, run_parameters, save_trained
+from deepae.cli._options import input_and_output, output_path, run_parameters, save_trained
 
 __all__ = ["add_restore_parsers"]
 
 _USAGE = {
-    "denoise": "deepae denoise INPUT OUTPUT [--model M] | train FOLDER -o M | "
+    "denoise": "deepae denoise INPUT -o OUTPUT [--model M] | train FOLDER -o M | "
                "evaluate FOLDER [--model M] --sigma S",
-    "upscale": "deepae upscale INPUT OUTPUT [--scale N] [--model M] | train FOLDER -o M "
+    "upscale": "deepae upscale INPUT -o OUTPUT [--scale N] [--model M] | train FOLDER -o M "
                "--scale N | evaluate FOLDER [--scale N] [--model M]",
 }
 
@@ -137,11 +137,9 @@ def _evaluate(args, which):
 def _apply(args, which):
     from deepae.data.io import read_image, write_image
 
-    if len(args.args) != 2:
-        raise ValueError(f"expected INPUT OUTPUT; got {len(args.args)} argument(s) "
-                         f"{args.args}; usage: {_USAGE[which]}")
-    dst = output_path(args, args.args[1], args.args[0], args.model)
-    image = read_image(args.args[0])
+    src, out = input_and_output(args, which, _USAGE[which])
+    dst = output_path(args, out, src, args.model)
+    image = read_image(src)
     model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver",
                   getattr(args, "scale", None))
     if which == "denoise":
@@ -177,6 +175,7 @@ def _run(which):
 
 def add_restore_parsers(sub):
     """Add ``denoise`` and ``upscale``."""
+    from deepae.apps.restore import MODES, NOISES, SCALES
     from deepae.cli._options import add_common_options, add_patch_training_options
 
     for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
@@ -186,10 +185,11 @@ def add_restore_parsers(sub):
         p = sub.add_parser(which, help=helptext, usage=_USAGE[which],
                            description=helptext[0].upper() + helptext[1:] + ".")
         p.add_argument("args", nargs="+", metavar="ARG",
-                       help="INPUT OUTPUT, or train FOLDER, or evaluate FOLDER")
+                       help="INPUT (with -o OUTPUT), or train FOLDER, or evaluate FOLDER")
         p.add_argument("--model", help="model file (.deepae); default: the pretrained "
                        "model that ships with deepae")
-        p.add_argument("-o", "--output", help="train: model file to write")
+        p.add_argument("-o", "--output", help="the image file to write (train: the model "
+                       "file)")
         add_patch_training_options(p, patch_size=48)
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
         p.add_argument("--ensemble", action="store_true", help="average the results for the "
@@ -199,12 +199,12 @@ def add_restore_parsers(sub):
             p.add_argument("--sigma", help="noise level in [0, 1]: the level to remove "
                            "(given-sigma models), to add (evaluate), or LOW,HIGH to train on "
                            "(default 0,0.3)")
-            p.add_argument("--noise", choices=["gaussian", "salt_pepper", "mask"],
+            p.add_argument("--noise", choices=NOISES,
                            default="gaussian", help="train: noise model (default gaussian)")
-            p.add_argument("--mode", choices=["blind", "given"], default="blind",
+            p.add_argument("--mode", choices=MODES, default="blind",
                            help="train: blind, or the noise level as an input (default blind)")
         else:
-            p.add_argument("--scale", type=int, choices=[2, 4],
+            p.add_argument("--scale", type=int, choices=SCALES,
                            help="upscaling factor (train: default 2)")
         add_common_options(p)
         p.set_defaults(func=_run(which))
