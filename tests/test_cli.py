@@ -26,7 +26,8 @@ def _train(tmp_path, data_file, *extra):
 def test_train_info_encode_reconstruct(tmp_path, data_file, table, capsys):
     rc, out = _train(tmp_path, data_file, "--curves", str(tmp_path / "curves.png"))
     assert rc == 0 and out.exists() and (tmp_path / "curves.png").stat().st_size > 1000
-    assert "saved" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "saved" in said.err and said.out == ""  # status on stderr; stdout for results
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "12 -> 8 -> 3 -> 8 -> 12" in text and "standard" in text and "epochs_run 2" in text
@@ -183,8 +184,10 @@ def test_demo_options_take_effect(tmp_path, monkeypatch, capsys):
     for seed in ("3", "3", "4"):
         assert main(["demo", "--epochs", "2", "--latent-dim", "5", "--seed", seed, "--out",
                      str(tmp_path / f"p{seed}.png"), "--overwrite", "--quiet"]) == 0
-        out = capsys.readouterr().out
-        assert "Epoch 2/2" in out and "Epoch 3/" not in out and "784-256-5-256-784" in out
+        said = capsys.readouterr()
+        out = said.out  # the result; the progress went to stderr
+        assert "Epoch 2/2" in said.err and "Epoch 3/" not in said.err
+        assert "784-256-5-256-784" in out and "Epoch" not in out
         row = next(ln for ln in out.splitlines() if ln.startswith("deep autoencoder"))
         errors.append(row.split()[-4:-1])  # code size, MSE/pixel, SE/image (not seconds)
         assert (tmp_path / f"p{seed}.png").stat().st_size > 5000
@@ -198,7 +201,7 @@ def test_reduce_options_take_effect(tmp_path, table, capsys):
     out = tmp_path / "r.deepae"
     assert main(["reduce", str(tmp_path / "x.npy"), "--n-components", "3", "--hidden-units",
                  "8", "--epochs", "2", "--batch-size", "20", "--seed", "5", "-o", str(out)]) == 0
-    assert "Epoch 2/2" in capsys.readouterr().out
+    assert "Epoch 2/2" in capsys.readouterr().err  # progress: stderr
     red = deepae.load(out)
     s = red.autoencoder_.training_summary_
     assert red.n_components == 3 and (s["batch_size"], s["random_state"]) == (20, 5)

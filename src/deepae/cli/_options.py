@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 __all__ = ["add_patch_training_options", "add_common_options", "add_run_options",
            "output_path", "units", "run_parameters", "save_trained", "named_dataset",
-           "input_and_output", "UserError"]
+           "input_and_output", "status", "result", "results_stream", "results_to",
+           "UserError"]
 
 
 class UserError(Exception):
@@ -135,3 +138,41 @@ def input_and_output(args, command: str, usage: str) -> tuple[str, str]:
         return given[0], given[1]
     raise UserError(f"expected INPUT -o OUTPUT; got argument(s) {given}"
                     + (f" and -o {args.output}" if args.output else "") + f"; usage: {usage}")
+
+
+def status(*parts, **kwargs) -> None:
+    """A line about what a command did (wrote, saved, trained): on standard error, so that
+    standard output holds only results (tables, JSON, CSV) and can be piped."""
+    import sys
+
+    print(*parts, file=sys.stderr, **kwargs)
+
+
+# Where results go: the process's standard output. While a command runs, everything else that
+# would print there (Keras's progress bar, a library's notes) goes to standard error instead,
+# so that `deepae ... > out.csv` holds the result and nothing else (see cli.main.main).
+_RESULTS = []
+
+
+def results_stream():
+    """The stream that `result` writes to (the real standard output)."""
+    import sys
+
+    return _RESULTS[-1] if _RESULTS else sys.stdout
+
+
+def result(*parts, **kwargs) -> None:
+    """A command's result (a table, JSON, CSV rows): on standard output."""
+    print(*parts, file=results_stream(), **kwargs)
+
+
+@contextlib.contextmanager
+def results_to(stream):
+    """Run a command with its results going to `stream` and everything else that would
+    print to standard output going to standard error."""
+    _RESULTS.append(stream)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _RESULTS.pop()

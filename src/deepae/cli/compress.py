@@ -11,7 +11,13 @@ the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
 
 from __future__ import annotations
 
-from deepae.cli._options import input_and_output, output_path, run_parameters, save_trained
+from deepae.cli._options import (
+    input_and_output,
+    output_path,
+    run_parameters,
+    save_trained,
+    status,
+)
 
 __all__ = ["add_compress_parsers"]
 
@@ -49,7 +55,7 @@ def _train(args):
     codec.fit(read_images(args.args[1]), keep_checkpoint=True)
     save_trained(codec, args, args.output, run["checkpoint_dir"])
     h = codec.history_
-    print(f"wrote {args.output} (ImageCodec, lambda {args.lmbda}, {codec.n_channels_} "
+    status(f"wrote {args.output} (ImageCodec, lambda {args.lmbda}, {codec.n_channels_} "
           f"channel(s), {len(h['loss'])} epochs, training bpp {h['bpp'][-1]:.3f}, "
           f"mse {h['mse'][-1]:.5f}, fingerprint {codec.fingerprint_[:8]})")
     return 0
@@ -85,12 +91,12 @@ def cmd_compress(args):
     atomic_write(dst, data, overwrite=args.overwrite)
     if not args.quiet:
         restored = codec.decompress(data)
-        print(f"wrote {dst}: {stats['bytes']:,} bytes for {image.shape[1]}x{image.shape[0]} "
+        status(f"wrote {dst}: {stats['bytes']:,} bytes for {image.shape[1]}x{image.shape[0]} "
               f"pixels ({src.stat().st_size:,} bytes in)")
-        print(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
+        status(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
               f"header bytes included); the entropy model estimated {stats['bpp_estimate']:.4f}"
               f" bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
-        print(f"PSNR: {_psnr(image, restored):.2f} dB")
+        status(f"PSNR: {_psnr(image, restored):.2f} dB")
     return 0
 
 
@@ -109,7 +115,7 @@ def cmd_decompress(args):
     image = codec.decompress(data)
     write_image(dst, image, overwrite=args.overwrite)
     if not args.quiet:
-        print(f"wrote {dst}: {image.shape[1]}x{image.shape[0]}"
+        status(f"wrote {dst}: {image.shape[1]}x{image.shape[0]}"
               f"{'x3' if image.ndim == 3 else ''} from {len(data):,} bytes")
     return 0
 

@@ -17,8 +17,11 @@ from deepae.cli._options import (
     add_common_options,
     add_run_options,
     output_path,
+    result,
+    results_stream,
     run_parameters,
     save_trained,
+    status,
     units,
 )
 
@@ -87,10 +90,10 @@ def cmd_fit(args):
     det.fit(X, None if labels is None else labels.to_numpy(), keep_checkpoint=True)
     save_trained(det, args, args.model, run["checkpoint_dir"])
     n_normal = len(X) if labels is None else int((labels.to_numpy() == 0).sum())
-    print(f"trained on {n_normal} normal rows of {len(X)} ({X.shape[1]} columns: "
+    status(f"trained on {n_normal} normal rows of {len(X)} ({X.shape[1]} columns: "
           f"{len(det.preprocessor_.numeric_)} numeric, {len(det.preprocessor_.categories_)} "
           f"categorical; {det.preprocessor_.n_features_out} model features); "
-          f"{len(det.history_.get('loss', []))} epochs", file=sys.stderr)
+          f"{len(det.history_.get('loss', []))} epochs")
     print(f"threshold: {det.describe()['threshold_rule']}", file=sys.stderr)
     print(f"saved the detector to {args.model}", file=sys.stderr)
     return 0
@@ -170,7 +173,7 @@ def cmd_score(args):
             n_flagged += int(flagged.sum())
 
     if out_path is None:
-        write(sys.stdout)
+        write(results_stream())
     else:
         from deepae.fileio import atomic_write
 
@@ -219,7 +222,7 @@ def cmd_evaluate(args):
             ("false-positive rate", f"{rep['false_positive_rate']:.4f}")]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        result(f"{name:<{width}}  {value}")
     if args.json:
         from deepae.fileio import atomic_write
 
@@ -232,7 +235,7 @@ def cmd_evaluate(args):
         paths = [score_distribution(s, y, det.threshold_, folder / "scores.png",
                                     overwrite=args.overwrite),
                  roc_pr_curves(y, s, folder / "roc_pr.png", overwrite=args.overwrite)]
-        print("plots: " + ", ".join(str(p) for p in paths))
+        status("plots: " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -15,8 +15,11 @@ from deepae.cli._options import (
     add_run_options,
     named_dataset,
     output_path,
+    result,
+    results_stream,
     run_parameters,
     save_trained,
+    status,
     units,
 )
 
@@ -80,10 +83,10 @@ def cmd_build(args):
     bits = np.unpackbits(codes, axis=1)[:, :idx.n_bits]
     on = bits.mean(axis=0) if len(bits) else np.zeros(idx.n_bits)
     buckets = np.unique(codes, axis=0).shape[0]
-    print(f"indexed {len(idx):,} items ({X.shape[1]} features) with {idx.n_bits}-bit codes in "
+    status(f"indexed {len(idx):,} items ({X.shape[1]} features) with {idx.n_bits}-bit codes in "
           f"{seconds:.1f} s; {buckets:,} distinct codes; bits on for {on.min():.0%} to "
           f"{on.max():.0%} of items; {idx.index.bytes_per_item:.0f} bytes per item in the "
-          f"table{'; labels kept' if idx.labels is not None else ''}", file=sys.stderr)
+          f"table{'; labels kept' if idx.labels is not None else ''}")
     print(f"saved the index to {args.out}", file=sys.stderr)
     return 0
 
@@ -104,7 +107,7 @@ def cmd_query(args):
         found = idx.search(X, radius=args.radius, k=args.k)
     else:
         found = idx.nearest(X, k=args.k, radius=args.radius)
-    out = sys.stdout if args.output in (None, "-") else None
+    out = results_stream() if args.output in (None, "-") else None
     lines = ["query,rank,id,distance"]
     for q, (ids, dist) in zip(qids, found, strict=True):
         lines.extend(f"{q},{r},{i},{d}"
@@ -167,10 +170,10 @@ def cmd_evaluate(args):
                [r.size > 0 for r in within])),
            "rank ms/query": 1e3 * rank_s / n, "radius search ms/query": 1e3 * search_s / n}
     if args.json:
-        print(json.dumps(res, indent=1))
+        result(json.dumps(res, indent=1))
     else:
         for key, v in res.items():
-            print(f"{key:<36} {v:.4f}" if isinstance(v, float) else f"{key:<36} {v}")
+            result(f"{key:<36} {v:.4f}" if isinstance(v, float) else f"{key:<36} {v}")
     return 0
 
 

@@ -20,8 +20,11 @@ from deepae.cli._options import (
     add_run_options,
     named_dataset,
     output_path,
+    result,
+    results_to,
     run_parameters,
     save_trained,
+    status,
     units,
 )
 
@@ -114,12 +117,12 @@ def cmd_demo(args):
     res = reference_experiment(epochs=args.epochs, latent_dim=args.latent_dim,
                                random_state=args.seed, picture=args.out,
                                verbose=2 if args.quiet else "auto")
-    print()
-    print(f"MNIST test set, {res['epochs']} epochs: reconstruction error at code size "
+    result()
+    result(f"MNIST test set, {res['epochs']} epochs: reconstruction error at code size "
           f"{args.latent_dim}")
-    print(format_table(res["rows"]))
+    result(format_table(res["rows"]))
     ratio = res["rows"][0]["mse_per_feature"] / res["rows"][1]["mse_per_feature"]
-    print(f"\nThe autoencoder's error is {ratio:.2f} x PCA's. Picture: {res['picture']}")
+    result(f"\nThe autoencoder's error is {ratio:.2f} x PCA's. Picture: {res['picture']}")
     return 0
 
 
@@ -164,13 +167,13 @@ def cmd_train(args):
     if cfg["strategy"] != "multi-worker" or is_chief():
         save_trained(model, args, out, ckpt)  # the checkpoint goes only once this succeeds
     s = model.training_summary_
-    print(f"saved {out} ({s['epochs_run']} epochs, final "
+    status(f"saved {out} ({s['epochs_run']} epochs, final "
           + ", ".join(f"{k}={v:.5g}" for k, v in s["final"].items()) + ")")
     if args.curves:
         from deepae.plots import training_curves
 
         curves = training_curves(model.history_, args.curves, overwrite=args.overwrite)
-        print(f"training curves: {curves}")
+        status(f"training curves: {curves}")
     return 0
 
 
@@ -188,7 +191,7 @@ def cmd_encode(args):
     model = _load_model(args.model)
     codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
     _write_array(args.output, codes, args.overwrite)
-    print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
+    status(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
     return 0
 
 
@@ -204,11 +207,11 @@ def cmd_reconstruct(args):
         n = min(args.n, len(x))
         recon = model.reconstruct(x[:n])
         reconstruction_grid(x[:n], recon, out, n=n, overwrite=args.overwrite)
-        print(f"wrote originals beside reconstructions of {n} samples to {out}")
+        status(f"wrote originals beside reconstructions of {n} samples to {out}")
     else:
         recon = model.reconstruct(x)
         _write_array(out, recon, args.overwrite)
-        print(f"wrote {len(recon)} reconstructions to {out}")
+        status(f"wrote {len(recon)} reconstructions to {out}")
     return 0
 
 
@@ -228,10 +231,10 @@ def cmd_info(args):
 
     info = deepae.load(args.model).describe()
     if args.json:
-        print(json.dumps(info, indent=1))
+        result(json.dumps(info, indent=1))
         return 0
     for key, value in info.items():
-        print(f"{key + ':':<26} {_shown(value)}")
+        result(f"{key + ':':<26} {_shown(value)}")
     return 0
 
 
@@ -273,25 +276,25 @@ def cmd_reduce(args):
               "hidden_units": units(args.hidden_units), "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
     res = deepae.compare_with_pca(x_train, x_test, args.n_components, **params)
-    print(f"test reconstruction error at code size {args.n_components} "
+    result(f"test reconstruction error at code size {args.n_components} "
           f"({len(x_train)} training and {len(x_test)} test samples; SE/sample: squared error "
           "summed over the features in [0, 1])")
     head = (f"{'model':<12} {'code':>5} {'MSE/feature':>12} {'SE/sample':>10} "
             f"{'fit s':>8} {'transform s':>12}")
-    print(head)
-    print("-" * len(head))
+    result(head)
+    result("-" * len(head))
     for r in res["rows"]:
-        print(f"{r['model']:<12} {r['code_size']:>5} {r['mse_per_feature']:>12.5f} "
+        result(f"{r['model']:<12} {r['code_size']:>5} {r['mse_per_feature']:>12.5f} "
               f"{r['se_per_sample']:>10.3f} {r['fit_seconds']:>8.1f} "
               f"{r['transform_seconds']:>12.4f}")
     if args.output:
         res["models"]["autoencoder"].save(args.output, overwrite=args.overwrite)
-        print(f"saved the reducer to {args.output}")
+        status(f"saved the reducer to {args.output}")
     if args.plots:
         paths = reduction_plots(x_train, x_test, args.plots, labels_test=y_test,
                                 fitted={args.n_components: res["models"]["autoencoder"]},
                                 overwrite=args.overwrite, **params)
-        print("plots: " + ", ".join(str(p) for p in paths))
+        status("plots: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -438,7 +441,8 @@ def main(argv=None) -> int:
     from deepae.exceptions import DeepAEError
 
     try:
-        return args.func(args)
+        with results_to(sys.stdout):  # results there; progress and notes to standard error
+            return args.func(args)
     except KeyboardInterrupt:
         print("deepae: interrupted", file=sys.stderr)
         return 130

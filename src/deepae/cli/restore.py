@@ -14,7 +14,14 @@ Without --model the pretrained models that ship with deepae are used
 
 from __future__ import annotations
 
-from deepae.cli._options import input_and_output, output_path, run_parameters, save_trained
+from deepae.cli._options import (
+    input_and_output,
+    output_path,
+    result,
+    run_parameters,
+    save_trained,
+    status,
+)
 
 __all__ = ["add_restore_parsers"]
 
@@ -68,7 +75,7 @@ def _train(args, which):
         est = SuperResolver(scale=args.scale or 2, **common, **run)
     est.fit(read_images(args.args[1]), keep_checkpoint=True)
     save_trained(est, args, args.output, run["checkpoint_dir"])
-    print(f"wrote {args.output} ({type(est).__name__}, {est.n_channels_} channel(s), "
+    status(f"wrote {args.output} ({type(est).__name__}, {est.n_channels_} channel(s), "
           f"{len(est.history_['loss'])} epochs, final loss {est.history_['loss'][-1]:.5f})")
     return 0
 
@@ -125,12 +132,12 @@ def _evaluate(args, which):
             out = np.clip(out, 0, 1)
             r["psnr"].append(psnr(im, out, data_range=1.0))
             r["ssim"].append(ssim(im, out, data_range=1.0) if min(im.shape[:2]) >= 11 else np.nan)
-    print(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({len(imgs)} images)")
+    result(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({len(imgs)} images)")
     for name, r in rows.items():
-        print(f"{name:<14} {np.mean(r['psnr']):8.2f} {np.nanmean(r['ssim']):7.4f}")
+        result(f"{name:<14} {np.mean(r['psnr']):8.2f} {np.nanmean(r['ssim']):7.4f}")
     for name, (ok, package) in extra.items():
         if not ok:
-            print(f"({name} left out: pip install {package} to compare with it)")
+            result(f"({name} left out: pip install {package} to compare with it)")
     return 0
 
 
