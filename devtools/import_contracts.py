@@ -38,10 +38,12 @@ def _owner(parts: list[str], packages: set[str]) -> str | None:
             continue
         if i <= 1:  # the root's own private module (deepae._validation)
             return parts[0]
-        parent = ".".join(parts[:i])
-        if parent in packages or i == 2:  # a package, or a top-level module (deepae.training)
-            return parent
-        return ".".join(parts[:i - 1])  # a name in a module: its package
+        # the nearest package that holds it; a top-level module (deepae.persistence) is its
+        # own package
+        for k in range(i, 1, -1):
+            prefix = ".".join(parts[:k])
+            if prefix in packages or k == 2:
+                return prefix
     return None
 
 
@@ -80,8 +82,8 @@ def _violations(module: str, root: str, root_dir: Path, packages: set[str]):
             for alias in node.names:
                 if alias.name.split(".")[0] == root:
                     yield from _check(module, alias.name, node.lineno, packages)
-                    if alias.asname:
-                        bound[alias.asname] = alias.name
+                    # `import deepae.training` binds `deepae`; `as t` binds `t`
+                    bound[alias.asname or root] = alias.name if alias.asname else root
         elif isinstance(node, ast.ImportFrom):
             source = _resolve(module, is_package, node)
             if source.split(".")[0] != root:
@@ -89,11 +91,20 @@ def _violations(module: str, root: str, root_dir: Path, packages: set[str]):
             for alias in node.names:
                 yield from _check(module, f"{source}.{alias.name}", node.lineno, packages)
                 bound[alias.asname or alias.name] = f"{source}.{alias.name}"
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in bound and _is_private(node.attr)):
-            yield from _check(module, f"{bound[node.value.id]}.{node.attr}", node.lineno,
-                              packages)
+    seen = set()
+    for node in ast.walk(tree):  # attribute chains from a bound module: t._x, deepae.a._b.c
+        if not isinstance(node, ast.Attribute):
+            continue
+        attrs, base = [], node
+        while isinstance(base, ast.Attribute):
+            attrs.append(base.attr)
+            base = base.value
+        if not isinstance(base, ast.Name) or base.id not in bound:
+            continue
+        dotted = ".".join([bound[base.id], *reversed(attrs)])
+        if any(_is_private(a) for a in attrs) and (node.lineno, dotted) not in seen:
+            seen.add((node.lineno, dotted))
+            yield from _check(module, dotted, node.lineno, packages)
 
 
 def _check(module: str, dotted: str, lineno: int, packages: set[str]):

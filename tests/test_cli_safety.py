@@ -414,3 +414,33 @@ def test_one_way_to_name_the_output(files, tmp_path, capsys, command, suffix):
     assert f"write `deepae {command} INPUT -o OUTPUT`" in capsys.readouterr().err
     assert main([command, src, str(old), "-o", str(new), "--overwrite"]) == 1
     assert "expected INPUT -o OUTPUT" in capsys.readouterr().err
+
+
+def test_output_inside_the_input_folder_is_refused(tmp_path, capsys):
+    """`upscale train imgs -o imgs/im0.png --overwrite` replaced a training image with the
+    model; a shard of a streamed pattern likewise; and --tensorboard into the input folder."""
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        Image.fromarray((np.arange(48 * 48).reshape(48, 48) % 251).astype(np.uint8)).save(
+            imgs / f"im{i}.png")
+    before = (imgs / "im0.png").read_bytes()
+    assert main(["upscale", "train", str(imgs), "-o", str(imgs / "im0.png"), "--overwrite",
+                 "--epochs", "1", "--patches", "8", "--patch-size", "16", "--quiet"]) == 1
+    assert "is a file of the input folder" in capsys.readouterr().err
+    assert (imgs / "im0.png").read_bytes() == before
+    shards = tmp_path / "sh"
+    shards.mkdir()
+    np.save(shards / "p0.npy", np.random.default_rng(0).normal(size=(40, 4)).astype("f4"))
+    kept = (shards / "p0.npy").read_bytes()
+    assert main(["train", str(shards / "*.npy"), "--stream", "-o", str(shards / "p0.npy"),
+                 "--overwrite", "--epochs", "1", "--hidden-units", "2", "--latent-dim",
+                 "1", "--quiet"]) == 1
+    assert (shards / "p0.npy").read_bytes() == kept
+    capsys.readouterr()
+    assert main(["upscale", "train", str(imgs), "-o", str(tmp_path / "m.deepae"),
+                 "--tensorboard", str(imgs / "logs"), "--epochs", "1", "--patches", "8",
+                 "--patch-size", "16", "--quiet"]) == 1
+    assert "--tensorboard" in capsys.readouterr().err and not (imgs / "logs").exists()

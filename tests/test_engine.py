@@ -231,3 +231,64 @@ def test_reducer_checkpoint_dir_and_resume_are_parameters(tmp_path):
     with pytest.raises(ValueError, match="holds another run"):
         deepae.AutoencoderReducer(2, hidden_units=(4,), epochs=3, random_state=0,
                                   checkpoint_dir=tmp_path / "c", resume=True).fit(x)
+
+
+def test_resume_needs_the_record_of_its_run(tmp_path):
+    """A marked folder without run.json (an ensemble's top folder, or a damaged one) was
+    resumed without any check, and then removed with the other run in it."""
+    x = np.random.default_rng(1).normal(size=(240, 5)).astype("float32")
+    ckpt = tmp_path / "ck"
+    deepae.AnomalyDetector(hidden_units=(4,), n_components=2, epochs=2, n_estimators=2,
+                           early_stopping=None, random_state=0,
+                           checkpoint_dir=ckpt).fit(x, keep_checkpoint=True)
+    with pytest.raises(ValueError, match="holds no record of its run"):
+        deepae.AutoencoderReducer(2, hidden_units=(4,), epochs=2, checkpoint_dir=ckpt,
+                                  resume=True).fit(x)
+    assert (ckpt / "member0" / "final.json").is_file()  # the detector's run is still there
+    images = smooth_images(2, 32, 32)
+    loop = tmp_path / "loop"
+    _make("Denoiser", epochs=2, checkpoint_dir=loop).fit(images, keep_checkpoint=True)
+    (loop / "run.json").unlink()
+    with pytest.raises(ValueError, match="holds no record of its run"):
+        _make("Denoiser", epochs=2, checkpoint_dir=loop, resume=True).fit(images)
+
+
+@pytest.mark.parametrize("change", [{"loss": "mae"}, {"optimizer": "sgd"},
+                                    {"learning_rate": 0.3}])
+def test_dense_resume_compares_the_training_options(tmp_path, change):
+    x = np.random.default_rng(2).normal(size=(200, 8)).astype("float32")
+    kw = dict(hidden_units=(4,), epochs=2, random_state=0, checkpoint_dir=tmp_path / "c")
+    deepae.AutoencoderReducer(2, **kw).fit(x, keep_checkpoint=True)
+    with pytest.raises(ValueError, match="holds another run"):
+        deepae.AutoencoderReducer(2, **kw, **change, resume=True).fit(x)
+
+
+def test_patch_loop_kept_finished_run_is_not_trained_again(tmp_path):
+    """EarlyStopping stopped the kept run at two epochs: resuming gives that run back
+    (its best weights), without training more."""
+    images = smooth_images(2, 32, 32)
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=1e9,
+                                         restore_best_weights=True)
+    first = _make("SuperResolver", epochs=6, checkpoint_dir=tmp_path / "c",
+                  callbacks=[stop]).fit(images, keep_checkpoint=True)
+    assert len(first.history_["loss"]) == 2
+    batches = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+
+    again = _make("SuperResolver", epochs=6, checkpoint_dir=tmp_path / "c", resume=True,
+                  callbacks=[Count()]).fit(images)
+    assert batches == [] and again.history_["loss"] == first.history_["loss"]
+    for a, b in zip(again.model_.get_weights(), first.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_damaged_loop_state_is_a_clear_error(tmp_path):
+    images = smooth_images(2, 32, 32)
+    ckpt = tmp_path / "c"
+    _make("Denoiser", epochs=2, checkpoint_dir=ckpt).fit(images, keep_checkpoint=True)
+    (ckpt / "loop.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="damaged"):
+        _make("Denoiser", epochs=2, checkpoint_dir=ckpt, resume=True).fit(images)

@@ -27,6 +27,11 @@ layers = ["cli", "apps", "nn | data", "core"]
 name = "private"
 type = "private_names"
 containers = ["toypkg"]
+
+[[tool.importlinter.contracts]]
+name = "acyclic"
+type = "acyclic_siblings"
+ancestors = ["toypkg.apps"]
 """
 
 CLEAN = {
@@ -38,7 +43,10 @@ CLEAN = {
     "data/__init__.py": "",
     "data/io.py": "from toypkg import core\nY = core.helper()\n",
     "apps/__init__.py": "",
-    "apps/est.py": "from toypkg.nn.layers import X\nfrom toypkg.data.io import Y\n",
+    "apps/est.py": "from toypkg.nn.layers import X\nfrom toypkg.data.io import Y\n"
+                   # a class's private attribute used within its own package: allowed
+                   "from toypkg.apps.other import K\nZ = K._p\n",
+    "apps/other.py": "class K:\n    _p = 1\n",
     "cli/__init__.py": "",
     "cli/main.py": "from toypkg.apps.est import X\n",
 }
@@ -61,7 +69,7 @@ def _lint(tmp_path, extra):
 def test_clean_package_keeps_the_contracts(tmp_path):
     rc, out = _lint(tmp_path, {})
     assert rc == 0, out
-    assert "2 kept, 0 broken" in out
+    assert "3 kept, 0 broken" in out
 
 
 @pytest.mark.parametrize("extra, named", [
@@ -72,6 +80,10 @@ def test_clean_package_keeps_the_contracts(tmp_path):
     # ... through a module bound by an import, and by a relative import
     ({"cli/main.py": "from toypkg import core\nZ = core._helper()\n"}, "toypkg.core._helper"),
     ({"apps/est.py": "from ..nn import _impl\n"}, "toypkg.nn._impl"),
+    # ... and through a chain of attributes from an imported package
+    ({"cli/main.py": "import toypkg.core\nZ = toypkg.core._helper()\n"},
+     "toypkg.core._helper"),
+    ({"cli/main.py": "import toypkg.nn as n\nZ = n._impl.X\n"}, "toypkg.nn._impl"),
 ])
 def test_private_name_of_another_package_breaks_the_contract(tmp_path, extra, named):
     rc, out = _lint(tmp_path, extra)
@@ -83,3 +95,10 @@ def test_import_up_the_layers_breaks_the_contract(tmp_path):
     rc, out = _lint(tmp_path, {"nn/layers.py": "from toypkg.data.io import Y\n"})
     assert rc == 1 and "layers BROKEN" in out
     assert "toypkg.nn.layers -> toypkg.data.io" in out
+
+
+def test_a_cycle_between_modules_of_a_package_breaks_the_contract(tmp_path):
+    rc, out = _lint(tmp_path, {"apps/other.py": "from toypkg.apps import est\nclass K:\n"
+                                                "    _p = 1\n"})
+    assert rc == 1 and "acyclic BROKEN" in out
+

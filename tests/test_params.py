@@ -48,3 +48,20 @@ def test_fit_checks_before_any_work():
         deepae.SemanticHasher(8, n_neighbors=-1).fit(x)
     with pytest.raises(InvalidParameterError, match="'callbacks' parameter of AnomalyDetector"):
         deepae.AnomalyDetector(callbacks="tensorboard").fit(x)
+
+
+@pytest.mark.parametrize("cls, params, says", [
+    (deepae.Denoiser, {"epochs": 10 ** 30}, None),            # a huge int: checked, no crash
+    (deepae.SemanticHasher, {"random_state": 2 ** 32}, "'random_state' parameter"),
+    (deepae.AnomalyDetector, {"callbacks": ["x"]}, "'callbacks' parameter"),
+    (deepae.Denoiser, {"resume": True}, "needs the `checkpoint_dir`"),
+    (deepae.SemanticHasher, {"resume": True}, "needs the `checkpoint_dir`"),
+    (deepae.Denoiser, {"sigma": "01"}, "'sigma' parameter"),
+])
+def test_values_that_failed_later_are_refused_up_front(cls, params, says):
+    est = cls(**params)
+    if says is None:
+        est._validate_params()  # accepted: an int in [1, inf)
+        return
+    with pytest.raises(InvalidParameterError, match=says):
+        est._validate_params()

@@ -186,7 +186,7 @@ class Interval:
     def is_satisfied_by(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
-        if not np.isfinite(value):
+        if not isinstance(value, numbers.Integral) and not np.isfinite(value):
             return False
         lo_ok = self.left is None or (value >= self.left if self.closed in ("left", "both")
                                       else value > self.left)
@@ -218,7 +218,7 @@ class Options:
         return f"{kind} among {{{', '.join(repr(v) for v in sorted(self.values))}}}"
 
 
-class _Constraint:
+class Constraint:
     def __init__(self, text, test):
         self.text, self.test = text, test
 
@@ -236,20 +236,21 @@ def _units_ok(value, allow_empty=True) -> bool:
         isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
 
 
-BOOLEAN = _Constraint("a bool", lambda v: isinstance(v, bool | np.bool_))
-CALLABLE = _Constraint("a callable", callable)
-UNITS = _Constraint("a tuple of positive ints", _units_ok)
-NONEMPTY_UNITS = _Constraint("a non-empty tuple of positive ints",
+BOOLEAN = Constraint("a bool", lambda v: isinstance(v, bool | np.bool_))
+CALLABLE = Constraint("a callable", callable)
+UNITS = Constraint("a tuple of positive ints", _units_ok)
+NONEMPTY_UNITS = Constraint("a non-empty tuple of positive ints",
                              lambda v: _units_ok(v, allow_empty=False))
-PATH = _Constraint("a str or a path", lambda v: isinstance(v, str) or hasattr(v, "__fspath__"))
-CALLBACKS = _Constraint("a list of Keras callbacks", lambda v: isinstance(v, list | tuple))
-OPTIMIZER = _Constraint("a Keras optimizer", lambda v: hasattr(v, "apply_gradients"))
-COLUMNS = _Constraint("a list of column names", lambda v: isinstance(v, list | tuple) and all(
+PATH = Constraint("a str or a path", lambda v: isinstance(v, str) or hasattr(v, "__fspath__"))
+CALLBACKS = Constraint("a list of Keras callbacks", lambda v: isinstance(v, list | tuple) and all(
+    hasattr(c, "set_model") and hasattr(c, "on_epoch_end") for c in v))
+OPTIMIZER = Constraint("a Keras optimizer", lambda v: hasattr(v, "apply_gradients"))
+COLUMNS = Constraint("a list of column names", lambda v: isinstance(v, list | tuple) and all(
     isinstance(c, str) for c in v))
-NO_VALIDATION = _Constraint("anything", lambda v: True)  # checked where it is used
-VERBOSE = _Constraint("an int, a bool or 'auto'", lambda v: v == "auto" or isinstance(
+NO_VALIDATION = Constraint("anything", lambda v: True)  # checked where it is used
+VERBOSE = Constraint("an int, a bool or 'auto'", lambda v: v == "auto" or isinstance(
     v, numbers.Integral))
-RANDOM_STATE = Interval(numbers.Integral, 0, None)
+RANDOM_STATE = Interval(numbers.Integral, 0, 2 ** 32 - 1)  # NumPy's and Keras's seeds
 POSITIVE_INT = Interval(numbers.Integral, 1, None)
 POSITIVE_FLOAT = Interval(numbers.Real, 0, None, closed="neither")
 # what every estimator's training run takes

@@ -23,6 +23,18 @@ __all__ = ["atomic_write", "check_output_path"]
 _PACKAGE = Path(__file__).resolve().parent
 
 
+def _expanded(inputs):
+    """The input paths, a glob pattern (``shards/*.npy``) standing for the files it names."""
+    import glob
+
+    for src in inputs:
+        if src is None:
+            continue
+        if any(c in str(src) for c in "*?["):
+            yield from glob.glob(str(src))
+        yield src
+
+
 def check_output_path(path, *, overwrite: bool = False, inputs=(),
                       hint: str = "overwrite=True") -> Path:
     """Check that `path` may be written: not a folder, not one of `inputs`, and, unless
@@ -49,10 +61,11 @@ def check_output_path(path, *, overwrite: bool = False, inputs=(),
     if path.exists() and not path.is_file():
         raise ValueError(f"Expected an output file name; {str(path)!r} is not a regular file "
                          "(a device, a pipe or a socket).")
-    for src in inputs:
-        if src is None:
-            continue
+    for src in _expanded(inputs):
         src = Path(src)
+        if src.is_dir() and path.exists() and path.resolve().is_relative_to(src.resolve()):
+            raise ValueError(f"The output {str(path)!r} is a file of the input folder "
+                             f"{str(src)!r}; write the result elsewhere.")
         same = src.resolve() == path.resolve()
         if not same and src.exists() and path.exists():
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import validate_params
+from deepae.exceptions import InvalidParameterError
 from deepae.persistence import (
     Artifact,
     artifact_bytes,
@@ -44,6 +45,10 @@ class ArtifactEstimatorMixin:
         checks that tie parameters together (`_check_params`)."""
         validate_params(type(self).__name__, self._parameter_constraints,
                         self.get_params(deep=False))
+        if getattr(self, "resume", False) and getattr(self, "checkpoint_dir", None) is None:
+            raise InvalidParameterError(
+                f"resume=True in {type(self).__name__} needs the `checkpoint_dir` of the "
+                "interrupted run; received checkpoint_dir=None.")
         self._check_params()
 
     def _check_params(self):

@@ -16,11 +16,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from deepae._validation import (
     BOOLEAN,
-    NO_VALIDATION,
     NONEMPTY_UNITS,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     RUN_CONSTRAINTS,
+    Constraint,
     Interval,
     Options,
     check_in,
@@ -37,6 +37,10 @@ __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_
 
 NOISES = ("gaussian", "salt_pepper", "mask")
 MODES = ("blind", "given")
+# a noise range to train on: (low, high), checked further by _sigma_range
+SIGMA_PAIR = Constraint("a (low, high) pair of floats in [0, 1]", lambda v: isinstance(
+    v, list | tuple) and len(v) == 2 and all(
+    isinstance(s, numbers.Real) and not isinstance(s, bool) for s in v))
 SCALES = (2, 4)
 
 
@@ -379,7 +383,7 @@ class Denoiser(_Restorer):
 
     _parameter_constraints = {**_Restorer._parameter_constraints,
                               "noise": [Options(str, NOISES)], "mode": [Options(str, MODES)],
-                              "sigma": [NO_VALIDATION]}  # a float or a pair: _sigma_range
+                              "sigma": [Interval(numbers.Real, 0, 1), SIGMA_PAIR]}
 
     def _check_params(self):
         self._sigma_range()

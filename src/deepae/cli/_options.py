@@ -84,7 +84,15 @@ def run_parameters(args, output, *inputs, checkpoint_dir=None) -> dict:
             raise UserError(f"the checkpoint folder {str(ckpt)!r} is {str(other)!r}; choose "
                             "another --checkpoint-dir")
     callbacks = []
-    if getattr(args, "tensorboard", None):
+    board = getattr(args, "tensorboard", None)
+    if board:
+        for other in (out, *inputs):  # TensorBoard writes a folder of its own
+            if other is not None and (Path(board).resolve() == Path(other).resolve() or (
+                    Path(other).is_dir() and Path(board).resolve().is_relative_to(
+                        Path(other).resolve()))):
+                raise UserError(f"--tensorboard {board!r} is (or is inside) {str(other)!r}; "
+                                "choose another folder for the logs")
+    if board:
         from importlib.util import find_spec
 
         if find_spec("tensorboard") is None:
@@ -92,7 +100,7 @@ def run_parameters(args, output, *inputs, checkpoint_dir=None) -> dict:
                             '"deepae[tensorboard]"')
         import keras
 
-        callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
+        callbacks.append(keras.callbacks.TensorBoard(board))
     return {"checkpoint_dir": ckpt, "resume": bool(getattr(args, "resume", False)),
             "callbacks": callbacks or None}
 

@@ -357,7 +357,13 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
                            chief=strategy is None or is_chief(),
                            run={"model_config": model.get_config(),
                                 "data_fingerprint": fingerprint, "epochs": epochs,
-                                "batch_size": batch_size})
+                                "batch_size": batch_size, "loss": str(loss),
+                                "optimizer": optimizer if isinstance(optimizer, str)
+                                else type(optimizer).__name__,
+                                "learning_rate": learning_rate, "momentum": momentum,
+                                "weight_decay": weight_decay, "lr_schedule": lr_schedule,
+                                "early_stopping": early_stopping,
+                                "validation_split": validation_split})
     finished = ckpt.open(model)
     if finished is not None:
         return finished

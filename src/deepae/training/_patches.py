@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -43,20 +44,23 @@ class Networks(keras.Model):
         self.stop_training = False
 
 
-def _save_state(path: Path, model: Networks, rng, epoch: int, history: dict) -> None:
+def _save_state(path: Path, model: Networks, rng, epoch: int, history: dict,
+                finished: bool = False) -> None:
     arrays = {f"net{i}_{j:04d}": w for i, net in enumerate(model.networks)
               for j, w in enumerate(net.get_weights())}
     arrays.update({f"opt_{j:04d}": keras.ops.convert_to_numpy(v)
                    for j, v in enumerate(model.optimizer.variables)})
-    meta = {"epoch": epoch, "rng": rng.bit_generator.state, "history": history}
+    meta = {"epoch": epoch, "rng": rng.bit_generator.state, "history": history,
+            "finished": bool(finished)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write(path, buf.getvalue())
 
 
-def _load_state(path: Path, model: Networks, rng) -> tuple[int, dict]:
-    """Restore what `_save_state` wrote; returns (epochs done, history)."""
+def _load_state(path: Path, model: Networks, rng) -> tuple[int, dict, bool]:
+    """Restore what `_save_state` wrote; returns (epochs done, history, whether the run had
+    finished: completed, or stopped by a callback, and kept)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(bytes(f["meta"]).decode())
@@ -64,29 +68,41 @@ def _load_state(path: Path, model: Networks, rng) -> tuple[int, dict]:
                 net.set_weights([f[f"net{i}_{j:04d}"] for j in range(len(net.weights))])
             for j, v in enumerate(model.optimizer.variables):
                 v.assign(f[f"opt_{j:04d}"])
+        epoch, history = meta["epoch"], meta["history"]
+        if not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict) or not all(
+                isinstance(v, list) and len(v) >= epoch for v in history.values()):
+            raise ValueError(f"epoch {epoch!r} and a history of {len(history)} entries do not "
+                             "agree")
         rng.bit_generator.state = meta["rng"]
-        return int(meta["epoch"]), dict(meta["history"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        return epoch, history, bool(meta.get("finished", False))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
         raise ValueError(f"The checkpoint {str(path)!r} is damaged or holds another network "
                          f"({type(e).__name__}: {e}); remove the folder to start again.") from e
 
 
 def _open(checkpoint_dir, resume, run, model, rng, history):
     """Check and mark the folder; on resume, restore its state. Returns (folder, first
-    epoch, history)."""
+    epoch, history); the first epoch is None for a kept run that had finished."""
     from deepae.distribute import is_chief
 
     ckpt, first = Path(checkpoint_dir), 0
     if not is_chief():  # the chief keeps the folder; every worker restores from it
         if resume and (ckpt / LOOP_STATE).is_file():
-            first, history = _load_state(ckpt / LOOP_STATE, model, rng)
+            first, history, finished = _load_state(ckpt / LOOP_STATE, model, rng)
+            return None, (None if finished else first), history
         return None, first, history
     if open_checkpoint(ckpt, resume):
         saved = read_checkpoint_json(ckpt / "run.json", dict, {})
-        if saved:
-            check_same_run(ckpt, saved, run)
+        if not saved:
+            raise ValueError(f"Cannot resume from {str(ckpt)!r}: it holds no record of its run "
+                             "(run.json is missing or empty); remove the folder to start "
+                             "again.")
+        check_same_run(ckpt, saved, run)
         if (ckpt / LOOP_STATE).is_file():
-            first, history = _load_state(ckpt / LOOP_STATE, model, rng)
+            first, history, finished = _load_state(ckpt / LOOP_STATE, model, rng)
+            if finished:  # a kept finished run: nothing left to train
+                return ckpt, None, history
     write_json_atomic(ckpt / "run.json", run)
     return ckpt, first, history
 def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):
@@ -130,6 +146,10 @@ def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size,
     if checkpoint_dir is not None:
         ckpt, first, history = _open(checkpoint_dir, resume, as_json(run or {}), model, rng,
                                      history)
+        if first is None:  # the kept run had finished (completed, or stopped by a callback)
+            if ckpt is not None and not keep_checkpoint:
+                remove_checkpoint(ckpt)
+            return history
     step = replica_step(strategy, step, batch_size)
     # Keras's progress bar, as in `fit`: a bar on a terminal, one line per epoch in a log
     shown = (1 if sys.stdout.isatty() else 2) if verbose == "auto" or verbose == 1 else verbose
@@ -159,7 +179,11 @@ def train_on_patches(step, images, size, *, epochs, steps_per_epoch, batch_size,
             _save_state(ckpt / LOOP_STATE, model, rng, epoch + 1, history)
         if model.stop_training:
             break
-    cbs.on_train_end()
-    if ckpt is not None and not keep_checkpoint:
-        remove_checkpoint(ckpt)
+    cbs.on_train_end()  # (EarlyStopping's best weights come back here)
+    if ckpt is not None:
+        if keep_checkpoint:  # the finished run, as it ends, until the model is saved
+            _save_state(ckpt / LOOP_STATE, model, rng, len(history.get("loss", [])), history,
+                        finished=True)
+        else:
+            remove_checkpoint(ckpt)
     return history

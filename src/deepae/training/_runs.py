@@ -67,6 +67,11 @@ class CheckpointedRun:
     def _resumed(self, model, run_file: Path):
         ckpt = self.ckpt
         saved = read_checkpoint_json(run_file, dict, {})
+        if not saved:
+            raise ValueError(f"Cannot resume from {str(ckpt)!r}: it holds no record of its run "
+                             "(run.json is missing or empty), so nothing says it is this one; "
+                             "remove the folder (deepae.training.remove_checkpoint) to start "
+                             "again.")
         if run_file.exists():
             fingerprint = self.run.get("data_fingerprint")
             if saved.get("data_fingerprint") != fingerprint:
@@ -82,6 +87,12 @@ class CheckpointedRun:
         finished = read_checkpoint_json(ckpt / "final.json", dict, None)
         if finished is None or not (ckpt / "final.weights.h5").is_file():
             return None
+        history, summary = finished.get("history", {}), finished.get("summary", {})
+        if not isinstance(history, dict) or not isinstance(summary, dict) or not all(
+                isinstance(v, list) for v in history.values()):
+            raise ValueError(f"The checkpoint's final.json in {str(ckpt)!r} is damaged "
+                             "(expected a history of lists and a summary); remove the folder "
+                             "to start again.")
         # a run that completed and was kept (the CLI's save failed): its finished weights
         # (the best ones under early stopping), not the last epoch's backup
         model.load_weights(ckpt / "final.weights.h5")
