@@ -67,6 +67,12 @@ class CheckpointedRun:
     def _resumed(self, model, run_file: Path):
         ckpt = self.ckpt
         saved = read_checkpoint_json(run_file, dict, {})
+        self.previous = read_checkpoint_json(ckpt / "history.json", list, [])
+        if not all(isinstance(r, dict) and isinstance(r.get("epoch"), int) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in r.values())
+                for r in self.previous):
+            raise ValueError(f"The checkpoint's history.json in {str(ckpt)!r} is damaged "
+                             "(expected a list of epochs); remove the folder to start again.")
         if not saved:
             raise ValueError(f"Cannot resume from {str(ckpt)!r}: it holds no record of its run "
                              "(run.json is missing or empty), so nothing says it is this one; "
@@ -79,11 +85,6 @@ class CheckpointedRun:
                     f"Cannot resume from {str(ckpt)!r}: it was trained on data with "
                     f"fingerprint {saved.get('data_fingerprint')}, and `x` has {fingerprint}.")
             check_same_run(ckpt, saved, self.run)
-        self.previous = read_checkpoint_json(ckpt / "history.json", list, [])
-        if not all(isinstance(r, dict) and isinstance(r.get("epoch"), int)
-                   for r in self.previous):
-            raise ValueError(f"The checkpoint's history.json in {str(ckpt)!r} is damaged "
-                             "(expected a list of epochs); remove the folder to start again.")
         finished = read_checkpoint_json(ckpt / "final.json", dict, None)
         if finished is None or not (ckpt / "final.weights.h5").is_file():
             return None
