@@ -205,26 +205,26 @@ TRAIN_SCRIPT = """
 import sys, numpy as np, deepae
 x = np.load(sys.argv[1])
 ae = deepae.Autoencoder(hidden_units=(64, 32), latent_dim=8)
-ae.fit(x, epochs=int(sys.argv[3]), batch_size=16, checkpoint_dir=sys.argv[2],
+ae.fit(x, epochs=int(sys.argv[3]), batch_size=32, checkpoint_dir=sys.argv[2],
        resume=len(sys.argv) > 5, random_state=0, verbose=0)
 ae.save(sys.argv[4])
 """
 
 
 CLI = ["-m", "deepae.cli.main", "train", "{data}", "-o", "{out}", "--epochs", "{epochs}",
-       "--hidden-units", "64,32", "--latent-dim", "8", "--batch-size", "16", "--seed", "0",
+       "--hidden-units", "64,32", "--latent-dim", "8", "--batch-size", "32", "--seed", "0",
        "--checkpoint-dir", "{ckpt}", "--quiet"]
 
 
 @pytest.mark.parametrize("entry", ["python", "cli"])
 def test_resume_after_kill(tmp_path, rng, entry):
     """SIGKILL a training process mid-run; resuming finishes with every epoch counted once."""
-    x = rng.normal(size=(3000, 40)).astype(np.float32)
+    x = rng.normal(size=(1500, 40)).astype(np.float32)
     data, ckpt, out = tmp_path / "x.npy", tmp_path / "ckpt", tmp_path / "m.deepae"
     np.save(data, x)
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
-    epochs = 40
+    epochs = 20
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if entry == "python":
         cmd = [sys.executable, str(script), str(data), str(ckpt), str(epochs), str(out)]
