@@ -4,6 +4,11 @@ The network is `deepae.nn.AutoencoderModel`, a plain Keras model; this subclass 
 user of the library expects: `fit(x)` on raw data (scaling fitted once by the training
 engine and kept with the model), `encode` / `decode` / `reconstruct` in the user's units,
 `save` to one deepae artifact and `deepae.load` back.
+
+The scaling is part of the Keras model: a `deepae.nn.Scaling` layer (``model.scaling``)
+whose statistics are weights, so `inference_model` gives a Keras model that takes and
+returns data in the user's units, and a file keeps its scaling inside the model. Files saved
+before the layer existed (scaling kept beside the model) are converted when loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from deepae.data.preprocessing import Scaler, output_activation_for_range
 from deepae.exceptions import ArtifactError
 from deepae.nn.autoencoders import AutoencoderModel
 from deepae.nn.runtime import compiled
+from deepae.nn.scaling import Scaling
 from deepae.persistence import Artifact, register_loader, save_artifact
 
 __all__ = ["Autoencoder", "autoencoder_state", "restore_autoencoder"]
@@ -63,11 +69,16 @@ class Autoencoder(AutoencoderModel):
     tied_weights : bool, default=False
         Dense only: the decoder uses the transposes of the encoder's kernels (with its own
         biases); half the weights, which generalises better on small data.
+    input_scaling : bool, default=True
+        Carry the scaling as a Keras layer (`scaling`). Always True for a model made by this
+        version; False only while a file saved by an older one is being converted.
 
     Attributes
     ----------
+    scaling : deepae.nn.Scaling
+        The scaling layer; its statistics are set by `fit`.
     scaler_ : Scaler or None
-        Fitted scaling, set by `fit`.
+        The fitted scaling as a NumPy `Scaler` (a view of `scaling`), set by `fit`.
     training_summary_ : dict
         Epochs run, final losses, seconds, data fingerprint; set by `fit`.
 
@@ -84,7 +95,8 @@ class Autoencoder(AutoencoderModel):
     def __init__(self, input_shape=None, *, kind="dense", hidden_units=(256, 128), latent_dim=32,
                  decoder_units=None, activation="relu", latent_activation="linear",
                  output_activation="auto", preprocessing="auto", input_noise=0.0,
-                 input_mask=0.0, dropout=0.0, tied_weights=False, **kwargs):
+                 input_mask=0.0, dropout=0.0, tied_weights=False, input_scaling=True,
+                 scaling_config=None, **kwargs):
         super().__init__(input_shape, kind=kind, hidden_units=hidden_units,
                          latent_dim=latent_dim, decoder_units=decoder_units,
                          activation=activation, latent_activation=latent_activation,
@@ -92,9 +104,38 @@ class Autoencoder(AutoencoderModel):
                          input_mask=input_mask, dropout=dropout, tied_weights=tied_weights,
                          **kwargs)
         self.preprocessing = preprocessing
-        self.scaler_ = None
+        self.input_scaling = bool(input_scaling)
+        # the fitted scaling's kind and data range, from a saved config (the statistics
+        # themselves are the layer's weights)
+        self._scaling_config = dict(scaling_config or {})
+        self.scaling = None
+        self._scaler = None  # the scaling chosen before the layer is built
         self.training_summary_ = {}
         self._fns = {}
+
+    @property
+    def scaler_(self):
+        """The fitted scaling as a NumPy `Scaler`, read from the `scaling` layer; None
+        before `fit`."""
+        layer = self.scaling
+        if layer is None or not layer.built or layer.kind is None:
+            return self._scaler
+        offset, scale = layer.statistics()
+        return Scaler.from_state(
+            {"kind": layer.kind, "data_min": layer.data_min, "data_max": layer.data_max},
+            {"scaler_offset": offset, "scaler_scale": scale})
+
+    @scaler_.setter
+    def scaler_(self, scaler):
+        self._set_scaler(scaler)
+
+    def _set_scaler(self, scaler):
+        # not through `self.scaler_ = ...` inside the class: Keras's attribute tracking skips
+        # an assignment of the value the getter already returns
+        self._scaler = scaler
+        if scaler is not None and self.scaling is not None and self.scaling.built:
+            self.scaling.set_statistics(scaler.kind, scaler.offset_, scaler.scale_,
+                                        scaler.data_min_, scaler.data_max_)
 
     def resolve_output_activation(self) -> str:
         """"auto": sigmoid for scaled training data in [0, 1], tanh for [-1, 1], linear
@@ -109,9 +150,30 @@ class Autoencoder(AutoencoderModel):
         check_in(self.preprocessing, "preprocessing", ("auto", *SCALINGS),
                  owner=type(self).__name__)
         super()._make_layers()
+        if self.input_scaling:
+            cfg = self._scaling_config
+            self.scaling = Scaling(cfg.get("kind"), cfg.get("data_min"), cfg.get("data_max"),
+                                   name="scaling")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.scaling is not None:
+            self.scaling.build(input_shape)
+            self._set_scaler(self._scaler)  # the statistics chosen before the build
 
     def get_config(self):
-        return {**super().get_config(), "preprocessing": self.preprocessing}
+        layer = self.scaling
+        return {**super().get_config(), "preprocessing": self.preprocessing,
+                "input_scaling": self.input_scaling,
+                "scaling_config": None if layer is None or layer.kind is None else {
+                    "kind": layer.kind, "data_min": layer.data_min,
+                    "data_max": layer.data_max}}
+
+    @classmethod
+    def from_config(cls, config):
+        # a config without the key comes from a file saved before the scaling layer: that
+        # model is built without it, then converted by `restore_autoencoder`
+        return super().from_config({"input_scaling": False, **config})
 
     # -- data in the user's units -------------------------------------------------------------
     def _check_fitted(self):
@@ -124,6 +186,12 @@ class Autoencoder(AutoencoderModel):
     def to_model_space(self, x, name="x"):
         """`x` in the user's units, checked against the fitted sample shape, scaled into
         the model's space (float32); what the training engine feeds the network."""
+        arr = self._user_array(x, name)
+        scaler = self.scaler_
+        return arr if scaler is None else scaler.transform(arr)
+
+    def _user_array(self, x, name="x"):
+        """`x` checked against the fitted sample shape, as float32 in the user's units."""
         self._check_fitted()
         arr = as_array(x, name, min_rank=1)
         if arr.shape == tuple(self.data_shape):
@@ -137,9 +205,10 @@ class Autoencoder(AutoencoderModel):
                     else f"samples of shape {tuple(arr.shape[1:])}, but "
                     f"{type(self).__name__} is expecting shape {tuple(self.data_shape)}")
             raise ValueError(f"`{name}` has {what}.")
-        if self.scaler_ is not None:
-            return self.scaler_.transform(arr)
         return arr.astype(np.float32, copy=False)
+
+    def _scale(self, x, inverse=False):
+        return x if self.scaling is None else self.scaling(x, inverse=inverse)
 
     def _batched(self, key, fn, z, batch_size):
         if key not in self._fns:
@@ -151,8 +220,8 @@ class Autoencoder(AutoencoderModel):
 
     def encode(self, x, *, batch_size=4096):
         """Latent codes of `x` (user units), shape ``(n_samples, latent_dim)``."""
-        z = self.to_model_space(x)
-        return self._batched("encode", self.encoder, z, batch_size)
+        x = self._user_array(x)
+        return self._batched("encode", lambda b: self.encoder(self._scale(b)), x, batch_size)
 
     def decode(self, codes, *, batch_size=4096):
         """Reconstructions in the user's units from codes of shape ``(n, latent_dim)``."""
@@ -161,40 +230,58 @@ class Autoencoder(AutoencoderModel):
         if codes.ndim != 2 or codes.shape[1] != self.encoder.latent_dim:
             raise ValueError(f"Expected `codes` of shape (n_samples, {self.encoder.latent_dim}); "
                              f"received shape {codes.shape}.")
-        out = self._batched("decode", self.decoder, codes.astype(np.float32), batch_size)
-        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+        return self._batched("decode", lambda c: self._scale(self.decoder(c), inverse=True),
+                             codes.astype(np.float32), batch_size)
 
     def reconstruct(self, x, *, batch_size=4096):
         """Reconstructions of `x` in the user's units (float32)."""
-        z = self.to_model_space(x)
-        out = self._batched("reconstruct", self, z, batch_size)
-        return out if self.scaler_ is None else self.scaler_.inverse_transform(out)
+        x = self._user_array(x)
+        return self._batched("reconstruct",
+                             lambda b: self._scale(self(self._scale(b)), inverse=True), x,
+                             batch_size)
 
     def reconstruction_error(self, x, *, batch_size=4096):
         """Per-sample mean squared error in the model's (scaled) space, shape ``(n_samples,)``."""
-        z = self.to_model_space(x)
+        x = self._user_array(x)
 
         def err(batch):
+            batch = self._scale(batch)
             d = self(batch) - batch
             return ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1)
 
-        return self._batched("error", err, z, batch_size)
+        return self._batched("error", err, x, batch_size)
 
     def reconstruction_error_and_codes(self, x, *, batch_size=4096):
         """Per-sample mean squared error (model space) and the codes, in one pass.
 
         Returns ``(errors, codes)`` of shapes ``(n_samples,)`` and ``(n_samples, latent_dim)``.
         """
-        z = self.to_model_space(x)
+        x = self._user_array(x)
 
         def both(batch):
+            batch = self._scale(batch)
             code = self.encoder(batch)
             d = self.decoder(code) - batch
             err = ops.mean(ops.reshape(d * d, (ops.shape(d)[0], -1)), axis=1, keepdims=True)
             return ops.concatenate([err, code], axis=1)  # (batch, 1 + latent_dim)
 
-        out = self._batched("error_and_codes", both, z, batch_size)
+        out = self._batched("error_and_codes", both, x, batch_size)
         return out[:, 0], out[:, 1:]
+
+    def inference_model(self) -> keras.Model:
+        """A Keras model that takes and gives data in the user's units.
+
+        Its input ``x`` has shape ``(n, *input_shape)`` (float32, the user's units); its
+        outputs are ``{"codes": (n, latent_dim), "reconstruction": (n, *input_shape)}``. It
+        shares this model's layers (scaling included), so ``keras.saving.save_model`` writes
+        a file that any Keras program loads and runs on raw data.
+        """
+        self._check_fitted()
+        x = keras.Input(shape=tuple(self.data_shape), name="x")
+        codes = self.encoder(self._scale(x))
+        rec = self._scale(self.decoder(codes), inverse=True)
+        return keras.Model(x, {"codes": codes, "reconstruction": rec},
+                           name=f"{self.name}_inference")
 
     def describe(self) -> dict:
         """What the model is, as a JSON-able dict (what `deepae info` prints): architecture,
@@ -234,23 +321,28 @@ class Autoencoder(AutoencoderModel):
 
 
 def autoencoder_state(model) -> tuple[dict, dict]:
-    """JSON metadata and arrays that, with its `.keras` member, restore an `Autoencoder`."""
+    """JSON metadata and arrays that, with its `.keras` member, restore an `Autoencoder`
+    (the scaling travels inside the Keras model, as its `scaling` layer's weights)."""
     model._check_fitted()
     meta = {"config": model.get_config(), "training": model.training_summary_,
-            "history": getattr(model, "history_", {}), "scaler": None}
-    arrays = {}
-    if model.scaler_ is not None:
-        meta["scaler"], arrays = model.scaler_.get_state()
-    return meta, arrays
+            "history": getattr(model, "history_", {})}
+    return meta, {}
 
 
 def restore_autoencoder(model, meta: dict, arrays: dict):
-    """Attach the scaler, training summary and history saved by `autoencoder_state`."""
+    """Attach the training summary and history saved by `autoencoder_state`; a model saved
+    before the scaling layer existed (its scaler beside it) is converted to one with it."""
     if not isinstance(model, Autoencoder):
         raise ArtifactError(f"Expected a deepae Autoencoder model in the file; it holds a "
                             f"{type(model).__name__}.")
-    if meta.get("scaler"):
-        model.scaler_ = Scaler.from_state(meta["scaler"], arrays)
+    if model.scaling is None:
+        scaler = Scaler.from_state(meta["scaler"], arrays) if meta.get("scaler") else None
+        model = _with_scaling_layer(model, scaler)
+    elif meta.get("scaler"):
+        raise ArtifactError("The file holds a scaler beside a model that carries its own "
+                            "scaling layer; expected one of the two.")
+    else:
+        _check_scaling(model.scaling)
     summary = meta.get("training") or {}
     final = summary.get("final", {}) if isinstance(summary, dict) else None
     if not isinstance(final, dict) or not all(
@@ -260,6 +352,39 @@ def restore_autoencoder(model, meta: dict, arrays: dict):
     model.training_summary_ = summary
     model.history_ = meta.get("history") or {}
     return model
+
+
+def _check_scaling(layer):
+    offset, scale = layer.statistics()
+    if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ArtifactError("The model's scaling layer holds non-finite offsets or scales "
+                            "that are not positive.")
+    if layer.kind is None:
+        if np.any(offset != 0) or np.any(scale != 1):
+            raise ArtifactError("The model's scaling layer has statistics but no kind "
+                                "(expected the identity for a model without scaling).")
+        return
+    if layer.kind not in SCALINGS:
+        raise ArtifactError(f"The model's scaling layer has kind {layer.kind!r}; expected one "
+                            f"of {list(SCALINGS)}.")
+    for v in (layer.data_min, layer.data_max):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            raise ArtifactError("The model's scaling layer has a malformed data range "
+                                f"(expected finite numbers); got {v!r}.")
+
+
+def _with_scaling_layer(old, scaler):
+    """The same network as `old` (a model from a file saved before the scaling layer
+    existed), with its `scaler` moved into a `Scaling` layer."""
+    try:
+        new = type(old).from_config({**old.get_config(), "input_scaling": True})
+        new.scaler_ = scaler
+        new.build((None, *old.data_shape))
+        new.encoder.set_weights(old.encoder.get_weights())
+        new.decoder.set_weights(old.decoder.get_weights())
+    except ValueError as err:
+        raise ArtifactError(f"The file's scaler does not fit its model: {err}") from None
+    return new
 
 
 @register_loader("Autoencoder", model_class="deepae>Autoencoder")

@@ -1,5 +1,6 @@
 """Keras building blocks. Nothing here knows about files or the command line."""
 
 from deepae.nn.autoencoders import AutoencoderModel, Decoder, Encoder
+from deepae.nn.scaling import Scaling
 
-__all__ = ["Encoder", "Decoder", "AutoencoderModel"]
+__all__ = ["Encoder", "Decoder", "AutoencoderModel", "Scaling"]
