@@ -258,9 +258,15 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         return from_float_images(out, layout)
 
     def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
         tags.non_deterministic = True
+        # `transform` maps images to images (a 2-D array is one grey image); float32 and
+        # float64 images come back in their own dtype
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
+        tags.input_tags.three_d_array = True
         return tags
 
     def describe(self) -> dict:

@@ -526,6 +526,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
         tags.non_deterministic = True
+        tags.input_tags.three_d_array = True  # image batches; a 2-D array is one grey image
         return tags
 
     # -- persistence ---------------------------------------------------------------------------
