@@ -277,10 +277,10 @@ def test_checkpoint_folder_is_not_the_output(tmp_path, data_file, capsys):
 
 
 def test_outputs_that_are_not_plain_files(files, tmp_path, capsys):
-    """'-' where a command writes a file, a link to a device, a link to a file (kept, its
-    target replaced), and a long but legal name."""
+    """'-' where a command writes a file (a model: no standard output), a link to a device,
+    a link to a file (kept, its target replaced), and a long but legal name."""
     encode = ["encode", str(files / "m.deepae"), str(files / "x.npy"), "-o"]
-    assert main([*encode, "-"]) == 1
+    assert main(["train", str(files / "x.npy"), "-o", "-"]) == 1
     assert "expected an output file name" in capsys.readouterr().err
     dev = tmp_path / "dev.npy"
     dev.symlink_to("/dev/null")

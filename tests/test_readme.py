@@ -9,6 +9,7 @@ import io
 import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,26 +141,50 @@ def _shell_blocks():
     return [(i, b) for i, (lang, b) in enumerate(BLOCKS) if lang == "sh"]
 
 
+def _redirect(words, sign):
+    """`words` without ``SIGN FILE``, and FILE (None without it)."""
+    if sign not in words:
+        return words, None
+    at = words.index(sign)
+    return words[:at] + words[at + 2:], words[at + 1]
+
+
+def _run_line(line, monkeypatch):
+    """Run a shell line of deepae commands, with ``<``, ``>`` and ``|``, in this process."""
+    words = shlex.split(line, comments=True)
+    data = None
+    commands = [[]]
+    for word in words:
+        if word == "|":
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    for command in commands:
+        assert command[0] == "deepae", f"README line {line!r} is not a deepae command"
+        command, source = _redirect(command, "<")
+        command, out = _redirect(command, ">")
+        if source is not None:
+            data = Path(source).read_bytes()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data or b"")))
+        buf = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        with contextlib.redirect_stdout(buf):
+            rc = main(command[1:])
+        assert rc == 0, f"README line {line!r} exited with {rc}"
+        buf.flush()
+        data = buf.buffer.getvalue()
+        if out is not None:
+            Path(out).write_bytes(data)
+            assert Path(out).stat().st_size > 0
+
+
 @pytest.mark.parametrize("index, block", _shell_blocks(), ids=lambda v: str(v)[:30])
 def test_shell_examples(world, tiny, tmp_path, monkeypatch, index, block):
     _fresh(world, tmp_path, monkeypatch)
     ran = 0
     for line in block.splitlines():
-        words = shlex.split(line, comments=True)
-        if not words or line.startswith(NOT_RUN):
+        if not shlex.split(line, comments=True) or line.startswith(NOT_RUN):
             continue
-        assert words[0] == "deepae", f"README line {line!r} is not a deepae command"
-        out = None
-        if ">" in words:
-            at = words.index(">")
-            words, out = words[:at], words[at + 1]
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            rc = main(words[1:])
-        assert rc == 0, f"README line {line!r} exited with {rc}"
-        if out is not None:
-            Path(out).write_text(buf.getvalue())
-            assert Path(out).stat().st_size > 0
+        _run_line(line, monkeypatch)
         ran += 1
     installs = [line for line in block.splitlines() if line.startswith(NOT_RUN)]
     assert ran or installs

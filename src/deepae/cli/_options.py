@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
 
 __all__ = ["add_patch_training_options", "add_common_options", "add_run_options",
            "output_path", "units", "run_parameters", "save_trained", "named_dataset",
            "input_and_output", "status", "result", "results_stream", "results_to",
-           "UserError"]
+           "UserError", "add_json_option", "result_json", "result_json_rows", "json_text", "STDIO", "is_stdio",
+           "not_stdio", "read_stdin", "stdin_file", "stdin_stream", "STDIN_MAX_BYTES",
+           "binary_stdout", "result_bytes"]
 
 
 class UserError(Exception):
@@ -172,6 +175,180 @@ def results_stream():
 def result(*parts, **kwargs) -> None:
     """A command's result (a table, JSON, CSV rows): on standard output."""
     print(*parts, file=results_stream(), **kwargs)
+
+
+def add_json_option(p, what: str = "the result") -> None:
+    """``--json``: print the command's result as one JSON document on standard output."""
+    p.add_argument("--json", action="store_true",
+                   help=f"print {what} as one JSON document on standard output (and nothing "
+                        "else there)")
+
+
+def _plain(value):
+    """`value` in JSON's types: NumPy numbers and arrays as Python's, tuples as lists, NaN
+    and infinities as null (JSON has neither)."""
+    import math
+    import numbers
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return _plain(value.tolist())
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else None
+    raise TypeError(f"Expected a result of JSON types (numbers, text, lists, tables); "
+                    f"received a {type(value).__name__}: {value!r}")
+
+
+def json_text(doc, *, indent: int | None = 1) -> str:
+    """`doc` as strict JSON text (NaN and infinities as null)."""
+    import json
+
+    return json.dumps(_plain(doc), indent=indent, allow_nan=False)
+
+
+def result_json(doc) -> None:
+    """A command's result as one JSON document on standard output (``--json``)."""
+    result(json_text(doc))
+
+
+def result_json_rows(head: dict, records, tail=None) -> None:
+    """One JSON document on standard output, written a record at a time (memory stays
+    flat): the items of `head`, then ``"rows"``, the `records` (dicts) one per line, then the
+    items of ``tail()`` (counts known only once the records are written)."""
+    import json
+
+    def item(key, value):
+        return f"{json.dumps(str(key))}: {json_text(value, indent=None)}"
+
+    out = results_stream()
+    out.write("{\n" + "".join(f" {item(k, v)},\n" for k, v in head.items()) + ' "rows": [')
+    for i, record in enumerate(records):
+        out.write(("\n  " if i == 0 else ",\n  ") + json_text(record, indent=None))
+    out.write("\n ]" + "".join(f",\n {item(k, v)}" for k, v in (tail() if tail else {}).items())
+              + "\n}\n")
+
+
+# `-` names standard input (for an input) or standard output (for an output)
+STDIO = "-"
+# the most standard input a command reads: deepae.load's default max_bytes for a model file
+STDIN_MAX_BYTES = 1 << 30
+
+
+def is_stdio(path) -> bool:
+    """Whether `path` is ``-`` (standard input or output)."""
+    return path is not None and str(path) == STDIO
+
+
+def not_stdio(path, what: str, why: str = "name a file") -> None:
+    """Refuse ``-`` where a command needs a named file (a model, a folder)."""
+    if is_stdio(path):
+        raise UserError(f"{what} cannot be `-` (standard input): {why}; received '-'")
+
+
+class _CappedInput(io.RawIOBase):
+    """Standard input, read in the caller's pieces (memory follows what the caller keeps)
+    and refused past `limit` bytes."""
+
+    name = "standard input"
+
+    def __init__(self, raw, limit: int, what: str):
+        self._raw, self._limit, self._what = raw, limit, what
+        self._n = self._pos = 0  # bytes read from `raw`; bytes given to the caller
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _read_raw(self, b) -> int:
+        n = self._raw.readinto(b) or 0
+        self._n += n
+        if self._n > self._limit:
+            raise UserError(f"expected {self._what} of at most {self._limit:,} bytes on "
+                            f"standard input; received more (pass a file name instead)")
+        return n
+
+    def head(self, n: int) -> bytes:
+        """The first `n` bytes (fewer at the end of the input), given again by `read`."""
+        while len(self._head) < n:
+            buf = bytearray(n - len(self._head))
+            got = self._read_raw(buf)
+            if not got:
+                break
+            self._head += bytes(buf[:got])
+        return self._head[:n]
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+        else:
+            n = self._read_raw(b)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def stdin_stream(what: str):
+    """Standard input as a binary file object that refuses more than `STDIN_MAX_BYTES`;
+    `what` (``"a CSV table"``) says in errors what was expected there."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:
+        raise UserError(f"expected {what} on standard input; standard input is closed")
+    if sys.stdin.isatty():
+        raise UserError(f"expected {what} on standard input (a pipe, or `< FILE`); received "
+                        "a terminal")
+    return _CappedInput(raw, STDIN_MAX_BYTES, what)
+
+
+def read_stdin(what: str) -> bytes:
+    """All of standard input (at most `STDIN_MAX_BYTES`); nothing at all is an error."""
+    stream, chunks = stdin_stream(what), []
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    if not chunks:
+        raise UserError(f"expected {what} on standard input; received nothing (0 bytes)")
+    return b"".join(chunks)
+
+
+def stdin_file(what: str) -> io.BytesIO:
+    """Standard input as an in-memory binary file named "standard input" (for readers that
+    seek, such as Pillow's)."""
+    f = io.BytesIO(read_stdin(what))
+    f.name = "standard input"
+    return f
+
+
+def binary_stdout(what: str):
+    """The real standard output's binary stream, checked before a command's work: bytes
+    (`what`, a .dae file or a PNG) are never written to a terminal."""
+    stream = results_stream()
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
+        raise UserError(f"expected a standard output that takes bytes for {what}; it takes "
+                        "only text here")
+    if stream.isatty():
+        raise UserError(f"refusing to write {what} to a terminal; redirect standard output "
+                        "(`-o - > FILE` or `-o - | ...`), or name a file with -o FILE")
+    return binary
+
+
+def result_bytes(data: bytes, what: str) -> None:
+    """Bytes as a command's result (``-o -``), on the real standard output."""
+    binary = binary_stdout(what)
+    results_stream().flush()
+    binary.write(data)
+    binary.flush()
 
 
 @contextlib.contextmanager

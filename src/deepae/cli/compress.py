@@ -6,17 +6,27 @@
 
 Without --model, `compress` uses the codec of the given quality that ships with deepae
 (`ImageCodec.pretrained`), and `decompress` finds the shipped codec that wrote the file from
-the fingerprint in its header. A thin layer over `deepae.ImageCodec`.
+the fingerprint in its header. `-` names standard input or output: `compress - -o -` reads
+an image file's bytes and writes the .dae bytes, `decompress - -o -` reads .dae bytes and
+writes PNG bytes. A thin layer over `deepae.ImageCodec`.
 """
 
 from __future__ import annotations
 
 from deepae.cli._options import (
+    UserError,
+    binary_stdout,
     input_and_output,
+    is_stdio,
+    not_stdio,
     output_path,
+    read_stdin,
+    result_bytes,
+    result_json,
     run_parameters,
     save_trained,
     status,
+    stdin_file,
 )
 
 __all__ = ["add_compress_parsers"]
@@ -26,9 +36,13 @@ _USAGE = {"compress": "deepae compress INPUT -o OUTPUT [--quality Q | --model M]
           "decompress": "deepae decompress INPUT -o OUTPUT [--model M]"}
 
 
+CODEC_FILE = "a codec is read from a file that deepae can check before it loads it; name the file"
+
+
 def _codec(path, quality=None):
     from deepae import ImageCodec
 
+    not_stdio(path, "--model", CODEC_FILE)
     if path is None:
         return ImageCodec.pretrained(quality=4 if quality is None else quality)
     if quality is not None:
@@ -44,8 +58,12 @@ def _train(args):
     if len(args.args) != 2:
         raise ValueError(f"expected `deepae compress train FOLDER -o MODEL --lambda L`; got "
                          f"arguments {args.args}")
+    if args.json:
+        raise UserError("--json prints the figures of `deepae compress INPUT -o FILE.dae`; "
+                        "received it with `compress train`")
     if not args.output:
         raise ValueError("`deepae compress train` needs -o/--output, the codec file to write.")
+    not_stdio(args.args[1], "FOLDER", "training reads a folder or file of images by name")
     output_path(args, args.output, args.args[1])
     run = run_parameters(args, args.output, args.args[1])
     codec = ImageCodec(lmbda=args.lmbda, epochs=args.epochs, patch_size=args.patch_size,
@@ -73,6 +91,43 @@ def _psnr(a, b) -> float:
     return float("inf") if sq == 0 else float(10 * np.log10(255.0 ** 2 * a.size / sq))
 
 
+def _compress_output(args, out, src):
+    """The .dae file to write, or None for standard output (``-o -``), checked before any
+    work."""
+    dst = output_path(args, out, src, args.model, stdout=True)
+    if dst is None:
+        if args.json:
+            raise UserError("--json prints the figures on standard output, where -o - writes "
+                            "the compressed bytes; expected -o FILE.dae with --json; received "
+                            "-o -")
+        binary_stdout(".dae bytes")
+    elif dst.suffix.lower() != ".dae":  # compressed bytes never land in photo.png by mistake
+        raise ValueError(f"expected an output file ending in .dae (or - for standard "
+                         f"output); received {str(dst)!r}")
+    return dst
+
+
+def _report(args, codec, image, data, stats, dst, n_in) -> None:
+    """compress's figures: status lines on standard error, and with --json the result."""
+    restored = codec.decompress(data)
+    h, w = image.shape[:2]
+    figures = {"output": "-" if dst is None else str(dst), "bytes": stats["bytes"],
+               "input_bytes": n_in, "width": w, "height": h,
+               "channels": 1 if image.ndim == 2 else image.shape[2], "bpp": stats["bpp"],
+               "header_bytes": stats["header_bytes"], "bpp_estimate": stats["bpp_estimate"],
+               "overhead": stats["overhead"], "psnr": _psnr(image, restored)}
+    if args.json:
+        result_json(figures)
+    if args.quiet:
+        return
+    status(f"wrote {figures['output'] if dst else 'standard output'}: {stats['bytes']:,} bytes "
+           f"for {w}x{h} pixels ({n_in:,} bytes in)")
+    status(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
+           f"header bytes included); the entropy model estimated {stats['bpp_estimate']:.4f}"
+           f" bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
+    status(f"PSNR: {figures['psnr']:.2f} dB")
+
+
 def cmd_compress(args):
     from pathlib import Path
 
@@ -82,21 +137,22 @@ def cmd_compress(args):
     if args.args and args.args[0] == "train":
         return _train(args)
     src, out = input_and_output(args, "compress", _USAGE["compress"])
-    src, dst = Path(src), output_path(args, out, src, args.model)
-    if dst.suffix.lower() != ".dae":  # compressed bytes never land in photo.png by mistake
-        raise ValueError(f"expected an output file ending in .dae; received {str(dst)!r}")
-    image = read_image(src)
+    not_stdio(args.model, "--model", CODEC_FILE)
+    dst = _compress_output(args, out, src)
+    if is_stdio(src):
+        f = stdin_file("an image file (PNG, JPEG, ...)")
+        n_in, image = len(f.getbuffer()), read_image(f)
+    else:
+        image = read_image(src)
+        n_in = Path(src).stat().st_size
     codec = _codec(args.model, args.quality)
     data, stats = codec.compress(image, refine_steps=args.refine, return_stats=True)
-    atomic_write(dst, data, overwrite=args.overwrite)
-    if not args.quiet:
-        restored = codec.decompress(data)
-        status(f"wrote {dst}: {stats['bytes']:,} bytes for {image.shape[1]}x{image.shape[0]} "
-              f"pixels ({src.stat().st_size:,} bytes in)")
-        status(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
-              f"header bytes included); the entropy model estimated {stats['bpp_estimate']:.4f}"
-              f" bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
-        status(f"PSNR: {_psnr(image, restored):.2f} dB")
+    if dst is None:
+        result_bytes(data, ".dae bytes")
+    else:
+        atomic_write(dst, data, overwrite=args.overwrite)
+    if args.json or not args.quiet:
+        _report(args, codec, image, data, stats, dst, n_in)
     return 0
 
 
@@ -104,19 +160,28 @@ def cmd_decompress(args):
     from pathlib import Path
 
     from deepae import ImageCodec
-    from deepae.data.io import write_image
+    from deepae.data.io import image_bytes, write_image
 
     src, out = input_and_output(args, "decompress", _USAGE["decompress"])
-    src, dst = Path(src), output_path(args, out, src, args.model)
-    if not src.is_file():
+    not_stdio(args.model, "--model", CODEC_FILE)
+    dst = output_path(args, out, src, args.model, stdout=True)
+    if dst is None:
+        binary_stdout("PNG bytes")
+    if is_stdio(src):
+        data = read_stdin("the bytes of a .dae file")
+    elif not Path(src).is_file():
         raise FileNotFoundError(f"No .dae file at {str(src)!r}.")
-    data = src.read_bytes()
+    else:
+        data = Path(src).read_bytes()
     codec = ImageCodec.load(args.model) if args.model else ImageCodec.pretrained_for(data)
     image = codec.decompress(data)
-    write_image(dst, image, overwrite=args.overwrite)
+    if dst is None:
+        result_bytes(image_bytes(image, ".png"), "PNG bytes")
+    else:
+        write_image(dst, image, overwrite=args.overwrite)
     if not args.quiet:
-        status(f"wrote {dst}: {image.shape[1]}x{image.shape[0]}"
-              f"{'x3' if image.ndim == 3 else ''} from {len(data):,} bytes")
+        status(f"wrote {dst or 'standard output'}: {image.shape[1]}x{image.shape[0]}"
+               f"{'x3' if image.ndim == 3 else ''} from {len(data):,} bytes")
     return 0
 
 
@@ -129,8 +194,8 @@ def add_compress_parsers(sub):
                        usage=_USAGE["compress"],
                        description="Compress an image with a learned codec to a .dae file "
                        "(docs/format.md), or train a codec on a folder of images.")
-    c.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT), or train "
-                   "FOLDER")
+    c.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT; - reads the "
+                   "image file from standard input), or train FOLDER")
     c.add_argument("--quality", type=int, choices=sorted(QUALITY_LAMBDAS), metavar="{1..8}",
                    help="shipped codec: 1 smallest files ... 8 best images (default 4)")
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
@@ -139,7 +204,8 @@ def add_compress_parsers(sub):
                    "image (slow: about 80 s per megapixel with 200; 0.4-0.8 dB more at "
                    "the same size on the benchmark's photos; the decoder is unchanged; "
                    "default 0)")
-    c.add_argument("-o", "--output", help="the .dae file to write (train: the codec file)")
+    c.add_argument("-o", "--output", help="the .dae file to write, or - for standard output "
+                   "(train: the codec file)")
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
                    help="train: rate-distortion trade-off, bpp + lambda * 255^2 * MSE "
                    "(default 0.013; larger = larger files, better images)")
@@ -149,17 +215,22 @@ def add_compress_parsers(sub):
                    help="train: latent channels (default 96)")
     c.add_argument("--levels", type=int, default=4,
                    help="train: stride-2 stages, the latent is 2^levels smaller (default 4)")
-    c.add_argument("--quiet", action="store_true", help="print nothing")
+    c.add_argument("--quiet", action="store_true", help="no status lines on standard error")
+    c.add_argument("--json", action="store_true", help="print the figures (bytes, bpp, PSNR) "
+                   "as one JSON document on standard output (and nothing else there); needs "
+                   "-o FILE.dae")
     add_common_options(c)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help="restore an image from a .dae file",
                        usage=_USAGE["decompress"],
                        description="Decode a .dae file to an image file (PNG, ...).")
-    d.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT)")
-    d.add_argument("-o", "--output", help="the image file to write (PNG, ...)")
+    d.add_argument("args", nargs="+", metavar="ARG", help="INPUT (with -o OUTPUT; - reads "
+                   "the .dae bytes from standard input)")
+    d.add_argument("-o", "--output", help="the image file to write (PNG, ...), or - for PNG "
+                   "bytes on standard output")
     d.add_argument("--model", help="the codec that wrote the file; default: the shipped "
                    "codec whose fingerprint the file carries")
-    d.add_argument("--quiet", action="store_true", help="print nothing")
+    d.add_argument("--quiet", action="store_true", help="no status line on standard error")
     add_common_options(d)
     d.set_defaults(func=cmd_decompress)

@@ -1,27 +1,35 @@
 """`deepae detect fit | score | evaluate`: anomaly detection on tables from the shell.
 
 A thin layer over `deepae.AnomalyDetector`: read the table, call the API, print or stream.
+DATA may be `-`: a CSV table on standard input, read in chunks like a file.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 from pathlib import Path
 
 from deepae.cli._options import (
+    STDIO,
     UserError,
     add_common_options,
+    add_json_option,
     add_run_options,
+    is_stdio,
+    json_text,
+    not_stdio,
     output_path,
     result,
+    result_json,
+    result_json_rows,
     results_stream,
     run_parameters,
     save_trained,
     status,
+    stdin_stream,
     units,
 )
 
@@ -49,6 +57,22 @@ class _Columns:
         return frame.drop(columns=drop), ids, labels
 
 
+def _table_source(data):
+    """DATA as `read_table` and `iter_table` take it: a file name, or for `-` standard input
+    (CSV text, refused past `_options.STDIN_MAX_BYTES`)."""
+    if not is_stdio(data):
+        return data
+    stream = stdin_stream("a CSV table")
+    if stream.head(4) == b"PAR1":
+        raise UserError("expected a CSV table on standard input; received Parquet (name the "
+                        "Parquet file instead of -)")
+    return stream
+
+
+def _where(data) -> str:
+    return "standard input" if is_stdio(data) else str(data)
+
+
 def _threshold_args(args) -> dict:
     if args.threshold_fpr is not None:
         return {"threshold": "fpr", "target": args.threshold_fpr}
@@ -73,9 +97,9 @@ def cmd_fit(args):
         raise UserError("`deepae detect fit` needs -o/--output, the detector file to write")
     output_path(args, args.model, args.data)
     run = run_parameters(args, args.model, args.data)
-    frame = read_table(args.data)
+    frame = read_table(_table_source(args.data))
     cols = _Columns(args)
-    X, _, labels = cols.split(frame, args.data, need_label=bool(args.label_column))
+    X, _, labels = cols.split(frame, _where(args.data), need_label=bool(args.label_column))
     params = {"epochs": args.epochs, "random_state": args.seed, "missing": args.missing,
               "verbose": 0 if args.quiet else 2, **_threshold_args(args)}
     if args.hidden_units:
@@ -114,11 +138,13 @@ def _scored_chunks(args, det, *, need_label=False):
     from deepae.data.tabular import iter_table
 
     cols = _Columns(args)
-    bar = _progress(Path(args.data).stat().st_size, args.quiet)
+    source = _table_source(args.data)
+    bar = _progress(None if is_stdio(args.data) else Path(args.data).stat().st_size,
+                    args.quiet)
     done = 0
     try:
-        for frame, pos in iter_table(args.data, chunk_size=args.chunk_size):
-            X, ids, labels = cols.split(frame, args.data, need_label=need_label)
+        for frame, pos in iter_table(source, chunk_size=args.chunk_size):
+            X, ids, labels = cols.split(frame, _where(args.data), need_label=need_label)
             yield det.decision_function(X), ids, labels, X
             if bar is not None:
                 bar.update(pos - done)
@@ -131,62 +157,130 @@ def _scored_chunks(args, det, *, need_label=False):
 def _load_detector(path):
     import deepae
 
+    not_stdio(path, "MODEL", "a detector is read from a file that deepae can check before it "
+              "loads it; name the file")
     det = deepae.load(path)
     if not isinstance(det, deepae.AnomalyDetector):
         raise ValueError(f"{path!r} holds a {type(det).__name__}, not an AnomalyDetector")
     return det
 
 
-def cmd_score(args):
+def _explained(res, det, X, flagged, k) -> None:
+    """Add columns top1..topK to `res`: the K columns behind each flagged row."""
     import numpy as np
 
+    tops = [[None] * len(res) for _ in range(k)]
+    if flagged.any():
+        ex = det.explain(X.iloc[np.flatnonzero(flagged)], top_k=k, only_flagged=False)
+        rows = np.flatnonzero(flagged)[ex["row"].to_numpy()]
+        for r, rank, col in zip(rows, ex["rank"], ex["column"], strict=True):
+            tops[rank - 1][r] = col
+    for i in range(k):
+        res[f"top{i + 1}"] = tops[i]
 
+
+def _score_frames(args, det):
+    """Yield (table, flagged count) per chunk: id (or row), score, anomaly (0/1) and, with
+    --explain K, top1..topK."""
+    import numpy as np
+    import pandas as pd
+
+    n_rows = 0
+    for scores, ids, _, X in _scored_chunks(args, det):
+        flagged = scores > det.threshold_
+        res = pd.DataFrame({args.id_column or "row": ids.to_numpy() if ids is not None
+                            else np.arange(n_rows, n_rows + len(scores)),
+                            "score": scores, "anomaly": flagged.astype(np.int8)})
+        if args.explain:
+            _explained(res, det, X, flagged, args.explain)
+        n_rows += len(res)
+        yield res, int(flagged.sum())
+
+
+def _csv_rows(frames) -> tuple[int, int]:
+    """Write the tables of `frames` to standard output as one CSV; (rows, flagged)."""
+    return _csv_to(frames, results_stream())
+
+
+def _csv_to(frames, out) -> tuple[int, int]:
+    n_rows = n_flagged = 0
+    for res, flagged in frames:
+        res.to_csv(out, header=n_rows == 0, index=False, float_format="%.6g")
+        n_rows, n_flagged = n_rows + len(res), n_flagged + flagged
+    return n_rows, n_flagged
+
+
+def _json_rows(frames, threshold) -> tuple[int, int]:
+    """Write the tables of `frames` to standard output as one JSON document, a chunk at a
+    time: threshold, rows (an object per row), n_rows, n_flagged; (rows, flagged)."""
+    counts = [0, 0]
+
+    def records():
+        for res, flagged in frames:
+            counts[1] += flagged
+            for record in res.to_dict(orient="records"):
+                counts[0] += 1
+                yield record
+
+    result_json_rows({"threshold": threshold}, records(),
+                     lambda: {"n_rows": counts[0], "n_flagged": counts[1]})
+    return counts[0], counts[1]
+
+
+def cmd_score(args):
     out_path = output_path(args, args.output, args.model, args.data, stdout=True)
     det = _load_detector(args.model)
-    n_rows = n_flagged = 0
-
-    def write(out):
-        nonlocal n_rows, n_flagged
-        first = True
-        for scores, ids, _, X in _scored_chunks(args, det):
-            import pandas as pd
-
-            flagged = scores > det.threshold_
-            key = args.id_column or "row"
-            res = pd.DataFrame({key: ids.to_numpy() if ids is not None
-                                else np.arange(n_rows, n_rows + len(scores)),
-                                "score": scores, "anomaly": flagged.astype(np.int8)})
-            if args.explain:
-                k = args.explain
-                tops = [[""] * len(res) for _ in range(k)]
-                if flagged.any():
-                    ex = det.explain(X.iloc[np.flatnonzero(flagged)], top_k=k,
-                                     only_flagged=False)
-                    rows = np.flatnonzero(flagged)[ex["row"].to_numpy()]
-                    for r, rank, col in zip(rows, ex["rank"], ex["column"], strict=True):
-                        tops[rank - 1][r] = col
-                for i in range(k):
-                    res[f"top{i + 1}"] = tops[i]
-            res.to_csv(out, header=first, index=False, float_format="%.6g")
-            first = False
-            n_rows += len(res)
-            n_flagged += int(flagged.sum())
-
+    frames = _score_frames(args, det)
     if out_path is None:
-        write(results_stream())
+        n_rows, n_flagged = _json_rows(frames, det.threshold_) if args.json \
+            else _csv_rows(frames)
     else:
         from deepae.fileio import atomic_write
 
+        counts = []
+
         def write_file(f):
             text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-            write(text)
+            counts.extend(_csv_to(frames, text))
             text.flush()
             text.detach()
 
         atomic_write(out_path, write_file, overwrite=args.overwrite)
-    print(f"scored {n_rows} rows; {n_flagged} above the threshold {det.threshold_:.6g}"
-          + (f"; wrote {out_path}" if out_path else ""), file=sys.stderr)
+        n_rows, n_flagged = counts
+        if args.json:
+            result_json({"threshold": det.threshold_, "n_rows": n_rows,
+                         "n_flagged": n_flagged, "output": str(out_path)})
+    status(f"scored {n_rows} rows; {n_flagged} above the threshold {det.threshold_:.6g}"
+           + (f"; wrote {out_path}" if out_path else ""))
     return 0
+
+
+def _json_destination(args, inputs):
+    """Where evaluate's --json goes: None (no --json), STDIO, or, the older --json FILE, a
+    file (checked by the output rule before any work)."""
+    if args.json is None or is_stdio(args.json):
+        return args.json
+    path = output_path(args, args.json, *inputs)
+    status(f"deepae: note: `detect evaluate --json FILE` will be removed; write `deepae detect "
+           f"evaluate ... --json > {args.json}` (--json prints the figures on standard output)")
+    return path
+
+
+def _report_table(rep, fpr, threshold_rule) -> None:
+    rows = [("rows / anomalies", f"{rep['n_rows']} / {rep['n_anomalies']}"),
+            ("ROC-AUC", f"{rep['roc_auc']:.4f}"),
+            ("PR-AUC (average precision)", f"{rep['average_precision']:.4f}"),
+            (f"recall at FPR {fpr:g}", f"{rep['recall_at_fpr']:.4f}"),
+            (f"precision at k={rep['k']}", f"{rep['precision_at_k']:.4f}"),
+            ("threshold", threshold_rule),
+            ("confusion at threshold", f"TN {rep['tn']}  FP {rep['fp']}  FN {rep['fn']}  "
+                                       f"TP {rep['tp']}"),
+            ("precision / recall / F1", f"{rep['precision']:.4f} / {rep['recall']:.4f} / "
+                                        f"{rep['f1']:.4f}"),
+            ("false-positive rate", f"{rep['false_positive_rate']:.4f}")]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        result(f"{name:<{width}}  {value}")
 
 
 def cmd_evaluate(args):
@@ -197,8 +291,7 @@ def cmd_evaluate(args):
     if not args.label_column:
         raise ValueError("evaluate needs --label-column: the 0/1 column (1 = anomaly)")
     inputs = (args.model, args.data)
-    if args.json:
-        output_path(args, args.json, *inputs)
+    json_to = _json_destination(args, inputs)
     if args.plots:
         for name in ("scores.png", "roc_pr.png"):
             output_path(args, Path(args.plots) / name, *inputs)
@@ -209,25 +302,15 @@ def cmd_evaluate(args):
         all_labels.append(labels.to_numpy())
     s, y = np.concatenate(all_scores), np.concatenate(all_labels)
     rep = detection_report(y, s, det.threshold_, fpr=args.fpr)
-    rows = [("rows / anomalies", f"{rep['n_rows']} / {rep['n_anomalies']}"),
-            ("ROC-AUC", f"{rep['roc_auc']:.4f}"),
-            ("PR-AUC (average precision)", f"{rep['average_precision']:.4f}"),
-            (f"recall at FPR {args.fpr:g}", f"{rep['recall_at_fpr']:.4f}"),
-            (f"precision at k={rep['k']}", f"{rep['precision_at_k']:.4f}"),
-            ("threshold", det.describe()["threshold_rule"]),
-            ("confusion at threshold", f"TN {rep['tn']}  FP {rep['fp']}  FN {rep['fn']}  "
-                                       f"TP {rep['tp']}"),
-            ("precision / recall / F1", f"{rep['precision']:.4f} / {rep['recall']:.4f} / "
-                                        f"{rep['f1']:.4f}"),
-            ("false-positive rate", f"{rep['false_positive_rate']:.4f}")]
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        result(f"{name:<{width}}  {value}")
-    if args.json:
+    rep["threshold_rule"] = det.describe()["threshold_rule"]
+    if json_to == STDIO:
+        result_json(rep)
+    else:
+        _report_table(rep, args.fpr, rep["threshold_rule"])
+    if json_to not in (None, STDIO):
         from deepae.fileio import atomic_write
 
-        atomic_write(args.json, json.dumps(rep, indent=1).encode(),
-                     overwrite=args.overwrite)
+        atomic_write(json_to, json_text(rep).encode(), overwrite=args.overwrite)
     if args.plots:
         from deepae.plots import roc_pr_curves, score_distribution
 
@@ -259,7 +342,7 @@ def add_detect_parser(sub):
                         description="Train an AnomalyDetector on a CSV/Parquet table and save "
                         "it with its preprocessing and threshold. Rows labelled 1 in "
                         "--label-column are not trained on; they help choose the threshold.")
-    f.add_argument("data", help="a .csv or .parquet table")
+    f.add_argument("data", help="a .csv or .parquet table, or - for CSV on standard input")
     f.add_argument("-o", "--output", dest="model", help="detector file to write (.deepae)")
     f.add_argument("--model", dest="model_old", help=argparse.SUPPRESS)  # the older name
     common(f, label_help="0/1 column (1 = anomaly); optional")
@@ -293,10 +376,13 @@ def add_detect_parser(sub):
                         description="Score every row of a CSV/Parquet table in chunks (memory "
                         "stays flat), keeping the row order: columns id (or row), score, "
                         "anomaly (0/1) and, with --explain K, the K columns behind each "
-                        "flagged row.")
+                        "flagged row. With --json, standard output holds one JSON document: "
+                        "threshold, rows (one object per row; with -o FILE the rows go to "
+                        "FILE as CSV instead), n_rows, n_flagged.")
     s.add_argument("model", help="a detector file (.deepae)")
-    s.add_argument("data", help="a .csv or .parquet table")
-    s.add_argument("-o", "--output", help="CSV to write (default: standard output)")
+    s.add_argument("data", help="a .csv or .parquet table, or - for CSV on standard input")
+    s.add_argument("-o", "--output", help="CSV to write (default, or -: standard output)")
+    add_json_option(s, "the scores (or, with -o FILE, the counts)")
     common(s, label_help="column to ignore if present")
     s.add_argument("--explain", type=int, metavar="K", default=0,
                    help="add the top K contributing columns of flagged rows")
@@ -310,11 +396,15 @@ def add_detect_parser(sub):
                         "(average precision), recall at a false-positive rate, precision at "
                         "k, and the confusion matrix at its threshold.")
     e.add_argument("model", help="a detector file (.deepae)")
-    e.add_argument("data", help="a labelled .csv or .parquet table")
+    e.add_argument("data", help="a labelled .csv or .parquet table, or - for CSV on "
+                   "standard input")
     common(e, label_help="0/1 column (1 = anomaly), required")
     e.add_argument("--fpr", type=float, default=0.01, help="for recall at FPR (default 0.01)")
     e.add_argument("--plots", metavar="DIR", help="write scores.png and roc_pr.png to DIR")
-    e.add_argument("--json", help="also write the figures to this JSON file")
+    e.add_argument("--json", nargs="?", const=STDIO, metavar="FILE",
+                   help="print the figures as one JSON document on standard output (and "
+                   "nothing else there); the older --json FILE still writes FILE, with a "
+                   "note: write --json > FILE")
     e.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
                    "(default 20000)")
     add_common_options(e)

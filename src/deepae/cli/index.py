@@ -1,21 +1,27 @@
 """`deepae index build | query | evaluate`: semantic hashing from the shell.
 
 A thin layer over `deepae.SemanticIndex` (a `SemanticHasher` and the `HammingIndex` of a
-collection's codes in one file): read the vectors, call the API, print.
+collection's codes in one file): read the vectors, call the API, print. DATA and QUERIES may
+be `-`: .npz, .npy, Parquet or CSV bytes on standard input, told apart by their first bytes.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 from deepae.cli._options import (
     add_common_options,
+    add_json_option,
     add_run_options,
+    is_stdio,
     named_dataset,
+    not_stdio,
     output_path,
+    read_stdin,
     result,
+    result_json,
+    result_json_rows,
     results_stream,
     run_parameters,
     save_trained,
@@ -32,19 +38,27 @@ ID_KEYS = ("ids", "id")
 def _vectors(source, *, key=None, split="train"):
     """(X (n, features), ids or None, labels or None) from a data set name or a file; an
     .npz may hold ``ids`` and ``y``/``labels`` beside the vectors."""
+    import io
+
     import numpy as np
 
-    from deepae.data.io import read_data
+    from deepae.data.io import read_data, read_data_bytes
 
     named = named_dataset(source)
     if named is not None:
         (x_tr, y_tr), (x_te, y_te) = named
         x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
         return x.reshape(len(x), -1), None, y
-    x = read_data(source, key=key)
+    archive = source if str(source).lower().endswith(".npz") else None
+    if is_stdio(source):
+        data = read_stdin("vectors (.npz, .npy, Parquet, or CSV with a header row)")
+        x = read_data_bytes(data, key=key)
+        archive = io.BytesIO(data) if data.startswith(b"PK\x03\x04") else None  # an .npz
+    else:
+        x = read_data(source, key=key)
     ids = labels = None
-    if str(source).lower().endswith(".npz"):
-        with np.load(source, allow_pickle=False) as npz:
+    if archive is not None:
+        with np.load(archive, allow_pickle=False) as npz:
             ids = next((npz[k] for k in ID_KEYS if k in npz.files), None)
             labels = next((npz[k] for k in LABEL_KEYS if k in npz.files), None)
     return x.reshape(len(x), -1), ids, labels
@@ -53,6 +67,8 @@ def _vectors(source, *, key=None, split="train"):
 def _load_index(path):
     import deepae
 
+    not_stdio(path, "INDEX", "an index is read from a file that deepae can check before it "
+              "loads it; name the file")
     obj = deepae.load(path)
     if not isinstance(obj, deepae.SemanticIndex):
         raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a SemanticIndex "
@@ -91,36 +107,42 @@ def cmd_build(args):
     return 0
 
 
+def _found(args, idx, X):
+    """The (ids, distances) of each query, by the lookup the options choose."""
+    if args.exhaustive:
+        return idx.rank(X, k=args.k)
+    if args.radius_only:
+        return idx.search(X, radius=args.radius, k=args.k)
+    return idx.nearest(X, k=args.k, radius=args.radius)
+
+
 def cmd_query(args):
     import numpy as np
 
-    output_path(args, args.output, args.index, args.queries, stdout=True)
+    out_path = output_path(args, args.output, args.index, args.queries, stdout=True)
     idx = _load_index(args.index)
     X, qids, _ = _vectors(args.queries, key=args.key, split="test")
     if args.limit:
         X = X[:args.limit]
         qids = None if qids is None else qids[:args.limit]
     qids = np.arange(len(X)) if qids is None else qids
-    if args.exhaustive:
-        found = idx.rank(X, k=args.k)
-    elif args.radius_only:
-        found = idx.search(X, radius=args.radius, k=args.k)
-    else:
-        found = idx.nearest(X, k=args.k, radius=args.radius)
-    out = results_stream() if args.output in (None, "-") else None
-    lines = ["query,rank,id,distance"]
-    for q, (ids, dist) in zip(qids, found, strict=True):
-        lines.extend(f"{q},{r},{i},{d}"
-                     for r, (i, d) in enumerate(zip(ids, dist, strict=True), start=1))
-    text = "\n".join(lines) + "\n"
-    if out is not None:
-        out.write(text)
-    else:
-        from deepae.fileio import atomic_write
+    rows = [(q, r, i, d) for q, (ids, dist) in zip(qids, _found(args, idx, X), strict=True)
+            for r, (i, d) in enumerate(zip(ids, dist, strict=True), start=1)]
+    counts = {"n_queries": len(X), "n_rows": len(rows), "k": args.k, "radius": args.radius}
+    if out_path is None and args.json:
+        columns = ("query", "rank", "id", "distance")
+        result_json_rows(counts, (dict(zip(columns, r, strict=True)) for r in rows))
+        return 0
+    text = "query,rank,id,distance\n" + "".join(f"{q},{r},{i},{d}\n" for q, r, i, d in rows)
+    if out_path is None:
+        results_stream().write(text)
+        return 0
+    from deepae.fileio import atomic_write
 
-        atomic_write(args.output, text.encode(), overwrite=args.overwrite)
-        print(f"wrote {len(lines) - 1:,} results for {len(X):,} queries to {args.output}",
-              file=sys.stderr)
+    atomic_write(out_path, text.encode(), overwrite=args.overwrite)
+    status(f"wrote {len(rows):,} results for {len(X):,} queries to {out_path}")
+    if args.json:
+        result_json({**counts, "output": str(out_path)})
     return 0
 
 
@@ -137,6 +159,7 @@ def cmd_evaluate(args):
     if idx.labels is None:
         raise ValueError(f"{args.index!r} holds no labels; build it from data with labels "
                          f"(an .npz with one of {list(LABEL_KEYS)}, or a data set name)")
+    not_stdio(args.labels, "--labels", "standard input can hold only QUERIES")
     X, _, y = _vectors(args.queries, key=args.key, split="test")
     if args.labels:
         y = np.load(args.labels, allow_pickle=False)
@@ -170,7 +193,7 @@ def cmd_evaluate(args):
                [r.size > 0 for r in within])),
            "rank ms/query": 1e3 * rank_s / n, "radius search ms/query": 1e3 * search_s / n}
     if args.json:
-        result(json.dumps(res, indent=1))
+        result_json(res)
     else:
         for key, v in res.items():
             result(f"{key:<36} {v:.4f}" if isinstance(v, float) else f"{key:<36} {v}")
@@ -186,7 +209,8 @@ def add_index_parser(sub):
                        "bits away.")
     isub = p.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
     data_help = ("vectors: .npz (array 'x', optional 'ids' and 'y'/'labels'), .npy, .csv, "
-                 ".parquet, or a data set name (mnist, fashion-mnist, digits)")
+                 ".parquet, a data set name (mnist, fashion-mnist, digits), or - for the "
+                 "bytes of one of those files on standard input")
 
     b = isub.add_parser("build", help="train a hasher on a collection and index it",
                         description="Train a SemanticHasher on DATA and save it with the "
@@ -222,7 +246,8 @@ def add_index_parser(sub):
                      help="rank the whole collection by Hamming distance")
     q.add_argument("--limit", type=int, help="only the first LIMIT queries")
     q.add_argument("--key", help="array name inside a .npz file")
-    q.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    q.add_argument("-o", "--output", help="CSV file to write (default, or -: standard output)")
+    add_json_option(q, "the results (or, with -o FILE, the counts)")
     add_common_options(q)
     q.set_defaults(func=cmd_query)
 
@@ -240,6 +265,6 @@ def add_index_parser(sub):
     e.add_argument("-k", type=int, default=100, help="precision at K (default 100)")
     e.add_argument("--radius", type=int, default=2, help="radius for precision (default 2)")
     e.add_argument("--seed", type=int, default=0, help="query sample seed (default 0)")
-    e.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(e, "the figures")
     add_common_options(e, output=False)
     e.set_defaults(func=cmd_evaluate)

@@ -4,12 +4,14 @@ A user error prints one line, ``deepae: error: ...``, to stderr and exits with s
 (``--debug`` shows the traceback instead); argument-parsing errors exit with 2 (argparse's
 convention). One output rule for every command: an existing output file is refused unless
 ``--overwrite``, an input is never its own output, and every file is written atomically.
+A command that prints a result (a table, figures) prints it as one JSON document with
+``--json``; ``-`` names standard input or output where a command reads or writes one file
+(`_options.STDIO`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,10 +19,16 @@ from pathlib import Path
 from deepae.cli._options import (
     UserError,
     add_common_options,
+    add_json_option,
     add_run_options,
+    is_stdio,
     named_dataset,
+    not_stdio,
     output_path,
+    read_stdin,
     result,
+    result_json,
+    results_stream,
     results_to,
     run_parameters,
     save_trained,
@@ -42,6 +50,7 @@ TRAIN_DEFAULTS = {
 
 
 def _load_config(path) -> dict:
+    not_stdio(path, "--config", "name a .toml or .yaml file")
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {str(path)!r} not found")
@@ -74,38 +83,54 @@ def _load_config(path) -> dict:
     return cfg
 
 
-def _read_source(source, key=None, split="train"):
-    from deepae.data.io import read_data
+# what `-` may hold for the commands that read an array: told apart by their first bytes
+STDIN_DATA = "data (.npy, .npz, Parquet, or CSV with a header row)"
 
+
+def _read_array(source, key=None):
+    """An array from a file, or from standard input (`-`, see `STDIN_DATA`)."""
+    from deepae.data.io import read_data, read_data_bytes
+
+    if is_stdio(source):
+        return read_data_bytes(read_stdin(STDIN_DATA), key=key)
+    return read_data(source, key=key)
+
+
+def _read_source(source, key=None, split="train"):
     named = named_dataset(source)
     if named is not None:
         (x_train, _), (x_test, _) = named
         return x_train if split == "train" else x_test
-    return read_data(source, key=key)
+    return _read_array(source, key=key)
 
 
 def _write_array(path, arr, overwrite):
+    """`arr` to a .npy or .csv file, or as CSV to standard output (`path` None)."""
     import io
 
     import numpy as np
 
     from deepae.fileio import atomic_write
 
-    path = Path(path)
     buf = io.BytesIO()
-    if path.suffix == ".npy":
+    if path is not None and Path(path).suffix == ".npy":
         np.save(buf, arr)
-    elif path.suffix == ".csv":
+    elif path is None or Path(path).suffix == ".csv":
         np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
     else:
         raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
-    atomic_write(path, buf.getvalue(), overwrite=overwrite)
+    if path is None:
+        results_stream().write(buf.getvalue().decode())
+    else:
+        atomic_write(path, buf.getvalue(), overwrite=overwrite)
 
 
-def _check_array_output(args, path, *inputs) -> Path:
-    path = output_path(args, path, *inputs)
-    if path.suffix not in (".npy", ".csv"):
-        raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
+def _check_array_output(args, path, *inputs) -> Path | None:
+    """The .npy or .csv file to write, or None for CSV on standard output (``-o -``)."""
+    path = output_path(args, path, *inputs, stdout=True)
+    if path is not None and path.suffix not in (".npy", ".csv"):
+        raise UserError(f"output must end in .npy or .csv (or - for CSV on standard output); "
+                        f"received {str(path)!r}")
     return path
 
 
@@ -117,11 +142,16 @@ def cmd_demo(args):
     res = reference_experiment(epochs=args.epochs, latent_dim=args.latent_dim,
                                random_state=args.seed, picture=args.out,
                                verbose=2 if args.quiet else "auto")
+    ratio = res["rows"][0]["mse_per_feature"] / res["rows"][1]["mse_per_feature"]
+    if args.json:
+        result_json({"data": "MNIST test set", "epochs": res["epochs"],
+                     "latent_dim": args.latent_dim, "rows": res["rows"],
+                     "error_ratio_to_pca": ratio, "picture": res["picture"]})
+        return 0
     result()
     result(f"MNIST test set, {res['epochs']} epochs: reconstruction error at code size "
           f"{args.latent_dim}")
     result(format_table(res["rows"]))
-    ratio = res["rows"][0]["mse_per_feature"] / res["rows"][1]["mse_per_feature"]
     result(f"\nThe autoencoder's error is {ratio:.2f} x PCA's. Picture: {res['picture']}")
     return 0
 
@@ -136,6 +166,9 @@ def cmd_train(args):
         v = getattr(args, k, None)
         if v is not None:
             cfg[k] = v
+    if cfg["stream"]:
+        not_stdio(args.source, "SOURCE with --stream", "streamed data is read from named "
+                  "files, in blocks")
     out = output_path(args, args.output, args.source, args.config)
     if args.curves:
         output_path(args, args.curves, args.source, args.config, out)
@@ -177,31 +210,39 @@ def cmd_train(args):
     return 0
 
 
+MODEL_FILE = "a model is read from a file that deepae can check before it loads it; name the file"
+
+
 def _load_model(path, *, with_owner=False):
     """The `Autoencoder` inside any saved deepae model (and, if asked, what holds it)."""
     import deepae
 
+    not_stdio(path, "MODEL", MODEL_FILE)
     obj = deepae.load(path)
     model = getattr(obj, "autoencoder_", obj)
     return (model, obj) if with_owner else model
 
 
+def _shown_output(path) -> str:
+    return "standard output" if path is None else str(path)
+
+
 def cmd_encode(args):
-    _check_array_output(args, args.output, args.model, args.source)
+    out = _check_array_output(args, args.output, args.model, args.source)
     model = _load_model(args.model)
     codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
-    _write_array(args.output, codes, args.overwrite)
-    status(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
+    _write_array(out, codes, args.overwrite)
+    status(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {_shown_output(out)}")
     return 0
 
 
 def cmd_reconstruct(args):
-    out = output_path(args, args.output, args.model, args.source)
-    if out.suffix != ".png":
+    out = output_path(args, args.output, args.model, args.source, stdout=True)
+    if out is None or out.suffix != ".png":
         _check_array_output(args, out, args.model, args.source)
     model = _load_model(args.model)
     x = _read_source(args.source, key=args.key, split=args.split)
-    if out.suffix == ".png":
+    if out is not None and out.suffix == ".png":
         from deepae.plots import reconstruction_grid
 
         n = min(args.n, len(x))
@@ -211,7 +252,7 @@ def cmd_reconstruct(args):
     else:
         recon = model.reconstruct(x)
         _write_array(out, recon, args.overwrite)
-        status(f"wrote {len(recon)} reconstructions to {out}")
+        status(f"wrote {len(recon)} reconstructions to {_shown_output(out)}")
     return 0
 
 
@@ -229,9 +270,10 @@ def _shown(value) -> str:
 def cmd_info(args):
     import deepae
 
+    not_stdio(args.model, "MODEL", MODEL_FILE)
     info = deepae.load(args.model).describe()
     if args.json:
-        result(json.dumps(info, indent=1))
+        result_json(info)
         return 0
     for key, value in info.items():
         result(f"{key + ':':<26} {_shown(value)}")
@@ -248,7 +290,9 @@ def _labelled_source(source, test, labels):
     if named is not None:
         (x_train, _), (x_test, y_test) = named
         return x_train, x_test, y_test
-    x = read_data(source)
+    not_stdio(test, "--test", "standard input can hold only SOURCE")
+    not_stdio(labels, "--labels", "standard input can hold only SOURCE")
+    x = _read_array(source)
     if test:
         x_test = read_data(test)
     else:  # hold out a random fifth
@@ -257,6 +301,20 @@ def _labelled_source(source, test, labels):
         x, x_test = x[perm[cut:]], x[perm[:cut]]
     y = np.load(labels, allow_pickle=False) if labels else None
     return x, x_test, y
+
+
+def _reduce_table(rows, n_components, n_train, n_test):
+    result(f"test reconstruction error at code size {n_components} "
+           f"({n_train} training and {n_test} test samples; SE/sample: squared error "
+           "summed over the features in [0, 1])")
+    head = (f"{'model':<12} {'code':>5} {'MSE/feature':>12} {'SE/sample':>10} "
+            f"{'fit s':>8} {'transform s':>12}")
+    result(head)
+    result("-" * len(head))
+    for r in rows:
+        result(f"{r['model']:<12} {r['code_size']:>5} {r['mse_per_feature']:>12.5f} "
+               f"{r['se_per_sample']:>10.3f} {r['fit_seconds']:>8.1f} "
+               f"{r['transform_seconds']:>12.4f}")
 
 
 def cmd_reduce(args):
@@ -276,17 +334,11 @@ def cmd_reduce(args):
               "hidden_units": units(args.hidden_units), "random_state": args.seed,
               "verbose": 0 if args.quiet else 2}
     res = deepae.compare_with_pca(x_train, x_test, args.n_components, **params)
-    result(f"test reconstruction error at code size {args.n_components} "
-          f"({len(x_train)} training and {len(x_test)} test samples; SE/sample: squared error "
-          "summed over the features in [0, 1])")
-    head = (f"{'model':<12} {'code':>5} {'MSE/feature':>12} {'SE/sample':>10} "
-            f"{'fit s':>8} {'transform s':>12}")
-    result(head)
-    result("-" * len(head))
-    for r in res["rows"]:
-        result(f"{r['model']:<12} {r['code_size']:>5} {r['mse_per_feature']:>12.5f} "
-              f"{r['se_per_sample']:>10.3f} {r['fit_seconds']:>8.1f} "
-              f"{r['transform_seconds']:>12.4f}")
+    if args.json:
+        result_json({"n_components": args.n_components, "n_train": len(x_train),
+                     "n_test": len(x_test), "rows": res["rows"]})
+    else:
+        _reduce_table(res["rows"], args.n_components, len(x_train), len(x_test))
     if args.output:
         res["models"]["autoencoder"].save(args.output, overwrite=args.overwrite)
         status(f"saved the reducer to {args.output}")
@@ -323,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="reconstructions.png",
                    help="picture to write (default reconstructions.png)")
     d.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_json_option(d, "the error table")
     add_common_options(d)
     d.set_defaults(func=cmd_demo)
 
@@ -333,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "each epoch in OUTPUT.ckpt; after an interruption, run the same command "
                        "with --resume to continue from the last completed epoch.")
     t.add_argument("source", help="data: .npy, .npz, .csv, .parquet, a folder of PNG/JPEG "
-                   "images, or a data set name (mnist, fashion-mnist, digits)")
+                   "images, a data set name (mnist, fashion-mnist, digits), or - for "
+                   "standard input (.npy, .npz, Parquet or CSV bytes, told apart by their "
+                   "first bytes)")
     t.add_argument("-o", "--output", required=True, help="model file to write (.deepae)")
     t.add_argument("--config", help="TOML or YAML file of options")
     t.add_argument("--kind", choices=KINDS, help="layer type (default dense)")
@@ -377,10 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
             ("reconstruct", cmd_reconstruct,
              "reconstruct data: a picture (.png) of originals beside reconstructions, "
              "or an array file (.npy, .csv)")):
-        c = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
+        c = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:]
+                           + ". SOURCE - reads standard input: .npy, .npz, Parquet or CSV "
+                           "(with a header row) bytes, told apart by their first bytes; "
+                           "-o - writes CSV to standard output.")
         c.add_argument("model", help="a .deepae model file")
-        c.add_argument("source", help="data file, image folder or data set name")
-        c.add_argument("-o", "--output", required=True, help="file to write")
+        c.add_argument("source", help="data file, image folder, data set name, or - "
+                       "(standard input)")
+        c.add_argument("-o", "--output", required=True, help="file to write (.npy, .csv"
+                       + (", .png" if name == "reconstruct" else "") + "), or - for CSV on "
+                       "standard output")
         c.add_argument("--key", help="array name inside a .npz file")
         c.add_argument("--split", choices=["train", "test"], default="test",
                        help="split of a named data set (default test)")
@@ -393,8 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit an AutoencoderReducer and PCA at the same code size and "
                        "print their test reconstruction errors (per feature, and summed per "
                        "sample with the data in [0, 1], Hinton & Salakhutdinov's unit).")
-    r.add_argument("source", help="training data (file or folder) or a data set name "
-                   "(mnist, fashion-mnist, digits: its test split is the test set)")
+    r.add_argument("source", help="training data (file or folder, or - for standard "
+                   "input as for train) or a data set name (mnist, fashion-mnist, digits: its "
+                   "test split is the test set)")
     r.add_argument("--test", help="test data file (default: a random fifth of SOURCE)")
     r.add_argument("--labels", help=".npy of test labels, to colour the 2-d plot")
     r.add_argument("-k", "--n-components", type=int, default=30, help="code size (default 30)")
@@ -406,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", metavar="DIR", help="write error_vs_code_size.png (codes 2, 10, "
                    "30) and, with labels, embedding_2d.png to DIR")
     r.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_json_option(r, "the error table")
     add_common_options(r)
     r.set_defaults(func=cmd_reduce)
 
@@ -423,10 +486,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show a saved model's architecture, data range and "
                        "training summary.")
     i.add_argument("model", help="a .deepae model file")
-    i.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(i, "the description")
     add_common_options(i, output=False)
     i.set_defaults(func=cmd_info)
     return p
+
+
+def _stdout_to_devnull() -> None:
+    """Point the process's standard output at the null device, so that Python's own flush
+    at exit does not fail again on the closed pipe."""
+    import io
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (in tests)
+        pass
 
 
 def main(argv=None) -> int:
@@ -446,6 +520,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("deepae: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of standard output left (`| head`): no error line
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command a closed pipe stops
     except (UserError, DeepAEError, ValueError, TypeError, OSError, ImportError,
             NotFittedError, MemoryError) as e:
         if getattr(args, "debug", False):

@@ -8,19 +8,27 @@
     deepae upscale evaluate FOLDER [--scale 2] [--model s.deepae]
 
 Without --model the pretrained models that ship with deepae are used
-(`Denoiser.pretrained()`, `SuperResolver.pretrained(scale=...)`). A thin layer over
-`deepae.Denoiser` and `deepae.SuperResolver`: read, call the API, write.
+(`Denoiser.pretrained()`, `SuperResolver.pretrained(scale=...)`). INPUT `-` reads the image
+file's bytes from standard input, `-o -` writes PNG bytes to standard output. A thin layer
+over `deepae.Denoiser` and `deepae.SuperResolver`: read, call the API, write.
 """
 
 from __future__ import annotations
 
 from deepae.cli._options import (
+    UserError,
+    binary_stdout,
     input_and_output,
+    is_stdio,
+    not_stdio,
     output_path,
     result,
+    result_bytes,
+    result_json,
     run_parameters,
     save_trained,
     status,
+    stdin_file,
 )
 
 __all__ = ["add_restore_parsers"]
@@ -63,6 +71,7 @@ def _train(args, which):
 
     if not args.output:
         raise ValueError(f"`deepae {which} train` needs -o/--output, the model file to write.")
+    not_stdio(args.args[1], "FOLDER", "training reads a folder or file of images by name")
     common = dict(epochs=args.epochs, patch_size=args.patch_size,
                   patches_per_epoch=args.patches, random_state=args.seed,
                   verbose=0 if args.quiet else 1)
@@ -102,6 +111,7 @@ def _evaluate(args, which):
         sigma = _sigma(args.sigma)
         if isinstance(sigma, tuple):
             raise ValueError(f"--sigma for evaluate is one noise level; got {args.sigma!r}.")
+    not_stdio(args.args[1], "FOLDER", "evaluate reads a folder or file of images by name")
     model = _load(args.model, kind, getattr(args, "scale", None))
     imgs, _ = to_float_images(read_images(args.args[1]))
     rng = np.random.default_rng(args.seed)
@@ -132,21 +142,39 @@ def _evaluate(args, which):
             out = np.clip(out, 0, 1)
             r["psnr"].append(psnr(im, out, data_range=1.0))
             r["ssim"].append(ssim(im, out, data_range=1.0) if min(im.shape[:2]) >= 11 else np.nan)
-    result(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({len(imgs)} images)")
-    for name, r in rows.items():
-        result(f"{name:<14} {np.mean(r['psnr']):8.2f} {np.nanmean(r['ssim']):7.4f}")
-    for name, (ok, package) in extra.items():
-        if not ok:
-            result(f"({name} left out: pip install {package} to compare with it)")
+    _scores(args, len(imgs), rows, {name: f"pip install {package}"
+                                     for name, (ok, package) in extra.items() if not ok})
     return 0
 
 
+def _scores(args, n_images, rows, left_out) -> None:
+    """Print evaluate's mean PSNR and SSIM per method (a table, or JSON with --json)."""
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():  # SSIM is NaN for images under 11 pixels a side
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = {name: {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.nanmean(r["ssim"]))}
+                 for name, r in rows.items()}
+    if args.json:
+        result_json({"n_images": n_images, "methods": means, "left_out": left_out})
+        return
+    result(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}   ({n_images} images)")
+    for name, m in means.items():
+        result(f"{name:<14} {m['psnr']:8.2f} {m['ssim']:7.4f}")
+    for name, install in left_out.items():
+        result(f"({name} left out: {install} to compare with it)")
+
+
 def _apply(args, which):
-    from deepae.data.io import read_image, write_image
+    from deepae.data.io import image_bytes, read_image, write_image
 
     src, out = input_and_output(args, which, _USAGE[which])
-    dst = output_path(args, out, src, args.model)
-    image = read_image(src)
+    dst = output_path(args, out, src, args.model, stdout=True)
+    if dst is None:
+        binary_stdout("PNG bytes")
+    image = read_image(stdin_file("an image file (PNG, JPEG, ...)") if is_stdio(src) else src)
     model = _load(args.model, "Denoiser" if which == "denoise" else "SuperResolver",
                   getattr(args, "scale", None))
     if which == "denoise":
@@ -158,13 +186,21 @@ def _apply(args, which):
             raise ValueError(f"--scale {args.scale} differs from the model's scale "
                              f"{model.scale}; use a x{args.scale} model.")
         out = model.transform(image, ensemble=args.ensemble)
-    write_image(dst, out, overwrite=args.overwrite)
+    if dst is None:
+        result_bytes(image_bytes(out, ".png"), "PNG bytes")
+    else:
+        write_image(dst, out, overwrite=args.overwrite)
     return 0
 
 
 def _run(which):
     def cmd(args):
         first = args.args[0] if args.args else None
+        not_stdio(args.model, "--model", "a model is read from a file that deepae can check "
+                  "before it loads it; name the file")
+        if args.json and first != "evaluate":
+            raise UserError(f"--json prints the scores of `deepae {which} evaluate FOLDER`; "
+                            f"received it with {' '.join(args.args)!r}")
         if first == "train":
             if len(args.args) != 2:
                 raise ValueError(f"expected `deepae {which} train FOLDER -o MODEL`; got "
@@ -192,11 +228,12 @@ def add_restore_parsers(sub):
         p = sub.add_parser(which, help=helptext, usage=_USAGE[which],
                            description=helptext[0].upper() + helptext[1:] + ".")
         p.add_argument("args", nargs="+", metavar="ARG",
-                       help="INPUT (with -o OUTPUT), or train FOLDER, or evaluate FOLDER")
+                       help="INPUT (with -o OUTPUT; - reads the image from standard input), "
+                       "or train FOLDER, or evaluate FOLDER")
         p.add_argument("--model", help="model file (.deepae); default: the pretrained "
                        "model that ships with deepae")
-        p.add_argument("-o", "--output", help="the image file to write (train: the model "
-                       "file)")
+        p.add_argument("-o", "--output", help="the image file to write, or - for PNG bytes on "
+                       "standard output (train: the model file)")
         add_patch_training_options(p, patch_size=48)
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
         p.add_argument("--ensemble", action="store_true", help="average the results for the "
@@ -213,5 +250,7 @@ def add_restore_parsers(sub):
         else:
             p.add_argument("--scale", type=int, choices=SCALES,
                            help="upscaling factor (train: default 2)")
+        p.add_argument("--json", action="store_true", help="evaluate: print the scores as "
+                       "one JSON document on standard output (and nothing else there)")
         add_common_options(p)
         p.set_defaults(func=_run(which))

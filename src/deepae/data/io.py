@@ -14,8 +14,8 @@ import numpy as np
 
 from deepae._validation import as_array
 
-__all__ = ["read_idx", "read_data", "read_image_folder", "read_image", "read_images",
-           "write_image", "IMAGE_SUFFIXES"]
+__all__ = ["read_idx", "read_data", "read_data_bytes", "read_image_folder", "read_image",
+           "read_images", "write_image", "image_bytes", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -125,13 +125,16 @@ def _load_image(path) -> tuple[np.ndarray, bool]:
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No image file at {str(path)!r}.")
+    if hasattr(path, "read"):  # a binary file object (the command line's standard input)
+        source, path = path, getattr(path, "name", "<stream>")
+    else:
+        source = path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No image file at {str(path)!r}.")
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"an image of {int(found.group(1)):,} pixels" if found else "too large an image"
@@ -198,6 +201,9 @@ def _image_files(folder) -> list[Path]:
 def read_image(path) -> np.ndarray:
     """Read one 8-bit image file: (h, w) uint8 for grayscale, (h, w, 3) for colour.
 
+    `path` is a file name, or a binary file object (``io.BytesIO``) whose ``name``, if it
+    has one, names it in errors.
+
     The rule of every image reader of deepae: 16-bit, 32-bit and floating-point files are
     refused with a `ValueError` that says so (convert them to 8 bits first, or pass a float
     array in [0, 1] to the Python API instead), never clipped; an alpha channel is dropped
@@ -229,27 +235,33 @@ def read_images(source) -> list[np.ndarray]:
 def write_image(path, image, *, overwrite: bool = True) -> Path:
     """Write a uint8 (h, w) or (h, w, 3) image; the format follows the suffix (PNG, JPEG,
     ...). The file is written atomically: an existing file is replaced whole or not at all."""
+    from deepae.fileio import atomic_write
+
+    path = Path(path)
+    return atomic_write(path, image_bytes(image, path.suffix, name=str(path)),
+                        overwrite=overwrite)
+
+
+def image_bytes(image, suffix: str = ".png", *, name: str | None = None) -> bytes:
+    """The bytes of the image file that `write_image` writes, in the format of `suffix`
+    (``".png"``, ``".jpg"``, ...); `name` names the file in errors."""
     import io as _io
 
     from PIL import Image
 
-    from deepae.fileio import atomic_write
-
-    path = Path(path)
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"Expected a uint8 (h, w) or (h, w, 3) image to write; received "
                          f"{image.dtype} {image.shape}.")
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+    fmt = Image.registered_extensions().get(str(suffix).lower())
     if fmt is None:
-        raise ValueError(f"Cannot tell the image format of {str(path)!r} from its suffix; "
-                         f"use one of {', '.join(IMAGE_SUFFIXES)}.")
+        raise ValueError(f"Cannot tell the image format of {name or 'the output'!r} from its "
+                         f"suffix {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}.")
     buf = _io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)
-    return atomic_write(path, buf.getvalue(), overwrite=overwrite)
-    return path
+    return buf.getvalue()
 
 
 def read_image_folder(folder, *, grayscale: bool | None = None) -> np.ndarray:
@@ -303,23 +315,62 @@ def read_data(source, *, key: str | None = None) -> np.ndarray:
         return as_array(np.load(path, allow_pickle=False), str(path))
     if name.endswith(".npz"):
         with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.files)
-            pick = key or next((k for k in ("x", "x_train", "X", "data") if k in keys), None)
-            if pick is None and len(keys) == 1:
-                pick = keys[0]
-            if pick not in keys:
-                raise ValueError(f"Expected an array named {key or 'x'!r} in {str(path)!r}; "
-                                 f"found {keys}. Choose one with key=... (CLI: --key).")
-            return as_array(npz[pick], f"{path.name}[{pick!r}]")
+            return _npz_array(npz, key, str(path), path.name)
     if name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
-        try:
-            import pandas as pd
-        except ImportError as e:
-            raise ImportError('Reading CSV/Parquet needs pandas: pip install "deepae[tables]"') \
-                from e
-        df = pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
-        return as_array(df, path.name)
+        return as_array(_read_frame(path, name.endswith((".parquet", ".pq"))), path.name)
     if "ubyte" in name or name.endswith((".idx", ".idx.gz")):
         return read_idx(path)
     raise ValueError(f"Expected data as .npy, .npz, .csv, .parquet, IDX or a folder of images; "
                      f"received {str(path)!r}.")
+
+
+def _npz_array(npz, key, where, short) -> np.ndarray:
+    """The array named `key` of an open .npz, or ``x``/``x_train``/``X``/``data``, or its
+    only one."""
+    keys = list(npz.files)
+    pick = key or next((k for k in ("x", "x_train", "X", "data") if k in keys), None)
+    if pick is None and len(keys) == 1:
+        pick = keys[0]
+    if pick not in keys:
+        raise ValueError(f"Expected an array named {key or 'x'!r} in {where!r}; "
+                         f"found {keys}. Choose one with key=... (CLI: --key).")
+    return as_array(npz[pick], f"{short}[{pick!r}]")
+
+
+def _read_frame(source, parquet: bool):
+    """A CSV (its first row the header) or Parquet file, or file object, as a DataFrame."""
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError('Reading CSV/Parquet needs pandas: pip install "deepae[tables]"') \
+            from e
+    return pd.read_parquet(source) if parquet else pd.read_csv(source)
+
+
+_NPY_MAGIC, _ZIP_MAGIC, _PARQUET_MAGIC = b"\x93NUMPY", b"PK\x03\x04", b"PAR1"
+
+
+def read_data_bytes(data: bytes, *, key: str | None = None,
+                    name: str = "standard input") -> np.ndarray:
+    """Load an array from the bytes of a ``.npy``, ``.npz``, Parquet or CSV file.
+
+    The format is told by the first bytes: NumPy's magic (``.npy``), a zip archive
+    (``.npz``: the array named `key`, as `read_data`), Parquet's ``PAR1``; anything else is
+    read as CSV text whose first row is the header, as `read_data` reads a ``.csv`` file.
+    `name` names the source in errors.
+    """
+    import io as _io
+
+    data = bytes(data)
+    buf = _io.BytesIO(data)
+    if data.startswith(_NPY_MAGIC):
+        return as_array(np.load(buf, allow_pickle=False), name)
+    if data.startswith(_ZIP_MAGIC):
+        with np.load(buf, allow_pickle=False) as npz:
+            return _npz_array(npz, key, name, name)
+    if data.startswith(_PARQUET_MAGIC):
+        return as_array(_read_frame(buf, True), name)
+    if b"\0" in data[:4096]:
+        raise ValueError(f"Expected .npy, .npz, Parquet or CSV data on {name}; received binary "
+                         f"data that starts with {data[:8].hex(' ')}.")
+    return as_array(_read_frame(buf, False), name)

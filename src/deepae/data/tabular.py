@@ -23,10 +23,21 @@ def _is_frame(x) -> bool:
     return hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "iloc")
 
 
+def _is_stream(path) -> bool:
+    """A binary file object (the command line's standard input): read as CSV."""
+    return hasattr(path, "read")
+
+
+def _where(path) -> str:
+    return str(getattr(path, "name", "<stream>")) if _is_stream(path) else str(path)
+
+
 def _table_format(path) -> str:
     """"parquet" or "csv" from the file name; raise if the file is missing or neither."""
     from pathlib import Path
 
+    if _is_stream(path):
+        return "csv"
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No table at {str(path)!r}.")
@@ -40,11 +51,14 @@ def _table_format(path) -> str:
 
 def _empty(path, header: bool) -> ValueError:
     what = "has a header but no rows" if header else "is empty: no header and no rows"
-    return ValueError(f"The table {str(path)!r} {what}.")
+    return ValueError(f"The table {_where(path)!r} {what}.")
 
 
 def read_table(path, **kwargs):
-    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame."""
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame.
+
+    `path` may also be a binary file object, read as CSV (its ``name`` names it in errors).
+    """
     try:
         import pandas as pd
     except ImportError as e:  # pragma: no cover - pandas is in the tables extra
@@ -358,12 +372,14 @@ def iter_table(path, *, chunk_size=100_000):
     """Yield ``(frame, bytes_read)`` chunks of a CSV or Parquet file, in row order.
 
     Memory stays at one chunk whatever the file's size; `bytes_read` (of the file, for a
-    progress bar) is approximate for CSV.
+    progress bar) is approximate for CSV. `path` may also be a binary file object with
+    ``tell()``, read as CSV.
     """
     from pathlib import Path
 
-    import pandas as pd
-
+    if _is_stream(path):
+        yield from _csv_chunks(path, path, chunk_size)
+        return
     path = Path(path)
     if _table_format(path) == "parquet":
         import pyarrow.parquet as pq
@@ -377,12 +393,19 @@ def iter_table(path, *, chunk_size=100_000):
             yield batch.to_pandas(), int(size * done / total)
         return
     with open(path, "rb") as fh:
-        try:
-            first = True
-            for chunk in pd.read_csv(fh, chunksize=chunk_size):
-                first = False
-                yield chunk, fh.tell()
-        except pd.errors.EmptyDataError as e:
-            raise _empty(path, header=False) from e
-        if first:
-            raise _empty(path, header=True)
+        yield from _csv_chunks(fh, path, chunk_size)
+
+
+def _csv_chunks(fh, path, chunk_size):
+    """``(frame, bytes_read)`` chunks of the CSV text of the binary file object `fh`."""
+    import pandas as pd
+
+    try:
+        first = True
+        for chunk in pd.read_csv(fh, chunksize=chunk_size):
+            first = False
+            yield chunk, fh.tell()
+    except pd.errors.EmptyDataError as e:
+        raise _empty(path, header=False) from e
+    if first:
+        raise _empty(path, header=True)
