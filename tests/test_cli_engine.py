@@ -107,3 +107,19 @@ def test_failed_save_keeps_the_run_and_resume_saves_it(data, tmp_path, name, cap
     assert main([*argv, "--resume"]) == 0
     assert out.exists() and not (tmp_path / "ck").exists()
     assert trained == [], f"{name} trained again on resume"
+
+
+def test_interrupted_training_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    import deepae.cli.main as cli
+
+    def stop(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_train", stop)
+    rc = cli.main(["train", "digits", "-o", str(tmp_path / "m.deepae")])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert "--resume" in err and str(tmp_path / "m.deepae.ckpt") in err
+    monkeypatch.setattr(cli, "cmd_info", stop)
+    assert cli.main(["info", str(tmp_path / "m.deepae")]) == 130
+    assert "--resume" not in capsys.readouterr().err  # not a training command

@@ -322,3 +322,17 @@ def test_progress_bar_ends_at_its_total(table, capsys):
               re.findall(r"(\d+)/(\d+)\x1b\[0m", capsys.readouterr().out)]
     assert counts and all(a <= b for a, b in counts), counts
     assert counts[-1][0] == counts[-1][1]
+
+
+def test_a_users_files_inside_backup_are_kept(table, tmp_path):
+    """Only Keras's backup files go: a file the user puts in the `backup` folder of a
+    checkpoint stays (and so does that folder)."""
+    ckpt = tmp_path / "ck"
+
+    class Drop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (ckpt / "backup" / "notes.txt").write_text("keep me")
+
+    small_model().fit(table, epochs=2, checkpoint_dir=ckpt, callbacks=[Drop()], verbose=0)
+    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == [
+        "backup", "backup/notes.txt"]

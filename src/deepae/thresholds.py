@@ -138,63 +138,76 @@ def choose_threshold(method, scores, y=None, *, target=None, contamination=0.1,
     yb = _check_labels(y, len(s)) if method in LABELLED_METHODS else (
         None if y is None else check_binary_labels(y, "y", n=len(s)))
     info = {"method": method, "n_rows": int(len(s))}
-    if method == "score":
-        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not np.isfinite(score):
-            raise TypeError(f"A fixed threshold must be a finite number. Got {score!r} instead.")
-        t = float(score)
-    elif method == "contamination":
-        c = float(contamination)
-        if isinstance(contamination, bool) or not (0 < c <= 0.5):
-            raise ValueError("The 'contamination' parameter must be a float in (0, 0.5]. Got "
-                             f"{contamination!r} instead.")
-        t = _quantile_threshold(s, c)
-        info["contamination"] = c
-    elif method == "fpr":
-        rate = _check_rate(DEFAULT_TARGET["fpr"] if target is None else target, "target")
-        if yb is not None:
-            s = s[~yb]
-        t = _quantile_threshold(s, rate) if rate * len(s) >= 1 else float(s.max())
-        info["target"] = rate
-        if len(s) < 1.0 / rate:
-            info["warning"] = (f"{len(s)} normal rows cannot measure a false-positive rate of "
-                               f"{rate}; the threshold is the highest normal score.")
+    if method in ("score", "contamination", "fpr"):
+        t, s = _unlabelled_threshold(method, s, yb, info, target=target,
+                                     contamination=contamination, score=score)
     else:
         srt, last, tp, fp = _curve(s, yb)
-        n_pos = float(yb.sum())
-        precision = tp / (tp + fp)
-        recall = tp / n_pos
-        if method == "f1":
-            f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12),
-                          0.0)
-            i = int(np.argmax(f1))
-        elif method == "precision":
-            goal = _check_rate(DEFAULT_TARGET["precision"] if target is None else target,
-                               "target")
-            ok = np.flatnonzero(precision >= goal)
-            info["target"] = goal
-            if len(ok):
-                i = int(ok[-1])  # the most rows flagged while precision holds
-            else:
-                i = int(np.argmax(precision))
-                info["warning"] = (f"no threshold reaches precision {goal}; the one with the "
-                                   f"highest precision ({precision[i]:.3f}) is used.")
-        elif method == "recall":
-            goal = _check_rate(DEFAULT_TARGET["recall"] if target is None else target, "target")
-            i = int(np.flatnonzero(recall >= goal - 1e-12)[0])  # the fewest rows flagged
-            info["target"] = goal
-        else:  # cost
-            for name, v in (("cost_missed", cost_missed), ("cost_review", cost_review)):
-                if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0:
-                    raise ValueError(f"The '{name}' parameter must be a non-negative number. "
-                                     f"Got {v!r} instead.")
-            cost = (n_pos - tp) * cost_missed + fp * cost_review
-            none_cost = n_pos * cost_missed  # flag nothing
-            i = int(np.argmin(cost))
-            info.update(cost_missed=float(cost_missed), cost_review=float(cost_review))
-            if none_cost <= cost[i]:
-                i = -1
-            info["expected_cost"] = float(none_cost if i < 0 else cost[i])
+        i = _labelled_cut(method, tp, fp, float(yb.sum()), info, target=target,
+                          cost_missed=cost_missed, cost_review=cost_review)
         t = float(np.nextafter(srt[0], np.inf)) if i < 0 else _cut_between(srt, int(last[i]))
     info["threshold"] = t
     info["achieved"] = _summary(s, yb, t)
     return t, info
+
+
+def _unlabelled_threshold(method, s, yb, info, *, target, contamination, score):
+    """The "score", "contamination" and "fpr" thresholds (and the scores they are measured
+    on: the normal rows' for "fpr" with labels); notes go into `info`."""
+    if method == "score":
+        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not np.isfinite(score):
+            raise TypeError(f"A fixed threshold must be a finite number. Got {score!r} instead.")
+        return float(score), s
+    if method == "contamination":
+        c = float(contamination)
+        if isinstance(contamination, bool) or not (0 < c <= 0.5):
+            raise ValueError("The 'contamination' parameter must be a float in (0, 0.5]. Got "
+                             f"{contamination!r} instead.")
+        info["contamination"] = c
+        return _quantile_threshold(s, c), s
+    rate = _check_rate(DEFAULT_TARGET["fpr"] if target is None else target, "target")
+    if yb is not None:
+        s = s[~yb]
+    t = _quantile_threshold(s, rate) if rate * len(s) >= 1 else float(s.max())
+    info["target"] = rate
+    if len(s) < 1.0 / rate:
+        info["warning"] = (f"{len(s)} normal rows cannot measure a false-positive rate of "
+                           f"{rate}; the threshold is the highest normal score.")
+    return t, s
+
+
+def _labelled_cut(method, tp, fp, n_pos, info, *, target, cost_missed, cost_review) -> int:
+    """Where the labelled methods cut the ranked scores: an index into the curve's points
+    (-1: flag nothing); notes go into `info`."""
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    if method == "f1":
+        f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12),
+                      0.0)
+        return int(np.argmax(f1))
+    if method == "precision":
+        goal = _check_rate(DEFAULT_TARGET["precision"] if target is None else target, "target")
+        ok = np.flatnonzero(precision >= goal)
+        info["target"] = goal
+        if len(ok):
+            return int(ok[-1])  # the most rows flagged while precision holds
+        i = int(np.argmax(precision))
+        info["warning"] = (f"no threshold reaches precision {goal}; the one with the "
+                           f"highest precision ({precision[i]:.3f}) is used.")
+        return i
+    if method == "recall":
+        goal = _check_rate(DEFAULT_TARGET["recall"] if target is None else target, "target")
+        info["target"] = goal
+        return int(np.flatnonzero(recall >= goal - 1e-12)[0])  # the fewest rows flagged
+    for name, v in (("cost_missed", cost_missed), ("cost_review", cost_review)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0:
+            raise ValueError(f"The '{name}' parameter must be a non-negative number. "
+                             f"Got {v!r} instead.")
+    cost = (n_pos - tp) * cost_missed + fp * cost_review
+    none_cost = n_pos * cost_missed  # flag nothing
+    i = int(np.argmin(cost))
+    info.update(cost_missed=float(cost_missed), cost_review=float(cost_review))
+    if none_cost <= cost[i]:
+        i = -1
+    info["expected_cost"] = float(none_cost if i < 0 else cost[i])
+    return i

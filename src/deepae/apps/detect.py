@@ -281,6 +281,26 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         """
         self._validate_params()
         X = self._table(X, reset=True)
+        labels, normal = self._normal_rows(X, y)
+
+        def rows(idx):
+            return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
+
+        self.preprocessor_ = TabularPreprocessor(
+            missing=self.missing, categorical_columns=self.categorical_columns)
+        self.preprocessor_.fit(rows(normal))
+        Z = self.preprocessor_.transform(X)
+        held, train = self._held_out_split(normal)
+        self._fit_members(Z, train, held, keep_checkpoint)
+        self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
+        self.decision_scores_ = self._scores(Z)
+        self._held_out = held
+        self._choose(self.threshold, labels)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
+
+    def _normal_rows(self, X, y):
+        """The labels (None without `y`) and the positions of the rows to train on."""
         n = len(X)
         labels = None if y is None else check_binary_labels(y, "y", n=n)
         if isinstance(self.threshold, str) and self.threshold in LABELLED_METHODS and (
@@ -292,34 +312,36 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         if len(normal) == 0:
             raise ValueError("Expected at least one normal row (label 0) to train on; y labels "
                              "every row as an anomaly.")
+        return labels, normal
 
-        def rows(idx):
-            return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
-
-        self.preprocessor_ = TabularPreprocessor(
-            missing=self.missing, categorical_columns=self.categorical_columns)
-        self.preprocessor_.fit(rows(normal))
-        Z = self.preprocessor_.transform(X)
+    def _held_out_split(self, normal):
+        """`validation_fraction` of the normal rows held out (seeded), and the rest."""
         rng = np.random.default_rng(self.random_state)
         n_val = int(round(len(normal) * self.validation_fraction))
-        held = np.zeros(0, dtype=np.int64)
-        train = normal
         if n_val >= 1 and len(normal) - n_val >= 1:
             perm = rng.permutation(normal)
-            held, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        m = Z.shape[1]
+            return np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        return np.zeros(0, dtype=np.int64), normal
+
+    def _resolve_auto(self, m, n_train):
+        """The network's size and the "auto" parameters, from the data's size."""
         hidden, k = default_detector_units(m)
         hidden = hidden if self.hidden_units is None else tuple(self.hidden_units)
         k = k if self.n_components is None else int(self.n_components)
-        batch = (int(np.clip(len(train) // 16, 32, 256)) if self.batch_size is None
+        batch = (int(np.clip(n_train // 16, 32, 256)) if self.batch_size is None
                  else int(self.batch_size))
-        many = len(train) >= AUTO_DROPOUT_ROWS
+        many = n_train >= AUTO_DROPOUT_ROWS
         self.dropout_ = (float(self.dropout) if self.dropout != "auto" else
                          AUTO_DROPOUT if many else 0.0)
         self.anomaly_score_ = (self.anomaly_score if self.anomaly_score != "auto" else
                                "reconstruction" if many else "reconstruction+latent")
         self.n_estimators_ = (int(self.n_estimators) if self.n_estimators != "auto" else
                               1 if many else AUTO_ESTIMATORS)
+        return hidden, k, batch
+
+    def _fit_members(self, Z, train, held, keep_checkpoint):
+        """Train the ensemble's autoencoders on the rows `train` of the model input `Z`."""
+        hidden, k, batch = self._resolve_auto(Z.shape[1], len(train))
         self.autoencoders_, self._latent = [], []
         ckpt = None
         if self.checkpoint_dir is not None:  # a folder of deepae's, one subfolder per member
@@ -329,7 +351,7 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             # one held-out split for all (so that "fpr" is measured on rows no member saw);
             # members differ by their initial weights and the order of their batches
             seed = None if self.random_state is None else int(self.random_state) + i
-            ae = Autoencoder((m,), hidden_units=hidden, latent_dim=k,
+            ae = Autoencoder((Z.shape[1],), hidden_units=hidden, latent_dim=k,
                              activation=self.activation, preprocessing="none",
                              output_activation="linear", dropout=self.dropout_,
                              input_noise=self.input_noise)
@@ -346,12 +368,6 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
         self.autoencoder_ = self.autoencoders_[0]
         if ckpt is not None and not keep_checkpoint:
             remove_checkpoint(ckpt)
-        self.history_ = {key: list(v) for key, v in self.autoencoder_.history_.items()}
-        self.decision_scores_ = self._scores(Z)
-        self._held_out = held
-        self._choose(self.threshold, labels)
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
-        return self
 
     def _choose(self, method, labels, *, target=None):
         s = self.decision_scores_

@@ -76,6 +76,18 @@ def add_run_options(p):
                         'pip install "deepae[tensorboard]")')
 
 
+def checkpoint_folder(args):
+    """The checkpoint folder a training command's `args` name (``--checkpoint-dir``, else
+    OUTPUT.ckpt), or None when it has no output file."""
+    if getattr(args, "checkpoint_dir", None):
+        return Path(args.checkpoint_dir)
+    for name in ("output", "out", "model"):  # the -o of train, index build, detect fit
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and value != STDIO:
+            return Path(value).with_name(Path(value).name + ".ckpt")
+    return None
+
+
 def run_parameters(args, output, *inputs, checkpoint_dir=None) -> dict:
     """The estimator parameters of a training command's run: its checkpoint folder (never
     the output or an input) and its callbacks."""

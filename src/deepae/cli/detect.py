@@ -323,20 +323,27 @@ def cmd_evaluate(args):
 
 
 def add_detect_parser(sub):
-    from deepae.data.tabular import MISSING_POLICIES
-    from deepae.thresholds import LABELLED_METHODS
-
     """Add ``detect`` with its ``fit``, ``score`` and ``evaluate`` commands."""
     d = sub.add_parser("detect", help="anomaly / fraud detection on tables (fit, score, "
                        "evaluate)", description="Anomaly detection by reconstruction error: "
                        "train on normal rows, score new ones, evaluate against labels.")
     dsub = d.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
+    _add_fit_parser(dsub)
+    _add_score_parser(dsub)
+    _add_evaluate_parser(dsub)
+    return d
 
-    def common(p, *, label_help):
-        p.add_argument("--id-column", help="column kept in the output, not used as a feature")
-        p.add_argument("--label-column", help=label_help)
-        p.add_argument("--drop", help="comma-separated columns to ignore")
-        p.add_argument("--quiet", action="store_true", help="no progress output")
+
+def _table_options(p, *, label_help):
+    p.add_argument("--id-column", help="column kept in the output, not used as a feature")
+    p.add_argument("--label-column", help=label_help)
+    p.add_argument("--drop", help="comma-separated columns to ignore")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_fit_parser(dsub):
+    from deepae.data.tabular import MISSING_POLICIES
+    from deepae.thresholds import LABELLED_METHODS
 
     f = dsub.add_parser("fit", help="train a detector on a CSV or Parquet table",
                         description="Train an AnomalyDetector on a CSV/Parquet table and save "
@@ -345,7 +352,7 @@ def add_detect_parser(sub):
     f.add_argument("data", help="a .csv or .parquet table, or - for CSV on standard input")
     f.add_argument("-o", "--output", dest="model", help="detector file to write (.deepae)")
     f.add_argument("--model", dest="model_old", help=argparse.SUPPRESS)  # the older name
-    common(f, label_help="0/1 column (1 = anomaly); optional")
+    _table_options(f, label_help="0/1 column (1 = anomaly); optional")
     th = f.add_mutually_exclusive_group()
     th.add_argument("--threshold-fpr", type=float, metavar="RATE",
                     help="flag this share of held-out normal rows (default 0.01)")
@@ -372,6 +379,8 @@ def add_detect_parser(sub):
     add_common_options(f)
     f.set_defaults(func=cmd_fit)
 
+
+def _add_score_parser(dsub):
     s = dsub.add_parser("score", help="score a table in chunks (CSV to stdout or -o)",
                         description="Score every row of a CSV/Parquet table in chunks (memory "
                         "stays flat), keeping the row order: columns id (or row), score, "
@@ -383,7 +392,7 @@ def add_detect_parser(sub):
     s.add_argument("data", help="a .csv or .parquet table, or - for CSV on standard input")
     s.add_argument("-o", "--output", help="CSV to write (default, or -: standard output)")
     add_json_option(s, "the scores (or, with -o FILE, the counts)")
-    common(s, label_help="column to ignore if present")
+    _table_options(s, label_help="column to ignore if present")
     s.add_argument("--explain", type=int, metavar="K", default=0,
                    help="add the top K contributing columns of flagged rows")
     s.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
@@ -391,6 +400,8 @@ def add_detect_parser(sub):
     add_common_options(s)
     s.set_defaults(func=cmd_score)
 
+
+def _add_evaluate_parser(dsub):
     e = dsub.add_parser("evaluate", help="ROC-AUC, PR-AUC, recall at FPR, confusion matrix",
                         description="Evaluate a detector on a labelled table: ROC-AUC, PR-AUC "
                         "(average precision), recall at a false-positive rate, precision at "
@@ -398,7 +409,7 @@ def add_detect_parser(sub):
     e.add_argument("model", help="a detector file (.deepae)")
     e.add_argument("data", help="a labelled .csv or .parquet table, or - for CSV on "
                    "standard input")
-    common(e, label_help="0/1 column (1 = anomaly), required")
+    _table_options(e, label_help="0/1 column (1 = anomaly), required")
     e.add_argument("--fpr", type=float, default=0.01, help="for recall at FPR (default 0.01)")
     e.add_argument("--plots", metavar="DIR", help="write scores.png and roc_pr.png to DIR")
     e.add_argument("--json", nargs="?", const=STDIO, metavar="FILE",
@@ -409,4 +420,3 @@ def add_detect_parser(sub):
                    "(default 20000)")
     add_common_options(e)
     e.set_defaults(func=cmd_evaluate)
-    return d

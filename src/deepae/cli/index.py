@@ -200,6 +200,11 @@ def cmd_evaluate(args):
     return 0
 
 
+_DATA_HELP = ("vectors: .npz (array 'x', optional 'ids' and 'y'/'labels'), .npy, .csv, "
+              ".parquet, a data set name (mnist, fashion-mnist, digits), or - for the "
+              "bytes of one of those files on standard input")
+
+
 def add_index_parser(sub):
     """Add ``index`` with its ``build``, ``query`` and ``evaluate`` commands."""
     p = sub.add_parser("index", help="semantic hashing: build a Hamming index, query it, "
@@ -208,14 +213,16 @@ def add_index_parser(sub):
                        "(one .deepae file); look up queries by their code and the codes a few "
                        "bits away.")
     isub = p.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
-    data_help = ("vectors: .npz (array 'x', optional 'ids' and 'y'/'labels'), .npy, .csv, "
-                 ".parquet, a data set name (mnist, fashion-mnist, digits), or - for the "
-                 "bytes of one of those files on standard input")
+    _add_build_parser(isub)
+    _add_query_parser(isub)
+    _add_evaluate_parser(isub)
 
+
+def _add_build_parser(isub):
     b = isub.add_parser("build", help="train a hasher on a collection and index it",
                         description="Train a SemanticHasher on DATA and save it with the "
                         "Hamming index of DATA's codes (and its labels, if DATA has them).")
-    b.add_argument("data", help=data_help + "; a data set's training split")
+    b.add_argument("data", help=_DATA_HELP + "; a data set's training split")
     b.add_argument("-o", "--out", required=True, help="index file to write (.deepae)")
     b.add_argument("--bits", type=int, default=32, help="code length, 1 to 64 (default 32)")
     b.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
@@ -229,13 +236,15 @@ def add_index_parser(sub):
     add_common_options(b)
     b.set_defaults(func=cmd_build)
 
+
+def _add_query_parser(isub):
     q = isub.add_parser("query", help="the nearest stored items of each query (CSV)",
                         description="For each query: hash it, look up its code and the codes "
                         "up to --radius bits away, and complete with the exhaustive Hamming "
                         "ranking when that finds fewer than K items. Writes CSV: query, rank, "
                         "id, distance.")
     q.add_argument("index", help="an index file (deepae index build)")
-    q.add_argument("queries", help=data_help + "; a data set's test split")
+    q.add_argument("queries", help=_DATA_HELP + "; a data set's test split")
     q.add_argument("-k", type=int, default=100, help="results per query (default 100)")
     q.add_argument("--radius", type=int, default=2, help="Hamming radius of the hash lookup "
                    "(default 2)")
@@ -251,12 +260,14 @@ def add_index_parser(sub):
     add_common_options(q)
     q.set_defaults(func=cmd_query)
 
+
+def _add_evaluate_parser(isub):
     e = isub.add_parser("evaluate", help="retrieval quality against labels",
                         description="Same-label retrieval on random queries: mAP over the top "
                         "of the Hamming ranking, precision at K, precision within a radius, "
                         "and the time per query.")
     e.add_argument("index", help="an index built from labelled data")
-    e.add_argument("queries", help=data_help + "; a data set's test split")
+    e.add_argument("queries", help=_DATA_HELP + "; a data set's test split")
     e.add_argument("--labels", help=".npy of query labels (default: in QUERIES)")
     e.add_argument("--key", help="array name inside a .npz file")
     e.add_argument("-n", "--queries-count", type=int, default=1000,

@@ -352,18 +352,24 @@ def cmd_reduce(args):
 
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from deepae.data.preprocessing import KINDS as SCALINGS
-    from deepae.distribute import STRATEGIES
-    from deepae.nn.autoencoders import KINDS
-    from deepae.training import LOSSES, OPTIMIZERS
+    from deepae._version import __version__
+    from deepae.cli.compress import add_compress_parsers
+    from deepae.cli.detect import add_detect_parser
+    from deepae.cli.index import add_index_parser
+    from deepae.cli.restore import add_restore_parsers
 
     p = argparse.ArgumentParser(
         prog="deepae", description="Deep autoencoders: train, encode, reconstruct, inspect.")
-    from deepae._version import __version__
-
     p.add_argument("--version", action="version", version=f"deepae {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_demo_parser, _add_train_parser, _add_encode_parsers, _add_reduce_parser,
+                add_detect_parser, add_restore_parsers, add_compress_parsers, add_index_parser,
+                _add_info_parser):
+        add(sub)
+    return p
 
+
+def _add_demo_parser(sub):
     d = sub.add_parser("demo", help="train the reference autoencoder on MNIST, compare with PCA",
                        description="The reference experiment: MNIST; encoder with two layers "
                        "(hidden + code), decoder with one hidden and the output layer; ReLU; "
@@ -378,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_option(d, "the error table")
     add_common_options(d)
     d.set_defaults(func=cmd_demo)
+
+
+def _add_train_parser(sub):
+    from deepae.data.preprocessing import KINDS as SCALINGS
+    from deepae.distribute import STRATEGIES
+    from deepae.nn.autoencoders import KINDS
+    from deepae.training import LOSSES, OPTIMIZERS
 
     t = sub.add_parser("train", help="train an autoencoder on a file, folder or data set",
                        description="Train an autoencoder and save it as one .deepae file. "
@@ -427,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(t)
     t.set_defaults(func=cmd_train)
 
+
+def _add_encode_parsers(sub):
     for name, func, helptext in (
             ("encode", cmd_encode, "write the latent codes of data (.npy or .csv)"),
             ("reconstruct", cmd_reconstruct,
@@ -450,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_common_options(c)
         c.set_defaults(func=func)
 
+
+def _add_reduce_parser(sub):
     r = sub.add_parser("reduce", help="dimensionality reduction: autoencoder codes vs PCA",
                        description="Fit an AutoencoderReducer and PCA at the same code size and "
                        "print their test reconstruction errors (per feature, and summed per "
@@ -472,16 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(r)
     r.set_defaults(func=cmd_reduce)
 
-    from deepae.cli.compress import add_compress_parsers
-    from deepae.cli.detect import add_detect_parser
-    from deepae.cli.index import add_index_parser
-    from deepae.cli.restore import add_restore_parsers
 
-    add_detect_parser(sub)
-    add_restore_parsers(sub)
-    add_compress_parsers(sub)
-    add_index_parser(sub)
-
+def _add_info_parser(sub):
     i = sub.add_parser("info", help="architecture, data range and training summary of a model",
                        description="Show a saved model's architecture, data range and "
                        "training summary.")
@@ -489,7 +498,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_option(i, "the description")
     add_common_options(i, output=False)
     i.set_defaults(func=cmd_info)
-    return p
+
+
+def _resume_hint(args) -> str:
+    """For a training command: where its finished epochs are, and how to continue."""
+    if not hasattr(args, "resume"):
+        return ""
+    from deepae.cli._options import checkpoint_folder
+
+    folder = checkpoint_folder(args)
+    where = f" in {str(folder)!r}" if folder is not None else ""
+    return (f"; the finished epochs are kept{where}: run the same command with --resume "
+            "to continue")
 
 
 def _stdout_to_devnull() -> None:
@@ -518,7 +538,7 @@ def main(argv=None) -> int:
         with results_to(sys.stdout):  # results there; progress and notes to standard error
             return args.func(args)
     except KeyboardInterrupt:
-        print("deepae: interrupted", file=sys.stderr)
+        print("deepae: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of standard output left (`| head`): no error line
         _stdout_to_devnull()

@@ -108,45 +108,11 @@ def make_transactions(n_samples=100_000, *, fraud_rate=0.002, n_features=28, day
     takeover = pattern == 0
     raw[takeover] -= rng.uniform(0.4, 1.6, (takeover.sum(), 1)) * (
         rng.uniform(0.3, 1.0, (takeover.sum(), 3)) @ fraud_dirs)
-    # PCA-like V columns: rotate and scale by the principal components of normal rows drawn
-    # from the fixed structure, so that V1..Vn mean the same in every call, whatever the seed
-    ref_u = centers[structure.integers(0, len(centers), 20_000)] + 0.5 * structure.normal(
-        0, 1, (20_000, k))
-    ref = np.tanh(ref_u @ B.T) @ A.T + 0.25 * structure.normal(0, 1, (20_000, d))
-    mean = ref.mean(axis=0)
-    _, sv, vt = np.linalg.svd(ref - mean, full_matrices=False)
-    vt *= np.sign(vt[:, :1])  # a fixed sign per component
-    V = (raw - mean) @ vt.T * (np.sqrt(np.linspace(4.0, 0.3, d)) / (sv / np.sqrt(20_000 - 1)))
-
-    level = 3.2 + 0.5 * np.tanh(u[:, 0]) + 0.3 * u[:, 1] / 1.5
-    amount = np.exp(level + 0.9 * rng.normal(0, 1, n))
-    amount[takeover] *= rng.uniform(1.5, 4.0, takeover.sum())
-    testing = pattern == 1
-    amount[testing] = rng.uniform(0.5, 3.0, testing.sum())
-    cash = pattern == 2
-    amount[cash] = np.exp(level[cash]) * rng.uniform(10, 60, cash.sum())
-    amount = np.round(amount, 2)
-
-    # a daily cycle: the hour of day by rejection sampling, then sorted arrival times
-    t = np.sort(rng.uniform(0, days * _DAY, 4 * n + 100))
-    keep = rng.random(t.size) < 0.55 - 0.45 * np.cos(2 * np.pi * (t / _DAY - 0.1))
-    t = t[keep][:n]
-    if t.size < n:
-        t = np.sort(np.r_[t, rng.uniform(0, days * _DAY, n - t.size)])
-    night = (pattern == 1) | (pattern == 2)
-    # move most testing / cash-out fraud to night: swap with a random night-time slot
-    hours = (t / 3600.0) % 24
-    night_slots = np.flatnonzero(hours < 5)
-    fraud_night = np.flatnonzero(night & (rng.random(n) < 0.7))
-    if len(night_slots) and len(fraud_night):
-        order = np.arange(n)
-        targets = rng.choice(night_slots, len(fraud_night), replace=len(night_slots) < len(
-            fraud_night))
-        for a, b in zip(fraud_night, targets, strict=True):
-            order[a], order[b] = order[b], order[a]
+    V = _principal_axes(raw, structure, centers, A, B)
+    amount = _amounts(rng, u, pattern)
+    t, order = _arrival_times(rng, n, days, pattern)
+    if order is not None:
         V, amount, y, cluster = V[order], amount[order], y[order], cluster[order]
-        pattern = pattern[order]
-
     if missing_rate > 0:
         V[rng.random(V.shape) < missing_rate] = np.nan
     names = ["Time"] + [f"V{i + 1}" for i in range(d)] + ["Amount"]
@@ -163,6 +129,58 @@ def make_transactions(n_samples=100_000, *, fraud_rate=0.002, n_features=28, day
             y == 1, rng.choice(6, n, p=p_fraud), rng.choice(6, n, p=p_normal))
         frame["merchant"] = pd.Categorical.from_codes(merchant, list(_MERCHANTS))
     return frame, pd.Series(y, name="Class")
+
+
+def _principal_axes(raw, structure, centers, A, B):
+    """PCA-like V columns: `raw` rotated and scaled by the principal components of normal
+    rows drawn from the fixed structure, so that V1..Vn mean the same in every call,
+    whatever the seed."""
+    n_ref, (k, d) = 20_000, (centers.shape[1], raw.shape[1])
+    ref_u = centers[structure.integers(0, len(centers), n_ref)] + 0.5 * structure.normal(
+        0, 1, (n_ref, k))
+    ref = np.tanh(ref_u @ B.T) @ A.T + 0.25 * structure.normal(0, 1, (n_ref, d))
+    mean = ref.mean(axis=0)
+    _, sv, vt = np.linalg.svd(ref - mean, full_matrices=False)
+    vt *= np.sign(vt[:, :1])  # a fixed sign per component
+    return (raw - mean) @ vt.T * (np.sqrt(np.linspace(4.0, 0.3, d)) / (sv / np.sqrt(n_ref - 1)))
+
+
+def _amounts(rng, u, pattern):
+    """Log-normal amounts whose level follows the profile `u`; the fraud patterns' own."""
+    n = len(u)
+    level = 3.2 + 0.5 * np.tanh(u[:, 0]) + 0.3 * u[:, 1] / 1.5
+    amount = np.exp(level + 0.9 * rng.normal(0, 1, n))
+    takeover = pattern == 0
+    amount[takeover] *= rng.uniform(1.5, 4.0, takeover.sum())
+    testing = pattern == 1
+    amount[testing] = rng.uniform(0.5, 3.0, testing.sum())
+    cash = pattern == 2
+    amount[cash] = np.exp(level[cash]) * rng.uniform(10, 60, cash.sum())
+    return np.round(amount, 2)
+
+
+def _arrival_times(rng, n, days, pattern):
+    """Sorted arrival times with a daily cycle (the hour of day by rejection sampling), and
+    the order of the rows that moves most testing and cash-out fraud to night-time slots
+    (None when nothing moves)."""
+    t = np.sort(rng.uniform(0, days * _DAY, 4 * n + 100))
+    keep = rng.random(t.size) < 0.55 - 0.45 * np.cos(2 * np.pi * (t / _DAY - 0.1))
+    t = t[keep][:n]
+    if t.size < n:
+        t = np.sort(np.r_[t, rng.uniform(0, days * _DAY, n - t.size)])
+    night = (pattern == 1) | (pattern == 2)
+    # swap each with a random night-time slot
+    hours = (t / 3600.0) % 24
+    night_slots = np.flatnonzero(hours < 5)
+    fraud_night = np.flatnonzero(night & (rng.random(n) < 0.7))
+    if not (len(night_slots) and len(fraud_night)):
+        return t, None
+    order = np.arange(n)
+    targets = rng.choice(night_slots, len(fraud_night), replace=len(night_slots) < len(
+        fraud_night))
+    for a, b in zip(fraud_night, targets, strict=True):
+        order[a], order[b] = order[b], order[a]
+    return t, order
 
 
 def time_split(X, y=None, *, test_size=0.3, time_column=None):

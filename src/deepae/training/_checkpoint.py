@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import keras
@@ -69,7 +68,10 @@ CHECKPOINT_MARK = ".deepae-checkpoint"
 LOOP_STATE = "loop.npz"
 _CHECKPOINT_FILES = ("run.json", "history.json", "final.weights.h5", "final.json", LOOP_STATE,
                      "final.partial.weights.h5")
-_CHECKPOINT_DIRS = ("backup",)
+# the folder of Keras's BackupAndRestore and the files it writes there
+_BACKUP_DIR = "backup"
+_BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp",
+                 "training_metadata.json.bkp")
 
 
 def open_checkpoint(ckpt: Path, resume: bool) -> bool:
@@ -78,7 +80,7 @@ def open_checkpoint(ckpt: Path, resume: bool) -> bool:
     if ckpt.exists() and not ckpt.is_dir():
         raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} is a file; expected a folder.")
     mark = ckpt / CHECKPOINT_MARK
-    links = [n for n in (CHECKPOINT_MARK, *_CHECKPOINT_FILES, *_CHECKPOINT_DIRS)
+    links = [n for n in (CHECKPOINT_MARK, *_CHECKPOINT_FILES, _BACKUP_DIR)
              if (ckpt / n).is_symlink()]
     if ckpt.is_symlink() or links:
         raise ValueError(f"`checkpoint_dir` {str(ckpt)!r} "
@@ -140,9 +142,15 @@ def remove_checkpoint(checkpoint_dir) -> None:
         created = bool(json.loads(mark.read_text()).get("created_folder"))
     except (ValueError, OSError, AttributeError):
         created = False
-    for name in _CHECKPOINT_DIRS:
-        if (ckpt / name).is_dir() and not (ckpt / name).is_symlink():
-            shutil.rmtree(ckpt / name, ignore_errors=True)
+    backup = ckpt / _BACKUP_DIR
+    if backup.is_dir() and not backup.is_symlink():
+        for name in _BACKUP_FILES:
+            if not (backup / name).is_dir():
+                (backup / name).unlink(missing_ok=True)
+        try:
+            backup.rmdir()  # only if empty: a user's files there stay
+        except OSError:
+            pass
     for sub in ckpt.iterdir():  # runs of their own inside it (an ensemble's members)
         if sub.is_dir() and not sub.is_symlink() and (sub / CHECKPOINT_MARK).is_file():
             remove_checkpoint(sub)

@@ -13,6 +13,7 @@ import math
 import os
 import time
 import weakref
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -206,6 +207,29 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     keras.callbacks.History
         `history.history` holds every epoch's logs, resumed runs included.
     """
+    epochs, batch_size = _check_options(
+        epochs, batch_size, loss, validation_split, early_stopping, reduce_lr_on_plateau,
+        random_state, lr_schedule, resume, checkpoint_dir)
+    x, y, y_given, streaming, fingerprint = _read_inputs(x, y, validation_split)
+    if random_state is not None:
+        keras.utils.set_random_seed(random_state)
+    dist, jit_compile, steps_per_execution = _distribution(model, strategy, jit_compile,
+                                                           steps_per_execution)
+    return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
+                batch_size=batch_size, loss=loss, optimizer=optimizer,
+                learning_rate=learning_rate, momentum=momentum,
+                validation_split=validation_split, validation_data=validation_data,
+                early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
+                checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoint=keep_checkpoint,
+                random_state=random_state,
+                callbacks=callbacks, shuffle=shuffle, verbose=verbose,
+                steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
+
+
+def _check_options(epochs, batch_size, loss, validation_split, early_stopping,
+                   reduce_lr_on_plateau, random_state, lr_schedule, resume, checkpoint_dir):
+    """`fit_autoencoder`'s options, each checked alone and against the others."""
     owner = "fit"
     epochs = check_positive_int(epochs, "epochs", owner=owner)
     batch_size = check_positive_int(batch_size, "batch_size", owner=owner)
@@ -223,7 +247,11 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the `checkpoint_dir` of the interrupted run; "
                          "received checkpoint_dir=None.")
+    return epochs, batch_size
 
+
+def _read_inputs(x, y, validation_split):
+    """`x` and `y` as arrays (or `x` as shards to stream), and the data's fingerprint."""
     from deepae.data.shards import Shards
 
     streaming = isinstance(x, Shards)
@@ -234,19 +262,18 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
                              "own rows: expected y=None and validation_split=0; received "
                              f"y={'an array' if y_given else None}, "
                              f"validation_split={validation_split}.")
-        fingerprint = x.fingerprint()
-    else:
-        x = read_data(x) if isinstance(x, str | os.PathLike) else as_array(x, "x")
-        if y_given:
-            y = read_data(y) if isinstance(y, str | os.PathLike) else as_array(y, "y")
-        if y_given and y.shape != x.shape:
+        return x, y, y_given, streaming, x.fingerprint()
+    x = read_data(x) if isinstance(x, str | os.PathLike) else as_array(x, "x")
+    if y_given:
+        y = read_data(y) if isinstance(y, str | os.PathLike) else as_array(y, "y")
+        if y.shape != x.shape:
             raise ValueError(f"Expected `y` with the shape of `x` {x.shape}; received "
                              f"{y.shape}.")
-        fingerprint = data_fingerprint(x)
+    return x, y, y_given, streaming, data_fingerprint(x)
 
-    if random_state is not None:
-        keras.utils.set_random_seed(random_state)
 
+def _distribution(model, strategy, jit_compile, steps_per_execution):
+    """The strategy to train under, and the compile options it allows."""
     from deepae.distribute import resolve_strategy
 
     dist = resolve_strategy(strategy)
@@ -263,152 +290,184 @@ def fit_autoencoder(model, x, y=None, *, epochs=10, batch_size=256, loss="mse",
         # on several mirrored replicas ("You must feed a value for placeholder tensor
         # ..."): one step per call there.
         steps_per_execution = 1
-    return _fit(model, x, y, y_given, streaming, fingerprint, epochs=epochs,
-                batch_size=batch_size, loss=loss, optimizer=optimizer,
-                learning_rate=learning_rate, momentum=momentum,
-                validation_split=validation_split, validation_data=validation_data,
-                early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau,
-                checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoint=keep_checkpoint,
-                random_state=random_state,
-                callbacks=callbacks, shuffle=shuffle, verbose=verbose,
-                steps_per_execution=steps_per_execution, jit_compile=jit_compile,
-                weight_decay=weight_decay, lr_schedule=lr_schedule, strategy=dist)
+    return dist, jit_compile, steps_per_execution
 
 
-def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, loss, optimizer,
-         learning_rate, momentum, validation_split, validation_data, early_stopping,
-         reduce_lr_on_plateau, checkpoint_dir, resume, keep_checkpoint, random_state,
-         callbacks, shuffle,
-         verbose, steps_per_execution, jit_compile, weight_decay, lr_schedule, strategy):
+def _fit(model, x, y, y_given, streaming, fingerprint, **options):
     """`fit_autoencoder` after the checks. The model's variables and the optimizer are made,
     and `Model.fit` runs, inside the strategy's scope; the input pipeline (whose variables
     are local to each worker) outside it."""
     from deepae.distribute import strategy_scope
 
-    if not model.built:
-        if model.data_shape is None:
-            model.data_shape = tuple(int(d) for d in x.shape[1:])
-        if model.scaler_ is None:
-            if streaming:  # one pass over the shards
-                from deepae.data.streaming import scaler_for
-
-                model.scaler_ = scaler_for(x, model.preprocessing)
-            else:
-                kind = model.preprocessing
-                if kind == "auto":
-                    kind = resolve_preprocessing(x)
-                model.scaler_ = Scaler(kind).fit(x)
-        with strategy_scope(strategy):
-            model.build((None, *model.data_shape))
-        _engine_state(model)["strategy"] = strategy
-    if streaming:
-        if tuple(x.row_shape) != tuple(model.data_shape):
-            raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
-                             f"{type(model).__name__} is expecting {tuple(model.data_shape)}.")
-        xs = ys = None
-        _, _, val = _validation_arrays(model, np.zeros((0, *x.row_shape), np.float32), None,
-                                       validation_data, 0.0)
-    else:
-        xs = model.to_model_space(x, "x")
-        ys = model.to_model_space(y, "y") if y_given else xs
-        xs, ys, val = _validation_arrays(model, xs, ys, validation_data, validation_split)
-    n_rows = len(x) if streaming else len(xs)
-
-    # Compile once; a later fit with the same settings continues with the same optimizer
-    # state and the already traced train step. A model compiled by the user is kept as is.
-    key = (loss, optimizer if isinstance(optimizer, str) else id(optimizer), learning_rate,
-           momentum, steps_per_execution, jit_compile, weight_decay, lr_schedule,
-           epochs if lr_schedule != "constant" else None)
-    state = _engine_state(model)
-    user_compiled = getattr(model, "compiled", False) and not state.get("key")
-    if not user_compiled and state.get("key") != key:
-        if steps_per_execution is None:
-            # Several steps per call amortise Python overhead (measured in
-            # benchmarks/train_throughput.py); an epoch still ends at its last batch.
-            steps_per_execution = 32
-        if jit_compile == "auto":
-            # XLA speeds a step up by up to ~1.2x on this CPU but costs about a second of
-            # compiling per batch shape: worth it only for runs of many steps.
-            steps = epochs * math.ceil(n_rows / batch_size)
-            jit_compile = keras.backend.backend() in ("tensorflow", "jax") and steps >= 200
-        total_steps = epochs * math.ceil(n_rows / batch_size)
-        with strategy_scope(strategy):
-            model.compile(optimizer=_make_optimizer(optimizer, learning_rate, momentum,
-                                                    weight_decay, lr_schedule, total_steps),
-                          loss=loss, steps_per_execution=steps_per_execution,
-                          jit_compile=jit_compile)
-            # the optimizer's slots made now, in the strategy's scope: made lazily inside
-            # the replicated step, they are a placeholder that no replica feeds (Model.fit
-            # fails on two replicas: "You must feed a value for placeholder tensor")
-            model.optimizer.build(model.trainable_variables)
-        state["key"] = key
-
-    monitor = "val_loss" if val is not None else "loss"
-    cbs = [NaNGuard()]
-    if early_stopping is not None:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping,
-                                                 restore_best_weights=True))
-    if reduce_lr_on_plateau is not None:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                                     patience=reduce_lr_on_plateau))
-    from deepae.distribute import is_chief
-
-    ckpt = CheckpointedRun(checkpoint_dir, resume=resume, keep=keep_checkpoint,
-                           chief=strategy is None or is_chief(),
-                           run={"model_config": model.get_config(),
-                                "data_fingerprint": fingerprint, "epochs": epochs,
-                                "batch_size": batch_size, "loss": str(loss),
-                                "optimizer": optimizer if isinstance(optimizer, str)
-                                else type(optimizer).__name__,
-                                "learning_rate": learning_rate, "momentum": momentum,
-                                "weight_decay": weight_decay, "lr_schedule": lr_schedule,
-                                "early_stopping": early_stopping,
-                                "validation_split": validation_split})
+    o = SimpleNamespace(**options)
+    _build(model, x, streaming, o.strategy)
+    xs, ys, val, n_rows = _model_space_data(model, x, y, y_given, streaming, o)
+    user_compiled = _compile_once(model, n_rows, o)
+    ckpt = _checkpointed_run(model, fingerprint, o)
     finished = ckpt.open(model)
     if finished is not None:
         return finished
-    cbs += ckpt.callbacks
-    cbs += list(callbacks or [])
+    cbs = _monitors(val is not None, o) + ckpt.callbacks + list(o.callbacks or [])
 
     start = time.perf_counter()
-    if streaming:
-        from deepae.data.streaming import stream_dataset
-        from deepae.distribute import worker_info
-
-        index, n_workers = worker_info() if strategy is not None else (0, 1)
-        data = {"x": stream_dataset(x, batch_size, scaler=model.scaler_, shuffle=shuffle,
-                                    seed=random_state, num_workers=n_workers,
-                                    worker_index=index), "shuffle": False}
-    else:
-        # the shuffle's key: from the seeded NumPy generator, so a seeded run (and its
-        # resumption) gets the same one
-        data = _training_data(xs, ys, batch_size, shuffle,
-                              seed=int(np.random.randint(0, 2**31 - 1)))
+    data = _fit_data(model, x, xs, ys, streaming, o)
     n_val = 0 if val is None else len(val[0])
     if val is not None and "batch_size" not in data:
-        val = _training_data(val[0], val[1], batch_size, False)["x"]
+        val = _training_data(val[0], val[1], o.batch_size, False)["x"]
     cbs = data.pop("callbacks", []) + cbs
-    if verbose != 0:  # Keras adds its own bar only when it finds none
+    if o.verbose != 0:  # Keras adds its own bar only when it finds none
         cbs.append(Progress())
-    with strategy_scope(strategy):
-        history = keras.Model.fit(model, **data, epochs=epochs, validation_data=val,
-                                  callbacks=cbs, verbose=verbose)
+    with strategy_scope(o.strategy):
+        history = keras.Model.fit(model, **data, epochs=o.epochs, validation_data=val,
+                                  callbacks=cbs, verbose=o.verbose)
     seconds = time.perf_counter() - start
 
     first_this_run = history.epoch[0] + 1 if history.epoch else None
     history = ckpt.joined(history)
-    rows = history.epoch
-    stopped_early = bool(early_stopping is not None and len(rows) < epochs)
     model.history_ = history.history
-    model.training_summary_ = {
-        "epochs_requested": epochs, "epochs_run": len(rows),
-        "resumed_after_epoch": len(ckpt.previous) if ckpt.previous else None,
-        "stopped_early": stopped_early, "batch_size": batch_size,
-        "loss": "user-compiled" if user_compiled else loss,
+    model.training_summary_ = _summary(
+        model, history, o, resumed_after=len(ckpt.previous) if ckpt.previous else None,
+        user_compiled=user_compiled, n_rows=n_rows, n_val=n_val, seconds=seconds,
+        fingerprint=fingerprint, first_this_run=first_this_run)
+    ckpt.close(model)
+    return history
+
+
+def _build(model, x, streaming, strategy):
+    """A first fit: the sample shape and the scaling from the data, then the variables."""
+    from deepae.distribute import strategy_scope
+
+    if model.built:
+        return
+    if model.data_shape is None:
+        model.data_shape = tuple(int(d) for d in x.shape[1:])
+    if model.scaler_ is None:
+        if streaming:  # one pass over the shards
+            from deepae.data.streaming import scaler_for
+
+            model.scaler_ = scaler_for(x, model.preprocessing)
+        else:
+            kind = model.preprocessing
+            if kind == "auto":
+                kind = resolve_preprocessing(x)
+            model.scaler_ = Scaler(kind).fit(x)
+    with strategy_scope(strategy):
+        model.build((None, *model.data_shape))
+    _engine_state(model)["strategy"] = strategy
+
+
+def _model_space_data(model, x, y, y_given, streaming, o):
+    """The training and validation data in the model's space (none for shards, which are
+    scaled as they stream), and the number of training rows."""
+    if streaming:
+        if tuple(x.row_shape) != tuple(model.data_shape):
+            raise ValueError(f"`x` has rows of shape {tuple(x.row_shape)}, but "
+                             f"{type(model).__name__} is expecting {tuple(model.data_shape)}.")
+        _, _, val = _validation_arrays(model, np.zeros((0, *x.row_shape), np.float32), None,
+                                       o.validation_data, 0.0)
+        return None, None, val, len(x)
+    xs = model.to_model_space(x, "x")
+    ys = model.to_model_space(y, "y") if y_given else xs
+    xs, ys, val = _validation_arrays(model, xs, ys, o.validation_data, o.validation_split)
+    return xs, ys, val, len(xs)
+
+
+def _compile_once(model, n_rows, o) -> bool:
+    """Compile once; a later fit with the same settings continues with the same optimizer
+    state and the already traced train step. A model compiled by the user is kept as is
+    (returns True then)."""
+    from deepae.distribute import strategy_scope
+
+    key = (o.loss, o.optimizer if isinstance(o.optimizer, str) else id(o.optimizer),
+           o.learning_rate, o.momentum, o.steps_per_execution, o.jit_compile, o.weight_decay,
+           o.lr_schedule, o.epochs if o.lr_schedule != "constant" else None)
+    state = _engine_state(model)
+    user_compiled = getattr(model, "compiled", False) and not state.get("key")
+    if user_compiled or state.get("key") == key:
+        return user_compiled
+    # Several steps per call amortise Python overhead (measured in
+    # benchmarks/train_throughput.py); an epoch still ends at its last batch.
+    steps_per_execution = 32 if o.steps_per_execution is None else o.steps_per_execution
+    total_steps = o.epochs * math.ceil(n_rows / o.batch_size)
+    jit_compile = o.jit_compile
+    if jit_compile == "auto":
+        # XLA speeds a step up by up to ~1.2x on this CPU but costs about a second of
+        # compiling per batch shape: worth it only for runs of many steps.
+        jit_compile = keras.backend.backend() in ("tensorflow", "jax") and total_steps >= 200
+    with strategy_scope(o.strategy):
+        model.compile(optimizer=_make_optimizer(o.optimizer, o.learning_rate, o.momentum,
+                                                o.weight_decay, o.lr_schedule, total_steps),
+                      loss=o.loss, steps_per_execution=steps_per_execution,
+                      jit_compile=jit_compile)
+        # the optimizer's slots made now, in the strategy's scope: made lazily inside
+        # the replicated step, they are a placeholder that no replica feeds (Model.fit
+        # fails on two replicas: "You must feed a value for placeholder tensor")
+        model.optimizer.build(model.trainable_variables)
+    state["key"] = key
+    return False
+
+
+def _monitors(has_validation, o) -> list:
+    """The NaN guard, and early stopping and learning-rate reduction when asked."""
+    monitor = "val_loss" if has_validation else "loss"
+    cbs = [NaNGuard()]
+    if o.early_stopping is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=o.early_stopping,
+                                                 restore_best_weights=True))
+    if o.reduce_lr_on_plateau is not None:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                     patience=o.reduce_lr_on_plateau))
+    return cbs
+
+
+def _checkpointed_run(model, fingerprint, o) -> CheckpointedRun:
+    """The checkpoint side of this run; a resumed run must repeat what it records."""
+    from deepae.distribute import is_chief
+
+    optimizer = o.optimizer if isinstance(o.optimizer, str) else type(o.optimizer).__name__
+    return CheckpointedRun(
+        o.checkpoint_dir, resume=o.resume, keep=o.keep_checkpoint,
+        chief=o.strategy is None or is_chief(),
+        run={"model_config": model.get_config(), "data_fingerprint": fingerprint,
+             "epochs": o.epochs, "batch_size": o.batch_size, "loss": str(o.loss),
+             "optimizer": optimizer, "learning_rate": o.learning_rate,
+             "momentum": o.momentum, "weight_decay": o.weight_decay,
+             "lr_schedule": o.lr_schedule, "early_stopping": o.early_stopping,
+             "validation_split": o.validation_split})
+
+
+def _fit_data(model, x, xs, ys, streaming, o) -> dict:
+    """`Model.fit`'s data arguments: the shards' stream, or the arrays' shuffled batches."""
+    if streaming:
+        from deepae.data.streaming import stream_dataset
+        from deepae.distribute import worker_info
+
+        index, n_workers = worker_info() if o.strategy is not None else (0, 1)
+        return {"x": stream_dataset(x, o.batch_size, scaler=model.scaler_, shuffle=o.shuffle,
+                                    seed=o.random_state, num_workers=n_workers,
+                                    worker_index=index), "shuffle": False}
+    # the shuffle's key: from the seeded NumPy generator, so a seeded run (and its
+    # resumption) gets the same one
+    return _training_data(xs, ys, o.batch_size, o.shuffle,
+                          seed=int(np.random.randint(0, 2**31 - 1)))
+
+
+def _summary(model, history, o, *, resumed_after, user_compiled, n_rows, n_val, seconds,
+             fingerprint, first_this_run) -> dict:
+    """`training_summary_`: what ran, for how long, and the final figures."""
+    rows = history.epoch
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    strategy = o.strategy
+    return {
+        "epochs_requested": o.epochs, "epochs_run": len(rows),
+        "resumed_after_epoch": resumed_after,
+        "stopped_early": bool(o.early_stopping is not None and len(rows) < o.epochs),
+        "batch_size": o.batch_size,
+        "loss": "user-compiled" if user_compiled else o.loss,
         "optimizer": type(model.optimizer).__name__.lower(),
-        "learning_rate": float(f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.6g}"),
-        "lr_schedule": lr_schedule,
-        "random_state": random_state,
+        "learning_rate": float(f"{lr:.6g}"),
+        "lr_schedule": o.lr_schedule,
+        "random_state": o.random_state,
         "strategy": None if strategy is None else type(strategy).__name__,
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "n_samples": int(n_rows), "n_validation": int(n_val),
@@ -416,7 +475,5 @@ def _fit(model, x, y, y_given, streaming, fingerprint, *, epochs, batch_size, lo
         "final": {k: v[-1] for k, v in history.history.items() if v},
         "first_epoch_this_run": first_this_run,
     }
-    ckpt.close(model)
-    return history
 
 

@@ -45,8 +45,10 @@ class CheckpointedRun:
         ckpt = self.ckpt
         if ckpt is None:
             return None
+        # Keras would delete the backup folder whole at the end: `remove_checkpoint` removes
+        # only its files, keeping anything a user put there
         backup = keras.callbacks.BackupAndRestore(str(ckpt / "backup"), double_checkpoint=True,
-                                                  delete_checkpoint=not self.keep)
+                                                  delete_checkpoint=False)
         if not self.chief:
             # the chief checks and marks the folder; a worker never removes a `backup` that
             # is not deepae's (Keras deletes the folder whole when training ends)

@@ -193,12 +193,37 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         removes it with `deepae.training.remove_checkpoint`, once the model is saved).
         Returns self."""
         import keras
-        import tensorflow as tf
 
-        from deepae.distribute import clip_global_norm, resolve_strategy, strategy_scope
+        from deepae.distribute import resolve_strategy
 
         self._validate_params()
         dist = resolve_strategy(self.strategy)
+        imgs, n_channels, size = self._training_images(images)
+        rng = np.random.default_rng(self.random_state)
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        history = self._networks(n_channels, dist)
+        self.patch_size_ = size
+        ga, gs, prior = self.analysis_, self.synthesis_, self.prior_
+        variables = ga.trainable_variables + gs.trainable_variables + prior.trainable_variables
+        bs = int(self.batch_size)
+        steps = max(1, int(self.patches_per_epoch) // bs)
+        opt = cosine_adam(self.learning_rate, steps * int(self.epochs), variables,
+                          strategy=dist)
+        run = self._run_description(images_fingerprint(imgs), n_channels=n_channels,
+                                    patch_size=size, warm_start_epochs=len(history.get(
+                                        "loss", [])))
+        self.history_ = train_on_patches(
+            self._train_step(variables, opt), imgs, size, epochs=int(self.epochs),
+            steps_per_epoch=steps, batch_size=bs, rng=rng, verbose=self.verbose,
+            history=history, strategy=dist, networks=[ga, gs, prior], optimizer=opt,
+            callbacks=self.callbacks, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+            keep_checkpoint=keep_checkpoint, run=run)
+        self._freeze()
+        return self
+
+    def _training_images(self, images):
+        """The training images as float arrays, their channel count, and the patch side."""
         imgs, _ = to_float_images(images, "images", batch_3d=True)
         channels = {im.shape[-1] for im in imgs}
         if len(channels) > 1:
@@ -210,10 +235,13 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             raise ValueError(f"Training images must be at least {self.stride} pixels on each "
                              f"side for ImageCodec(levels={self.levels}); the smallest is "
                              f"{smallest}.")
-        n_channels = channels.pop()
-        rng = np.random.default_rng(self.random_state)
-        if self.random_state is not None:
-            keras.utils.set_random_seed(int(self.random_state))
+        return imgs, channels.pop(), size
+
+    def _networks(self, n_channels, dist) -> dict:
+        """Make the networks under the strategy, or keep them for `warm_start` (checked
+        against this fit); returns the history to continue."""
+        from deepae.distribute import strategy_scope
+
         arch = dict(filters=int(self.filters), latent_channels=int(self.latent_channels),
                     levels=int(self.levels))
         if self.warm_start and hasattr(self, "tables_"):
@@ -236,16 +264,20 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                 self.prior_ = _prior(int(self.latent_channels))
             self._strategy = dist
             history = {}
-        self.n_channels_, self._arch, self.patch_size_ = n_channels, arch, size
+        self.n_channels_, self._arch = n_channels, arch
+        return history
+
+    def _train_step(self, variables, opt):
+        """One replica's training step (compiled by `train_on_patches`, one tf.function
+        around the replicas): the rate-distortion loss with uniform noise for the rate and
+        straight-through rounding for the distortion."""
+        import tensorflow as tf
+
+        from deepae.distribute import clip_global_norm
+
         ga, gs, prior = self.analysis_, self.synthesis_, self.prior_
-        variables = ga.trainable_variables + gs.trainable_variables + prior.trainable_variables
-        bs = int(self.batch_size)
-        steps = max(1, int(self.patches_per_epoch) // bs)
-        opt = cosine_adam(self.learning_rate, steps * int(self.epochs), variables,
-                          strategy=dist)
         lmbda = float(self.lmbda) * 255.0 ** 2
 
-        # compiled by train_on_patches (one tf.function around the replicas)
         def step(x, scale):
             with tf.GradientTape() as tape:
                 y = ga(x, training=True)
@@ -261,17 +293,7 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             opt.apply_gradients(zip(grads, variables, strict=True))
             return {"loss": loss, "bpp": bpp, "mse": mse}
 
-        run = self._run_description(images_fingerprint(imgs), n_channels=n_channels,
-                                    patch_size=size, warm_start_epochs=len(history.get(
-                                        "loss", [])))
-        self.history_ = train_on_patches(
-            step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps, batch_size=bs,
-            rng=rng, verbose=self.verbose, history=history, strategy=dist,
-            networks=[ga, gs, prior], optimizer=opt, callbacks=self.callbacks,
-            checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-            keep_checkpoint=keep_checkpoint, run=run)
-        self._freeze()
-        return self
+        return step
 
     def _freeze(self):
         """Freeze the prior into integer tables and fingerprint the codec."""
