@@ -1,6 +1,8 @@
 """Every training command takes --tensorboard DIR, --checkpoint-dir and --resume, and keeps
 its checkpoint until the model file is written."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,16 +50,27 @@ COMMANDS = ["train", "detect fit", "denoise train", "upscale train", "compress t
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_tensorboard_and_checkpoint_options(data, tmp_path, name):
+def test_tensorboard_and_checkpoint_options(data, tmp_path, name, monkeypatch):
     pytest.importorskip("tensorboard")
-    out = tmp_path / "m.deepae"
+    import deepae.training
+
+    out, ck = tmp_path / "m.deepae", tmp_path / "ck"
     argv = _commands(data, str(out))[name]
-    assert main([*argv, "--tensorboard", str(tmp_path / "tb"),
-                 "--checkpoint-dir", str(tmp_path / "ck")]) == 0
+    seen = []
+    real = deepae.training.remove_checkpoint
+
+    def remove(folder):  # the run's checkpoint is there, marked, once the model is written
+        seen.append((Path(folder), (Path(folder) / CHECKPOINT_MARK).is_file(), out.exists()))
+        real(folder)
+
+    monkeypatch.setattr(deepae.training, "remove_checkpoint", remove)
+    assert main([*argv, "--tensorboard", str(tmp_path / "tb"), "--checkpoint-dir", str(ck)]) == 0
     assert deepae.load(out) is not None
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events, f"{name}: no TensorBoard log"
-    assert not (tmp_path / "ck").exists()  # removed once the model was written
+    assert seen == [(ck, True, True)], f"{name}: the checkpoint went elsewhere: {seen}"
+    assert not ck.exists()  # removed once the model was written
+    assert not out.with_name(out.name + ".ckpt").exists()  # not the default folder either
 
 
 @pytest.mark.parametrize("name", COMMANDS)

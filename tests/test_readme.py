@@ -130,11 +130,32 @@ def test_python_examples(world, tiny, tmp_path, monkeypatch):
     namespace = {}
     python = [b for lang, b in BLOCKS if lang == "python"]
     assert len(python) >= 7
+    injected = set()
     for i, block in enumerate(python):
-        namespace.update(given)  # x_train and the like carry over from the blocks above
+        # a stand-in only where a block reads the name before it assigns it (the section's
+        # own data, which the reader brings); any other undefined name is a NameError
+        for name in _read_before_assigned(block) & set(given):
+            namespace[name] = given[name]
+            injected.add(name)
         code = compile(block, f"README.md python block {i + 1}", "exec")
         exec(code, namespace)  # noqa: S102 - the README's own examples
+    assert injected == set(given), f"stand-ins no block reads: {set(given) - injected}"
     assert namespace["codes"].shape == (300, 4)  # the hasher's, the last block to set it
+
+
+def _read_before_assigned(block: str) -> set:
+    """Names `block` reads (at module level, in source order) before it assigns them."""
+    import ast
+
+    assigned, read_first = set(), set()
+    nodes = sorted((n for n in ast.walk(ast.parse(block)) if isinstance(n, ast.Name)),
+                   key=lambda n: (n.lineno, n.col_offset))
+    for node in nodes:
+        if isinstance(node.ctx, ast.Store):
+            assigned.add(node.id)
+        elif node.id not in assigned:
+            read_first.add(node.id)
+    return read_first
 
 
 def _shell_blocks():
