@@ -134,7 +134,9 @@ def _counting(monkeypatch, obj, attr):
 @pytest.mark.parametrize("shape", [(45, 45), (37, 29, 3), (3, 7), (64, 50), (17, 33, 1)])
 def test_tiles_give_the_untiled_bytes_and_pixels(codec, monkeypatch, shape):
     """Tiles of one latent position (4 pixels) and of three, against the whole image in one
-    window: the same bytes and the same decoded pixels, and tiling did happen."""
+    window: the same bytes, the decoded pixels equal up to float rounding (the convolutions
+    sum in another order on another shape: a value at a rounding boundary may move by one
+    level, docs/format.md), and tiling did happen."""
     channels = shape[2] if len(shape) == 3 else 1
     img = blurred_noise(1, max(shape[:2]), channels=channels, seed=2)[0][:shape[0], :shape[1]]
     img = (img[..., 0] if len(shape) == 2 else img) * 255
@@ -147,7 +149,8 @@ def test_tiles_give_the_untiled_bytes_and_pixels(codec, monkeypatch, shape):
         enc = _counting(monkeypatch, codec, "_encode_fn")
         dec = _counting(monkeypatch, codec, "_decode_fn")
         assert codec.compress(img) == whole
-        assert np.array_equal(codec.decompress(whole), decoded)
+        diff = np.abs(codec.decompress(whole).astype(np.int16) - decoded)
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, diff.size // 1000)
         lh, lw = -(-shape[0] // 4), -(-shape[1] // 4)
         n_tiles = -(-lh // (tile // 4)) * -(-lw // (tile // 4))
         planes = 3 if channels == 3 else 1

@@ -84,24 +84,26 @@ class KillAt(keras.callbacks.Callback):
         if epoch == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-est = deepae.SuperResolver(scale=2, filters=(4, 8), convs_per_level=1, patch_size=16,
-                           patches_per_epoch=32, batch_size=8, random_state=0, epochs=4,
-                           checkpoint_dir=sys.argv[1], callbacks=[KillAt()])
+from test_engine import _make
+
+est = _make(sys.argv[3], epochs=4, checkpoint_dir=sys.argv[1], callbacks=[KillAt()])
 est.fit(smooth_images(2, 32, 32))
 """
 
 
-def test_patch_loop_resumes_after_kill(tmp_path):
+@pytest.mark.parametrize("kind", ["SuperResolver", "Denoiser", "ImageCodec"])
+def test_patch_loop_resumes_after_kill(tmp_path, kind):
     """SIGKILL at the start of the third epoch; resuming trains the last two epochs only,
-    and (the upscaler's pairs being deterministic) ends with the weights of a run that was
-    never interrupted."""
+    and ends with the weights of a run that was never interrupted: the patches come from
+    the saved generator, the noise of the denoiser and the codec from stateless draws keyed
+    on the optimizer's (saved) step count."""
     script = tmp_path / "train.py"
     script.write_text(PATCH_SCRIPT)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__),
                                           os.environ.get("PYTHONPATH", "")])}
     ckpt = tmp_path / "ck"
-    done = subprocess.run([sys.executable, str(script), str(ckpt), "2"], env=env,
+    done = subprocess.run([sys.executable, str(script), str(ckpt), "2", kind], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert (ckpt / CHECKPOINT_MARK).is_file() and (ckpt / "loop.npz").is_file()
@@ -113,14 +115,20 @@ def test_patch_loop_resumes_after_kill(tmp_path):
             batches.append(batch)
 
     images = smooth_images(2, 32, 32)
-    resumed = _make("SuperResolver", epochs=4, checkpoint_dir=ckpt, resume=True,
+    resumed = _make(kind, epochs=4, checkpoint_dir=ckpt, resume=True,
                     callbacks=[Count()]).fit(images)
     assert len(batches) == 2 * 4  # two epochs of four steps, not four epochs
     assert len(resumed.history_["loss"]) == 4 and not ckpt.exists()
-    whole = _make("SuperResolver", epochs=4).fit(images)
+    whole = _make(kind, epochs=4).fit(images)
     assert resumed.history_["loss"] == pytest.approx(whole.history_["loss"], rel=1e-4)
-    for a, b in zip(resumed.model_.get_weights(), whole.model_.get_weights(), strict=True):
+    for a, b in zip(_weights(resumed), _weights(whole), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _weights(est):
+    nets = [est.model_] if hasattr(est, "model_") else [est.analysis_, est.synthesis_,
+                                                         est.prior_]
+    return [w for net in nets for w in net.get_weights()]
 
 
 def test_patch_loop_resume_refuses_another_run(tmp_path):

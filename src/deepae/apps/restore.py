@@ -30,7 +30,15 @@ from deepae.data.images import from_float_images, pad_to_multiple, random_patche
 from deepae.exceptions import ArtifactError
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, check_architecture, register_loader
-from deepae.training import RUN_PARAMS_DOC, cosine_adam, images_fingerprint, train_on_patches
+from deepae.training import (
+    RUN_PARAMS_DOC,
+    cosine_adam,
+    images_fingerprint,
+    replica_share,
+    run_seed,
+    step_seed,
+    train_on_patches,
+)
 
 __all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
            "NOISES"]
@@ -86,19 +94,25 @@ def box_downscale(images, scale):
 
 
 # -- the estimators ---------------------------------------------------------------------------
-def _corrupt(tf, clean, noise, low, high):
-    """Corrupt a batch in TensorFlow; returns (noisy, per-image level)."""
+def _corrupt(tf, clean, noise, low, high, seed):
+    """Corrupt a batch in TensorFlow with stateless draws from `seed` (shape (2,)); returns
+    (noisy, per-image level)."""
     n = tf.shape(clean)[0]
-    level = tf.random.uniform((n, 1, 1, 1), low, high)
+    s_level, s_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    level = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_level, low, high),
+                          tf.stack([n, 1, 1, 1]))
     if noise == "gaussian":
-        noisy = clean + level * tf.random.normal(tf.shape(clean))
+        noisy = clean + level * replica_share(
+            lambda sh: tf.random.stateless_normal(sh, s_noise), tf.shape(clean))
     elif noise == "salt_pepper":
-        u = tf.random.uniform(tf.shape(clean)[:3])[..., None]
+        u = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_noise),
+                          tf.shape(clean)[:3])[..., None]
         salt = tf.cast(u < level / 2, clean.dtype)
         pepper = tf.cast((u >= level / 2) & (u < level), clean.dtype)
         noisy = clean * (1 - salt - pepper) + salt
     else:  # mask
-        u = tf.random.uniform(tf.shape(clean)[:3])[..., None]
+        u = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_noise),
+                          tf.shape(clean)[:3])[..., None]
         noisy = clean * tf.cast(u >= level, clean.dtype)
     return noisy, level
 
@@ -161,7 +175,8 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
         return size
 
     def _fit(self, images, make_pair, build, keep_checkpoint=False):
-        """Train ``build(channels)`` on pairs ``make_pair(clean_batch) -> (inputs, target)``."""
+        """Train ``build(channels)`` on pairs ``make_pair(clean_batch, seed) -> (inputs,
+        target)``, `seed` the step's (`deepae.training.step_seed`)."""
         import keras
         import tensorflow as tf
 
@@ -185,10 +200,11 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
             model = self.model_ = build(self.n_channels_)
         opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
                           model.trainable_variables, strategy=dist)
+        base = run_seed(self.random_state)
 
         # compiled by train_on_patches (one tf.function around the replicas)
         def step(clean, scale):
-            inputs, target = make_pair(clean)
+            inputs, target = make_pair(clean, step_seed(opt, base))
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(tf.square(model(inputs, training=True) - target))
                 scaled = loss * scale  # this replica's share of the global batch's mean
@@ -418,8 +434,8 @@ class Denoiser(_Restorer):
         lo, hi = self._sigma_range()
         given, noise = self.mode == "given", self.noise
 
-        def make_pair(clean):
-            noisy, level = _corrupt(tf, clean, noise, lo, hi)
+        def make_pair(clean, seed):
+            noisy, level = _corrupt(tf, clean, noise, lo, hi, seed)
             return ([noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy), clean
 
         return self._fit(images, make_pair, self._network, keep_checkpoint)
@@ -503,7 +519,7 @@ class SuperResolver(_Restorer):
         self._validate_params()
         s = int(self.scale)
 
-        def make_pair(clean):
+        def make_pair(clean, seed):  # deterministic: no draws
             sh = tf.shape(clean)
             small = tf.reshape(clean, (sh[0], sh[1] // s, s, sh[2] // s, s, sh[3]))
             return tf.reduce_mean(small, axis=(2, 4)), clean

@@ -19,10 +19,16 @@ from deepae.training._checkpoint import (
     remove_checkpoint,
 )
 from deepae.training._dense import LOSSES, OPTIMIZERS, SCHEDULES, fit_autoencoder
-from deepae.training._patches import cosine_adam, train_on_patches
+from deepae.training._patches import (
+    cosine_adam,
+    replica_share,
+    run_seed,
+    step_seed,
+    train_on_patches,
+)
 from deepae.training._runs import CheckpointedRun
 
 __all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint",
            "images_fingerprint", "LOSSES", "OPTIMIZERS", "SCHEDULES", "NaNGuard",
            "remove_checkpoint", "open_checkpoint", "CHECKPOINT_MARK", "RUN_PARAMS_DOC",
-           "CheckpointedRun"]
+           "CheckpointedRun", "step_seed", "run_seed", "replica_share"]

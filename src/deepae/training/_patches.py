@@ -105,6 +105,39 @@ def _open(checkpoint_dir, resume, run, model, rng, history):
                 return ckpt, None, history
     write_json_atomic(ckpt / "run.json", run)
     return ckpt, first, history
+def step_seed(optimizer, base: int):
+    """A seed for the stateless random ops of one training step (int64, shape (2,)): the
+    run's `base` and the optimizer's step count. The count is saved and restored with the
+    optimizer, so a resumed run draws the noise an uninterrupted one would (TensorFlow's
+    stateful generators restart instead). Call it inside the step; draw with
+    `replica_share` so that replicas draw what one device would."""
+    import tensorflow as tf
+
+    return tf.stack([tf.cast(base, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
+
+
+def replica_share(draw, shape):
+    """This replica's rows of ``draw(global_shape)``: `shape` is the replica's share of the
+    batch, the global batch being that many rows per replica. A stateless draw then gives
+    every sample the noise it gets on one device, whatever the number of replicas."""
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return draw(shape)
+    local = shape[0]
+    full = draw(tf.concat([[local * ctx.num_replicas_in_sync], shape[1:]], axis=0))
+    start = local * ctx.replica_id_in_sync_group
+    return full[start: start + local]
+
+
+def run_seed(random_state) -> int:
+    """The base of `step_seed` for a run: `random_state`, or fresh entropy without one."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**31 - 1))
+    return int(random_state) % (2**31 - 1)
+
+
 def cosine_adam(learning_rate, total_steps, variables, *, strategy=None, **kwargs):
     """The patch loops' optimizer: Adam whose rate decays along a cosine to 1% over
     `total_steps`, made and built for `variables` in the strategy's scope (its slots live

@@ -274,14 +274,19 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         import tensorflow as tf
 
         from deepae.distribute import clip_global_norm
+        from deepae.training import replica_share, run_seed, step_seed
 
         ga, gs, prior = self.analysis_, self.synthesis_, self.prior_
         lmbda = float(self.lmbda) * 255.0 ** 2
+        base = run_seed(self.random_state)
 
         def step(x, scale):
             with tf.GradientTape() as tape:
                 y = ga(x, training=True)
-                noisy = y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
+                # stateless, keyed on the optimizer's step: a resumed run draws the same
+                seed = step_seed(opt, base)
+                noisy = y + replica_share(
+                    lambda sh: tf.random.stateless_uniform(sh, seed, -0.5, 0.5), tf.shape(y))
                 rounded = y + tf.stop_gradient(tf.round(y) - y)  # straight-through
                 x_hat = gs(rounded, training=True)
                 pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
