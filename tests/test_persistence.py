@@ -52,9 +52,9 @@ def test_artifact_contents_no_pickle(trained):
     assert names == {"deepae.json", "model.keras", "arrays.npz"}
     assert header["format"] == "deepae-artifact" and header["format_version"] == FORMAT_VERSION
     assert header["deepae_version"] == deepae.__version__
-    # the scaling travels inside the Keras model: its kind in the config, its statistics
-    # as the `scaling` layer's weights; no scaler beside the model
-    assert header["metadata"]["config"]["scaling_config"]["kind"] == "standard"
+    # the scaling travels inside the Keras model, as the `scaling` layer's weights; no
+    # scaler beside the model
+    assert header["metadata"]["config"]["input_scaling"] is True
     assert "scaler" not in header["metadata"]
 
 
@@ -133,11 +133,11 @@ def _rewrite_header(src, dst, **changes):
 def test_unknown_format_version(trained, tmp_path):
     bad = tmp_path / "v.deepae"
     _rewrite_header(trained[2], bad, format_version=FORMAT_VERSION + 1)
-    with pytest.raises(ArtifactError, match="format version 2; .* reads version 1 only"):
+    with pytest.raises(ArtifactError, match="format version 3; .* reads versions 1, 2"):
         deepae.load(bad)
-    for forged in (True, 1.0, "1"):  # equal to 1 in Python, not the format's integer
+    for forged in (True, 1.0, "1", 2.0):  # equal to 1 or 2 in Python, not the format's int
         _rewrite_header(trained[2], bad, format_version=forged)
-        with pytest.raises(ArtifactError, match="reads version 1 only"):
+        with pytest.raises(ArtifactError, match="reads versions 1, 2"):
             deepae.load(bad)
 
 

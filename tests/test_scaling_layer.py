@@ -1,7 +1,9 @@
 """The autoencoder carries its input scaling as a Keras layer (`deepae.nn.Scaling`)."""
 
 import json
+import tempfile
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -24,12 +26,13 @@ def fitted():
 def test_scaling_is_a_layer_with_the_fitted_statistics(fitted):
     ae, x = fitted
     assert isinstance(ae.scaling, Scaling) and ae.scaling.kind == "standard"
-    offset, scale = ae.scaling.statistics()
-    np.testing.assert_allclose(offset, x.astype(np.float64).mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(scale, x.astype(np.float64).std(axis=0), rtol=1e-5)
-    # the statistics are (non-trainable) weights of the model: saved with its weights
+    st = ae.scaling.statistics()
+    np.testing.assert_allclose(st["offset"], x.astype(np.float64).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(st["scale"], x.astype(np.float64).std(axis=0), rtol=1e-5)
+    # everything fitted is a (non-trainable) weight of the model: saved with its weights
     paths = {v.path for v in ae.non_trainable_weights}
-    assert {"scaling/offset", "scaling/scale"} <= {p.split("/", 1)[1] for p in paths}
+    assert {"scaling/offset", "scaling/scale", "scaling/kind_index", "scaling/data_range"} <= {
+        p.split("/", 1)[1] for p in paths}
     assert not any("scaling" in v.path for v in ae.trainable_weights)
 
 
@@ -39,7 +42,8 @@ def test_inference_model_takes_the_users_units(fitted, tmp_path):
     out = model.predict(x, verbose=0)
     np.testing.assert_allclose(out["codes"], ae.encode(x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["reconstruction"], ae.reconstruct(x), rtol=1e-5, atol=1e-4)
-    # a plain Keras file, loaded by Keras alone, still takes raw data
+    # a plain Keras file (its layers are deepae's registered Keras classes), still taking
+    # raw data once loaded
     path = tmp_path / "inference.keras"
     keras.saving.save_model(model, path)
     again = keras.saving.load_model(path)
@@ -53,38 +57,64 @@ def test_artifact_keeps_the_scaling_inside_the_model(fitted, tmp_path):
     ae.save(path)
     with zipfile.ZipFile(path) as zf:
         meta = json.loads(zf.read("deepae.json"))["metadata"]
-    assert "scaler" not in meta and meta["config"]["scaling_config"]["kind"] == "standard"
+    assert "scaler" not in meta and "standard" not in json.dumps(meta["config"])
     loaded = deepae.load(path)
-    np.testing.assert_array_equal(loaded.scaling.statistics()[1], ae.scaling.statistics()[1])
+    assert loaded.scaling.kind == "standard"
+    np.testing.assert_array_equal(loaded.scaling.statistics()["scale"],
+                                  ae.scaling.statistics()["scale"])
     np.testing.assert_array_equal(loaded.reconstruct(x), ae.reconstruct(x))
 
 
 def test_a_file_from_before_the_layer_is_converted(tmp_path):
     """Files saved by the previous format (scaler beside the model) load into a model with
-    the layer, and save back in the new format."""
+    the layer, give the outputs recorded when they were saved, and save back in the new
+    format."""
     from pathlib import Path
 
-    legacy = Path(__file__).parent / "data" / "legacy" / "Autoencoder.deepae"
-    model = deepae.load(legacy)
+    legacy = Path(__file__).parent / "data" / "legacy"
+    expected = np.load(legacy / "expected.npz")
+    model = deepae.load(legacy / "Autoencoder.deepae")
     assert isinstance(model.scaling, Scaling) and model.scaling.kind is not None
+    x = expected["x"][:16]  # the first rows, as tests/test_legacy_artifacts.py records them
+    np.testing.assert_allclose(model.encode(x), expected["Autoencoder.encode"], atol=1e-5)
+    np.testing.assert_allclose(model.reconstruct(x), expected["Autoencoder.reconstruct"],
+                               atol=1e-4)
     model.save(tmp_path / "new.deepae")
     again = deepae.load(tmp_path / "new.deepae")
-    rng = np.random.default_rng(1)
-    x = rng.random((5, *model.data_shape)).astype(np.float32)
     np.testing.assert_array_equal(again.encode(x), model.encode(x))
+
+
+def test_a_clone_has_no_scaling_until_fitted(fitted):
+    """A copy from the configuration alone (fresh weights) has no fitted scaling: it fits its
+    own on its first fit, as a new model does."""
+    ae, x = fitted
+    clone = keras.models.clone_model(ae)
+    assert clone.scaling.kind is None and clone.scaler_ is None
+    clone.fit(x, epochs=1, verbose=0)
+    assert clone.scaling.kind == "standard" and clone.describe()["preprocessing"] == "standard"
+    np.testing.assert_allclose(clone.scaling.statistics()["offset"],
+                               ae.scaling.statistics()["offset"], rtol=1e-5)
+
+
+def test_setting_no_scaler_resets_the_layer(fitted):
+    ae, x = fitted
+    clone = deepae.load(_saved(ae, ae_path := Path(tempfile.mkdtemp()) / "a.deepae"))
+    clone.scaler_ = None
+    assert clone.scaling.kind is None and clone.scaler_ is None
+    np.testing.assert_array_equal(clone.scaling(x[:2]), x[:2])
+    assert ae_path.exists()
 
 
 @pytest.mark.parametrize("field,value,match", [
     ("scale", 0.0, "positive"), ("offset", np.nan, "non-finite"),
-    ("kind", "bogus", "kind"), ("kind", None, "no kind"), ("data_min", "x", "data range")])
+    ("kind_index", 7, "kind 7"), ("kind_index", -1, "no scaling"),
+    ("kind_index", 0, "no scaling"),  # kind "none" with statistics
+    ("data_range", np.nan, "data range")])
 def test_forged_scaling_is_refused(fitted, tmp_path, field, value, match):
     ae, _ = fitted
     clone = deepae.load(_saved(ae, tmp_path / "ok.deepae"))
-    if field in ("scale", "offset"):
-        var = getattr(clone.scaling, field)
-        var.assign(np.full(var.shape, value, np.float32))
-    else:
-        setattr(clone.scaling, field, value)
+    var = getattr(clone.scaling, field)
+    var.assign(np.full(var.shape, value, var.dtype))
     path = tmp_path / "forged.deepae"
     clone.save(path)
     with pytest.raises(ArtifactError, match=match):

@@ -336,3 +336,20 @@ def test_a_users_files_inside_backup_are_kept(table, tmp_path):
     small_model().fit(table, epochs=2, checkpoint_dir=ckpt, callbacks=[Drop()], verbose=0)
     assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == [
         "backup", "backup/notes.txt"]
+
+
+def test_a_worker_cleans_its_backup_after_each_run(tmp_path):
+    """A non-chief worker (multi-worker training) leaves no backup behind when its run
+    completes, so its next run starts clean."""
+    from deepae.training import CheckpointedRun
+
+    ck = tmp_path / "wk"
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    for _ in range(2):
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+        m.compile("adam", "mse")
+        run = CheckpointedRun(ck, resume=False, keep=False, run={"a": 1}, chief=False)
+        run.open(m)
+        m.fit(x, x, epochs=2, verbose=0, callbacks=run.callbacks)
+        run.close(m)
+        assert not list(ck.rglob("*.h5")), sorted(map(str, ck.rglob("*")))

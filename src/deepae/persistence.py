@@ -40,7 +40,10 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Artifact", "save_artifact", "read_a
            "HEADER_MAX_BYTES"]
 
 FORMAT_NAME = "deepae-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 2: an Autoencoder's scaling lives inside its Keras model (a `Scaling` layer); version 1
+# files (a scaler beside the model) still load, converted
+READABLE_VERSIONS = (1, 2)
 _ZIP_MAGIC = b"PK\x03\x04"
 # what a deepae artifact may hold, checked before anything is inflated or built:
 # member names are never paths (a model's name is a short identifier, each kind says which)
@@ -501,10 +504,11 @@ def _check_header(header, path, kind=None):
         raise ArtifactError(f"{where} is not a deepae model: its deepae.json names format "
                             f"{header.get('format') if isinstance(header, dict) else header!r}.")
     version = header.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:  # not true, not 1.0
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not true, not 1.0
         raise ArtifactError(
             f"{where} has format version {version!r}; this deepae {__version__} reads "
-            f"version {FORMAT_VERSION} only. Upgrade deepae to read newer files.")
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Upgrade deepae to read newer "
+            "files.")
     for _ in _walk(header, where):  # deeper than 64 levels: refused, not a RecursionError
         pass
     found, models = header.get("kind"), header.get("models")

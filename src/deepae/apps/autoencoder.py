@@ -96,7 +96,7 @@ class Autoencoder(AutoencoderModel):
                  decoder_units=None, activation="relu", latent_activation="linear",
                  output_activation="auto", preprocessing="auto", input_noise=0.0,
                  input_mask=0.0, dropout=0.0, tied_weights=False, input_scaling=True,
-                 scaling_config=None, **kwargs):
+                 **kwargs):
         super().__init__(input_shape, kind=kind, hidden_units=hidden_units,
                          latent_dim=latent_dim, decoder_units=decoder_units,
                          activation=activation, latent_activation=latent_activation,
@@ -105,9 +105,6 @@ class Autoencoder(AutoencoderModel):
                          **kwargs)
         self.preprocessing = preprocessing
         self.input_scaling = bool(input_scaling)
-        # the fitted scaling's kind and data range, from a saved config (the statistics
-        # themselves are the layer's weights)
-        self._scaling_config = dict(scaling_config or {})
         self.scaling = None
         self._scaler = None  # the scaling chosen before the layer is built
         self.training_summary_ = {}
@@ -120,10 +117,10 @@ class Autoencoder(AutoencoderModel):
         layer = self.scaling
         if layer is None or not layer.built or layer.kind is None:
             return self._scaler
-        offset, scale = layer.statistics()
+        st = layer.statistics()
         return Scaler.from_state(
-            {"kind": layer.kind, "data_min": layer.data_min, "data_max": layer.data_max},
-            {"scaler_offset": offset, "scaler_scale": scale})
+            {"kind": layer.kind, "data_min": st["data_min"], "data_max": st["data_max"]},
+            {"scaler_offset": st["offset"], "scaler_scale": st["scale"]})
 
     @scaler_.setter
     def scaler_(self, scaler):
@@ -133,7 +130,11 @@ class Autoencoder(AutoencoderModel):
         # not through `self.scaler_ = ...` inside the class: Keras's attribute tracking skips
         # an assignment of the value the getter already returns
         self._scaler = scaler
-        if scaler is not None and self.scaling is not None and self.scaling.built:
+        if self.scaling is None or not self.scaling.built:
+            return
+        if scaler is None:
+            self.scaling.reset()
+        else:
             self.scaling.set_statistics(scaler.kind, scaler.offset_, scaler.scale_,
                                         scaler.data_min_, scaler.data_max_)
 
@@ -151,9 +152,7 @@ class Autoencoder(AutoencoderModel):
                  owner=type(self).__name__)
         super()._make_layers()
         if self.input_scaling:
-            cfg = self._scaling_config
-            self.scaling = Scaling(cfg.get("kind"), cfg.get("data_min"), cfg.get("data_max"),
-                                   name="scaling")
+            self.scaling = Scaling(SCALINGS, name="scaling")
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -162,12 +161,8 @@ class Autoencoder(AutoencoderModel):
             self._set_scaler(self._scaler)  # the statistics chosen before the build
 
     def get_config(self):
-        layer = self.scaling
         return {**super().get_config(), "preprocessing": self.preprocessing,
-                "input_scaling": self.input_scaling,
-                "scaling_config": None if layer is None or layer.kind is None else {
-                    "kind": layer.kind, "data_min": layer.data_min,
-                    "data_max": layer.data_max}}
+                "input_scaling": self.input_scaling}
 
     @classmethod
     def from_config(cls, config):
@@ -273,8 +268,9 @@ class Autoencoder(AutoencoderModel):
 
         Its input ``x`` has shape ``(n, *input_shape)`` (float32, the user's units); its
         outputs are ``{"codes": (n, latent_dim), "reconstruction": (n, *input_shape)}``. It
-        shares this model's layers (scaling included), so ``keras.saving.save_model`` writes
-        a file that any Keras program loads and runs on raw data.
+        shares this model's layers (scaling included); ``keras.saving.save_model`` writes it
+        and ``keras.saving.load_model`` reads it back where deepae is installed (its layers
+        are deepae's registered Keras classes), running on raw data.
         """
         self._check_fitted()
         x = keras.Input(shape=tuple(self.data_shape), name="x")
@@ -336,7 +332,10 @@ def restore_autoencoder(model, meta: dict, arrays: dict):
         raise ArtifactError(f"Expected a deepae Autoencoder model in the file; it holds a "
                             f"{type(model).__name__}.")
     if model.scaling is None:
-        scaler = Scaler.from_state(meta["scaler"], arrays) if meta.get("scaler") else None
+        try:
+            scaler = Scaler.from_state(meta["scaler"], arrays) if meta.get("scaler") else None
+        except (ValueError, KeyError, TypeError) as err:
+            raise ArtifactError(f"The file's scaler is malformed: {err}") from None
         model = _with_scaling_layer(model, scaler)
     elif meta.get("scaler"):
         raise ArtifactError("The file holds a scaler beside a model that carries its own "
@@ -355,22 +354,22 @@ def restore_autoencoder(model, meta: dict, arrays: dict):
 
 
 def _check_scaling(layer):
-    offset, scale = layer.statistics()
+    """A scaling layer from a file: its statistics must be what `set_statistics` sets."""
+    st = layer.statistics()
+    offset, scale, i = st["offset"], st["scale"], st["kind_index"]
     if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
         raise ArtifactError("The model's scaling layer holds non-finite offsets or scales "
                             "that are not positive.")
-    if layer.kind is None:
-        if np.any(offset != 0) or np.any(scale != 1):
-            raise ArtifactError("The model's scaling layer has statistics but no kind "
-                                "(expected the identity for a model without scaling).")
-        return
-    if layer.kind not in SCALINGS:
-        raise ArtifactError(f"The model's scaling layer has kind {layer.kind!r}; expected one "
-                            f"of {list(SCALINGS)}.")
-    for v in (layer.data_min, layer.data_max):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-            raise ArtifactError("The model's scaling layer has a malformed data range "
-                                f"(expected finite numbers); got {v!r}.")
+    if tuple(layer.kinds) != tuple(SCALINGS) or not -1 <= i < len(SCALINGS):
+        raise ArtifactError(f"The model's scaling layer has kind {i} of {list(layer.kinds)}; "
+                            f"expected one of {list(SCALINGS)} (or -1, not fitted).")
+    identity = not np.any(offset) and np.all(scale == 1)
+    if i in (-1, SCALINGS.index("none")) and not identity:
+        raise ArtifactError("The model's scaling layer has statistics but no scaling (expected "
+                            "the identity for a model without scaling or with kind 'none').")
+    if not (np.isfinite(st["data_min"]) and np.isfinite(st["data_max"])):
+        raise ArtifactError("The model's scaling layer has a malformed data range (expected "
+                            "finite numbers).")
 
 
 def _with_scaling_layer(old, scaler):
@@ -384,6 +383,7 @@ def _with_scaling_layer(old, scaler):
         new.decoder.set_weights(old.decoder.get_weights())
     except ValueError as err:
         raise ArtifactError(f"The file's scaler does not fit its model: {err}") from None
+    _check_scaling(new.scaling)
     return new
 
 

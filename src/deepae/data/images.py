@@ -18,6 +18,10 @@ __all__ = ["to_float_images", "from_float_images", "random_patches", "pad_to_mul
 def _one_image(img, name, i=None, strict=True):
     where = f"{name}[{i}]" if i is not None else name
     img = np.asarray(img)
+    if img.ndim >= 2 and 0 in img.shape[:2]:  # scikit-learn's words for an empty table
+        what = "sample(s)" if img.shape[0] == 0 else "feature(s)"
+        raise ValueError(f"Found array with 0 {what} (shape={img.shape}) while a minimum of "
+                         f"1 is required: `{where}` is an image with no pixels.")
     if img.dtype == np.uint8:
         out = img.astype(np.float32) / 255.0
     elif img.dtype.kind == "f":
@@ -32,6 +36,9 @@ def _one_image(img, name, i=None, strict=True):
         raise TypeError(f"Expected `{where}` as uint8 (0-255) or float in [0, 1]; received "
                         f"{img.dtype} ({8 * img.dtype.itemsize}-bit) pixels. Convert 16-bit "
                         "images to float in [0, 1] (divide by 65535) or to uint8.")
+    elif img.dtype.kind == "c":  # scikit-learn's wording and error type for complex data
+        raise ValueError(f"Complex data not supported: expected `{where}` as an image array "
+                         f"(uint8 or float); received dtype {img.dtype}.")
     else:
         raise TypeError(f"Expected `{where}` as an image array (uint8 or float); received "
                         f"dtype {img.dtype}.")
@@ -55,6 +62,9 @@ def to_float_images(images, name="images", *, batch_3d=False, strict=True):
         from deepae.data.io import read_images
 
         images = read_images(images)
+    if hasattr(images, "toarray") and hasattr(images, "nnz"):  # scipy.sparse
+        raise TypeError(f"Sparse data is not supported: expected `{name}` as dense image "
+                        f"arrays; received a {type(images).__name__}.")
     if isinstance(images, list | tuple):
         if not images:
             raise ValueError(f"Expected at least one image in `{name}`; received an empty list.")

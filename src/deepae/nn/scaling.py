@@ -12,18 +12,16 @@ __all__ = ["Scaling"]
 class Scaling(keras.layers.Layer):
     """Affine scaling ``z = (x - offset) / scale`` of each value of a sample, and its inverse.
 
-    The statistics are non-trainable weights of shape one sample's shape, so they are saved
-    and restored with the model's other weights and a model that holds this layer takes data
-    in the user's own units. Until `set_statistics` is called the layer is the identity
-    (offset 0, scale 1) and `kind` is None.
+    Everything fitted is a non-trainable weight: the offsets and scales (one sample's shape),
+    which of `kinds` they come from, and the range of the scaled training data. So a model
+    that holds this layer takes data in the user's own units, saves and restores its scaling
+    with its other weights, and a copy made from its configuration alone (a clone, fresh
+    weights) has none. Until `set_statistics` the layer is the identity and `kind` is None.
 
     Parameters
     ----------
-    kind : str, optional
-        Name of the scaling the statistics come from ("unit", "minmax", "standard", "none");
-        None while not fitted.
-    data_min, data_max : float, optional
-        Range of the training data after scaling (what picks an output activation).
+    kinds : sequence of str
+        The names of the scalings `set_statistics` may be told (saved by index).
 
     Notes
     -----
@@ -31,11 +29,9 @@ class Scaling(keras.layers.Layer):
     output shapes are ``(batch, *sample_shape)``.
     """
 
-    def __init__(self, kind=None, data_min=None, data_max=None, **kwargs):
+    def __init__(self, kinds=(), **kwargs):
         super().__init__(**kwargs)
-        self.kind = kind
-        self.data_min = data_min
-        self.data_max = data_max
+        self.kinds = tuple(kinds)
 
     def build(self, input_shape):
         shape = tuple(int(d) for d in input_shape[1:])
@@ -43,10 +39,18 @@ class Scaling(keras.layers.Layer):
                                       name="offset")
         self.scale = self.add_weight(shape=shape, initializer="ones", trainable=False,
                                      name="scale")
+        self.kind_index = self.add_weight(shape=(), initializer=keras.initializers.Constant(-1),
+                                          dtype="int32", trainable=False, name="kind_index")
+        self.data_range = self.add_weight(shape=(2,), initializer="zeros", trainable=False,
+                                          name="data_range")
         self.built = True
 
     def set_statistics(self, kind, offset, scale, data_min, data_max):
-        """Set the scaling: `offset` and `scale` broadcastable to one sample's shape."""
+        """Set the scaling: `kind` one of `kinds`, `offset` and `scale` broadcastable to one
+        sample's shape, the scaled training data's range."""
+        if kind not in self.kinds:
+            raise ValueError(f"Expected a scaling kind among {list(self.kinds)}; received "
+                             f"{kind!r}.")
         shape = tuple(self.offset.shape)
         offset = np.broadcast_to(np.asarray(offset, np.float32), shape)
         scale = np.broadcast_to(np.asarray(scale, np.float32), shape)
@@ -55,12 +59,31 @@ class Scaling(keras.layers.Layer):
             raise ValueError("Scaling needs finite offsets and positive, finite scales.")
         self.offset.assign(offset)
         self.scale.assign(scale)
-        self.kind, self.data_min, self.data_max = kind, data_min, data_max
+        self.kind_index.assign(self.kinds.index(kind))
+        self.data_range.assign(np.asarray([data_min, data_max], np.float32))
 
-    def statistics(self):
-        """``(offset, scale)`` as float32 NumPy arrays of one sample's shape."""
-        return (keras.ops.convert_to_numpy(self.offset),
-                keras.ops.convert_to_numpy(self.scale))
+    def reset(self):
+        """Back to the identity, not fitted."""
+        self.offset.assign(np.zeros(self.offset.shape, np.float32))
+        self.scale.assign(np.ones(self.scale.shape, np.float32))
+        self.kind_index.assign(-1)
+        self.data_range.assign(np.zeros(2, np.float32))
+
+    @property
+    def kind(self):
+        """The fitted scaling's name, None while not fitted (or for an index outside
+        `kinds`, which only a forged file holds: see `statistics`)."""
+        i = int(keras.ops.convert_to_numpy(self.kind_index))
+        return self.kinds[i] if 0 <= i < len(self.kinds) else None
+
+    def statistics(self) -> dict:
+        """Everything fitted, as NumPy: ``kind_index``, ``offset``, ``scale`` (float32, one
+        sample's shape), ``data_min`` and ``data_max``."""
+        lo, hi = (float(v) for v in keras.ops.convert_to_numpy(self.data_range))
+        return {"kind_index": int(keras.ops.convert_to_numpy(self.kind_index)),
+                "offset": keras.ops.convert_to_numpy(self.offset),
+                "scale": keras.ops.convert_to_numpy(self.scale),
+                "data_min": lo, "data_max": hi}
 
     def call(self, inputs, inverse=False):
         if inverse:
@@ -71,5 +94,4 @@ class Scaling(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "data_min": self.data_min,
-                "data_max": self.data_max}
+        return {**super().get_config(), "kinds": list(self.kinds)}

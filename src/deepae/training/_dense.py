@@ -338,22 +338,30 @@ def _build(model, x, streaming, strategy):
     from deepae.distribute import strategy_scope
 
     if model.built:
+        # built but never fitted by deepae (a clone, a model built by hand): its scaling
+        # layer is still the identity, so its first fit chooses the scaling
+        if model.scaler_ is None and getattr(model, "scaling", None) is not None:
+            model.scaler_ = _fit_scaler(model, x, streaming)
         return
     if model.data_shape is None:
         model.data_shape = tuple(int(d) for d in x.shape[1:])
     if model.scaler_ is None:
-        if streaming:  # one pass over the shards
-            from deepae.data.streaming import scaler_for
-
-            model.scaler_ = scaler_for(x, model.preprocessing)
-        else:
-            kind = model.preprocessing
-            if kind == "auto":
-                kind = resolve_preprocessing(x)
-            model.scaler_ = Scaler(kind).fit(x)
+        model.scaler_ = _fit_scaler(model, x, streaming)
     with strategy_scope(strategy):
         model.build((None, *model.data_shape))
     _engine_state(model)["strategy"] = strategy
+
+
+def _fit_scaler(model, x, streaming) -> Scaler:
+    """The scaling `model.preprocessing` chooses for `x` (one pass over shards)."""
+    if streaming:
+        from deepae.data.streaming import scaler_for
+
+        return scaler_for(x, model.preprocessing)
+    kind = model.preprocessing
+    if kind == "auto":
+        kind = resolve_preprocessing(x)
+    return Scaler(kind).fit(x)
 
 
 def _model_space_data(model, x, y, y_given, streaming, o):

@@ -45,10 +45,12 @@ class CheckpointedRun:
         ckpt = self.ckpt
         if ckpt is None:
             return None
-        # Keras would delete the backup folder whole at the end: `remove_checkpoint` removes
-        # only its files, keeping anything a user put there
-        backup = keras.callbacks.BackupAndRestore(str(ckpt / "backup"), double_checkpoint=True,
-                                                  delete_checkpoint=False)
+        # Keras would delete the backup folder whole at the end: on the chief,
+        # `remove_checkpoint` removes only its files (keeping anything a user put there); a
+        # worker, which checked below that the folder is deepae's, lets Keras clean it
+        backup = keras.callbacks.BackupAndRestore(
+            str(ckpt / "backup"), double_checkpoint=True,
+            delete_checkpoint=not self.keep and not self.chief)
         if not self.chief:
             # the chief checks and marks the folder; a worker never removes a `backup` that
             # is not deepae's (Keras deletes the folder whole when training ends)
