@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import deepae
@@ -38,7 +39,8 @@ def test_train_info_encode_reconstruct(tmp_path, data_file, table, capsys):
     codes = np.load(tmp_path / "z.npy")
     np.testing.assert_allclose(codes, deepae.load(out).encode(table), rtol=1e-5, atol=1e-6)
     assert main(["encode", str(out), str(data_file), "-o", str(tmp_path / "z.csv")]) == 0
-    assert np.loadtxt(tmp_path / "z.csv", delimiter=",").shape == (200, 3)
+    z = pd.read_csv(tmp_path / "z.csv")  # a header row, then every code
+    assert list(z.columns) == ["code_0", "code_1", "code_2"] and z.shape == (200, 3)
     assert main(["reconstruct", str(out), str(data_file), "-o", str(tmp_path / "r.npy")]) == 0
     assert np.load(tmp_path / "r.npy").shape == table.shape
 

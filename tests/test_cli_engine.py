@@ -128,11 +128,45 @@ def test_interrupted_training_says_how_to_resume(tmp_path, monkeypatch, capsys):
     def stop(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_train", stop)
-    rc = cli.main(["train", "digits", "-o", str(tmp_path / "m.deepae")])
+    def stop_after_an_epoch(args):  # the run's checkpoint folder exists, marked
+        folder = tmp_path / "m.deepae.ckpt"
+        folder.mkdir()
+        (folder / CHECKPOINT_MARK).write_text("")
+        raise KeyboardInterrupt
+
+    argv = ["train", "digits", "-o", str(tmp_path / "m.deepae")]
+    monkeypatch.setattr(cli, "cmd_train", stop)  # stopped before its first epoch ended
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err == "deepae: interrupted\n"  # nothing kept to resume
+    monkeypatch.setattr(cli, "cmd_train", stop_after_an_epoch)
+    rc = cli.main(argv)
     err = capsys.readouterr().err
     assert rc == 130
     assert "--resume" in err and str(tmp_path / "m.deepae.ckpt") in err
     monkeypatch.setattr(cli, "cmd_info", stop)
     assert cli.main(["info", str(tmp_path / "m.deepae")]) == 130
     assert "--resume" not in capsys.readouterr().err  # not a training command
+
+
+def test_interrupted_apply_gives_no_resume_hint(data, tmp_path, monkeypatch, capsys):
+    """`compress IMG -o OUT`, `denoise`/`upscale` apply and evaluate take --resume (their
+    `train` does) but train nothing: an interruption says only that, even where a folder
+    OUT.ckpt of an earlier training run is there."""
+    import deepae.data.io
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deepae.data.io, "read_image", stop)
+    monkeypatch.setattr(deepae.data.io, "read_images", stop)
+    image, photos = str(data / "photos" / "im0.png"), str(data / "photos")
+    for out in ("new.dae", "new.png"):
+        (tmp_path / f"{out}.ckpt").mkdir()
+        (tmp_path / f"{out}.ckpt" / CHECKPOINT_MARK).write_text("")
+    for argv in (["compress", image, "-o", str(tmp_path / "new.dae")],
+                 ["denoise", image, "-o", str(tmp_path / "new.png")],
+                 ["upscale", image, "-o", str(tmp_path / "new.png")],
+                 ["denoise", "evaluate", photos, "--sigma", "0.1"],
+                 ["upscale", "evaluate", photos, "--scale", "2"]):
+        assert main(argv) == 130, argv
+        assert capsys.readouterr().err == "deepae: interrupted\n", argv

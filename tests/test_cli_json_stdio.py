@@ -122,7 +122,7 @@ def test_detect_evaluate_json_flag_and_older_file(files, tmp_path, monkeypatch, 
     keys = {"roc_auc", "average_precision", "recall_at_fpr", "tp", "fp", "threshold_rule"}
     rep = _json_out(capsys, [*argv, "--json"])
     assert keys <= set(rep) and rep["n_rows"] == 60 and rep["n_anomalies"] == 6
-    assert _json_out(capsys, [*argv, "--json", "-"]) == rep
+    assert _json_out(capsys, [*argv[:3], "--json", *argv[3:]]) == rep  # a flag: DATA follows
     _stdin(monkeypatch, (files / "t.csv").read_bytes())
     assert _json_out(capsys, [*argv[:3], "-", *argv[4:], "--json"]) == rep
     # the older --json FILE: the table on standard output, the file, a note
@@ -169,7 +169,7 @@ def test_encode_reconstruct_stdin_stdout(files, tmp_path, monkeypatch, capsys):
         _stdin(monkeypatch, (files / source).read_bytes())
         assert main(["encode", model, "-", "-o", "-"]) == 0
         said = capsys.readouterr()
-        np.testing.assert_allclose(np.loadtxt(io.StringIO(said.out), delimiter=","), codes,
+        np.testing.assert_allclose(pd.read_csv(io.StringIO(said.out)), codes,
                                    rtol=1e-4, atol=1e-5)
         assert "standard output" in said.err
     _stdin(monkeypatch, (tmp_path / "x.csv").read_bytes())
@@ -177,7 +177,7 @@ def test_encode_reconstruct_stdin_stdout(files, tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "z2.npy"), codes, rtol=1e-5, atol=1e-6)
     _stdin(monkeypatch, (files / "x.npy").read_bytes())
     assert main(["reconstruct", model, "-", "-o", "-"]) == 0
-    assert np.loadtxt(io.StringIO(capsys.readouterr().out), delimiter=",").shape == (60, 6)
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out)).shape == (60, 6)
 
 
 def test_stdin_is_bounded_and_checked(files, monkeypatch, capsys):
@@ -241,3 +241,117 @@ def test_compress_pipe_between_processes(files, tmp_path):
     assert b"rate:" in first.stderr.read() and b"wrote standard output" in second.stderr
     np.testing.assert_array_equal(read_image(io.BytesIO(second.stdout)),
                                   read_image(tmp_path / "a.png"))
+
+
+# -- what the reviewer found ----------------------------------------------------------------------
+def test_csv_written_by_deepae_reads_back_every_row(files, tmp_path, monkeypatch, capsys):
+    """`reconstruct -o - | encode - -o -`: CSV out has the header row that CSV in takes,
+    so no row is lost on the way (nor in a .csv file)."""
+    model, x = str(files / "m.deepae"), np.load(files / "x.npy")
+    assert main(["reconstruct", model, str(files / "x.npy"), "-o", "-"]) == 0
+    recon = capsys.readouterr().out
+    assert recon.splitlines()[0] == ",".join(f"x_{j}" for j in range(6))
+    _stdin(monkeypatch, recon.encode())
+    assert main(["encode", model, "-", "-o", "-"]) == 0
+    said = capsys.readouterr()
+    codes = pd.read_csv(io.StringIO(said.out))
+    assert list(codes.columns) == ["code_0", "code_1"] and len(codes) == len(x) == 60
+    assert "wrote 60 codes" in said.err
+    assert main(["encode", model, str(files / "x.npy"), "-o", str(tmp_path / "c.csv")]) == 0
+    _stdin(monkeypatch, (tmp_path / "c.csv").read_bytes())
+    assert main(["reconstruct", model, str(files / "x.npy"), "-o", str(tmp_path / "r.csv")]) == 0
+    assert pd.read_csv(tmp_path / "c.csv").shape == (60, 2)
+    assert pd.read_csv(tmp_path / "r.csv").shape == (60, 6)
+
+
+@pytest.mark.parametrize("command", [["reconstruct", "m.deepae", "big.npy", "-o", "-"],
+                                     ["detect", "score", "det.deepae", "big.csv", "--quiet",
+                                      "--json"]])
+def test_a_reader_that_leaves_stops_the_command(files, tmp_path, command):
+    """Real processes, a real pipe that its reader closes after 10 bytes (`| head -c 10`):
+    status 141, no error line and no "wrote"/"scored" report."""
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(60_000, 6)).astype(np.float32)  # several MB of CSV
+    np.save(tmp_path / "big.npy", big)
+    pd.DataFrame(big, columns=[f"c{i}" for i in range(6)]).assign(label=0).to_csv(
+        tmp_path / "big.csv", index=False)
+    argv = [str(files / a) if a.endswith(".deepae") else
+            str(tmp_path / a) if a.startswith("big.") else a for a in command]
+    if command[0] == "detect":
+        argv += ["--drop", "label"]
+    proc = subprocess.Popen([sys.executable, "-m", "deepae.cli.main", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert len(proc.stdout.read(10)) == 10
+        proc.stdout.close()  # the reader leaves while the command still writes
+        rc = proc.wait(timeout=180)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    assert rc == 141, err
+    assert "wrote" not in err and "scored" not in err and "error" not in err, err
+
+
+def test_detect_score_json_failure_leaves_stdout_empty(files, capsys):
+    _one_line_error(capsys, ["detect", "score", str(files / "det.deepae"), str(files / "t.csv"),
+                             "--drop", "label", "--id-column", "nope", "--json"],
+                    "column 'nope' is not in")
+
+
+def test_detect_evaluate_json_is_a_flag(files, tmp_path, capsys):
+    """`--json DATA` is the flag, then DATA; only a name ending in .json after --json is the
+    older --json FILE."""
+    det, table = str(files / "det.deepae"), str(files / "t.csv")
+    rep = _json_out(capsys, ["detect", "evaluate", det, "--json", table, "--label-column",
+                             "label", "--quiet"])
+    assert rep["n_rows"] == 60
+    for i, form in enumerate((["--json", str(tmp_path / "A.JSON")],
+                              [f"--json={tmp_path / 'b.json'}"])):
+        assert main(["detect", "evaluate", det, table, *form, "--label-column", "label",
+                     "--quiet"]) == 0
+        said = capsys.readouterr()
+        assert "ROC-AUC" in said.out and "will be removed" in said.err
+        written = tmp_path / ("A.JSON" if i == 0 else "b.json")
+        assert json.loads(written.read_text()) == rep
+    with pytest.raises(SystemExit) as stop:  # a positional too many, not a file to write
+        main(["detect", "evaluate", det, table, "--json", "x.csv", "--label-column", "label"])
+    assert stop.value.code == 2 and not (tmp_path / "x.csv").exists()
+    capsys.readouterr()
+
+
+def test_detect_streams_stdin_past_the_cap(files, monkeypatch, capsys):
+    """`detect score -` and `evaluate -` read standard input in chunks, without the cap of
+    the commands that read it whole (`detect fit -` keeps it)."""
+    table = pd.concat([pd.read_csv(files / "t.csv")] * 80, ignore_index=True)
+    data = table.to_csv(index=False).encode()
+    monkeypatch.setattr(_options, "STDIN_MAX_BYTES", 100_000)
+    assert len(data) > 2 * _options.STDIN_MAX_BYTES
+    det = str(files / "det.deepae")
+    _stdin(monkeypatch, data)
+    assert main(["detect", "score", det, "-", "--drop", "label", "--chunk-size", "500",
+                 "--quiet"]) == 0
+    assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == len(table) == 4800
+    _stdin(monkeypatch, data)
+    rep = _json_out(capsys, ["detect", "evaluate", det, "-", "--label-column", "label",
+                             "--chunk-size", "500", "--quiet", "--json"])
+    assert rep["n_rows"] == 4800
+    _stdin(monkeypatch, data)
+    _one_line_error(capsys, ["detect", "fit", "-", "-o", "never.deepae", "--drop", "label"],
+                    "at most 100,000 bytes")
+
+
+def test_non_text_where_csv_is_expected(files, monkeypatch, capsys):
+    """Gzipped or other non-UTF-8 bytes on standard input: one line saying what was
+    expected and what came."""
+    import gzip
+
+    det, model = str(files / "det.deepae"), str(files / "m.deepae")
+    zipped = gzip.compress((files / "t.csv").read_bytes())
+    not_utf8 = b"c0,c1\n1,2\n" + "\u00e9,3\n".encode("latin-1")
+    for data, said in ((zipped, "gzip-compressed bytes"),
+                       (not_utf8, "bytes that are not UTF-8 text")):
+        for argv in (["detect", "score", det, "-", "--quiet"], ["encode", model, "-", "-o", "-"]):
+            _stdin(monkeypatch, data)
+            _one_line_error(capsys, argv, said)
+        _stdin(monkeypatch, data)
+        _one_line_error(capsys, ["detect", "score", det, "-", "--quiet"], "CSV")

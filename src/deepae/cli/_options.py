@@ -12,7 +12,7 @@ __all__ = ["add_patch_training_options", "add_common_options", "add_run_options"
            "input_and_output", "status", "result", "results_stream", "results_to",
            "UserError", "add_json_option", "result_json", "result_json_rows", "json_text", "STDIO", "is_stdio",
            "not_stdio", "read_stdin", "stdin_file", "stdin_stream", "STDIN_MAX_BYTES",
-           "binary_stdout", "result_bytes"]
+           "binary_stdout", "result_bytes", "result_text"]
 
 
 class UserError(Exception):
@@ -184,9 +184,31 @@ def results_stream():
     return _RESULTS[-1] if _RESULTS else sys.stdout
 
 
+_PIECE = 1 << 16  # bytes or characters per write of a result
+
+
+def _write_through(out, data) -> None:
+    """`data` (text or bytes) to `out` in pieces, each flushed: a reader who left (`| head`)
+    stops the command with BrokenPipeError before it reports what it wrote. (One large
+    write that the reader leaves part-way can end short without an error: CPython 3.11's
+    buffered writer.)"""
+    for start in range(0, len(data), _PIECE):
+        out.write(data[start:start + _PIECE])
+        out.flush()
+    out.flush()
+
+
 def result(*parts, **kwargs) -> None:
-    """A command's result (a table, JSON, CSV rows): on standard output."""
-    print(*parts, file=results_stream(), **kwargs)
+    """A command's result (a table, JSON, CSV rows): on standard output, written through
+    (`_write_through`)."""
+    text = io.StringIO()
+    print(*parts, file=text, **kwargs)
+    _write_through(results_stream(), text.getvalue())
+
+
+def result_text(text: str) -> None:
+    """`text` (CSV rows) as a command's result on standard output, written through."""
+    _write_through(results_stream(), text)
 
 
 def add_json_option(p, what: str = "the result") -> None:
@@ -232,6 +254,9 @@ def result_json(doc) -> None:
     result(json_text(doc))
 
 
+_NONE = object()  # no first record
+
+
 def result_json_rows(head: dict, records, tail=None) -> None:
     """One JSON document on standard output, written a record at a time (memory stays
     flat): the items of `head`, then ``"rows"``, the `records` (dicts) one per line, then the
@@ -241,12 +266,18 @@ def result_json_rows(head: dict, records, tail=None) -> None:
     def item(key, value):
         return f"{json.dumps(str(key))}: {json_text(value, indent=None)}"
 
-    out = results_stream()
+    out, records = results_stream(), iter(records)
+    # the opening waits for the first record: a command that fails before it (a bad column
+    # in the first chunk) leaves standard output empty, not half a document
+    first = next(records, _NONE)
     out.write("{\n" + "".join(f" {item(k, v)},\n" for k, v in head.items()) + ' "rows": [')
-    for i, record in enumerate(records):
-        out.write(("\n  " if i == 0 else ",\n  ") + json_text(record, indent=None))
+    if first is not _NONE:
+        out.write("\n  " + json_text(first, indent=None))
+    for record in records:
+        out.write(",\n  " + json_text(record, indent=None))
     out.write("\n ]" + "".join(f",\n {item(k, v)}" for k, v in (tail() if tail else {}).items())
               + "\n}\n")
+    out.flush()
 
 
 # `-` names standard input (for an input) or standard output (for an output)
@@ -268,7 +299,7 @@ def not_stdio(path, what: str, why: str = "name a file") -> None:
 
 class _CappedInput(io.RawIOBase):
     """Standard input, read in the caller's pieces (memory follows what the caller keeps)
-    and refused past `limit` bytes."""
+    and refused past `limit` bytes (None: no limit, for a reader that streams)."""
 
     name = "standard input"
 
@@ -283,7 +314,7 @@ class _CappedInput(io.RawIOBase):
     def _read_raw(self, b) -> int:
         n = self._raw.readinto(b) or 0
         self._n += n
-        if self._n > self._limit:
+        if self._limit is not None and self._n > self._limit:
             raise UserError(f"expected {self._what} of at most {self._limit:,} bytes on "
                             f"standard input; received more (pass a file name instead)")
         return n
@@ -311,16 +342,17 @@ class _CappedInput(io.RawIOBase):
         return self._pos
 
 
-def stdin_stream(what: str):
+def stdin_stream(what: str, *, streamed: bool = False):
     """Standard input as a binary file object that refuses more than `STDIN_MAX_BYTES`;
-    `what` (``"a CSV table"``) says in errors what was expected there."""
+    `what` (``"a CSV table"``) says in errors what was expected there. A `streamed` input,
+    read a chunk at a time and never kept whole (``detect score -``), has no limit."""
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:
         raise UserError(f"expected {what} on standard input; standard input is closed")
     if sys.stdin.isatty():
         raise UserError(f"expected {what} on standard input (a pipe, or `< FILE`); received "
                         "a terminal")
-    return _CappedInput(raw, STDIN_MAX_BYTES, what)
+    return _CappedInput(raw, None if streamed else STDIN_MAX_BYTES, what)
 
 
 def read_stdin(what: str) -> bytes:
@@ -359,8 +391,7 @@ def result_bytes(data: bytes, what: str) -> None:
     """Bytes as a command's result (``-o -``), on the real standard output."""
     binary = binary_stdout(what)
     results_stream().flush()
-    binary.write(data)
-    binary.flush()
+    _write_through(binary, memoryview(data))
 
 
 @contextlib.contextmanager

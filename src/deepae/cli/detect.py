@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from deepae.cli._options import (
-    STDIO,
     UserError,
     add_common_options,
     add_json_option,
@@ -57,15 +56,22 @@ class _Columns:
         return frame.drop(columns=drop), ids, labels
 
 
-def _table_source(data):
+def _table_source(data, *, streamed=False):
     """DATA as `read_table` and `iter_table` take it: a file name, or for `-` standard input
-    (CSV text, refused past `_options.STDIN_MAX_BYTES`)."""
+    (CSV text; refused past `_options.STDIN_MAX_BYTES` unless `streamed`: read in chunks by
+    `iter_table`, never whole)."""
     if not is_stdio(data):
         return data
-    stream = stdin_stream("a CSV table")
-    if stream.head(4) == b"PAR1":
+    from deepae.data.io import GZIP_MAGIC, bytes_kind
+
+    stream = stdin_stream("a CSV table", streamed=streamed)
+    head = stream.head(4)
+    if head == b"PAR1":
         raise UserError("expected a CSV table on standard input; received Parquet (name the "
                         "Parquet file instead of -)")
+    if head.startswith(GZIP_MAGIC):
+        raise UserError("expected a CSV table (text) on standard input; received "
+                        f"{bytes_kind(head)}, or name the .csv.gz file instead of -")
     return stream
 
 
@@ -138,7 +144,7 @@ def _scored_chunks(args, det, *, need_label=False):
     from deepae.data.tabular import iter_table
 
     cols = _Columns(args)
-    source = _table_source(args.data)
+    source = _table_source(args.data, streamed=True)  # in chunks: no cap on standard input
     bar = _progress(None if is_stdio(args.data) else Path(args.data).stat().st_size,
                     args.quiet)
     done = 0
@@ -206,6 +212,7 @@ def _csv_to(frames, out) -> tuple[int, int]:
     n_rows = n_flagged = 0
     for res, flagged in frames:
         res.to_csv(out, header=n_rows == 0, index=False, float_format="%.6g")
+        out.flush()  # a chunk at a time: a closed pipe stops the command here
         n_rows, n_flagged = n_rows + len(res), n_flagged + flagged
     return n_rows, n_flagged
 
@@ -255,14 +262,15 @@ def cmd_score(args):
     return 0
 
 
-def _json_destination(args, inputs):
-    """Where evaluate's --json goes: None (no --json), STDIO, or, the older --json FILE, a
-    file (checked by the output rule before any work)."""
-    if args.json is None or is_stdio(args.json):
-        return args.json
-    path = output_path(args, args.json, *inputs)
+def _json_file(args, inputs):
+    """The file of the older ``--json FILE.json`` (main() turns it into the hidden
+    ``--json-file``), checked by the output rule before any work; None without it."""
+    if args.json_file is None:
+        return None
+    path = output_path(args, args.json_file, *inputs)
     status(f"deepae: note: `detect evaluate --json FILE` will be removed; write `deepae detect "
-           f"evaluate ... --json > {args.json}` (--json prints the figures on standard output)")
+           f"evaluate ... --json > {args.json_file}` (--json prints the figures on standard "
+           "output)")
     return path
 
 
@@ -291,7 +299,7 @@ def cmd_evaluate(args):
     if not args.label_column:
         raise ValueError("evaluate needs --label-column: the 0/1 column (1 = anomaly)")
     inputs = (args.model, args.data)
-    json_to = _json_destination(args, inputs)
+    json_file = _json_file(args, inputs)
     if args.plots:
         for name in ("scores.png", "roc_pr.png"):
             output_path(args, Path(args.plots) / name, *inputs)
@@ -303,14 +311,14 @@ def cmd_evaluate(args):
     s, y = np.concatenate(all_scores), np.concatenate(all_labels)
     rep = detection_report(y, s, det.threshold_, fpr=args.fpr)
     rep["threshold_rule"] = det.describe()["threshold_rule"]
-    if json_to == STDIO:
+    if args.json:
         result_json(rep)
     else:
         _report_table(rep, args.fpr, rep["threshold_rule"])
-    if json_to not in (None, STDIO):
+    if json_file is not None:
         from deepae.fileio import atomic_write
 
-        atomic_write(json_to, json_text(rep).encode(), overwrite=args.overwrite)
+        atomic_write(json_file, json_text(rep).encode(), overwrite=args.overwrite)
     if args.plots:
         from deepae.plots import roc_pr_curves, score_distribution
 
@@ -412,10 +420,9 @@ def _add_evaluate_parser(dsub):
     _table_options(e, label_help="0/1 column (1 = anomaly), required")
     e.add_argument("--fpr", type=float, default=0.01, help="for recall at FPR (default 0.01)")
     e.add_argument("--plots", metavar="DIR", help="write scores.png and roc_pr.png to DIR")
-    e.add_argument("--json", nargs="?", const=STDIO, metavar="FILE",
-                   help="print the figures as one JSON document on standard output (and "
-                   "nothing else there); the older --json FILE still writes FILE, with a "
-                   "note: write --json > FILE")
+    add_json_option(e, "the figures")
+    # the older `--json FILE.json`, rewritten to this by cli.main.main (JSON_FILE_OPTION)
+    e.add_argument("--json-file", help=argparse.SUPPRESS)
     e.add_argument("--chunk-size", type=int, default=20_000, help="rows per chunk "
                    "(default 20000)")
     add_common_options(e)

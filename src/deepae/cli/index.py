@@ -22,7 +22,7 @@ from deepae.cli._options import (
     result,
     result_json,
     result_json_rows,
-    results_stream,
+    result_text,
     run_parameters,
     save_trained,
     status,
@@ -135,7 +135,7 @@ def cmd_query(args):
         return 0
     text = "query,rank,id,distance\n" + "".join(f"{q},{r},{i},{d}\n" for q, r, i, d in rows)
     if out_path is None:
-        results_stream().write(text)
+        result_text(text)
         return 0
     from deepae.fileio import atomic_write
 

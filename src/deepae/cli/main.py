@@ -28,6 +28,7 @@ from deepae.cli._options import (
     read_stdin,
     result,
     result_json,
+    result_text,
     results_stream,
     results_to,
     run_parameters,
@@ -104,8 +105,10 @@ def _read_source(source, key=None, split="train"):
     return _read_array(source, key=key)
 
 
-def _write_array(path, arr, overwrite):
-    """`arr` to a .npy or .csv file, or as CSV to standard output (`path` None)."""
+def _write_array(path, arr, overwrite, column: str):
+    """`arr` to a .npy or .csv file, or as CSV to standard output (`path` None). CSV has a
+    header row, `column`_0, `column`_1, ..., as every CSV reader of deepae expects: `deepae
+    encode m.deepae - -o -` reads what `reconstruct -o -` writes, every row of it."""
     import io
 
     import numpy as np
@@ -116,11 +119,13 @@ def _write_array(path, arr, overwrite):
     if path is not None and Path(path).suffix == ".npy":
         np.save(buf, arr)
     elif path is None or Path(path).suffix == ".csv":
-        np.savetxt(buf, arr.reshape(len(arr), -1), delimiter=",", fmt="%.6g")
+        flat = arr.reshape(len(arr), -1)
+        np.savetxt(buf, flat, delimiter=",", fmt="%.6g", comments="",
+                   header=",".join(f"{column}_{j}" for j in range(flat.shape[1])))
     else:
         raise UserError(f"output must end in .npy or .csv; received {str(path)!r}")
     if path is None:
-        results_stream().write(buf.getvalue().decode())
+        result_text(buf.getvalue().decode())  # flushed: a closed pipe stops the command here
     else:
         atomic_write(path, buf.getvalue(), overwrite=overwrite)
 
@@ -231,7 +236,7 @@ def cmd_encode(args):
     out = _check_array_output(args, args.output, args.model, args.source)
     model = _load_model(args.model)
     codes = model.encode(_read_source(args.source, key=args.key, split=args.split))
-    _write_array(out, codes, args.overwrite)
+    _write_array(out, codes, args.overwrite, "code")
     status(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {_shown_output(out)}")
     return 0
 
@@ -251,7 +256,7 @@ def cmd_reconstruct(args):
         status(f"wrote originals beside reconstructions of {n} samples to {out}")
     else:
         recon = model.reconstruct(x)
-        _write_array(out, recon, args.overwrite)
+        _write_array(out, recon, args.overwrite, "x")
         status(f"wrote {len(recon)} reconstructions to {_shown_output(out)}")
     return 0
 
@@ -450,7 +455,9 @@ def _add_encode_parsers(sub):
         c = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:]
                            + ". SOURCE - reads standard input: .npy, .npz, Parquet or CSV "
                            "(with a header row) bytes, told apart by their first bytes; "
-                           "-o - writes CSV to standard output.")
+                           "-o - writes CSV to standard output. CSV (-o - or -o FILE.csv) "
+                           "starts with a header row (code_0, ... or x_0, ...), so that "
+                           "another deepae command reads every row.")
         c.add_argument("model", help="a .deepae model file")
         c.add_argument("source", help="data file, image folder, data set name, or - "
                        "(standard input)")
@@ -500,16 +507,33 @@ def _add_info_parser(sub):
     i.set_defaults(func=cmd_info)
 
 
-def _resume_hint(args) -> str:
-    """For a training command: where its finished epochs are, and how to continue."""
+# the commands whose first argument picks training among other actions (apply, evaluate)
+_ACTION_COMMANDS = ("compress", "denoise", "upscale")
+
+
+def _is_training(args) -> bool:
+    """Whether `args` runs a training command (`train`, `detect fit`, `index build`, `denoise
+    train`, ...): those take --resume; `compress IMG -o OUT` takes it too but trains nothing."""
     if not hasattr(args, "resume"):
+        return False
+    if getattr(args, "command", None) in _ACTION_COMMANDS:
+        return bool(args.args) and args.args[0] == "train"
+    return True
+
+
+def _resume_hint(args) -> str:
+    """For an interrupted training command whose checkpoint folder holds finished epochs
+    (deepae's mark is there): where they are, and how to continue; else nothing."""
+    if not _is_training(args):
         return ""
     from deepae.cli._options import checkpoint_folder
+    from deepae.training import CHECKPOINT_MARK
 
     folder = checkpoint_folder(args)
-    where = f" in {str(folder)!r}" if folder is not None else ""
-    return (f"; the finished epochs are kept{where}: run the same command with --resume "
-            "to continue")
+    if folder is None or not (folder / CHECKPOINT_MARK).is_file():
+        return ""
+    return (f"; the finished epochs are kept in {str(folder)!r}: run the same command with "
+            "--resume to continue")
 
 
 def _stdout_to_devnull() -> None:
@@ -523,9 +547,31 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+def _older_json_file(argv: list[str]) -> list[str]:
+    """`argv` with the older `detect evaluate ... --json FILE.json` (where FILE ends in
+    .json, so it cannot be DATA) as the hidden ``--json-file FILE.json``; ``--json`` is a
+    flag, and anything else after it stays a positional argument."""
+    if argv[:2] != ["detect", "evaluate"]:
+        return argv
+    out, i = argv[:2], 2
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + argv[i:]
+        value = token[len("--json="):] if token.startswith("--json=") else (
+            argv[i + 1] if token == "--json" and i + 1 < len(argv) else None)
+        if value is not None and value.lower().endswith(".json"):
+            out += ["--json-file", value]
+            i += 1 if token.startswith("--json=") else 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_older_json_file(list(sys.argv[1:] if argv is None else argv)))
     import deepae
 
     if getattr(args, "debug", False):  # TensorFlow's start-up lines, kept quiet on import
@@ -536,7 +582,9 @@ def main(argv=None) -> int:
 
     try:
         with results_to(sys.stdout):  # results there; progress and notes to standard error
-            return args.func(args)
+            code = args.func(args)
+            results_stream().flush()  # a result left in a buffer meets a closed pipe here
+            return code
     except KeyboardInterrupt:
         print("deepae: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130

@@ -356,8 +356,9 @@ def read_data_bytes(data: bytes, *, key: str | None = None,
 
     The format is told by the first bytes: NumPy's magic (``.npy``), a zip archive
     (``.npz``: the array named `key`, as `read_data`), Parquet's ``PAR1``; anything else is
-    read as CSV text whose first row is the header, as `read_data` reads a ``.csv`` file.
-    `name` names the source in errors.
+    read as CSV text whose first row is the header, as `read_data` reads a ``.csv`` file;
+    gzip-compressed or other bytes that are not UTF-8 text are refused with a `ValueError`
+    that says so. `name` names the source in errors.
     """
     import io as _io
 
@@ -370,7 +371,23 @@ def read_data_bytes(data: bytes, *, key: str | None = None,
             return _npz_array(npz, key, name, name)
     if data.startswith(_PARQUET_MAGIC):
         return as_array(_read_frame(buf, True), name)
-    if b"\0" in data[:4096]:
-        raise ValueError(f"Expected .npy, .npz, Parquet or CSV data on {name}; received binary "
-                         f"data that starts with {data[:8].hex(' ')}.")
-    return as_array(_read_frame(buf, False), name)
+    expected = f"Expected .npy, .npz or Parquet bytes, or CSV text, on {name}"
+    if data.startswith(GZIP_MAGIC) or b"\0" in data[:4096]:
+        raise ValueError(f"{expected}; received {bytes_kind(data)} (starting "
+                         f"{data[:8].hex(' ')}).")
+    try:
+        return as_array(_read_frame(buf, False), name)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{expected}; received {bytes_kind(data)} (byte "
+                         f"0x{e.object[e.start]:02x} at position {e.start:,}).") from e
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def bytes_kind(head: bytes) -> str:
+    """What bytes that were expected as CSV text are, for an error message: gzip-compressed
+    (they start with 1f 8b), else not UTF-8 text."""
+    if bytes(head).startswith(GZIP_MAGIC):
+        return "gzip-compressed bytes (decompress them first, e.g. with zcat)"
+    return "bytes that are not UTF-8 text"

@@ -54,6 +54,11 @@ def _empty(path, header: bool) -> ValueError:
     return ValueError(f"The table {_where(path)!r} {what}.")
 
 
+def _not_text(path, e: UnicodeDecodeError) -> ValueError:
+    return ValueError(f"Expected CSV text (UTF-8) in the table {_where(path)!r}; received "
+                      f"bytes that are not UTF-8 text (byte 0x{e.object[e.start]:02x}).")
+
+
 def read_table(path, **kwargs):
     """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame.
 
@@ -70,6 +75,8 @@ def read_table(path, **kwargs):
             frame = pd.read_csv(path, **kwargs)
         except pd.errors.EmptyDataError as e:
             raise _empty(path, header=False) from e
+        except UnicodeDecodeError as e:
+            raise _not_text(path, e) from e
     if len(frame) == 0:
         raise _empty(path, header=True)
     return frame
@@ -407,5 +414,7 @@ def _csv_chunks(fh, path, chunk_size):
             yield chunk, fh.tell()
     except pd.errors.EmptyDataError as e:
         raise _empty(path, header=False) from e
+    except UnicodeDecodeError as e:
+        raise _not_text(path, e) from e
     if first:
         raise _empty(path, header=True)
