@@ -423,3 +423,18 @@ def test_ensemble_of_autoencoders(tmp_path, transactions):
     for bad in (0, "many"):
         with pytest.raises(ValueError, match="'n_estimators' parameter"):
             AnomalyDetector(n_estimators=bad).fit(part)
+
+
+def test_fpr_threshold_with_labels_reports_on_every_row():
+    """"fpr" with labels is chosen on the normal rows and reported on all of them: the
+    achieved false-positive rate is the normal rows' (it failed with a shape error)."""
+    from deepae.thresholds import choose_threshold
+
+    rng = np.random.default_rng(0)
+    s = np.r_[rng.normal(size=900), rng.normal(4.0, 1.0, size=100)]
+    y = np.r_[np.zeros(900, int), np.ones(100, int)]
+    t, info = choose_threshold("fpr", s, y, target=0.05)
+    assert info["achieved"]["false_positive_rate"] == pytest.approx(
+        np.mean(s[:900] > t), abs=1e-6)
+    assert 0.03 <= info["achieved"]["false_positive_rate"] <= 0.05
+    assert info["achieved"]["recall"] > 0.8

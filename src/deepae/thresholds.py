@@ -139,8 +139,9 @@ def choose_threshold(method, scores, y=None, *, target=None, contamination=0.1,
         None if y is None else check_binary_labels(y, "y", n=len(s)))
     info = {"method": method, "n_rows": int(len(s))}
     if method in ("score", "contamination", "fpr"):
-        t, s = _unlabelled_threshold(method, s, yb, info, target=target,
-                                     contamination=contamination, score=score)
+        # ("fpr" with labels is chosen on the normal rows; reported below on every row)
+        t = _unlabelled_threshold(method, s, yb, info, target=target,
+                                  contamination=contamination, score=score)
     else:
         srt, last, tp, fp = _curve(s, yb)
         i = _labelled_cut(method, tp, fp, float(yb.sum()), info, target=target,
@@ -152,19 +153,19 @@ def choose_threshold(method, scores, y=None, *, target=None, contamination=0.1,
 
 
 def _unlabelled_threshold(method, s, yb, info, *, target, contamination, score):
-    """The "score", "contamination" and "fpr" thresholds (and the scores they are measured
-    on: the normal rows' for "fpr" with labels); notes go into `info`."""
+    """The "score", "contamination" and "fpr" thresholds ("fpr" with labels measured on the
+    normal rows' scores); notes go into `info`."""
     if method == "score":
         if isinstance(score, bool) or not isinstance(score, numbers.Real) or not np.isfinite(score):
             raise TypeError(f"A fixed threshold must be a finite number. Got {score!r} instead.")
-        return float(score), s
+        return float(score)
     if method == "contamination":
         c = float(contamination)
         if isinstance(contamination, bool) or not (0 < c <= 0.5):
             raise ValueError("The 'contamination' parameter must be a float in (0, 0.5]. Got "
                              f"{contamination!r} instead.")
         info["contamination"] = c
-        return _quantile_threshold(s, c), s
+        return _quantile_threshold(s, c)
     rate = _check_rate(DEFAULT_TARGET["fpr"] if target is None else target, "target")
     if yb is not None:
         s = s[~yb]
@@ -173,7 +174,7 @@ def _unlabelled_threshold(method, s, yb, info, *, target, contamination, score):
     if len(s) < 1.0 / rate:
         info["warning"] = (f"{len(s)} normal rows cannot measure a false-positive rate of "
                            f"{rate}; the threshold is the highest normal score.")
-    return t, s
+    return t
 
 
 def _labelled_cut(method, tp, fp, n_pos, info, *, target, cost_missed, cost_review) -> int:
