@@ -1,9 +1,7 @@
 """The autoencoder carries its input scaling as a Keras layer (`deepae.nn.Scaling`)."""
 
 import json
-import tempfile
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -96,20 +94,30 @@ def test_a_clone_has_no_scaling_until_fitted(fitted):
                                ae.scaling.statistics()["offset"], rtol=1e-5)
 
 
-def test_setting_no_scaler_resets_the_layer(fitted):
+def test_setting_no_scaler_resets_the_layer(fitted, tmp_path):
     ae, x = fitted
-    clone = deepae.load(_saved(ae, ae_path := Path(tempfile.mkdtemp()) / "a.deepae"))
+    clone = deepae.load(_saved(ae, tmp_path / "a.deepae"))
     clone.scaler_ = None
     assert clone.scaling.kind is None and clone.scaler_ is None
     np.testing.assert_array_equal(clone.scaling(x[:2]), x[:2])
-    assert ae_path.exists()
+
+
+def test_bad_statistics_are_refused_with_the_values():
+    layer = Scaling(("none", "standard"))
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match="kind among .*received 'unit'"):
+        layer.set_statistics("unit", 0.0, 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"1 scale\(s\) .*smallest scale -2.0"):
+        layer.set_statistics("standard", 0.0, [1.0, -2.0, 1.0], 0.0, 1.0)
+    assert layer.kind is None  # nothing was set
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("scale", 0.0, "positive"), ("offset", np.nan, "non-finite"),
-    ("kind_index", 7, "kind 7"), ("kind_index", -1, "no scaling"),
-    ("kind_index", 0, "no scaling"),  # kind "none" with statistics
-    ("data_range", np.nan, "data range")])
+    ("scale", 0.0, r"received 0 non-finite offset\(s\) and 12 scale\(s\).*smallest scale 0.0"),
+    ("offset", np.nan, r"received 12 non-finite offset\(s\)"),
+    ("kind_index", 7, "kind 7"), ("kind_index", -1, "no scaling.*received offsets in"),
+    ("kind_index", 0, "no scaling.*kind 'none'"),  # kind "none" with statistics
+    ("data_range", np.nan, r"data range.*received \[nan, nan\]")])
 def test_forged_scaling_is_refused(fitted, tmp_path, field, value, match):
     ae, _ = fitted
     clone = deepae.load(_saved(ae, tmp_path / "ok.deepae"))

@@ -23,7 +23,7 @@ from deepae.data.preprocessing import Scaler, output_activation_for_range
 from deepae.exceptions import ArtifactError
 from deepae.nn.autoencoders import AutoencoderModel
 from deepae.nn.runtime import compiled
-from deepae.nn.scaling import Scaling
+from deepae.nn.scaling import Scaling, statistics_problem
 from deepae.persistence import Artifact, register_loader, save_artifact
 
 __all__ = ["Autoencoder", "autoencoder_state", "restore_autoencoder"]
@@ -338,8 +338,9 @@ def restore_autoencoder(model, meta: dict, arrays: dict):
             raise ArtifactError(f"The file's scaler is malformed: {err}") from None
         model = _with_scaling_layer(model, scaler)
     elif meta.get("scaler"):
-        raise ArtifactError("The file holds a scaler beside a model that carries its own "
-                            "scaling layer; expected one of the two.")
+        raise ArtifactError(f"The file holds a scaler (metadata 'scaler': {meta['scaler']!r:.80}) "
+                            "beside a model that carries its own scaling layer; expected one "
+                            "of the two.")
     else:
         _check_scaling(model.scaling)
     summary = meta.get("training") or {}
@@ -357,19 +358,22 @@ def _check_scaling(layer):
     """A scaling layer from a file: its statistics must be what `set_statistics` sets."""
     st = layer.statistics()
     offset, scale, i = st["offset"], st["scale"], st["kind_index"]
-    if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise ArtifactError("The model's scaling layer holds non-finite offsets or scales "
-                            "that are not positive.")
+    problem = statistics_problem(offset, scale)
+    if problem:
+        raise ArtifactError(f"The model's scaling layer: {problem}.")
     if tuple(layer.kinds) != tuple(SCALINGS) or not -1 <= i < len(SCALINGS):
         raise ArtifactError(f"The model's scaling layer has kind {i} of {list(layer.kinds)}; "
                             f"expected one of {list(SCALINGS)} (or -1, not fitted).")
     identity = not np.any(offset) and np.all(scale == 1)
     if i in (-1, SCALINGS.index("none")) and not identity:
-        raise ArtifactError("The model's scaling layer has statistics but no scaling (expected "
-                            "the identity for a model without scaling or with kind 'none').")
+        raise ArtifactError(
+            "The model's scaling layer has statistics but no scaling: expected the identity "
+            f"(offset 0, scale 1) with kind {layer.kind!r}; received offsets in "
+            f"[{offset.min():.4g}, {offset.max():.4g}], scales in "
+            f"[{scale.min():.4g}, {scale.max():.4g}].")
     if not (np.isfinite(st["data_min"]) and np.isfinite(st["data_max"])):
-        raise ArtifactError("The model's scaling layer has a malformed data range (expected "
-                            "finite numbers).")
+        raise ArtifactError("The model's scaling layer has a malformed data range: expected "
+                            f"finite numbers; received [{st['data_min']}, {st['data_max']}].")
 
 
 def _with_scaling_layer(old, scaler):

@@ -5,7 +5,21 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-__all__ = ["Scaling"]
+__all__ = ["Scaling", "statistics_problem"]
+
+
+def statistics_problem(offset, scale) -> str | None:
+    """What is wrong with scaling statistics, said with the values received (None if they
+    are usable: finite offsets, positive and finite scales)."""
+    offset, scale = np.asarray(offset), np.asarray(scale)
+    bad_offset = int(np.size(offset) - np.count_nonzero(np.isfinite(offset)))
+    bad_scale = int(np.size(scale) - np.count_nonzero(np.isfinite(scale) & (scale > 0)))
+    if not (bad_offset or bad_scale):
+        return None
+    low = float(np.nanmin(scale)) if np.size(scale) and not np.all(np.isnan(scale)) else None
+    return (f"expected finite offsets and positive, finite scales; received "
+            f"{bad_offset} non-finite offset(s) and {bad_scale} scale(s) that are not "
+            f"positive and finite (smallest scale {low})")
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -54,9 +68,9 @@ class Scaling(keras.layers.Layer):
         shape = tuple(self.offset.shape)
         offset = np.broadcast_to(np.asarray(offset, np.float32), shape)
         scale = np.broadcast_to(np.asarray(scale, np.float32), shape)
-        if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale))
-                and np.all(scale > 0)):
-            raise ValueError("Scaling needs finite offsets and positive, finite scales.")
+        problem = statistics_problem(offset, scale)
+        if problem:
+            raise ValueError(f"Scaling.set_statistics: {problem}.")
         self.offset.assign(offset)
         self.scale.assign(scale)
         self.kind_index.assign(self.kinds.index(kind))
