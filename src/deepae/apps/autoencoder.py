@@ -279,6 +279,26 @@ class Autoencoder(AutoencoderModel):
         return keras.Model(x, {"codes": codes, "reconstruction": rec},
                            name=f"{self.name}_inference")
 
+    def export(self, filepath, format="saved_model", *, overwrite=False, **kwargs):
+        """Write the model's inference in the user's units, a model that runs without deepae:
+        input ``x`` (n, *input_shape) float32, outputs ``codes`` and ``reconstruction``.
+
+        Formats ``"saved_model"`` (a folder; Keras's name ``"tf_saved_model"`` is the same
+        here), ``"onnx"`` and ``"litert"`` (files), as `AnomalyDetector.export` writes
+        them. Keras's own `Model.export` writes the bare network, which takes scaled data;
+        this one puts the scaling inside. Returns the path written.
+        """
+        from deepae.apps.export import autoencoder_graph
+        from deepae.exporting import export_graph
+
+        if kwargs:
+            raise TypeError(f"Autoencoder.export takes path, format and overwrite; received "
+                            f"{sorted(kwargs)} (Keras's export options do not apply).")
+        self._check_fitted()
+        module, function = autoencoder_graph(self)
+        format = "saved_model" if format == "tf_saved_model" else format
+        return export_graph(filepath, module, function, format=format, overwrite=overwrite)
+
     def describe(self) -> dict:
         """What the model is, as a JSON-able dict (what `deepae info` prints): architecture,
         activations, parameter count, scaling and the training summary."""

@@ -32,6 +32,7 @@ from deepae._validation import (
 )
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
+from deepae.apps.export import ExportMixin, detector_graph
 from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
 from deepae.exceptions import ArtifactError
 from deepae.nn.autoencoders import ACTIVATIONS
@@ -75,7 +76,7 @@ def _latent_stats(ae, Z):
             np.linalg.pinv(cov + ridge * np.eye(k)))
 
 
-class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
+class AnomalyDetector(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     """An autoencoder anomaly detector for tables: train on normal rows, flag what it cannot
     reconstruct.
 
@@ -539,6 +540,9 @@ class AnomalyDetector(ArtifactEstimatorMixin, BaseEstimator):
             "rank": np.tile(np.arange(1, k + 1), len(rows)),
             "column": names[order].ravel(), "contribution": part.ravel(),
             "share": (part / total).ravel()})
+
+    def _serving_graph(self):
+        return detector_graph(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

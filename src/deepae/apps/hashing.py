@@ -32,6 +32,7 @@ from deepae._validation import (
     Options,
 )
 from deepae.apps._base import ArtifactEstimatorMixin
+from deepae.apps.export import ExportMixin, hasher_graph
 from deepae.data.preprocessing import KINDS as SCALINGS
 from deepae.nn.hashing import hashing_autoencoder  # also registers its Keras classes for load
 from deepae.persistence import (
@@ -141,7 +142,7 @@ def _runs(lo, hi):
     return np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
 
 
-class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
+class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
     """Short binary codes from an autoencoder whose code layer is pushed to binary
     (Salakhutdinov & Hinton 2009, semantic hashing), guided by the data's neighbourhoods.
 
@@ -318,6 +319,9 @@ class SemanticHasher(ArtifactEstimatorMixin, TransformerMixin, BaseEstimator):
         """Packed codes of `X`: (n_samples, ceil(n_bits / 8)) uint8 in `numpy.packbits`
         order, the input of `HammingIndex`."""
         return np.packbits(self.code_probabilities(X) > 0.5, axis=1)
+
+    def _serving_graph(self):
+        return hasher_graph(self)
 
     def describe(self) -> dict:
         """What the fitted hasher is, as a JSON-able dict (what `deepae info` prints)."""

@@ -29,6 +29,7 @@ from deepae._validation import (
 )
 from deepae.apps._base import ArtifactEstimatorMixin
 from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_autoencoder
+from deepae.apps.export import ExportMixin, autoencoder_graph
 from deepae.data.preprocessing import KINDS as SCALINGS
 from deepae.metrics import reconstruction_errors
 from deepae.nn.autoencoders import ACTIVATIONS, KINDS
@@ -50,7 +51,7 @@ def default_hidden_units(n_features: int, n_components: int) -> tuple[int, ...]:
     return (wide, max(n_components + 1, wide // 2))
 
 
-class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+class AutoencoderReducer(ExportMixin, ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                          BaseEstimator):
     """Nonlinear dimensionality reduction by a deep autoencoder (a PCA replacement).
 
@@ -214,6 +215,10 @@ class AutoencoderReducer(ArtifactEstimatorMixin, ClassNamePrefixFeaturesOutMixin
         X = validate_data(self, X, reset=False, dtype="numeric")
         codes = self.autoencoder_.encode(X.reshape((len(X), *self.autoencoder_.data_shape)))
         return codes.astype(self._out_dtype(X))
+
+    def _serving_graph(self):
+        return autoencoder_graph(self.autoencoder_, outputs=("codes",),
+                                 flat_features=int(self.n_features_in_))
 
     def inverse_transform(self, X):
         """Reconstructions, shape (n_samples, n_features), from codes (n_samples, k)."""

@@ -26,6 +26,7 @@ from deepae._validation import (
     check_in,
 )
 from deepae.apps._base import MAX_TILE, ArtifactEstimatorMixin
+from deepae.apps.export import ExportMixin, restorer_graph
 from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
 from deepae.exceptions import ArtifactError
 from deepae.nn.restoration import multiple, receptive_radius, restoration_net
@@ -117,7 +118,7 @@ def _corrupt(tf, clean, noise, low, high, seed):
     return noisy, level
 
 
-class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
+class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     """What the restoration estimators share: the network's parameters, training on random
     patches of clean images with pairs made on the fly, tiled inference, persistence."""
 
@@ -272,6 +273,9 @@ class _Restorer(ArtifactEstimatorMixin, BaseEstimator):
                     acc = acc + (y[:, ::-1] if flip else y)
             out.append(acc / 8.0)
         return from_float_images(out, layout)
+
+    def _serving_graph(self):
+        return restorer_graph(self, self._mult, self._scale)
 
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags
