@@ -362,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deepae.cli.detect import add_detect_parser
     from deepae.cli.index import add_index_parser
     from deepae.cli.restore import add_restore_parsers
+    from deepae.cli.serve import add_serve_parser
 
     p = argparse.ArgumentParser(
         prog="deepae", description="Deep autoencoders: train, encode, reconstruct, inspect.")
@@ -369,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_demo_parser, _add_train_parser, _add_encode_parsers, _add_reduce_parser,
                 add_detect_parser, add_restore_parsers, add_compress_parsers, add_index_parser,
-                _add_info_parser):
+                _add_info_parser, add_serve_parser):
         add(sub)
     return p
 

@@ -1,0 +1,262 @@
+"""The FastAPI application of `deepae serve`: the Open Inference Protocol (v2) endpoints,
+the request-size limit, the error answers and the Prometheus metrics."""
+
+# (no `from __future__ import annotations`: FastAPI reads the routes' annotations, and
+# `Request` is imported inside the function that defines them)
+import json
+import logging
+import time
+
+from deepae.serve.batching import Batcher
+from deepae.serve.protocol import HEADER, InferenceError, encode_response, parse_request
+
+__all__ = ["create_app", "Metrics", "MAX_REQUEST_BYTES"]
+
+logger = logging.getLogger("deepae.serve")
+
+MAX_REQUEST_BYTES = 64 * 2 ** 20
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+                   5.0, 10.0, 30.0)
+ROW_BUCKETS = tuple(2 ** i for i in range(17))
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("deepae_requests", "Inference requests by model and HTTP "
+                                "status code ('unknown': a model not served)",
+                                ["model", "code"], registry=self.registry)
+        self.latency = Histogram("deepae_request_duration_seconds", "Inference request time, "
+                                 "from the first byte read to the response built",
+                                 ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("deepae_batch_rows", "Rows per model call (batched "
+                                    "requests together)", ["model"], buckets=ROW_BUCKETS,
+                                    registry=self.registry)
+        self.batch_requests = Histogram("deepae_batch_requests", "Requests per model call",
+                                        ["model"], buckets=ROW_BUCKETS[:11],
+                                        registry=self.registry)
+
+    def observer(self, model: str):
+        def observe(rows: int, requests: int) -> None:
+            self.batch_rows.labels(model).observe(rows)
+            self.batch_requests.labels(model).observe(requests)
+        return observe
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def _error(status: int, message: str):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:2000] or type(e).__name__
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, refused (413) past `limit` bytes: by its Content-Length before
+    reading, and again while reading (a chunked body declares none)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            n = int(declared)
+        except ValueError:
+            raise InferenceError(f"Expected Content-Length as a number of bytes; received "
+                                 f"{declared[:40]!r}.") from None
+        if n > limit:
+            raise InferenceError(f"Request body of {n} bytes is over the limit of {limit} "
+                                 "bytes (--max-request-bytes).", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InferenceError(f"Request body is over the limit of {limit} bytes "
+                                 "(--max-request-bytes).", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Server:
+    """The state behind the routes: the models, their batchers, the metrics, the limits."""
+
+    def __init__(self, servables, *, batch_wait_ms: float, max_batch_rows: int,
+                 max_request_bytes: int):
+        self.models = {s.name: s for s in servables}
+        self.metrics = Metrics()
+        self.batchers = {s.name: Batcher(s, wait_s=batch_wait_ms / 1000.0,
+                                         max_rows=max_batch_rows,
+                                         observe=self.metrics.observer(s.name))
+                         for s in servables}
+        self.max_request_bytes = max_request_bytes
+        self.ready = True
+
+    def model(self, name: str, version: str | None = None):
+        if name not in self.models:
+            raise InferenceError(f"Unknown model {name[:100]!r}; served: "
+                                 f"{sorted(self.models)[:20]}.", status=404)
+        if version not in (None, "", "1"):
+            raise InferenceError(f"Model {name!r} has version '1' only; received version "
+                                 f"{version[:20]!r}.", status=404)
+        return self.models[name]
+
+    async def infer(self, name: str, request, version: str | None = None):
+        """One inference request, answered: outputs, or a 4xx naming the field, or a
+        generic 500 (the traceback goes to the server's log only)."""
+        start = time.perf_counter()
+        label = name if name in self.models else "unknown"
+        try:
+            response = await self._infer(name, request, version)
+        except InferenceError as e:
+            response = _error(e.status, _one_line(e))
+        except (ValueError, TypeError) as e:  # the estimator's checks of the values
+            response = _error(400, f"Model {name!r} refused the input: {_one_line(e)}")
+        except Exception:  # noqa: BLE001 - logged here, never shown to the client
+            logger.exception("inference on model %r failed", name)
+            response = _error(500, "Internal error while running the model; the server's "
+                                   "log has the details.")
+        self.metrics.requests.labels(label, str(response.status_code)).inc()
+        self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+        return response
+
+    async def _infer(self, name: str, request, version):
+        from fastapi.responses import Response
+
+        model = self.model(name, version)
+        body = await read_body(request, self.max_request_bytes)
+        req = parse_request(body, request.headers.get(HEADER))
+        arrays, rows, options = model.prepare(req.inputs, req.parameters, req.outputs)
+        available = model.output_names(options)
+        asked = list(req.outputs) if req.outputs is not None else available
+        unknown = [n for n in asked if n not in available]
+        if unknown:
+            raise InferenceError(f"Model {name!r} has no output(s) {unknown[:10]} for this "
+                                 f"request; its outputs: {available}.")
+        out = await self.batchers[name].submit(arrays, rows, options)
+        content, header = encode_response(name, req, {n: out[n] for n in asked})
+        if header is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(header)})
+
+    def close(self) -> None:
+        self.ready = False
+        for b in self.batchers.values():
+            b.close()
+
+
+def create_app(servables, *, batch_wait_ms: float = 2.0, max_batch_rows: int = 4096,
+               max_request_bytes: int = MAX_REQUEST_BYTES):
+    """The FastAPI application serving `servables` (`deepae.serve.models.Servable`)."""
+    try:
+        from fastapi import FastAPI
+    except ImportError as e:
+        raise ImportError('deepae serve needs FastAPI and uvicorn: pip install '
+                          '"deepae[serve]"') from e
+    import contextlib
+
+    server = Server(servables, batch_wait_ms=batch_wait_ms, max_batch_rows=max_batch_rows,
+                    max_request_bytes=max_request_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        server.close()  # after uvicorn has finished the requests in flight
+
+    app = FastAPI(title="deepae serve", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.server = server
+    _add_error_handlers(app)
+    _add_health_routes(app, server)
+    _add_model_routes(app, server)
+    return app
+
+
+def _add_error_handlers(app) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, exc):
+        parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                 for e in exc.errors()[:5]]
+        return _error(400, "Invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, exc):
+        logger.error("unexpected error on %s %s", request.method, request.url.path,
+                     exc_info=exc)
+        return _error(500, "Internal error; the server's log has the details.")
+
+
+def _add_health_routes(app, server: Server) -> None:
+    from fastapi.responses import JSONResponse, Response
+
+    from deepae._version import __version__
+
+    @app.get("/v2")
+    async def server_metadata():
+        return {"name": "deepae", "version": __version__,
+                "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        return JSONResponse({"ready": server.ready}, status_code=200 if server.ready else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(server.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_model_routes(app, server: Server) -> None:
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    def answer(name, version, what):
+        try:
+            model = server.model(name, version)
+        except InferenceError as e:
+            return _error(e.status, _one_line(e))
+        return Response(json.dumps(what(model)), media_type="application/json")
+
+    @app.get("/v2/models/{name}")
+    async def metadata(name: str):
+        return answer(name, None, lambda m: m.metadata())
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def version_metadata(name: str, version: str):
+        return answer(name, version, lambda m: m.metadata())
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str):
+        return answer(name, None, lambda m: {"name": m.name, "ready": server.ready})
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def version_ready(name: str, version: str):
+        return answer(name, version, lambda m: {"name": m.name, "ready": server.ready})
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request):
+        return await server.infer(name, request)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def version_infer(name: str, version: str, request: Request):
+        return await server.infer(name, request, version)
