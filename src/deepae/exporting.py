@@ -190,7 +190,9 @@ def _litert_bytes(saved: Path) -> bytes:
         return converter.convert()
     except Exception as e:  # the converter's ConverterError, an opaque class
         said = str(e)
-        ops = sorted(set(re.findall(r"'?tf\.([A-Za-z0-9_]+)'?", said)))
+        listed = re.search(r"TF Select ops: ([^\n]+)", said)
+        ops = sorted({op.strip() for op in listed.group(1).split(",")} if listed else
+                     set(re.findall(r"'tf\.([A-Za-z0-9_]+)' op", said)))
         if ops:
             raise ExportError(f"LiteRT's built-in operators do not include {', '.join(ops)}, "
                               "which this model uses; export it as a SavedModel or ONNX "

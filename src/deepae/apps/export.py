@@ -223,6 +223,16 @@ def hasher_graph(hasher):
 
 
 # -- the restorers -----------------------------------------------------------------------------
+def _mirror_pad(tf, x, size, mult, axis):
+    """`x` padded at the end of `axis` to a multiple of `mult` by its own mirror image
+    (NumPy's "symmetric"), by concatenation: the converters keep the static channel count
+    that a `tf.pad` with computed paddings loses, which LiteRT's convolutions need."""
+    extra = (mult - size % mult) % mult  # sides are positive: every runtime's modulo agrees
+    tail = tf.reverse(x, [axis])
+    tail = tail[:, :extra] if axis == 1 else tail[:, :, :extra]
+    return tf.concat([x, tail], axis=axis)
+
+
 def restorer_graph(est, mult: int, scale: int):
     """The graph of a fitted `Denoiser` or `SuperResolver`: images (n, h, w, c) in [0, 1] to
     the restored ``image`` (n, h * scale, w * scale, c), clipped to [0, 1]. Sides are padded
@@ -241,10 +251,9 @@ def restorer_graph(est, mult: int, scale: int):
         shape = tf.shape(x)
         n, h, w, k = shape[0], shape[1], shape[2], shape[3]
         if split:  # (n, h, w, k) -> (n * k, h, w, 1)
-            x = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, h, w, 1))
+            x = tf.expand_dims(tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, h, w)), -1)
             sigma = None if sigma is None else tf.repeat(sigma, k)
-        padded = tf.pad(x, [[0, 0], [0, (-h) % mult], [0, (-w) % mult], [0, 0]],
-                        mode="SYMMETRIC")
+        padded = _mirror_pad(tf, _mirror_pad(tf, x, h, mult, axis=1), w, mult, axis=2)
         if sigma is None:
             y = model(padded, training=False)
         else:
