@@ -228,3 +228,26 @@ def test_input_names():
     taken = set()
     assert [input_name(c, taken) for c in ["Amount", "amount ($)", "_id", "amount____", "9"]] \
         == ["Amount", "amount____", "c_id", "amount_____1", "9"]
+
+
+def test_cli_export(detector, tmp_path, capsys):
+    from deepae.cli.main import main
+
+    model = detector.save(tmp_path / "fraud.deepae")
+    assert main(["export", str(model), str(tmp_path / "fraud.onnx"), "--format", "onnx",
+                 "--json"]) == 0
+    said = capsys.readouterr()
+    assert '"format": "onnx"' in said.out and (tmp_path / "fraud.onnx").is_file()
+    frame = fraud_table(10, 2)
+    out = run_onnx(tmp_path / "fraud.onnx", table_inputs(detector, frame))
+    np.testing.assert_allclose(out["score"], detector.decision_function(frame), **TOL)
+    assert main(["export", str(model), str(tmp_path / "fraud.onnx"), "--format", "onnx"]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main(["export", str(model), str(tmp_path / "sm"), "--format", "pickle"]) == 1
+    assert "--format must be one of saved_model, onnx, litert" in capsys.readouterr().err
+    from importlib.resources import files
+
+    codec = files("deepae") / "pretrained" / "codec_q1.deepae"
+    assert main(["export", str(codec), str(tmp_path / "c")]) == 1
+    assert "ImageCodec has no inference graph to export" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -285,6 +285,31 @@ def cmd_info(args):
     return 0
 
 
+def cmd_export(args):
+    import deepae
+    from deepae.exporting import FORMATS
+
+    not_stdio(args.model, "MODEL", MODEL_FILE)
+    not_stdio(args.out, "OUT", "name a folder (saved_model) or a file")
+    if args.format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}; received "
+                        f"{args.format!r}")
+    if Path(args.out).resolve() == Path(args.model).resolve():
+        raise UserError(f"OUT {args.out!r} is the model file itself; write the export elsewhere")
+    est = deepae.load(args.model)
+    if not hasattr(est, "export"):
+        raise UserError(f"a {type(est).__name__} has no inference graph to export (the "
+                        "exportable models: Autoencoder, AutoencoderReducer, AnomalyDetector, "
+                        "SemanticHasher, Denoiser, SuperResolver)")
+    path = est.export(args.out, format=args.format, overwrite=args.overwrite)
+    if args.json:
+        result_json({"model": str(args.model), "estimator": type(est).__name__,
+                     "format": args.format, "path": str(path)})
+    else:
+        status(f"exported the {type(est).__name__} to {path} ({args.format})")
+    return 0
+
+
 def _labelled_source(source, test, labels):
     """(x_train, x_test, labels_test) from a data set name, or from files."""
     import numpy as np
@@ -370,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_demo_parser, _add_train_parser, _add_encode_parsers, _add_reduce_parser,
                 add_detect_parser, add_restore_parsers, add_compress_parsers, add_index_parser,
-                _add_info_parser, add_serve_parser):
+                _add_info_parser, _add_export_parser, add_serve_parser):
         add(sub)
     return p
 
@@ -506,6 +531,22 @@ def _add_info_parser(sub):
     add_json_option(i, "the description")
     add_common_options(i, output=False)
     i.set_defaults(func=cmd_info)
+
+
+def _add_export_parser(sub):
+    e = sub.add_parser(
+        "export", help="write a model's inference as a SavedModel, ONNX or LiteRT file",
+        description="Write a saved model's inference, raw inputs to named outputs, as a "
+        "TensorFlow SavedModel folder (the default; signature serving_default), an ONNX file "
+        "or a LiteRT (.tflite) file, runnable without deepae. docs/serving.md lists the "
+        "inputs and outputs of each kind of model.")
+    e.add_argument("model", help="a .deepae model file")
+    e.add_argument("out", help="the SavedModel folder, or the .onnx / .tflite file")
+    e.add_argument("--format", default="saved_model", metavar="FORMAT",
+                   help="saved_model (default), onnx or litert")
+    add_json_option(e, "what was written")
+    add_common_options(e)
+    e.set_defaults(func=cmd_export)
 
 
 # the commands whose first argument picks training among other actions (apply, evaluate)
