@@ -109,7 +109,7 @@ def test_detector_table_inputs_are_named_as_the_columns(detector):
                      "v1": ((None,), "float32")}
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "onnx"])
+@pytest.mark.parametrize("fmt", list(RUNTIMES))
 def test_detector_array_parity(table, tmp_path, fmt):
     det = deepae.AnomalyDetector(epochs=2, n_estimators=1, random_state=0).fit(table[:150])
     x = table[150:].copy()
