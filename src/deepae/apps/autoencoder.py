@@ -281,7 +281,7 @@ class Autoencoder(AutoencoderModel):
 
     def export(self, filepath, format="saved_model", *, overwrite=False, **kwargs):
         """Write the model's inference in the user's units, a model that runs without deepae:
-        input ``x`` (n, *input_shape) float32, outputs ``codes`` and ``reconstruction``.
+        input ``x`` (n, \\*input_shape) float32, outputs ``codes`` and ``reconstruction``.
 
         Formats ``"saved_model"`` (a folder; Keras's name ``"tf_saved_model"`` is the same
         here), ``"onnx"`` and ``"litert"`` (files), as `AnomalyDetector.export` writes
