@@ -399,6 +399,25 @@ def test_no_tensorflow_start_up_lines_unless_debug(tmp_path):
     assert "Traceback (most recent call last)" in loud.stderr
 
 
+def test_a_command_that_uses_the_device_prints_nothing_of_tensorflows(tmp_path):
+    """With the `tensorflow` distribution, on a machine with CUDA's libraries and no GPU,
+    the first use of a device logged "failed call to cuInit" at error level on every command
+    that built a model (TF_CPP_MIN_LOG_LEVEL=2 does not hide errors); the device scan now
+    happens inside the quiet import, and --debug shows it."""
+    from importlib.resources import files
+
+    model = str(files("deepae") / "pretrained" / "super_resolver_x2.deepae")
+    env = {k: v for k, v in os.environ.items() if k not in ("DEEPAE_DEBUG",
+                                                             "TF_CPP_MIN_LOG_LEVEL")}
+    code = ("import sys; from deepae.cli.main import main; import keras; "
+            "rc = main(sys.argv[1:]); keras.ops.convert_to_numpy(keras.ops.ones(2) + 1); "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, "info", model], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
 @pytest.mark.parametrize("command, suffix", [("denoise", ".png"), ("upscale", ".png"),
                                              ("compress", ".dae"), ("decompress", ".png")])
 def test_one_way_to_name_the_output(files, tmp_path, capsys, command, suffix):

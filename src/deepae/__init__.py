@@ -17,9 +17,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _import_tensorflow_quietly() -> str:
-    """Import TensorFlow and Keras with the process's standard error (file descriptor 2)
-    held in a buffer, and return what went there. TensorFlow's C++ start-up lines ("oneDNN
-    custom operations are on", absl's warning) are written there at import whatever
+    """Import TensorFlow and Keras, and list the GPUs, with the process's standard error (file
+    descriptor 2) held in a buffer, and return what went there. TensorFlow's C++ start-up
+    lines ("oneDNN custom operations are on", absl's warning, cuInit's failure on a machine
+    with CUDA's libraries and no GPU) are written there whatever
     TF_CPP_MIN_LOG_LEVEL says; nothing should print on `import deepae`. `deepae --debug`
     shows them (`deepae.STARTUP_LOG`), as does the environment variable DEEPAE_DEBUG=1.
     An import that fails gives its output back before the error."""
@@ -34,7 +35,12 @@ def _import_tensorflow_quietly() -> str:
         failed = True
         try:
             import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # the device scan too: where CUDA's libraries are present but no GPU answers,
+            # TensorFlow logs "failed call to cuInit" at error level when it first looks
+            # (listing devices leaves them configurable: memory growth, visible devices)
+            tensorflow.config.list_physical_devices("GPU")
             failed = False
         finally:
             _os.dup2(saved, 2)
