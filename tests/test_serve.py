@@ -463,6 +463,35 @@ def test_concurrent_requests_are_batched(fraud):
     application.state.server.close()
 
 
+def test_a_bad_request_in_a_batch_fails_alone(models, monkeypatch):
+    x = models[1]
+    model = servable("plain", models[0]["plain"])
+    run = model.run
+
+    def picky(arrays, options):  # refuses any call that holds the row marked 99
+        if (arrays["x"][:, 0] == 99).any():
+            raise ValueError("Expected no row starting with 99; received one.")
+        return run(arrays, options)
+
+    monkeypatch.setattr(model, "run", picky)
+    application = create_app([model], batch_wait_ms=50)
+    rows = [x[i].tolist() for i in range(5)]
+    rows[2][0] = 99.0
+
+    async def together():
+        return await asyncio.gather(*[
+            asgi(application, "POST", "/v2/models/plain/infer", json_body={"inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [1, 6], "data": r}]})
+            for r in rows])
+
+    replies = asyncio.run(together())
+    assert [r.status_code for r in replies] == [200, 200, 400, 200, 200]
+    assert "99" in replies[2].json()["error"]
+    np.testing.assert_allclose(out(replies[4], "score"),
+                               models[0]["plain"].decision_function(x[4:5]), rtol=1e-6)
+    application.state.server.close()
+
+
 # -- the command line ---------------------------------------------------------------------------
 def test_model_names():
     assert model_names(["a/fraud.deepae", "b/x.v2.deepae"]) == ["fraud", "x.v2"]
@@ -623,5 +652,8 @@ def test_sigterm_finishes_the_request_in_flight(fraud):
         np.testing.assert_allclose(score["data"], deepae.load(path).decision_function(rows),
                                    rtol=1e-6)
         assert not math.isnan(score["data"][0])
+        log = proc.stderr.read().decode()
+        assert f"serving 1 model(s) at http://127.0.0.1:{port}/v2/models/{{fraud}}" in log
+        assert "Traceback" not in log
     finally:
         stop(proc)

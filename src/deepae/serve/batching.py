@@ -94,25 +94,25 @@ class Batcher:
                 await self._run(live)
 
     async def _run(self, batch: list) -> None:
+        """One model call for `batch`; if it fails and holds several requests, each runs
+        alone, so that one request's bad data fails only that request."""
         loop = asyncio.get_running_loop()
-        if len(batch) == 1:
-            arrays = batch[0].arrays
-        else:
-            arrays = {n: np.concatenate([i.arrays[n] for i in batch]) for n in batch[0].arrays}
         try:
+            arrays = batch[0].arrays if len(batch) == 1 else {
+                n: np.concatenate([i.arrays[n] for i in batch]) for n in batch[0].arrays}
             out = await loop.run_in_executor(self.executor, self.servable.run, arrays,
                                              batch[0].options)
+            cuts = np.cumsum([i.rows for i in batch])[:-1]
+            parts = {n: np.split(a, cuts) for n, a in out.items()}
         except Exception as e:  # noqa: BLE001 - given to the requests' handlers
-            if len(batch) > 1:  # one bad request must not fail the others: each alone
+            if len(batch) > 1:
                 for item in batch:
                     await self._run([item])
-                return
-            _settle(batch[0].future, error=e)
+            else:
+                _settle(batch[0].future, error=e)
             return
         if self.observe is not None:
             self.observe(sum(i.rows for i in batch), len(batch))
-        cuts = np.cumsum([i.rows for i in batch])[:-1]
-        parts = {n: np.split(a, cuts) for n, a in out.items()}
         for j, item in enumerate(batch):
             _settle(item.future, result={n: p[j] for n, p in parts.items()})
 
