@@ -55,8 +55,25 @@ def warm(model: Servable) -> None:
 
 
 def load_servables(paths, names=None) -> list[Servable]:
-    """Load each model file (`deepae.load`), wrap it (`servable`) and warm it. An error names
-    the file."""
+    """Load each model file (`deepae.load`), wrap it (`servable`) and warm it.
+
+    Parameters
+    ----------
+    paths : list of path-like
+        Saved deepae models.
+    names : list of str, optional
+        Their names in the URL, in order (`model_names`); default: the files' stems.
+
+    Returns
+    -------
+    list of Servable
+
+    Raises
+    ------
+    OSError, ValueError, TypeError
+        Naming the file: one that cannot be read or loaded, a kind that is not served, a
+        warm-up call that fails.
+    """
     import deepae
 
     out = []
@@ -79,8 +96,29 @@ def run(servables, *, host: str = "127.0.0.1", port: int = 8080, batch_wait_ms: 
         max_batch_rows: int = 4096, max_request_bytes: int | None = None,
         shutdown_timeout: float = 30.0, log_level: str = "info",
         access_log: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT; uvicorn then stops accepting connections and finishes
-    the requests in flight (waiting at most `shutdown_timeout` seconds) before returning."""
+    """Serve `servables` until SIGTERM or SIGINT; uvicorn then stops accepting connections
+    and finishes the requests in flight (waiting at most `shutdown_timeout` seconds) before
+    returning.
+
+    Parameters
+    ----------
+    servables : list of Servable
+        From `load_servables`.
+    host, port : str and int
+        Where to listen; 127.0.0.1 (this machine only) unless told otherwise.
+    batch_wait_ms : float
+        How long a request waits for others to share its model call.
+    max_batch_rows : int
+        Rows at most in one merged model call.
+    max_request_bytes : int, optional
+        The largest request body (default 64 MiB); larger ones are answered 413.
+    shutdown_timeout : float
+        Seconds to finish the requests in flight after SIGTERM.
+    log_level : str
+        uvicorn's log level.
+    access_log : bool
+        Log every request.
+    """
     try:
         import uvicorn
     except ImportError as e:
