@@ -123,6 +123,13 @@ def table_inputs(rows, datatype="FP32"):
             for c in rows.columns]
 
 
+def mixed_array(x):
+    """`x` with its column 2 as integer codes 0..3: a categorical column of an array."""
+    out = x.astype(np.float64)
+    out[:, 2] = np.abs(np.round(out[:, 2])).clip(0, 3)
+    return out
+
+
 @pytest.fixture(scope="module")
 def models(fraud):
     """One model of every kind served, by name."""
@@ -135,6 +142,8 @@ def models(fraud):
     ests = {
         "fraud": fraud[0],
         "plain": deepae.AnomalyDetector(epochs=1, missing="reject", random_state=0).fit(x),
+        "mixed": deepae.AnomalyDetector(epochs=1, categorical_columns=("x2",),
+                                        random_state=0).fit(mixed_array(x)),
         "reducer": deepae.AutoencoderReducer(n_components=3, hidden_units=(8,), epochs=1,
                                              random_state=0).fit(x),
         "ae": ae,
@@ -223,6 +232,22 @@ def test_array_models(app, models):
     assert out(r, "ids").tolist() == [ids.tolist() for ids, _ in found]
     assert out(r, "distances").tolist() == [d.tolist() for _, d in found]
     assert out(r, "ids").min() >= 100  # the stored ids, not positions
+
+
+def test_array_detector_with_a_categorical_column(app, models):
+    ests, x, _ = models
+    data = mixed_array(x[:4])
+    meta = call(app, "GET", "/v2/models/mixed").json()
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        ("x0", "FP32"), ("x1", "FP32"), ("x2", "BYTES"), ("x3", "FP32"), ("x4", "FP32"),
+        ("x5", "FP32")]
+    inputs = [{"name": f"x{j}", "shape": [4], "datatype": "BYTES" if j == 2 else "FP64",
+               "data": [str(int(v)) for v in data[:, j]] if j == 2 else data[:, j].tolist()}
+              for j in range(6)]
+    r = infer(app, "mixed", inputs)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(out(r, "score"), ests["mixed"].decision_function(data),
+                               rtol=1e-6)
 
 
 def test_image_models(app, models):

@@ -33,8 +33,8 @@ def _port(text):
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535; received {text!r}")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535; received {text!r}")
     return value
 
 
