@@ -22,11 +22,14 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import deepae
 from conftest import small_model, smooth_images
 from deepae.datasets import make_transactions
 from deepae.serve import create_app, model_names, servable
+from deepae.serve.protocol import DATATYPES, InferenceError, parse_request
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
@@ -433,6 +436,55 @@ def test_errors_of_the_estimator(models, monkeypatch):
     assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
     assert "log" in r.json()["error"]
     application.state.server.close()
+
+
+# -- the parser takes anything -----------------------------------------------------------------
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
+                     st.floats(allow_nan=True), st.text(max_size=4))
+_tensor = st.fixed_dictionaries(
+    {"name": st.sampled_from(["x", "y", "V1"]),
+     "datatype": st.sampled_from([*DATATYPES, "FLOAT", 3]),
+     "shape": st.one_of(st.lists(st.integers(-1, 4), max_size=4),
+                        st.lists(st.sampled_from([0, 1, 2 ** 40]), max_size=3), _scalars)},
+    optional={"data": st.recursive(_scalars, lambda c: st.lists(c, max_size=4), max_leaves=12),
+              "parameters": st.one_of(
+                  st.fixed_dictionaries({"binary_data_size": st.one_of(
+                      st.integers(-1, 40), _scalars)}), _scalars)})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(inputs=st.lists(_tensor, max_size=3), tail=st.binary(max_size=40),
+       header=st.sampled_from(["exact", None, "bad", "long"]))
+def test_the_parser_answers_any_request_or_names_what_is_wrong(inputs, tail, header):
+    head = json.dumps({"inputs": inputs}).encode()
+    length = {"exact": str(len(head)), "bad": "x1", "long": str(len(head) + len(tail) + 1),
+              None: None}[header]
+    body = head + tail if header == "exact" else head
+    try:
+        req = parse_request(body, length)
+    except InferenceError as e:
+        assert str(e)
+        return
+    for spec, tensor in zip(inputs, req.inputs.values(), strict=True):
+        assert tensor.data.shape == tuple(spec["shape"])
+        assert tensor.data.dtype == DATATYPES[spec["datatype"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 10 ** 6),
+                                                         st.integers(0, 255)), max_size=4))
+def test_the_parser_refuses_mutated_binary_requests_cleanly(cut, flips):
+    body, n = binary_request([("x", "FP32", np.ones((2, 3), np.float32)),
+                              ("c", "BYTES", [b"abc", b"", b"de"])])
+    raw = bytearray(body)
+    for pos, value in flips:
+        raw[pos % len(raw)] = value
+    raw = bytes(raw[:len(raw) - cut % len(raw)])
+    try:
+        req = parse_request(raw, str(n))
+    except InferenceError:
+        return
+    assert sum(t.data.size for t in req.inputs.values()) <= 9
 
 
 # -- metrics and batching -----------------------------------------------------------------------
