@@ -111,10 +111,14 @@ class Server:
     async def infer(self, name: str, request, version: str | None = None):
         """One inference request, answered: outputs, or a 4xx naming the field, or a
         generic 500 (the traceback goes to the server's log only)."""
+        from starlette.requests import ClientDisconnect
+
         start = time.perf_counter()
         label = name if name in self.models else "unknown"
         try:
             response = await self._infer(name, request, version)
+        except ClientDisconnect:  # the client left while sending: nobody reads the answer
+            response = _error(400, "The client disconnected before the body was complete.")
         except InferenceError as e:
             response = _error(e.status, _one_line(e))
         except (ValueError, TypeError) as e:  # the estimator's checks of the values

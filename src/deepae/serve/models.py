@@ -153,7 +153,7 @@ class TableDetector(Servable):
         self.numeric, self.categorical = list(cols["numeric"]), list(cols["categorical"])
         self.reject_missing = cols["missing"] == "reject"
         order = getattr(estimator, "feature_names_in_", None)
-        self.frame = order is not None
+        self.by_name = order is not None  # fitted on a DataFrame: it takes one again
         if order is None:  # fitted on an array: columns x0, x1, ... in that order
             order = sorted(self.numeric + self.categorical, key=lambda c: int(c[1:]))
         self.columns = [str(c) for c in order]
@@ -205,7 +205,7 @@ class TableDetector(Servable):
                     raise InferenceError(f"Expected UTF-8 text in input {c!r}.") from None
             cols[c] = a.astype(np.float64) if c in self.numeric else a
         frame = pd.DataFrame(cols, columns=self.columns)
-        return frame if self.frame else frame.to_numpy(dtype=object)
+        return frame if self.by_name else frame.to_numpy(dtype=object)
 
     def run(self, arrays, options):
         det, X = self.estimator, self._table(arrays)
