@@ -7,7 +7,7 @@ import pytest
 
 import deepae
 from conftest import smooth_images
-from deepae.exporting import ExportError, input_name
+from deepae.exporting import ExportError, input_names
 
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
@@ -75,15 +75,15 @@ def table_inputs(det, frame):
     """One array per column, as a client sends them: float32 with NaN, or the categories'
     strings (a missing one as the empty string)."""
     pre = det.preprocessor_
-    out, taken = {}, set()
+    out, names = {}, input_names(pre.columns_)
     for col in pre.columns_:
         v = frame[col]
         if col in pre.categories_:
             labels = [str(int(u)) if isinstance(u, float | int | np.integer) and u == u else
                       ("" if u is None or u != u else str(u)) for u in v]
-            out[input_name(col, taken)] = np.asarray(labels, dtype=object)
+            out[names[col]] = np.asarray(labels, dtype=object)
         else:
-            out[input_name(col, taken)] = v.to_numpy(np.float32)
+            out[names[col]] = v.to_numpy(np.float32)
     return out
 
 
@@ -174,6 +174,7 @@ def test_denoiser_any_size_and_channels(denoisers, tmp_path, fmt):
     grey = noisy[..., :1]
     run = exported(given, tmp_path / "g", fmt)
     out = run({"x": grey, "sigma": np.array([0.1, 0.2], np.float32)})
+    np.testing.assert_allclose(out["image"][:1], given.transform(grey[:1], sigma=0.1), **TOL)
     np.testing.assert_allclose(out["image"][1:], given.transform(grey[1:], sigma=0.2), **TOL)
 
 
@@ -205,7 +206,7 @@ def test_export_refuses_existing_outputs_and_foreign_folders(detector, tmp_path)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    with pytest.raises(ValueError, match="not a SavedModel"):
+    with pytest.raises(ValueError, match=r"holds \[.notes.txt.\], which deepae did not write"):
         detector.export(mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep"
     with pytest.raises(ValueError, match="format"):
@@ -225,9 +226,108 @@ def test_unfitted_and_codec_are_refused(tmp_path):
 
 
 def test_input_names():
-    taken = set()
-    assert [input_name(c, taken) for c in ["Amount", "amount ($)", "_id", "amount____", "9"]] \
-        == ["Amount", "amount____", "c_id", "amount_____1", "9"]
+    cols = ["Amount", "amount", "a b", "a_b", "a_b_1", ".x", "0", "a/b", "class", "é"]
+    assert list(input_names(cols).values()) == [
+        "Amount", "amount_1", "a_b_2", "a_b", "a_b_1", "c_x", "c0", "a_b_3", "class_", "c_"]
+
+
+ODD = ["Amount", "amount", "a b", "a_b", "a_b_1", ".x", "0", "a/b", "class"]
+
+
+@pytest.fixture(scope="module")
+def odd_detector():
+    r = np.random.default_rng(0)
+    frame = pd.DataFrame(r.normal(size=(200, len(ODD))) * np.arange(1, len(ODD) + 1),
+                         columns=ODD)
+    return deepae.AnomalyDetector(epochs=2, n_estimators=1, random_state=0).fit(frame)
+
+
+@pytest.mark.parametrize("fmt", list(RUNTIMES))
+def test_every_runtime_names_the_inputs_as_input_names_says(odd_detector, tmp_path, fmt):
+    """TensorFlow renamed names it does not take as parameters (arg_0, arg__x) and ignored
+    case (Amount / amount clashed); a renamed column took another column's own name."""
+    import json
+
+    names = input_names(ODD)
+    assert len(set(n.lower() for n in names.values())) == len(ODD)
+    r = np.random.default_rng(1)
+    frame = pd.DataFrame(r.normal(size=(20, len(ODD))).astype(np.float32), columns=ODD)
+    # each column's values differ: a name put on the wrong column changes the scores
+    frame *= np.arange(1, len(ODD) + 1, dtype=np.float32) ** 2
+    out = exported(odd_detector, tmp_path, fmt)(
+        {names[c]: frame[c].to_numpy() for c in ODD})
+    np.testing.assert_allclose(out["score"], odd_detector.decision_function(frame), **TOL)
+    path = tmp_path / f"model{SUFFIX[fmt]}"
+    if fmt == "saved_model":
+        assert json.loads((path / "deepae_inputs.json").read_text()) == {
+            v: k for k, v in names.items()}
+    if fmt == "onnx":
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert json.loads(meta["deepae.input_columns"]) == {v: k for k, v in names.items()}
+
+
+@pytest.fixture(scope="module")
+def strict_detector():
+    frame = fraud_table(300, 0).drop(columns=["merchant", "mcc"]).fillna(1.0)
+    return deepae.AnomalyDetector(epochs=2, n_estimators=1, missing="reject",
+                                  random_state=0).fit(frame)
+
+
+@pytest.mark.parametrize("fmt", list(RUNTIMES))
+def test_rows_the_library_refuses_are_flagged_not_passed(strict_detector, tmp_path, fmt):
+    """An infinite number (refused by the library under every policy) or a NaN under
+    missing='reject' scored NaN and was labelled 0, normal: an attacker's way through."""
+    frame = fraud_table(6, 3).drop(columns=["merchant", "mcc"]).fillna(1.0)
+    frame = frame.astype(np.float32)
+    ok = frame.iloc[3:]
+    inputs = {k: v.copy() for k, v in table_inputs(strict_detector, frame).items()}
+    names = input_names(frame.columns)
+    inputs[names["amount ($)"]][0] = np.inf
+    inputs["v1"][1] = -np.inf
+    inputs["hour"][2] = np.nan
+    out = exported(strict_detector, tmp_path, fmt)(inputs)
+    assert np.isnan(out["score"][:3]).all()
+    np.testing.assert_array_equal(out["label"][:3], [1, 1, 1])
+    np.testing.assert_allclose(out["score"][3:], strict_detector.decision_function(ok), **TOL)
+    np.testing.assert_array_equal(out["label"][3:], strict_detector.predict(ok))
+
+
+def test_an_empty_string_category_is_refused(tmp_path):
+    frame = fraud_table(200, 0)
+    frame.loc[:20, "merchant"] = ""
+    det = deepae.AnomalyDetector(epochs=1, n_estimators=1, random_state=0).fit(frame)
+    with pytest.raises(ExportError, match="'merchant' has the empty string"):
+        det.export(tmp_path / "sm")
+    assert not (tmp_path / "sm").exists()
+
+
+def test_overwrite_replaces_only_a_folder_of_a_saved_model(detector, tmp_path):
+    """A folder holding saved_model.pb beside the user's files (the model among them) was
+    deleted whole by an export with overwrite."""
+    proj = tmp_path / "proj"
+    detector.export(proj)
+    model = detector.save(proj / "fraud.deepae")
+    (proj / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="fraud.deepae"):
+        detector.export(proj, overwrite=True)
+    from deepae.cli.main import main
+
+    assert main(["export", str(model), str(proj), "--overwrite"]) == 1
+    assert model.is_file() and (proj / "notes.txt").read_text() == "keep"
+    assert (proj / "saved_model.pb").is_file()
+    (tmp_path / "link").symlink_to(proj)
+    with pytest.raises(ValueError, match="not one"):
+        detector.export(tmp_path / "link", overwrite=True)
+
+
+def test_no_export_inside_the_package(detector):
+    from importlib.resources import files
+
+    with pytest.raises(ValueError, match="inside the deepae package"):
+        detector.export(files("deepae") / "pretrained" / "exported")
+    assert not (files("deepae") / "pretrained" / "exported").exists()
 
 
 def test_cli_export(detector, tmp_path, capsys):

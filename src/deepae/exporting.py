@@ -27,39 +27,58 @@ import tempfile
 from pathlib import Path
 
 from deepae._validation import check_in
-from deepae.fileio import atomic_write, check_output_path
+from deepae.fileio import atomic_write, check_output_folder, check_output_path
 
-__all__ = ["FORMATS", "ONNX_OPSET", "ExportError", "export_graph", "input_name"]
+__all__ = ["FORMATS", "ONNX_OPSET", "ExportError", "export_graph", "input_names"]
 
 FORMATS = ("saved_model", "onnx", "litert")
 # the newest opset tf2onnx 1.17 writes; onnxruntime runs it
 ONNX_OPSET = 18
-_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]*")
+# what every runtime keeps as an input name: TensorFlow turns a signature's names into
+# Python-like parameters (others become arg_0, arg__x, ...) and compares them ignoring case
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 class ExportError(ValueError):
-    """A model that a format cannot hold (an operator its converter does not know)."""
+    """A model that a format cannot hold (an operator its converter does not know, a
+    category it cannot tell from a missing value)."""
 
 
-def input_name(column: str, taken: set) -> str:
-    """The graph input name of a column: the column's own name when TensorFlow takes it as
-    one (letters, digits, ``_ . - /``, not starting with ``_ - /``), else the name with
-    each other character replaced by ``_`` (and ``c`` in front where needed), made unique
-    against `taken` (which it joins)."""
-    name = str(column)
-    if not _NAME.fullmatch(name):
-        name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name)
-        if not re.match(r"[A-Za-z0-9.]", name):
-            name = "c" + name
-    base, i = name, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
+def input_names(columns) -> dict:
+    """``{column: input name}``: the graph input name of each of a table's columns.
+
+    A column keeps its name when it is a valid name (a letter, then letters, digits and
+    ``_``; not a Python keyword) that no column before it took in another case; otherwise
+    each other character becomes ``_``, ``c`` goes in front of a name that does not start
+    with a letter, ``_`` after a keyword, and ``_1``, ``_2``, ... after a name already taken
+    (ignoring case). Valid names are kept first, so a renamed column never takes another
+    column's own name. The map is saved with the export (``deepae_inputs.json`` in a
+    SavedModel folder, ``deepae.input_columns`` in an ONNX file's metadata).
+    """
+    import keyword
+
+    columns = [str(c) for c in columns]
+    names, taken = {}, set()
+    for col in columns:  # the names that stand as they are, first come first
+        if _NAME.fullmatch(col) and not keyword.iskeyword(col) and col.lower() not in taken:
+            names[col] = col
+            taken.add(col.lower())
+    for col in columns:
+        if col in names:
+            continue
+        base = re.sub(r"[^A-Za-z0-9_]", "_", col)
+        base = base if re.match(r"[A-Za-z]", base) else "c" + base
+        base = base + "_" if keyword.iskeyword(base) else base
+        name, i = base, 1
+        while name.lower() in taken:
+            name, i = f"{base}_{i}", i + 1
+        names[col] = name
+        taken.add(name.lower())
+    return {col: names[col] for col in columns}
 
 
 def export_graph(path, module, function, *, format: str = "saved_model",
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, columns: dict | None = None) -> Path:
     """Write `function` (a `tf.function` with an input signature whose specs are named,
     returning a dict of named outputs) and the variables and tables `module` tracks.
 
@@ -72,6 +91,8 @@ def export_graph(path, module, function, *, format: str = "saved_model",
     function : tf.function
     format : {"saved_model", "onnx", "litert"}
     overwrite : bool, default=False
+    columns : dict, optional
+        ``{input name: column}`` of a table model, saved with the export (`input_names`).
 
     Returns
     -------
@@ -88,51 +109,56 @@ def export_graph(path, module, function, *, format: str = "saved_model",
     check_in(format, "format", FORMATS, owner="export")
     path = Path(path)
     if format == "saved_model":
-        return _write_saved_model(path, module, function, overwrite)
+        return _write_saved_model(path, module, function, overwrite, columns)
     check_output_path(path, overwrite=overwrite)  # before any work
     with tempfile.TemporaryDirectory(prefix="deepae-export-") as tmp:
         saved = Path(tmp) / "saved_model"
-        _save(saved, module, function)
-        data = _onnx_bytes(saved, Path(tmp)) if format == "onnx" else _litert_bytes(saved)
+        _save(saved, module, function, None)
+        data = (_onnx_bytes(saved, Path(tmp), columns) if format == "onnx"
+                else _litert_bytes(saved))
     return atomic_write(path, data, overwrite=overwrite)
 
 
-def _save(folder: Path, module, function) -> None:
+def _save(folder: Path, module, function, columns) -> None:
+    import json
+
     import tensorflow as tf
 
     tf.saved_model.save(module, str(folder),
                         signatures={"serving_default": function.get_concrete_function()})
+    if columns:
+        (folder / "deepae_inputs.json").write_text(json.dumps(columns, indent=1))
 
 
-def _write_saved_model(path: Path, module, function, overwrite: bool) -> Path:
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite on "
-                                  "the command line) to replace it.")
-        if path.is_symlink() or not path.is_dir():
-            raise ValueError(f"Expected a folder for the SavedModel; {str(path)!r} is not one "
-                             "(a file or a link): deepae does not replace it.")
-        if any(path.iterdir()) and not (path / "saved_model.pb").is_file():
-            raise ValueError(f"{str(path)!r} is a folder of other files, not a SavedModel; "
-                             "deepae replaces only a SavedModel folder (or an empty one). "
-                             "Choose another path.")
+# what tf.saved_model.save writes in its folder: deepae replaces a folder of these alone
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb",
+                       "keras_metadata.pb", "deepae_inputs.json")
+
+
+def _write_saved_model(path: Path, module, function, overwrite: bool, columns) -> Path:
+    check_output_folder(path, overwrite=overwrite, entries=SAVED_MODEL_ENTRIES,
+                        hint="overwrite=True (--overwrite on the command line)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name[:40]}.{secrets.token_hex(6)}.tmp"
+    old = path.parent / f".{path.name[:40]}.{secrets.token_hex(6)}.old"
     try:
-        _save(tmp, module, function)
+        _save(tmp, module, function, columns)
         if path.exists():
-            old = path.parent / f".{path.name[:40]}.{secrets.token_hex(6)}.old"
             os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                os.rename(old, path)  # the previous export back in its place
+                raise
         else:
             os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 
-def _onnx_bytes(saved: Path, tmp: Path) -> bytes:
+def _onnx_bytes(saved: Path, tmp: Path, columns) -> bytes:
     """tf2onnx's SavedModel path (its command line): the one that converts lookup tables."""
     try:
         import onnx  # noqa: F401
@@ -157,10 +183,10 @@ def _onnx_bytes(saved: Path, tmp: Path) -> bytes:
         tail = "\n".join(said.strip().splitlines()[-5:])
         raise ExportError(f"tf2onnx failed to convert the model (exit {done.returncode}):\n"
                           f"{tail}")
-    return _input_names_restored(out.read_bytes(), saved)
+    return _input_names_restored(out.read_bytes(), saved, columns)
 
 
-def _input_names_restored(data: bytes, saved: Path) -> bytes:
+def _input_names_restored(data: bytes, saved: Path, columns) -> bytes:
     """The ONNX model with the signature's input names: a loaded SavedModel's signature
     names its placeholders in lower case (``Amount`` -> ``amount``), and tf2onnx takes those."""
     import onnx
@@ -172,8 +198,10 @@ def _input_names_restored(data: bytes, saved: Path) -> bytes:
     graph = model.graph
     rename = {i.name: names[i.name] for i in graph.input
               if i.name in names and names[i.name] != i.name}
-    if not rename:
-        return data
+    if columns:
+        import json
+
+        model.metadata_props.add(key="deepae.input_columns", value=json.dumps(columns))
     for tensor in graph.input:
         tensor.name = rename.get(tensor.name, tensor.name)
     for node in graph.node:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "check_output_path"]
+__all__ = ["atomic_write", "check_output_folder", "check_output_path"]
 
 
 # deepae's own files, the shipped models among them: never an output
@@ -80,6 +80,45 @@ def check_output_path(path, *, overwrite: bool = False, inputs=(),
     if path.is_symlink() and not path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} is a link to a missing file; pass {hint} to "
                               "replace the link with the output.")
+    return path
+
+
+def check_output_folder(path, *, overwrite: bool = False, entries=(), inputs=(),
+                        hint: str = "overwrite=True") -> Path:
+    """Check that the folder `path` may be written whole (made, or replaced with
+    `overwrite`): not inside the deepae package, not holding or being one of `inputs`, and
+    an existing folder only when it is a real folder (not a link) that holds nothing but
+    the `entries` its writer makes (or nothing). Returns it as a `Path`.
+
+    Raises
+    ------
+    FileExistsError
+        If it exists and `overwrite` is false.
+    ValueError
+        If it is a file, a link, inside the package, holds an input, or holds anything
+        other than `entries` (named).
+    """
+    path = Path(path)
+    if path.resolve().is_relative_to(_PACKAGE):
+        raise ValueError(f"The output {str(path)!r} is inside the deepae package ({_PACKAGE}), "
+                         "whose files (the shipped models among them) are not outputs; write "
+                         "the result to another folder.")
+    for src in _expanded(inputs):
+        if Path(src).resolve().is_relative_to(path.resolve()):
+            raise ValueError(f"The output folder {str(path)!r} holds the input {str(src)!r}; "
+                             "write the result elsewhere.")
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass {hint} to replace it.")
+    if path.is_symlink() or not path.is_dir():
+        raise ValueError(f"Expected a folder for the output; {str(path)!r} is not one (a file "
+                         "or a link): deepae does not replace it.")
+    other = sorted(p.name for p in path.iterdir() if p.name not in set(entries))
+    if other:
+        raise ValueError(f"The folder {str(path)!r} holds {other[:5]}, which deepae did not "
+                         f"write there (it writes only {sorted(entries)}); deepae replaces "
+                         "only a folder of its own output. Choose another path.")
     return path
 
 

@@ -35,6 +35,7 @@ from deepae.apps.autoencoder import Autoencoder, autoencoder_state, restore_auto
 from deepae.apps.export import ExportMixin, detector_graph
 from deepae.data.tabular import MISSING_POLICIES, TabularPreprocessor
 from deepae.exceptions import ArtifactError
+from deepae.exporting import input_names
 from deepae.nn.autoencoders import ACTIVATIONS
 from deepae.persistence import Artifact, register_loader
 from deepae.thresholds import LABELLED_METHODS, METHODS, choose_threshold
@@ -543,6 +544,11 @@ class AnomalyDetector(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
 
     def _serving_graph(self):
         return detector_graph(self)
+
+    def _export_columns(self):
+        pre = self.preprocessor_
+        table = hasattr(self, "feature_names_in_") or pre.categories_
+        return input_names(pre.columns_) if table else None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from deepae.exporting import FORMATS, export_graph, input_name
+from deepae.exporting import FORMATS, ExportError, export_graph, input_names
 
 __all__ = ["ExportMixin", "signature_inputs"]
 
@@ -64,7 +64,14 @@ class ExportMixin:
         """
         check_is_fitted(self, self._fitted_attr)
         module, function = self._serving_graph()
-        return export_graph(path, module, function, format=format, overwrite=overwrite)
+        columns = self._export_columns()
+        return export_graph(path, module, function, format=format, overwrite=overwrite,
+                            columns=None if columns is None else
+                            {name: col for col, name in columns.items()})
+
+    def _export_columns(self):
+        """``{column: input name}`` of a table model, None for an array model."""
+        return None
 
 
 def signature_inputs(function) -> dict:
@@ -120,6 +127,16 @@ def _lookup_tables(tf, categories):
     return tables
 
 
+def _unscorable(tf, pre, numeric):
+    """(n,) bool: the rows the library refuses, an infinite number anywhere, or a missing
+    one under ``missing="reject"``. Their score is NaN and their label 1: a row that cannot
+    be scored is flagged, never passed as normal."""
+    bad = tf.math.is_inf(numeric)
+    if pre.missing == "reject":
+        bad = bad | tf.math.is_nan(numeric)
+    return tf.reduce_any(bad, axis=1)
+
+
 def _table_matrix(tf, pre, numeric, strings, tables):
     """The preprocessor's matrix (n, n_features_out) from numeric columns (n, k) float32
     and the categorical columns' strings, in the graph (`TabularPreprocessor.transform`)."""
@@ -127,7 +144,7 @@ def _table_matrix(tf, pre, numeric, strings, tables):
     missing = tf.math.is_nan(numeric)
     if pre.numeric_:
         num = numeric
-        if pre.missing != "reject":  # "reject": NaN stays NaN, and so does the score
+        if pre.missing != "reject":  # "reject": those rows are unscorable (`_unscorable`)
             num = tf.where(missing, tf.constant(pre.median_, tf.float32)[None], num)
         parts.append((num - tf.constant(pre.mean_, tf.float32)) / tf.constant(pre.scale_,
                                                                                tf.float32))
@@ -156,18 +173,22 @@ def _member_score(tf, ae, latent, z, anomaly_score):
 
 def detector_specs(det) -> tuple[list, bool]:
     """(input specs, whether they are a table's columns): a detector fitted on a DataFrame,
-    or with categorical columns, takes one input per column (`input_name` of the column);
+    or with categorical columns, takes one input per column (named by `input_names`);
     one fitted on a numeric array takes ``x`` (n, n_columns)."""
     import tensorflow as tf
 
     pre = det.preprocessor_
     if not (hasattr(det, "feature_names_in_") or pre.categories_):
         return [tf.TensorSpec((None, len(pre.columns_)), tf.float32, name="x")], False
-    taken, specs = set(), []
-    for col in pre.columns_:
-        dtype = tf.string if col in pre.categories_ else tf.float32
-        specs.append(tf.TensorSpec((None,), dtype, name=input_name(col, taken)))
-    return specs, True
+    for col, cats in pre.categories_.items():
+        if "" in cats:
+            raise ExportError(f"Column {col!r} has the empty string among its categories; an "
+                              "export takes the empty string for a missing category, so it "
+                              "could not tell them apart. Replace the empty category by a "
+                              "name (and refit) to export this detector.")
+    names = input_names(pre.columns_)
+    return [tf.TensorSpec((None,), tf.string if col in pre.categories_ else tf.float32,
+                          name=names[col]) for col in pre.columns_], True
 
 
 def detector_graph(det):
@@ -191,7 +212,9 @@ def detector_graph(det):
         z = _table_matrix(tf, pre, numeric, strings, tables)
         score = tf.add_n([_member_score(tf, ae, latent, z, det.anomaly_score_)
                           for ae, latent in members]) / float(len(members))
-        return {"score": score, "label": tf.cast(score > float(det.threshold_), tf.int64)}
+        score = tf.where(_unscorable(tf, pre, numeric), tf.constant(np.nan, tf.float32), score)
+        flagged = (score > float(det.threshold_)) | tf.math.is_nan(score)
+        return {"score": score, "label": tf.cast(flagged, tf.int64)}
 
     return _module([ae for ae, _ in members], tables), serve
 

@@ -294,8 +294,9 @@ def cmd_export(args):
     if args.format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}; received "
                         f"{args.format!r}")
-    if Path(args.out).resolve() == Path(args.model).resolve():
-        raise UserError(f"OUT {args.out!r} is the model file itself; write the export elsewhere")
+    if Path(args.model).resolve().is_relative_to(Path(args.out).resolve()):
+        raise UserError(f"OUT {args.out!r} is the model file itself or a folder that holds it; "
+                        "write the export elsewhere")
     est = deepae.load(args.model)
     if not hasattr(est, "export"):
         raise UserError(f"a {type(est).__name__} has no inference graph to export (the "
