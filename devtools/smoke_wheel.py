@@ -70,6 +70,18 @@ back = codec.decompress(data)
 if back.shape != clean.shape:
     sys.exit(f"ImageCodec.pretrained(): decoded shape {back.shape}, expected {clean.shape}")
 
+# the detector on an array and a table (the tabular preprocessing uses pandas), and the
+# exported SavedModel (TensorFlow alone) on the same rows
+X, y = deepae.datasets.make_transactions(600, fraud_rate=0.02, categorical=True,
+                                         random_state=0)
+det = deepae.AnomalyDetector(epochs=1, n_estimators=1, random_state=0).fit(X[y == 0])
+scores = det.decision_function(X.iloc[:5])
+arr = deepae.AnomalyDetector(epochs=1, n_estimators=1, random_state=0).fit(
+    X.select_dtypes("number").to_numpy()[:300])
+if not (np.isfinite(scores).all() and arr.predict(X.select_dtypes("number").to_numpy()[:5])
+        .shape == (5,)):
+    sys.exit(f"AnomalyDetector: scores {scores}")
+
 write_image("noisy.png", (noisy * 255).round().astype(np.uint8))  # Pillow
 if read_image("noisy.png").shape[:2] != clean.shape:
     sys.exit("noisy.png did not read back at 48x48")
