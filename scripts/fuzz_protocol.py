@@ -6,9 +6,10 @@ raise InferenceError (a 4xx), nothing else, in bounded memory.
 
 Valid requests (JSON and the binary tensor extension; FP32, INT64, BOOL and BYTES tensors of
 random shapes) are mutated: 1 to 4 edits each (bit flips, byte overwrites, insertions,
-deletions, truncation); a third of the cases change the Inference-Header-Content-Length
-header, and one case in four forges the JSON header instead (huge shapes, sizes that do not
-add up, wrong types, deep nesting). Each body goes to `deepae.serve.protocol.parse_request`.
+deletions, truncation, a run of 400 digits); a third of the cases change the
+Inference-Header-Content-Length header, and one case in four forges the JSON header instead
+(huge shapes, sizes that do not add up, wrong types, deep nesting, integers of 400 digits
+that no float holds and of 5,000, more than Python reads). Each body goes to `deepae.serve.protocol.parse_request`.
 The exit status is 1 if any other exception was raised, if a parsed tensor's size differs
 from its declared shape, or if the peak resident set grew by more than --max-extra-mb
 (Linux: VmHWM).
@@ -27,6 +28,8 @@ import numpy as np
 from deepae.serve.protocol import InferenceError, parse_request
 
 KINDS = {"FP32": np.float32, "INT64": np.int64, "BOOL": np.bool_}
+HUGE = 10 ** 400  # an int that float() refuses (OverflowError)
+LONG = b"9" * 5000  # more digits than json.loads converts (sys.get_int_max_str_digits)
 
 
 def peak_mb() -> float:
@@ -66,15 +69,16 @@ def valid_request(rng) -> tuple[bytes, str | None]:
 
 def forged(rng) -> tuple[bytes, str | None]:
     shape = [[2 ** 40], [2 ** 31, 2 ** 31], [-1], [3], "x", [[1]]][rng.integers(6)]
-    data = [[1.0, [2.0]], [1] * 3, "abc", None, [[[[[[[[[[1]]]]]]]]]], [1e400]][
-        rng.integers(6)]
-    spec = {"name": "x", "datatype": str(rng.choice(["FP32", "BYTES", "INT8", "FP16"])),
+    data = [[1.0, [2.0]], [1] * 3, "abc", None, [[[[[[[[[[1]]]]]]]]]], [1e400], [HUGE],
+            [0.5, -HUGE, 2], [[HUGE], [1]], ["LONG"]][rng.integers(10)]
+    spec = {"name": "x", "datatype": str(rng.choice(["FP32", "BYTES", "INT8", "FP16", "FP64",
+                                                     "INT64", "UINT64", "BOOL"])),
             "shape": shape}
     if rng.integers(2):
         spec["parameters"] = {"binary_data_size": int(rng.integers(-2, 2 ** 40))}
     else:
         spec["data"] = data
-    head = json.dumps({"inputs": [spec]}).encode()
+    head = json.dumps({"inputs": [spec]}).encode().replace(b'"LONG"', LONG)
     tail = bytes(rng.integers(0, 256, int(rng.integers(0, 64)), dtype=np.uint8))
     return head + tail, str(len(head))
 
@@ -84,7 +88,7 @@ def mutate(body: bytes, rng) -> bytes:
     for _ in range(int(rng.integers(1, 5))):
         if not raw:
             break
-        op, pos = int(rng.integers(5)), int(rng.integers(len(raw)))
+        op, pos = int(rng.integers(6)), int(rng.integers(len(raw)))
         if op == 0:
             raw[pos] ^= 1 << int(rng.integers(8))
         elif op == 1:
@@ -93,8 +97,10 @@ def mutate(body: bytes, rng) -> bytes:
             raw[pos:pos] = bytes(rng.integers(0, 256, int(rng.integers(1, 8)), dtype=np.uint8))
         elif op == 3:
             del raw[pos:pos + int(rng.integers(1, 8))]
-        else:
+        elif op == 4:
             del raw[pos:]
+        else:  # a number that may turn into an integer of 400 digits
+            raw[pos:pos] = b"9" * 400
     return bytes(raw)
 
 

@@ -439,13 +439,56 @@ def test_errors_of_the_estimator(models, monkeypatch):
 
 
 # -- the parser takes anything -----------------------------------------------------------------
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
+HUGE = "1" + "0" * 400  # a JSON integer that no float holds (float() raises OverflowError)
+
+
+def literal_request(datatype, shape, numbers):
+    """A JSON request of one input 'x' whose `data` is the JSON text `numbers`."""
+    spec = {"name": "x", "datatype": datatype, "shape": shape, "data": "NUMBERS"}
+    return json.dumps({"inputs": [spec]}).replace('"NUMBERS"', f"[{numbers}]").encode()
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64", "INT64", "UINT64", "BOOL"])
+@pytest.mark.parametrize("number", [HUGE, "-" + HUGE, "0.5, " + HUGE])
+def test_a_huge_json_integer_is_refused_naming_the_input(datatype, number):
+    body = literal_request(datatype, [number.count(",") + 1], number)
+    with pytest.raises(InferenceError, match="input 'x'") as e:
+        parse_request(body)
+    assert e.value.status == 400
+
+
+def test_a_huge_json_integer_answers_400(app):
+    body = literal_request("FP32", [1, 6], HUGE + ", 0" * 5)
+    r = call(app, "POST", "/v2/models/plain/infer", body=body)
+    assert r.status_code == 400, r.text
+    assert "input 'x'" in r.json()["error"] and "range" in r.json()["error"]
+    # more digits than Python reads as an int (4300): the JSON itself is refused
+    r = call(app, "POST", "/v2/models/plain/infer", body=body.replace(HUGE.encode(), b"9" * 5000))
+    assert r.status_code == 400 and "digits" in r.json()["error"], r.text
+    assert "refused the input" not in r.json()["error"]  # the parser's 400, not the model's
+
+
+@pytest.mark.parametrize("shape", [[0, 10 ** 30], [0, int("9" * 400)], [2, 0, 2 ** 62, 4]])
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_shape_of_no_values_but_huge_dimensions_is_refused(shape, binary):
+    # found by scripts/fuzz_protocol.py: NumPy's ValueError, not the parser's InferenceError
+    spec = {"name": "x", "datatype": "FP32", "shape": shape}
+    spec.update({"parameters": {"binary_data_size": 0}} if binary else {"data": []})
+    body = json.dumps({"inputs": [spec]}).encode()
+    with pytest.raises(InferenceError, match="`shape` of input 'x'"):
+        parse_request(body, str(len(body)) if binary else None)
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.integers(),
+                     st.integers(10 ** 399, 10 ** 400), st.integers(-10 ** 400, -10 ** 399),
                      st.floats(allow_nan=True), st.text(max_size=4))
 _tensor = st.fixed_dictionaries(
     {"name": st.sampled_from(["x", "y", "V1"]),
      "datatype": st.sampled_from([*DATATYPES, "FLOAT", 3]),
      "shape": st.one_of(st.lists(st.integers(-1, 4), max_size=4),
-                        st.lists(st.sampled_from([0, 1, 2 ** 40]), max_size=3), _scalars)},
+                        st.lists(st.sampled_from([0, 1, 2 ** 40, 2 ** 63, 10 ** 400]),
+                                 max_size=3),
+                        _scalars)},
     optional={"data": st.recursive(_scalars, lambda c: st.lists(c, max_size=4), max_leaves=12),
               "parameters": st.one_of(
                   st.fixed_dictionaries({"binary_data_size": st.one_of(

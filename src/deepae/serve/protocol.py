@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import struct
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,9 @@ DATATYPES = {
 HEADER = "inference-header-content-length"
 # the most dimensions a tensor may declare (no model here takes more than 4)
 MAX_RANK = 8
+# the largest product of a shape's non-zero dimensions: with a zero among them the data is
+# empty whatever the others say, and NumPy refuses an array shape past its index range
+MAX_ELEMENTS = 2 ** 62
 
 
 class InferenceError(ValueError):
@@ -96,6 +100,10 @@ def _json_header(body: bytes) -> dict:
     except RecursionError:
         raise InferenceError("Expected the request body as a JSON object; received JSON "
                              "nested too deeply.") from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise InferenceError("Expected the request body as a JSON object with numbers of at "
+                             f"most {sys.get_int_max_str_digits()} digits; received a longer "
+                             "one.") from None
     if not isinstance(doc, dict):
         raise InferenceError("Expected the request body as a JSON object with `inputs`; "
                              f"received a JSON {type(doc).__name__}.")
@@ -118,6 +126,9 @@ def _shape(spec: dict, where: str) -> tuple[int, ...]:
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InferenceError(f"Expected `shape` of {where} as a list of at most {MAX_RANK} "
                              f"non-negative ints; received {str(shape)[:80]}.")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise InferenceError(f"Expected `shape` of {where} with at most 2**62 elements; "
+                             f"received {str(shape)[:80]}.")
     return tuple(shape)
 
 
@@ -125,6 +136,13 @@ def parse_request(body: bytes, header_length: str | None = None) -> InferRequest
     """The request in `body`; `header_length` is the Inference-Header-Content-Length header.
 
     Raises `InferenceError` (status 400) naming the field at fault."""
+    try:
+        return _parse(body, header_length)
+    except ArithmeticError as e:  # a number no check above foresaw: still the client's
+        raise InferenceError(f"The request holds a number out of range ({e}).") from None
+
+
+def _parse(body: bytes, header_length: str | None) -> InferRequest:
     n_json = _header_length(header_length, len(body))
     doc = _json_header(body if n_json is None else body[:n_json])
     binary = memoryview(body)[n_json:] if n_json is not None else memoryview(b"")
@@ -307,7 +325,11 @@ def _checked_numbers(flat: list, datatype: str, where: str) -> np.ndarray:
             raise InferenceError(f"Expected {datatype} numbers in `data` of {where}; received "
                                  f"{type(v).__name__} {str(v)[:40]}.")
     if floats:
-        return np.asarray([math.nan if v is None else float(v) for v in flat])
+        try:
+            return np.asarray([math.nan if v is None else float(v) for v in flat])
+        except OverflowError:  # an integer of hundreds of digits: no float holds it
+            raise InferenceError(f"`data` of {where} holds values out of the range of "
+                                 f"{datatype}.") from None
     try:
         return np.asarray(flat, dtype=np.int64 if datatype != "UINT64" else np.uint64)
     except OverflowError:
