@@ -636,6 +636,30 @@ def test_help_does_not_import_fastapi():
     assert res.stdout.strip().endswith("False False")
 
 
+@pytest.mark.parametrize("option, value", [
+    ("--batch-wait-ms", "inf"), ("--batch-wait-ms", "nan"), ("--batch-wait-ms", "-1"),
+    ("--batch-wait-ms", "1001"), ("--max-batch-rows", "0"), ("--max-batch-rows", "1e9"),
+    ("--shutdown-timeout", "inf"), ("--shutdown-timeout", "nan"),
+    ("--max-request-bytes", "0")])
+def test_cli_refuses_options_out_of_range(option, value, capsys):
+    # --batch-wait-ms inf was taken, and then a lone request never got its answer
+    from deepae.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["serve", "m.deepae", option, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and repr(value) in err
+    ok = build_parser().parse_args(["serve", "m.deepae", "--batch-wait-ms", "1000"])
+    assert ok.batch_wait_ms == 1000.0
+
+
+def test_create_app_refuses_a_wait_that_never_ends(models):
+    for wait in (math.inf, math.nan, -1.0):
+        with pytest.raises(ValueError, match="batch_wait_ms"):
+            create_app([servable("plain", models[0]["plain"])], batch_wait_ms=wait)
+
+
 def test_cli_refuses_a_bad_model_file_in_one_line(tmp_path, capsys):
     from deepae.cli.main import main
 

@@ -5,6 +5,7 @@ the server. FastAPI and uvicorn are imported only when the command runs."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from deepae.cli._options import UserError, add_common_options, not_stdio, status
 
@@ -16,13 +17,20 @@ def _names(values) -> list[str]:
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
-def _positive(kind, what):
+def _in_range(kind, low, high, *, above_low=False):
+    """An argparse type: a finite int or float from `low` (or above it) to `high`; never
+    inf or nan, which a wait or a timeout would take as 'forever'."""
+    what = (f"{'an int' if kind is int else 'a finite number'} "
+            f"{'above' if above_low else 'from'} {low:,} {'and up ' if above_low else ''}to "
+            f"{high:,}")
+
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}") from None
-        if not value > 0:
+        if not (math.isfinite(value) and (value > low if above_low else value >= low)
+                and value <= high):
             raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
         return value
     return parse
@@ -47,8 +55,6 @@ def cmd_serve(args):
         names = model_names(args.models, _names(args.name))
     except ValueError as e:
         raise UserError(str(e)) from e
-    if args.batch_wait_ms < 0:
-        raise UserError(f"--batch-wait-ms must be >= 0; received {args.batch_wait_ms}")
     models = load_servables(args.models, names)
     for m in models:
         status(f"loaded {m.name!r}: {type(m.estimator).__name__} "
@@ -83,14 +89,15 @@ def add_serve_parser(sub):
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 "
                    "for every interface, as in a container)")
     s.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
-    s.add_argument("--batch-wait-ms", type=float, default=2.0,
-                   help="how long a request waits for others to batch with (default 2)")
-    s.add_argument("--max-batch-rows", type=_positive(int, "a positive int"), default=4096,
+    s.add_argument("--batch-wait-ms", type=_in_range(float, 0, 1000), default=2.0,
+                   help="how long a request waits for others to batch with, 0 to 1000 "
+                   "(default 2)")
+    s.add_argument("--max-batch-rows", type=_in_range(int, 1, 2 ** 20), default=4096,
                    help="rows at most in one batched model call (default 4096)")
-    s.add_argument("--max-request-bytes", type=_positive(int, "a positive int"),
+    s.add_argument("--max-request-bytes", type=_in_range(int, 1, 2 ** 32),
                    default=64 * 2 ** 20, help="largest request body (default 64 MiB); "
                    "larger ones are answered 413")
-    s.add_argument("--shutdown-timeout", type=_positive(float, "a positive number"),
+    s.add_argument("--shutdown-timeout", type=_in_range(float, 0, 3600, above_low=True),
                    default=30.0, help="on SIGTERM, seconds to finish the requests in flight "
                    "(default 30)")
     s.add_argument("--log-level", default="info",

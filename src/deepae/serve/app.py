@@ -5,6 +5,7 @@ the request-size limit, the error answers and the Prometheus metrics."""
 # `Request` is imported inside the function that defines them)
 import json
 import logging
+import math
 import time
 
 from deepae.serve.batching import Batcher
@@ -160,6 +161,15 @@ class Server:
 def create_app(servables, *, batch_wait_ms: float = 2.0, max_batch_rows: int = 4096,
                max_request_bytes: int = MAX_REQUEST_BYTES):
     """The FastAPI application serving `servables` (`deepae.serve.models.Servable`)."""
+    # a wait of inf or nan would hold a lone request until max_batch_rows rows came
+    if not (isinstance(batch_wait_ms, int | float) and math.isfinite(batch_wait_ms)
+            and 0 <= batch_wait_ms <= 1000):
+        raise ValueError(f"Expected batch_wait_ms as a finite number of milliseconds from 0 "
+                         f"to 1000; received {batch_wait_ms!r}.")
+    if isinstance(max_batch_rows, bool) or not isinstance(max_batch_rows, int) or \
+            max_batch_rows < 1:
+        raise ValueError(f"Expected max_batch_rows as an int >= 1; received "
+                         f"{max_batch_rows!r}.")
     try:
         from fastapi import FastAPI
     except ImportError as e:
