@@ -587,9 +587,11 @@ def test_a_bad_request_in_a_batch_fails_alone(models, monkeypatch):
     x = models[1]
     model = servable("plain", models[0]["plain"])
     run = model.run
+    calls = []  # (rows, whether the row marked 99 was among them) of every model call
 
     def picky(arrays, options):  # refuses any call that holds the row marked 99
-        if (arrays["x"][:, 0] == 99).any():
+        calls.append((len(arrays["x"]), bool((arrays["x"][:, 0] == 99).any())))
+        if calls[-1][1]:
             raise ValueError("Expected no row starting with 99; received one.")
         return run(arrays, options)
 
@@ -605,6 +607,10 @@ def test_a_bad_request_in_a_batch_fails_alone(models, monkeypatch):
             for r in rows])
 
     replies = asyncio.run(together())
+    # the bad request was merged with others, and that call failed; then each ran alone
+    assert calls[0][0] > 1 and calls[0][1], f"the requests were not batched: {calls}"
+    assert (1, True) in calls[1:], calls  # the bad one alone
+    assert sum(n for n, bad in calls if not bad) == 4, calls  # the good ones, once each
     assert [r.status_code for r in replies] == [200, 200, 400, 200, 200]
     assert "99" in replies[2].json()["error"]
     np.testing.assert_allclose(out(replies[4], "score"),
