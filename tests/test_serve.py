@@ -402,6 +402,27 @@ def test_other_bad_requests(app, models):
     assert r.status_code == 400 and "pixels" in r.json()["error"]
 
 
+@pytest.mark.parametrize("name, shape", [
+    ("grey", [1, 1, 1, 0]), ("grey", [1, 0, 4, 3]), ("upscale", [1, 4, 0, 1]),
+    ("plain", [0, 6]), ("ae", [0, 6])])
+def test_a_zero_size_dimension_is_refused_naming_the_input_and_shape(models, monkeypatch,
+                                                                      name, shape):
+    # a grey denoiser applied per channel took [1, 1, 1, 0] and answered NumPy's own words
+    ests = models[0]
+    monkeypatch.setattr(ests["denoise"], "per_channel", True)
+    served = {"grey": ests["denoise"], **({name: ests[name]} if name in ests else {})}
+    application = create_app([servable(n, e) for n, e in served.items()])
+    assert call(application, "GET", "/v2/models/grey").json()["inputs"][0]["shape"] == [
+        -1, -1, -1, -1]  # any number of channels
+    r = infer(application, name, [{"name": "x", "datatype": "FP32", "shape": shape,
+                                   "data": []}], parameters={"sigma": 0.1})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "input 'x'" in error and str(shape) in error and "size 0" in error, error
+    assert "zero-size array" not in error
+    application.state.server.close()
+
+
 def test_request_body_limit(models):
     ests = models[0]
     small = create_app([servable("plain", ests["plain"])], max_request_bytes=1000)

@@ -50,8 +50,9 @@ class Spec:
                 d != -1 and d != got for d, got in zip(self.shape, shape, strict=True)):
             raise InferenceError(f"Expected {where} of shape {list(self.shape)} (-1: any "
                                  f"size); received shape {list(shape)}.")
-        if shape[0] == 0:
-            raise InferenceError(f"Expected at least one row in {where}; received shape "
+        if 0 in shape:  # no rows, no pixels, no channels: nothing any model can work on
+            raise InferenceError(f"Expected {where} with no dimension of size 0 (at least one "
+                                 f"row, pixel, channel or column); received shape "
                                  f"{list(shape)}.")
         data = tensor.data
         if data.dtype.kind == "f" and np.isinf(data).any():
