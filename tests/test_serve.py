@@ -48,8 +48,10 @@ class Reply:
         return self.content.decode(errors="replace")
 
 
-async def asgi(app, method, path, *, body=b"", json_body=None, headers=None, chunks=None):
-    """One request to `app`: the body whole (with Content-Length) or in `chunks` (without)."""
+async def asgi(app, method, path, *, body=b"", json_body=None, headers=None, chunks=None,
+               stall=False):
+    """One request to `app`: the body whole (with Content-Length) or in `chunks` (without);
+    with `stall`, the client sends what it has, then nothing more (a slow client)."""
     if json_body is not None:
         body = json.dumps(json_body).encode()
     headers = dict(headers or {})
@@ -62,7 +64,7 @@ async def asgi(app, method, path, *, body=b"", json_body=None, headers=None, chu
              "server": ("127.0.0.1", 8080),
              "headers": [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]}
     done = asyncio.Event()
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+    messages = [{"type": "http.request", "body": c, "more_body": stall or i < len(chunks) - 1}
                 for i, c in enumerate(chunks)]
     out = {"status": None, "headers": {}, "body": []}
 
@@ -437,6 +439,54 @@ def test_request_body_limit(models):
     small.state.server.close()
 
 
+def test_json_body_limit_is_smaller_than_the_binary_one(models):
+    # JSON takes ~20 times its size in memory; large tensors go in the binary extension
+    x = np.tile(models[1][:50], (4, 1))  # 200 rows: ~7 kB of JSON, 4.8 kB binary
+    small = create_app([servable("plain", models[0]["plain"])], max_json_bytes=2000,
+                       max_request_bytes=20_000)
+    q = {"name": "x", "datatype": "FP32", "shape": [200, 6], "data": x.tolist()}
+    r = infer(small, "plain", [q])
+    assert r.status_code == 413, r.text
+    error = r.json()["error"]
+    assert "2000 bytes" in error and "--max-json-bytes" in error and "binary" in error
+    body = json.dumps({"inputs": [q]}).encode()  # no Content-Length: counted while read
+    r = call(small, "POST", "/v2/models/plain/infer", chunks=[body[:1500], body[1500:]])
+    assert r.status_code == 413 and "--max-json-bytes" in r.json()["error"]
+    body, n = binary_request([("x", "FP32", x)], binary_output=False)
+    assert len(body) > 2000
+    r = call(small, "POST", "/v2/models/plain/infer", body=body,
+             headers={"Inference-Header-Content-Length": n})
+    assert r.status_code == 200, r.text
+    assert len(out(r, "score")) == 200
+    # the JSON part of a binary request is held to the JSON limit too
+    big_head = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [200, 6],
+                                       "parameters": {"binary_data_size": 4800}}],
+                           "id": "z" * 3000}).encode()
+    r = call(small, "POST", "/v2/models/plain/infer", body=big_head + b"\0" * 4800,
+             headers={"Inference-Header-Content-Length": len(big_head)})
+    assert r.status_code == 413 and "--max-json-bytes" in r.json()["error"], r.text
+    small.state.server.close()
+
+
+def test_a_slow_body_is_answered_408(models):
+    # Content-Length 100, one byte sent, then nothing: the connection was held forever
+    application = create_app([servable("plain", models[0]["plain"])], read_timeout_s=0.5)
+
+    async def slow():
+        return await asyncio.wait_for(asgi(application, "POST", "/v2/models/plain/infer",
+                                           headers={"content-length": "100"},
+                                           chunks=[b"{"], stall=True), 10)
+
+    start = time.monotonic()
+    r = asyncio.run(slow())
+    assert 0.5 <= time.monotonic() - start < 5
+    assert r.status_code == 408 and "--read-timeout-s" in r.json()["error"], r.text
+    assert r.headers.get("connection") == "close"
+    text = call(application, "GET", "/metrics").text
+    assert metric(text, "deepae_requests_total", model="plain", code="408") == 1
+    application.state.server.close()
+
+
 def test_errors_of_the_estimator(models, monkeypatch):
     model = servable("plain", models[0]["plain"])
     application = create_app([model])
@@ -659,7 +709,9 @@ def test_help_does_not_import_fastapi():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "--batch-wait-ms" in res.stdout and "--max-request-bytes" in res.stdout
+    for option in ("--batch-wait-ms", "--max-request-bytes", "--max-json-bytes",
+                   "--read-timeout-s", "--max-concurrency"):
+        assert option in res.stdout
     assert res.stdout.strip().endswith("False False")
 
 
@@ -667,7 +719,8 @@ def test_help_does_not_import_fastapi():
     ("--batch-wait-ms", "inf"), ("--batch-wait-ms", "nan"), ("--batch-wait-ms", "-1"),
     ("--batch-wait-ms", "1001"), ("--max-batch-rows", "0"), ("--max-batch-rows", "1e9"),
     ("--shutdown-timeout", "inf"), ("--shutdown-timeout", "nan"),
-    ("--max-request-bytes", "0")])
+    ("--max-request-bytes", "0"), ("--max-json-bytes", "-1"), ("--read-timeout-s", "inf"),
+    ("--read-timeout-s", "0"), ("--max-concurrency", "0")])
 def test_cli_refuses_options_out_of_range(option, value, capsys):
     # --batch-wait-ms inf was taken, and then a lone request never got its answer
     from deepae.cli.main import build_parser

@@ -66,7 +66,8 @@ def cmd_serve(args):
            f"{{{','.join(names)}}}/infer (metrics: /metrics); Ctrl-C or SIGTERM stops")
     run(models, host=args.host, port=args.port, batch_wait_ms=args.batch_wait_ms,
         max_batch_rows=args.max_batch_rows, max_request_bytes=args.max_request_bytes,
-        shutdown_timeout=args.shutdown_timeout, log_level=args.log_level,
+        max_json_bytes=args.max_json_bytes, read_timeout_s=args.read_timeout_s,
+        max_concurrency=args.max_concurrency, shutdown_timeout=args.shutdown_timeout, log_level=args.log_level,
         access_log=args.access_log)
     status("server stopped")
     return 0
@@ -95,8 +96,18 @@ def add_serve_parser(sub):
     s.add_argument("--max-batch-rows", type=_in_range(int, 1, 2 ** 20), default=4096,
                    help="rows at most in one batched model call (default 4096)")
     s.add_argument("--max-request-bytes", type=_in_range(int, 1, 2 ** 32),
-                   default=64 * 2 ** 20, help="largest request body (default 64 MiB); "
-                   "larger ones are answered 413")
+                   default=64 * 2 ** 20, help="largest request body in the binary tensor "
+                   "extension (default 64 MiB); larger ones are answered 413")
+    s.add_argument("--max-json-bytes", type=_in_range(int, 1, 2 ** 32), default=8 * 2 ** 20,
+                   help="largest JSON request body, and JSON part of a binary one (default "
+                   "8 MiB: JSON takes ~20 times its size in memory); larger ones are answered "
+                   "413")
+    s.add_argument("--read-timeout-s", type=_in_range(float, 0, 3600, above_low=True),
+                   default=30.0, help="seconds a request body may take to arrive (default "
+                   "30); slower ones are answered 408")
+    s.add_argument("--max-concurrency", type=_in_range(int, 1, 100_000), default=256,
+                   help="connections and requests at most at once (default 256); past it, "
+                   "new ones are answered 503")
     s.add_argument("--shutdown-timeout", type=_in_range(float, 0, 3600, above_low=True),
                    default=30.0, help="on SIGTERM, seconds to finish the requests in flight "
                    "(default 30)")

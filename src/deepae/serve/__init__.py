@@ -94,7 +94,8 @@ def load_servables(paths, names=None) -> list[Servable]:
 
 def run(servables, *, host: str = "127.0.0.1", port: int = 8080, batch_wait_ms: float = 2.0,
         max_batch_rows: int = 4096, max_request_bytes: int | None = None,
-        shutdown_timeout: float = 30.0, log_level: str = "info",
+        max_json_bytes: int | None = None, read_timeout_s: float | None = None,
+        max_concurrency: int = 256, shutdown_timeout: float = 30.0, log_level: str = "info",
         access_log: bool = False) -> None:
     """Serve `servables` until SIGTERM or SIGINT; uvicorn then stops accepting connections
     and finishes the requests in flight (waiting at most `shutdown_timeout` seconds) before
@@ -112,6 +113,14 @@ def run(servables, *, host: str = "127.0.0.1", port: int = 8080, batch_wait_ms: 
         Rows at most in one merged model call.
     max_request_bytes : int, optional
         The largest request body (default 64 MiB); larger ones are answered 413.
+    max_json_bytes : int, optional
+        The largest JSON body, and JSON part of a binary-extension body (default 8 MiB:
+        JSON takes ~20 times its size in memory); larger ones are answered 413.
+    read_timeout_s : float, optional
+        Seconds a request body may take to arrive (default 30); then 408.
+    max_concurrency : int
+        Connections and requests at most at once (uvicorn's ``limit_concurrency``); past
+        it, new ones are answered 503.
     shutdown_timeout : float
         Seconds to finish the requests in flight after SIGTERM.
     log_level : str
@@ -124,13 +133,15 @@ def run(servables, *, host: str = "127.0.0.1", port: int = 8080, batch_wait_ms: 
     except ImportError as e:
         raise ImportError('deepae serve needs FastAPI and uvicorn: pip install '
                           '"deepae[serve]"') from e
-    from deepae.serve.app import MAX_REQUEST_BYTES
+    from deepae.serve.app import MAX_JSON_BYTES, MAX_REQUEST_BYTES, READ_TIMEOUT_S
 
     app = create_app(servables, batch_wait_ms=batch_wait_ms, max_batch_rows=max_batch_rows,
-                     max_request_bytes=max_request_bytes or MAX_REQUEST_BYTES)
+                     max_request_bytes=max_request_bytes or MAX_REQUEST_BYTES,
+                     max_json_bytes=max_json_bytes or MAX_JSON_BYTES,
+                     read_timeout_s=read_timeout_s or READ_TIMEOUT_S)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=access_log, timeout_graceful_shutdown=shutdown_timeout,
-                            server_header=False)
+                            limit_concurrency=max_concurrency, server_header=False)
     # uvicorn handles SIGTERM itself (stop accepting, finish the requests in flight), then
     # raises the signal again for the handler it found; this one makes that a clean exit
     # (status 0), which is what a process manager expects of a graceful stop

@@ -1,8 +1,10 @@
 """The FastAPI application of `deepae serve`: the Open Inference Protocol (v2) endpoints,
-the request-size limit, the error answers and the Prometheus metrics."""
+the request-size limits and body-read timeout, the error answers and the Prometheus
+metrics."""
 
 # (no `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # `Request` is imported inside the function that defines them)
+import asyncio
 import json
 import logging
 import math
@@ -11,11 +13,17 @@ import time
 from deepae.serve.batching import Batcher
 from deepae.serve.protocol import HEADER, InferenceError, encode_response, parse_request
 
-__all__ = ["create_app", "Metrics", "MAX_REQUEST_BYTES"]
+__all__ = ["create_app", "Metrics", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "READ_TIMEOUT_S"]
 
 logger = logging.getLogger("deepae.serve")
 
 MAX_REQUEST_BYTES = 64 * 2 ** 20
+# JSON numbers take ~20 times their text in memory (Python floats in lists, then arrays):
+# a JSON body (or the JSON part of a binary one) has a smaller limit of its own
+MAX_JSON_BYTES = 8 * 2 ** 20
+# the longest a request body may take to arrive (a client that stops sending holds a
+# connection and its buffers until then)
+READ_TIMEOUT_S = 30.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
                    5.0, 10.0, 30.0)
 ROW_BUCKETS = tuple(2 ** i for i in range(17))
@@ -63,9 +71,22 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:2000] or type(e).__name__
 
 
-async def read_body(request, limit: int) -> bytes:
+def _too_large(size: str, limit: int, binary: bool) -> InferenceError:
+    if binary:
+        return InferenceError(f"Request body{size} is over the limit of {limit} bytes "
+                              "(--max-request-bytes).", status=413)
+    return InferenceError(f"JSON request body{size} is over the limit of {limit} bytes for "
+                          "JSON (--max-json-bytes); send large tensors with the binary tensor "
+                          "data extension (the Inference-Header-Content-Length header and "
+                          "`binary_data_size`), up to --max-request-bytes.", status=413)
+
+
+async def read_body(request, limit: int, *, binary: bool = True,
+                    timeout_s: float = READ_TIMEOUT_S) -> bytes:
     """The request body, refused (413) past `limit` bytes: by its Content-Length before
-    reading, and again while reading (a chunked body declares none)."""
+    reading, and again while reading (a chunked body declares none); and refused (408) if
+    it has not all arrived within `timeout_s` seconds. `binary`: whether the request uses
+    the binary tensor extension (the 413's message says which limit it met)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -74,15 +95,18 @@ async def read_body(request, limit: int) -> bytes:
             raise InferenceError(f"Expected Content-Length as a number of bytes; received "
                                  f"{declared[:40]!r}.") from None
         if n > limit:
-            raise InferenceError(f"Request body of {n} bytes is over the limit of {limit} "
-                                 "bytes (--max-request-bytes).", status=413)
+            raise _too_large(f" of {n} bytes", limit, binary)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InferenceError(f"Request body is over the limit of {limit} bytes "
-                                 "(--max-request-bytes).", status=413)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large("", limit, binary)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise InferenceError(f"The request body did not arrive within {timeout_s:g} s "
+                             f"(--read-timeout-s); {size} bytes came.", status=408) from None
     return b"".join(chunks)
 
 
@@ -90,7 +114,7 @@ class Server:
     """The state behind the routes: the models, their batchers, the metrics, the limits."""
 
     def __init__(self, servables, *, batch_wait_ms: float, max_batch_rows: int,
-                 max_request_bytes: int):
+                 max_request_bytes: int, max_json_bytes: int, read_timeout_s: float):
         self.models = {s.name: s for s in servables}
         self.metrics = Metrics()
         self.batchers = {s.name: Batcher(s, wait_s=batch_wait_ms / 1000.0,
@@ -98,6 +122,8 @@ class Server:
                                          observe=self.metrics.observer(s.name))
                          for s in servables}
         self.max_request_bytes = max_request_bytes
+        self.max_json_bytes = min(max_json_bytes, max_request_bytes)
+        self.read_timeout_s = read_timeout_s
         self.ready = True
 
     def model(self, name: str, version: str | None = None):
@@ -122,6 +148,8 @@ class Server:
             response = _error(400, "The client disconnected before the body was complete.")
         except InferenceError as e:
             response = _error(e.status, _one_line(e))
+            if e.status in (408, 413):  # the client may still be sending: not this connection
+                response.headers["connection"] = "close"
         except (ValueError, TypeError) as e:  # the estimator's checks of the values
             response = _error(400, f"Model {name!r} refused the input: {_one_line(e)}")
         except Exception:  # noqa: BLE001 - logged here, never shown to the client
@@ -136,8 +164,20 @@ class Server:
         from fastapi.responses import Response
 
         model = self.model(name, version)
-        body = await read_body(request, self.max_request_bytes)
-        req = parse_request(body, request.headers.get(HEADER))
+        header = request.headers.get(HEADER)
+        if header is None:
+            body = await read_body(request, self.max_json_bytes, binary=False,
+                                   timeout_s=self.read_timeout_s)
+        else:
+            if header.strip().isdigit() and int(header) > self.max_json_bytes:
+                raise InferenceError(
+                    f"The JSON part of the request ({int(header)} bytes, "
+                    f"Inference-Header-Content-Length) is over the limit of "
+                    f"{self.max_json_bytes} bytes for JSON (--max-json-bytes); send large "
+                    "tensors as binary data (`binary_data_size`).", status=413)
+            body = await read_body(request, self.max_request_bytes,
+                                   timeout_s=self.read_timeout_s)
+        req = parse_request(body, header)
         arrays, rows, options = model.prepare(req.inputs, req.parameters, req.outputs)
         available = model.output_names(options)
         asked = list(req.outputs) if req.outputs is not None else available
@@ -159,8 +199,13 @@ class Server:
 
 
 def create_app(servables, *, batch_wait_ms: float = 2.0, max_batch_rows: int = 4096,
-               max_request_bytes: int = MAX_REQUEST_BYTES):
-    """The FastAPI application serving `servables` (`deepae.serve.models.Servable`)."""
+               max_request_bytes: int = MAX_REQUEST_BYTES,
+               max_json_bytes: int = MAX_JSON_BYTES, read_timeout_s: float = READ_TIMEOUT_S):
+    """The FastAPI application serving `servables` (`deepae.serve.models.Servable`).
+
+    A JSON body may hold `max_json_bytes` at most (and the JSON part of a binary-extension
+    body too); a binary-extension body `max_request_bytes`. A body must arrive within
+    `read_timeout_s` seconds (else 408)."""
     # a wait of inf or nan would hold a lone request until max_batch_rows rows came
     if not (isinstance(batch_wait_ms, int | float) and math.isfinite(batch_wait_ms)
             and 0 <= batch_wait_ms <= 1000):
@@ -170,6 +215,10 @@ def create_app(servables, *, batch_wait_ms: float = 2.0, max_batch_rows: int = 4
             max_batch_rows < 1:
         raise ValueError(f"Expected max_batch_rows as an int >= 1; received "
                          f"{max_batch_rows!r}.")
+    if not (isinstance(read_timeout_s, int | float) and math.isfinite(read_timeout_s)
+            and read_timeout_s > 0):
+        raise ValueError(f"Expected read_timeout_s as a finite number of seconds above 0; "
+                         f"received {read_timeout_s!r}.")
     try:
         from fastapi import FastAPI
     except ImportError as e:
@@ -178,7 +227,8 @@ def create_app(servables, *, batch_wait_ms: float = 2.0, max_batch_rows: int = 4
     import contextlib
 
     server = Server(servables, batch_wait_ms=batch_wait_ms, max_batch_rows=max_batch_rows,
-                    max_request_bytes=max_request_bytes)
+                    max_request_bytes=max_request_bytes, max_json_bytes=max_json_bytes,
+                    read_timeout_s=read_timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
