@@ -70,8 +70,8 @@ back = codec.decompress(data)
 if back.shape != clean.shape:
     sys.exit(f"ImageCodec.pretrained(): decoded shape {back.shape}, expected {clean.shape}")
 
-# the detector on an array and a table (the tabular preprocessing uses pandas), and the
-# exported SavedModel (TensorFlow alone) on the same rows
+# the detector on an array and a table (the tabular preprocessing uses pandas), and its
+# exported SavedModel, run by TensorFlow alone, on the same rows
 X, y = deepae.datasets.make_transactions(600, fraud_rate=0.02, categorical=True,
                                          random_state=0)
 det = deepae.AnomalyDetector(epochs=1, n_estimators=1, random_state=0).fit(X[y == 0])
@@ -81,6 +81,17 @@ arr = deepae.AnomalyDetector(epochs=1, n_estimators=1, random_state=0).fit(
 if not (np.isfinite(scores).all() and arr.predict(X.select_dtypes("number").to_numpy()[:5])
         .shape == (5,)):
     sys.exit(f"AnomalyDetector: scores {scores}")
+import tensorflow as tf  # noqa: E402
+
+from deepae.exporting import input_names  # noqa: E402
+
+serve = tf.saved_model.load(str(det.export("fraud_savedmodel"))).signatures["serving_default"]
+names = input_names(X.columns)
+feed = {names[c]: tf.constant(X[c].iloc[:5].to_numpy(np.float32) if c in det.preprocessor_.numeric_
+                              else X[c].iloc[:5].astype(str).to_numpy().astype(bytes))
+        for c in X.columns}
+if not np.allclose(serve(**feed)["score"].numpy(), scores, rtol=1e-5, atol=1e-5):
+    sys.exit("the exported SavedModel's scores differ from decision_function's")
 
 write_image("noisy.png", (noisy * 255).round().astype(np.uint8))  # Pillow
 if read_image("noisy.png").shape[:2] != clean.shape:
