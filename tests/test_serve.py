@@ -15,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -851,27 +850,44 @@ def test_plain_http_against_a_real_server(server, fraud):
     assert metric(text, "deepae_requests_total", model="fraud", code="200") >= 1
 
 
+def read_reply(sock):
+    """(status, JSON body) of one HTTP/1.1 reply with a Content-Length, read from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection: {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection inside the body"
+        body += chunk
+    return int(head.split()[1]), json.loads(body[:length])
+
+
 def test_sigterm_finishes_the_request_in_flight(fraud):
     det, path, rows = fraud
-    # a request that waits 1.5 s for company in the batcher: SIGTERM comes meanwhile
-    proc, port = start_server(path, "--batch-wait-ms", "1500")
+    # provably in flight: the server has answered on this connection, then has the
+    # request's headers and half its body when SIGTERM comes; the rest follows the signal,
+    # and the request then waits 500 ms in the batcher
+    proc, port = start_server(path, "--batch-wait-ms", "500")
     try:
-        answer = {}
-
-        def client():
-            answer["reply"] = post(port, "/v2/models/fraud/infer",
-                                   {"inputs": table_inputs(rows)})
-            answer["time"] = time.monotonic()
-
-        t = threading.Thread(target=client)
-        t.start()
-        time.sleep(0.5)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        t.join(30)
+        body = json.dumps({"inputs": table_inputs(rows)}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_reply(sock) == (200, {"live": True})  # the connection is the server's
+            sock.sendall(b"POST /v2/models/fraud/infer HTTP/1.1\r\nHost: t\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 2])
+            time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            assert proc.poll() is None  # still finishing the request
+            sock.sendall(body[len(body) // 2:])
+            status, doc = read_reply(sock)
         assert proc.wait(30) == 0
-        status, doc = answer["reply"]
-        assert status == 200 and answer["time"] > sent  # answered after the signal
+        assert status == 200, doc
         (score,) = [o for o in doc["outputs"] if o["name"] == "score"]
         np.testing.assert_allclose(score["data"], deepae.load(path).decision_function(rows),
                                    rtol=1e-6)
