@@ -334,14 +334,14 @@ def test_cli_export(detector, tmp_path, capsys):
     from deepae.cli.main import main
 
     model = detector.save(tmp_path / "fraud.deepae")
-    assert main(["export", str(model), str(tmp_path / "fraud.onnx"), "--format", "onnx",
-                 "--json"]) == 0
+    assert main(["export", str(model), str(tmp_path / "fraud.tflite"), "--format",
+                 "litert", "--json"]) == 0
     said = capsys.readouterr()
-    assert '"format": "onnx"' in said.out and (tmp_path / "fraud.onnx").is_file()
+    assert '"format": "litert"' in said.out and (tmp_path / "fraud.tflite").is_file()
     frame = fraud_table(10, 2)
-    out = run_onnx(tmp_path / "fraud.onnx", table_inputs(detector, frame))
+    out = run_litert(tmp_path / "fraud.tflite", table_inputs(detector, frame))
     np.testing.assert_allclose(out["score"], detector.decision_function(frame), **TOL)
-    assert main(["export", str(model), str(tmp_path / "fraud.onnx"), "--format", "onnx"]) == 1
+    assert main(["export", str(model), str(tmp_path / "fraud.tflite"), "--format", "litert"]) == 1
     assert "exists" in capsys.readouterr().err
     assert main(["export", str(model), str(tmp_path / "sm"), "--format", "pickle"]) == 1
     assert "--format must be one of saved_model, onnx, litert" in capsys.readouterr().err
