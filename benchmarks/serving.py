@@ -174,14 +174,21 @@ def exported_rates(det, rows, tmp, seconds) -> dict:
     if not hasattr(det, "export"):
         return {"saved_model": "not available (no export in this deepae)",
                 "onnx": "not available (no export in this deepae)"}
+    from deepae.exporting import input_names
+
+    names = input_names(rows.columns)
+    cats = set(det.describe()["columns"]["categorical"])
+    arrays = {names[c]: (rows[c].astype(str).to_numpy(object) if c in cats
+                         else rows[c].to_numpy(np.float32)) for c in rows.columns}
+    want = det.decision_function(rows)
     out = {}
     try:
         import tensorflow as tf
 
         path = det.export(Path(tmp) / "saved_model", format="saved_model")
         fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-        feed = {c: tf.constant(rows[c].astype(str).to_numpy(object) if c == "merchant"
-                               else rows[c].to_numpy(np.float32)) for c in rows.columns}
+        feed = {k: tf.constant(v) for k, v in arrays.items()}
+        out["saved_model_max_abs_diff"] = float(np.abs(fn(**feed)["score"].numpy() - want).max())
         out["saved_model"] = rows_per_s(lambda: fn(**feed), seconds)
     except Exception as e:  # noqa: BLE001 - reported in the table
         out["saved_model"] = f"not available ({type(e).__name__}: {str(e)[:120]})"
@@ -190,9 +197,9 @@ def exported_rates(det, rows, tmp, seconds) -> dict:
 
         path = det.export(Path(tmp) / "model.onnx", format="onnx")
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed = {i.name: (rows[i.name].astype(str).to_numpy(object) if i.name == "merchant"
-                         else rows[i.name].to_numpy(np.float32)) for i in sess.get_inputs()}
-        out["onnx"] = rows_per_s(lambda: sess.run(None, feed), seconds)
+        score = [o.name for o in sess.get_outputs()].index("score")
+        out["onnx_max_abs_diff"] = float(np.abs(sess.run(None, arrays)[score] - want).max())
+        out["onnx"] = rows_per_s(lambda: sess.run(None, arrays), seconds)
     except Exception as e:  # noqa: BLE001 - reported in the table
         out["onnx"] = f"not available ({type(e).__name__}: {str(e)[:120]})"
     return out
@@ -258,7 +265,11 @@ def report(res) -> None:
     print(f"{'in process: decision_function':<34} {'':>9} {'':>8} {'':>8} {'':>8} "
           f"{res['in_process_rows_per_s']:>9,.0f}")
     for fmt, v in res["exported"].items():
+        if fmt.endswith("_max_abs_diff"):
+            continue
         shown = f"{v:>9,.0f}" if isinstance(v, float) else v
+        diff = res["exported"].get(f"{fmt}_max_abs_diff")
+        shown += "" if diff is None else f"  (scores within {diff:.1e} of the library's)"
         print(f"{'in process: exported ' + fmt:<34} {'':>9} {'':>8} {'':>8} {'':>8} {shown}")
     p99 = res["loads"]["1 row, concurrency 8"]["p99_ms"]
     bulk = max(r["requests_per_s"] * BULK for n, r in res["loads"].items()
