@@ -346,3 +346,74 @@ def test_label_of_refuses_unknown_ids():
     assert np.array_equal(idx.label_of([105, 100]), y[[5, 0]])
     with pytest.raises(ValueError, match=r"unknown ids \[7\]"):
         idx.label_of([100, 7])
+
+
+# -- the batch API (range_search, knn): exact answers against a brute force written here ----------
+def _brute(codes, queries, n_bits):
+    """(distances (nq, n), order (nq, n)): every item's distance, and the items by
+    (distance, insertion order), from the bits themselves."""
+    bits = np.unpackbits(codes, axis=1)[:, :n_bits].astype(np.int64)
+    qbits = np.unpackbits(queries, axis=1)[:, :n_bits].astype(np.int64)
+    d = (qbits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    order = np.stack([np.lexsort((np.arange(len(codes)), row)) for row in d])
+    return d, order
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_bits=st.sampled_from([8, 16, 24, 32, 40, 64]), n=st.integers(1, 300),
+       seed=st.integers(0, 2 ** 32 - 1), radius=st.integers(0, 8), k=st.integers(1, 320),
+       dup=st.booleans())
+def test_batch_api_is_exact(n_bits, n, seed, radius, k, dup):
+    rng = np.random.default_rng(seed)
+    width = n_bits // 8
+    codes = rng.integers(0, 256, (n, width), dtype=np.uint8)
+    if dup and n > 2:  # equal codes: ties broken by insertion order
+        codes[n // 2:] = codes[: n - n // 2]
+    ids = rng.permutation(10 * n)[:n] + 7
+    index = HammingIndex(n_bits).add(codes, ids)
+    near = codes[rng.integers(0, n, 6)].copy()
+    near[:, 0] ^= np.uint8(1 << int(rng.integers(0, 8)))  # one bit away from an item
+    queries = np.concatenate([near, rng.integers(0, 256, (4, width), dtype=np.uint8)])
+    d, order = _brute(codes, queries, n_bits)
+    lims, dist, found = index.range_search(queries, radius)
+    assert lims.shape == (len(queries) + 1,) and lims[0] == 0
+    for i in range(len(queries)):
+        want = order[i][d[i][order[i]] <= radius]
+        np.testing.assert_array_equal(found[lims[i]:lims[i + 1]], ids[want])
+        np.testing.assert_array_equal(dist[lims[i]:lims[i + 1]], d[i][want])
+    knn_d, knn_ids = index.knn(queries, k)
+    assert knn_d.shape == knn_ids.shape == (len(queries), k)
+    kk = min(k, n)
+    np.testing.assert_array_equal(knn_ids[:, :kk], ids[order[:, :kk]])
+    np.testing.assert_array_equal(knn_d[:, :kk], np.take_along_axis(d, order[:, :kk], axis=1))
+    assert (knn_ids[:, kk:] == -1).all() and (knn_d[:, kk:] == n_bits + 1).all()
+
+
+def test_batch_api_at_scale_uses_the_tables_and_the_scan():
+    """Both radius paths (multi-index tables, and the scan for radii that reach most items)
+    on 20,000 codes, against the brute force."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (20_000, 8), dtype=np.uint8)
+    index = HammingIndex(64).add(codes)
+    queries = codes[:5].copy()
+    queries[:, 3] ^= np.uint8(0b101)
+    d, order = _brute(codes, queries, 64)
+    for radius in (2, 5, 40):  # tables (sub-radius 0 and 1), then the scan
+        lims, dist, found = index.range_search(queries, radius)
+        for i in range(5):
+            want = order[i][d[i][order[i]] <= radius]
+            np.testing.assert_array_equal(found[lims[i]:lims[i + 1]], want)
+            np.testing.assert_array_equal(dist[lims[i]:lims[i + 1]], d[i][want])
+    assert lims[-1] > 5 * 10_000  # radius 40 reaches most items: the scan answered
+
+
+def test_batch_api_checks_its_arguments():
+    index = HammingIndex(32).add(np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match="radius"):
+        index.range_search(np.zeros((1, 4), np.uint8), 33)
+    with pytest.raises(ValueError, match="`k`"):
+        index.knn(np.zeros((1, 4), np.uint8), 0)
+    with pytest.raises(ValueError, match="shape"):
+        index.knn(np.zeros((1, 3), np.uint8), 2)
+    with pytest.raises(ValueError, match="empty"):
+        HammingIndex(32).knn(np.zeros((1, 4), np.uint8), 2)

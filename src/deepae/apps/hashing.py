@@ -388,6 +388,7 @@ class HammingIndex:
         self._ids = np.zeros(0, np.int64)
         self._sorted = None                    # (sorted keys, their rows), built lazily
         self._multi = None                     # multi-index hashing's tables, built lazily
+        self._tables = None                    # the compiled kernels' tables, built lazily
         self._masks = {}
 
     # -- contents --------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ class HammingIndex:
                              f"the index (remove them first): {np.unique(bad)[:10].tolist()}.")
         self._keys = np.concatenate([self._keys, keys])
         self._ids = np.concatenate([self._ids, ids])
-        self._sorted = self._multi = None
+        self._sorted = self._multi = self._tables = None
         return self
 
     def remove(self, ids) -> int:
@@ -440,7 +441,7 @@ class HammingIndex:
         removed = int((~keep).sum())
         if removed:
             self._keys, self._ids = self._keys[keep], self._ids[keep]
-            self._sorted = self._multi = None
+            self._sorted = self._multi = self._tables = None
         return removed
 
     def _table(self):
@@ -504,9 +505,9 @@ class HammingIndex:
           within ``radius // m`` of the query in at least one substring (pigeonhole), so
           those few probes give every candidate, checked then by its full distance;
         - ``"scan"``: the distance to every item (XOR and popcount);
-        - ``"auto"`` (default): flipping while it takes at most 10,000 probes and fewer than
-          there are items, else multi-index hashing when its probes and expected candidates
-          are few, else the scan.
+        - ``"auto"`` (default): the compiled batch search of `range_search` (multi-index
+          hashing, or the scan where the tables would return most items), every query at
+          once on all cores.
         """
         if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
                 or not 0 <= radius <= self.n_bits:
@@ -517,6 +518,11 @@ class HammingIndex:
             raise ValueError(f"Expected `k` as an int >= 1 or None; received {k!r}.")
         if method not in self.METHODS:
             raise ValueError(f"Expected `method` in {self.METHODS}; received {method!r}.")
+        if method == "auto":  # the compiled batch search (`range_search`)
+            lims, d, ids = self.range_search(query_codes, radius)
+            stop = np.diff(lims) if k is None else np.minimum(np.diff(lims), int(k))
+            return [(ids[lo:lo + n], d[lo:lo + n]) for lo, n in zip(lims[:-1], stop,
+                                                                    strict=True)]
         queries = self._check_query(query_codes)
         plan = self._plan(int(radius), method)
         if plan == "scan":
@@ -574,26 +580,72 @@ class HammingIndex:
             found = found[:k]
         return self._ids[found], d[found]
 
-    def rank(self, query_codes, k: int = 100):
-        """The `k` stored items nearest to each query by Hamming distance, over the whole
-        collection (XOR and popcount on the keys; equal distances in insertion order).
-        Returns one ``(ids, distances)`` pair per query."""
+    # -- the batch API, in FAISS's shape ----------------------------------------------------------
+    def range_search(self, query_codes, radius: int = 2):
+        """Every stored item within Hamming distance `radius` (inclusive) of each query, for
+        all queries at once (compiled, on all cores).
+
+        Returns ``(lims, distances, ids)`` as FAISS's ``range_search`` does: query ``i``'s
+        answer is ``ids[lims[i]:lims[i + 1]]`` at ``distances[lims[i]:lims[i + 1]]``,
+        nearest first, equal distances in insertion order (`search`'s answer). FAISS's own
+        radius is strict (distance < radius): compare it with ``radius + 1``.
+        """
+        from deepae.apps import _hamming_kernels as kernels
+
+        radius = self._check_radius(radius)
+        queries = self._check_query(query_codes)
+        shifts, widths, offsets, orders = self._kernel_tables()
+        m = len(shifts)
+        sub_radius = radius // m
+        masks = [flip_masks(int(w), min(sub_radius, int(w)))[0] for w in widths]
+        # expected candidates for spread-out codes: each probe hits n / 2^width items
+        candidates = sum(mk.size * len(self) / 2.0 ** int(w) for mk, w in zip(masks, widths,
+                                                                               strict=True))
+        if candidates > len(self) / 4:
+            lims, d, rows = kernels.radius_scan(self._keys, queries, radius)
+        else:
+            lims, d, rows = kernels.radius_multi_index(
+                self._keys, queries, radius, shifts, widths, offsets, orders,
+                np.concatenate(masks), np.cumsum([0] + [mk.size for mk in masks]),
+                sub_radius)
+        return lims, d, self._ids[rows]
+
+    def knn(self, query_codes, k: int = 100):
+        """The `k` stored items nearest to each query over the whole collection, for all
+        queries at once (compiled, on all cores): ``(distances, ids)``, each
+        ``(n_queries, k)`` int64, nearest first, equal distances in insertion order (the
+        answer of `rank`). Where fewer than `k` items are stored, the rows end in id -1 at
+        distance ``n_bits + 1``, as FAISS pads with -1."""
+        from deepae.apps import _hamming_kernels as kernels
+
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
         queries = self._check_query(query_codes)
-        k = min(int(k), len(self))
-        out = []
-        for q in queries:
-            d = np.bitwise_count(self._keys ^ q)
-            if k < d.size:
-                # the k-th smallest distance, then every item up to it, in insertion order
-                kth = np.partition(d, k - 1)[k - 1]
-                cand = np.flatnonzero(d <= kth)
-                cand = cand[np.argsort(d[cand], kind="stable")][:k]
-            else:
-                cand = np.argsort(d, kind="stable")
-            out.append((self._ids[cand], d[cand].astype(np.int64)))
-        return out
+        d, rows = kernels.knn(self._keys, queries, int(k), self.n_bits)
+        ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
+        return d, ids
+
+    def _kernel_tables(self):
+        if self._tables is None:
+            from deepae.apps._hamming_kernels import substring_tables
+
+            self._tables = substring_tables(self._keys, self.n_bits)
+        return self._tables
+
+    def _check_radius(self, radius) -> int:
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
+                or not 0 <= radius <= self.n_bits:
+            raise ValueError(f"Expected `radius` as an int from 0 to the code length "
+                             f"{self.n_bits}; received {radius!r}.")
+        return int(radius)
+
+    def rank(self, query_codes, k: int = 100):
+        """The `k` stored items nearest to each query by Hamming distance, over the whole
+        collection (equal distances in insertion order). Returns one ``(ids, distances)``
+        pair per query; `knn` gives the same as two arrays."""
+        d, ids = self.knn(query_codes, k)
+        kk = min(int(k), len(self))
+        return [(ids[i, :kk], d[i, :kk]) for i in range(len(ids))]
 
     def nearest(self, query_codes, k: int = 100, radius: int = 2):
         """The `k` nearest stored items of each query: the hash-table lookup within `radius`
