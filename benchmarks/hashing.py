@@ -1,6 +1,6 @@
 """Semantic hashing: SemanticHasher beside LSH, PCA-sign, PCA-ITQ and float kNN.
 
-    python benchmarks/hashing.py [--parts mnist,fashion_mnist,bbc,speed] [--bits 16,32,64]
+    python benchmarks/hashing.py [--parts mnist,fashion_mnist,bbc,speed,faiss] [--bits 16,32,64]
                                  [--epochs 20] [--json benchmarks/hashing.json] [--merge]
                                  [--smoke]
 
@@ -13,8 +13,10 @@ neighbourhood term (the plain semantic-hashing autoencoder). BBC News (corpus4cl
 TF-IDF, a stratified 80/20 split, every test document a query): precision at 100. speed: 1,000,000 random 32-bit codes,
 radius-2 hash lookup and exhaustive Hamming ranking per query beside float brute-force kNN
 over 1,000,000 32-d float vectors; bytes per item of each; and 1,000,000 random 64-bit
-codes searched at radius 3 by bit flipping, multi-index hashing and a scan. Prints tables,
-writes JSON.
+codes searched at radius 3 by bit flipping, multi-index hashing and a scan. faiss (needs
+faiss-cpu, `make bench-hashing` installs it): the batch API (`range_search`, `knn`) beside
+FAISS's IndexBinaryMultiHash and IndexBinaryFlat in one run, answers checked equal. Prints
+tables, writes JSON.
 """
 
 from __future__ import annotations
@@ -177,6 +179,80 @@ def speed(args):
             "bytes_per_item_float": 32 * 4 + 8}
 
 
+def _timed(fn, reps=3):
+    """Best of `reps` wall times of fn() (seconds) and its last result."""
+    best, out = float("inf"), None
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def _faiss_row(n, n_bits, n_queries, rng, k=100, radius=2, knn=True):
+    """deepae's batch API beside FAISS on `n` random codes, the same queries (database codes
+    with one bit flipped, so that radius searches find something), answers checked equal."""
+    import faiss
+
+    from deepae import HammingIndex
+
+    width = n_bits // 8
+    codes = rng.integers(0, 256, (n, width), dtype=np.uint8)
+    queries = codes[rng.choice(n, n_queries, replace=False)].copy()
+    queries[:, 0] ^= np.uint8(4)
+    index = HammingIndex(n_bits).add(codes)
+    index.range_search(queries[:2], radius), index.knn(queries[:2], 10)  # tables, compile
+    t_ours, (lims, dist, ids) = _timed(lambda: index.range_search(queries, radius))
+    m = n_bits // 16  # FAISS's multi-hash: 16-bit tables, flips to reach the radius
+    multi = faiss.IndexBinaryMultiHash(n_bits, m, 16)
+    multi.nflip = radius // m
+    multi.add(codes)
+    t_faiss, (flims, fdist, fids) = _timed(lambda: multi.range_search(queries, radius + 1))
+    same = bool(np.array_equal(lims, flims) and all(
+        np.array_equal(np.sort(ids[a:b]), np.sort(fids[a:b]))
+        for a, b in zip(lims[:-1], lims[1:], strict=True)))
+    row = {"items": n, "n_bits": n_bits, "queries": n_queries, "found": int(lims[-1]),
+           "radius_ms_per_query": {"deepae": t_ours / n_queries * 1e3,
+                                   "faiss_multihash": t_faiss / n_queries * 1e3},
+           "radius_ratio": t_ours / t_faiss, "radius_answers_equal": same,
+           "bytes_per_item": {"deepae": index.bytes_per_item + 8 * m,
+                              "faiss_multihash": width + 8 + 8 * m}}
+    if knn:
+        flat = faiss.IndexBinaryFlat(n_bits)
+        flat.add(codes)
+        t_ours, (d, _) = _timed(lambda: index.knn(queries, k))
+        t_faiss, (fd, _) = _timed(lambda: flat.search(queries, k))
+        row.update({"knn_ms_per_query": {"deepae": t_ours / n_queries * 1e3,
+                                         "faiss_flat": t_faiss / n_queries * 1e3},
+                    "knn_ratio": t_ours / t_faiss,
+                    "knn_distances_equal": bool(np.array_equal(d, np.sort(fd, axis=1)))})
+    return row
+
+
+def faiss_speed(args):
+    """deepae's HammingIndex beside faiss-cpu in one run: radius-2 search (FAISS's
+    IndexBinaryMultiHash, 16-bit tables) and top-100 (IndexBinaryFlat), 1,000 queries, at 32
+    and 64 bits on 1,000,000 codes, and the radius search on 10,000,000 32-bit codes."""
+    rng = np.random.default_rng(0)
+    n = 100_000 if args.smoke else 1_000_000
+    rows = [_faiss_row(n, b, 1000, rng) for b in (32, 64)]
+    rows.append(_faiss_row(10 * n, 32, 1000, rng, knn=False))
+    print(f"\nHamming search beside faiss-cpu (ms per query, 1,000 queries; ratio < 1: deepae "
+          f"faster); {' '.join(['python benchmarks/hashing.py', '--parts faiss'])}")
+    head = (f"{'items':>10} {'bits':>4}  {'radius2 deepae':>14} {'faiss':>8} {'ratio':>6}  "
+            f"{'top100 deepae':>13} {'faiss':>8} {'ratio':>6}  {'B/item':>6}  same")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        knn = (f"{r['knn_ms_per_query']['deepae']:>13.4f} {r['knn_ms_per_query']['faiss_flat']:>8.4f}"
+               f" {r['knn_ratio']:>6.2f}" if "knn_ratio" in r else f"{'':>13} {'':>8} {'':>6}")
+        same = r["radius_answers_equal"] and r.get("knn_distances_equal", True)
+        print(f"{r['items']:>10,} {r['n_bits']:>4}  {r['radius_ms_per_query']['deepae']:>14.4f} "
+              f"{r['radius_ms_per_query']['faiss_multihash']:>8.4f} {r['radius_ratio']:>6.2f}  "
+              f"{knn}  {r['bytes_per_item']['deepae']:>6}  {same}")
+    return {"rows": rows}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="mnist,fashion_mnist,bbc,speed")
@@ -195,8 +271,8 @@ def main(argv=None):
                         *(sys.argv[1:] if argv is None else argv)])
     out["command"] = f"{out['command']} && {command}" if "command" in out else command
     for part in args.parts.split(","):
-        out[part] = speed(args) if part == "speed" else bbc(bits, args) if part == "bbc" \
-            else image_set(part, bits, args)
+        out[part] = speed(args) if part == "speed" else faiss_speed(args) if part == "faiss" \
+            else bbc(bits, args) if part == "bbc" else image_set(part, bits, args)
         Path(args.json).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "command"}, indent=1))
     return 0
