@@ -123,8 +123,11 @@ def test_bad_input():
         index.search(codes, radius=33)
     with pytest.raises(TypeError, match="packed bits, a uint8 array"):
         index.search(codes.astype(np.int64))
-    with pytest.raises(ValueError, match="`n_bits` as an int from 1 to 64"):
-        HammingIndex(65)
+    with pytest.raises(ValueError, match="`n_bits` as an int from 1 to 256"):
+        HammingIndex(257)
+    with pytest.raises(ValueError, match="at most 64 bits; this index holds 128-bit codes"):
+        HammingIndex(128).add(np.zeros((2, 16), np.uint8)).search(
+            np.zeros((1, 16), np.uint8), method="scan")
 
 
 # -- SemanticHasher ----------------------------------------------------------------------------
@@ -187,8 +190,8 @@ def test_hasher_bad_input():
 
     X, _ = clusters(50)
     with pytest.raises(ValueError, match="'n_bits' parameter of SemanticHasher must be an int "
-                                         "in the range \\[1, 64\\]"):
-        SemanticHasher(n_bits=65).fit(X)
+                                         "in the range \\[1, 256\\]"):
+        SemanticHasher(n_bits=257).fit(X)
     with pytest.raises(ValueError, match="'n_neighbors' parameter of SemanticHasher must be an "
                                          "int in the range \\[0, inf\\). Got -1"):
         SemanticHasher(n_neighbors=-1).fit(X)
@@ -360,7 +363,7 @@ def _brute(codes, queries, n_bits):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_bits=st.sampled_from([8, 16, 24, 32, 40, 64]), n=st.integers(1, 300),
+@given(n_bits=st.sampled_from([8, 16, 24, 32, 40, 64, 72, 128, 200, 256]), n=st.integers(1, 300),
        seed=st.integers(0, 2 ** 32 - 1), radius=st.integers(0, 8), k=st.integers(1, 320),
        dup=st.booleans())
 def test_batch_api_is_exact(n_bits, n, seed, radius, k, dup):
@@ -417,3 +420,33 @@ def test_batch_api_checks_its_arguments():
         index.knn(np.zeros((1, 3), np.uint8), 2)
     with pytest.raises(ValueError, match="empty"):
         HammingIndex(32).knn(np.zeros((1, 4), np.uint8), 2)
+
+
+@pytest.mark.parametrize("n_bits", [72, 128, 256])
+def test_long_codes_round_trip_and_search(tmp_path, n_bits):
+    """Codes longer than one 64-bit word: packed bits back unchanged (padding dropped), saved
+    and loaded, and the index's answers at 32-bit-style radii."""
+    rng = np.random.default_rng(n_bits)
+    width = n_bits // 8
+    codes = rng.integers(0, 256, (500, width), dtype=np.uint8)
+    index = HammingIndex(n_bits).add(codes)
+    np.testing.assert_array_equal(index.codes, codes)
+    back = HammingIndex.load(index.save(tmp_path / "index.deepae"))
+    np.testing.assert_array_equal(back.codes, codes)
+    q = codes[:3].copy()
+    q[:, -1] ^= np.uint8(1)  # one bit away, in the last word
+    (ids, d), = back.search(q[:1], radius=1)
+    assert ids[0] == 0 and d[0] == 1
+    knn_d, knn_ids = back.knn(q, 1)
+    np.testing.assert_array_equal(knn_ids[:, 0], [0, 1, 2])
+    assert back.bytes_per_item == 2 * (8 * -(-n_bits // 64) + 8)
+
+
+def test_semantic_index_with_128_bit_codes():
+    from deepae import SemanticIndex
+
+    X, y = clusters(200)
+    index = SemanticIndex.build(X, labels=y, n_bits=128, hidden_units=(32,), epochs=2,
+                                random_state=0)
+    (ids, d), = index.nearest(X[:1], k=5)
+    assert len(ids) == 5 and d[0] == 0 and np.all(np.diff(d) >= 0)

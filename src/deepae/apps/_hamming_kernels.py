@@ -1,8 +1,9 @@
 """Compiled Hamming-distance kernels of `HammingIndex` (numba; all queries in parallel).
 
-Codes are keys: one uint64 per item, the code's bits as a big-endian integer (at most 64
-bits). Every kernel is exact and orders an answer by distance, then by insertion order
-(the row in `keys`), as the index's other methods do.
+Codes are keys: a row of W uint64 words per item ((n, W), W = ceil(n_bits / 64)), each word
+the bits of its 64-bit slice of the code as a big-endian integer (the last word holds the
+remaining bits in its low end). Every kernel is exact and orders an answer by distance, then
+by insertion order (the row in `keys`), as the index's other methods do.
 
 - `knn`: the `k` nearest of every query by one pass over the keys per query: a bucket per
   distance holds the best `k` seen so far, and an item enters only when it is nearer than the
@@ -18,23 +19,63 @@ bits). Every kernel is exact and orders an answer by distance, then by insertion
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 __all__ = ["knn", "radius_multi_index", "radius_scan", "substring_tables"]
 
 
+@intrinsic
+def _ctpop(typingctx, x):
+    """LLVM's population count: one POPCNT instruction where the CPU has it."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
 @njit(inline="always", cache=True)
 def _popcount(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+    return np.int64(_ctpop(x))
+
+
+@njit(inline="always", cache=True)
+def _distance(keys, j, q):
+    v = _popcount(keys[j, 0] ^ q[0])
+    for w in range(1, q.size):
+        v += _popcount(keys[j, w] ^ q[w])
+    return v
+
+
+@njit(inline="always", cache=True)
+def _offer(v, j, kk, buckets, cnt, total, worst):
+    """Item `j` at distance `v` offered to the best `kk` kept in `buckets` (one per distance,
+    rows in insertion order); returns the new (total, worst)."""
+    if total < kk:
+        buckets[v, cnt[v]] = j
+        cnt[v] += 1
+        return total + 1, max(worst, v)
+    if v < worst:  # nearer than the worst kept: it enters, the latest of the worst leaves
+        buckets[v, cnt[v]] = j
+        cnt[v] += 1
+        cnt[worst] -= 1
+        while cnt[worst] == 0:
+            worst -= 1
+    return total, worst
+
+
+@njit(inline="always", cache=True)
+def _emit(qi, buckets, cnt, n_bits, out_d, out_i):
+    p = 0
+    for v in range(n_bits + 1):
+        for c in range(cnt[v]):
+            out_d[qi, p] = v
+            out_i[qi, p] = buckets[v, c]
+            p += 1
 
 
 @njit(parallel=True, cache=True)
-def knn(keys, queries, k, n_bits):
-    """(distances, rows), each (n_queries, k) int64: the `k` nearest rows of each query;
-    where there are fewer than `k` rows, row -1 at distance ``n_bits + 1``."""
+def _knn_one_word(keys, queries, k, n_bits):
     nq, n = queries.size, keys.size
     kk = min(k, n)
     out_d = np.full((nq, k), n_bits + 1, np.int64)
@@ -43,29 +84,39 @@ def knn(keys, queries, k, n_bits):
         q = queries[qi]
         buckets = np.empty((n_bits + 1, max(kk, 1)), np.int64)
         cnt = np.zeros(n_bits + 1, np.int64)
-        total = 0
-        worst = -1
+        total, worst = 0, -1
+        # one loop (a loop for the first kk items and one for the rest measured 40% slower)
         for j in range(n):
-            v = _popcount(keys[j] ^ q)
-            if total < kk:
-                buckets[v, cnt[v]] = j
-                cnt[v] += 1
-                total += 1
-                if v > worst:
-                    worst = v
-            elif v < worst:  # nearer than the worst kept: it enters, the latest worst leaves
-                buckets[v, cnt[v]] = j
-                cnt[v] += 1
-                cnt[worst] -= 1
-                while cnt[worst] == 0:
-                    worst -= 1
-        p = 0
-        for v in range(n_bits + 1):
-            for c in range(cnt[v]):
-                out_d[qi, p] = v
-                out_i[qi, p] = buckets[v, c]
-                p += 1
+            total, worst = _offer(_popcount(keys[j] ^ q), j, kk, buckets, cnt, total, worst)
+        _emit(qi, buckets, cnt, n_bits, out_d, out_i)
     return out_d, out_i
+
+
+@njit(parallel=True, cache=True)
+def _knn_words(keys, queries, k, n_bits):
+    nq, n = queries.shape[0], keys.shape[0]
+    kk = min(k, n)
+    out_d = np.full((nq, k), n_bits + 1, np.int64)
+    out_i = np.full((nq, k), -1, np.int64)
+    for qi in prange(nq):
+        q = queries[qi]
+        buckets = np.empty((n_bits + 1, max(kk, 1)), np.int64)
+        cnt = np.zeros(n_bits + 1, np.int64)
+        total, worst = 0, -1
+        for j in range(n):
+            total, worst = _offer(_distance(keys, j, q), j, kk, buckets, cnt, total, worst)
+        _emit(qi, buckets, cnt, n_bits, out_d, out_i)
+    return out_d, out_i
+
+
+def knn(keys, queries, k, n_bits):
+    """(distances, rows), each (n_queries, k) int64: the `k` nearest rows of each query;
+    where there are fewer than `k` rows, row -1 at distance ``n_bits + 1``. One pass over
+    the keys per query (a kernel of its own for one-word codes, the common case)."""
+    if keys.shape[1] == 1:
+        return _knn_one_word(np.ascontiguousarray(keys[:, 0]),
+                             np.ascontiguousarray(queries[:, 0]), k, n_bits)
+    return _knn_words(keys, queries, k, n_bits)
 
 
 @njit(cache=True)
@@ -83,25 +134,25 @@ def _sort_segment(d, rows, lo, hi):
 
 
 @njit(cache=True)
-def _multi_index_one(keys, q, radius, shifts, widths, offsets, orders, masks, mask_lims,
-                     sub_radius, out_d, out_rows, start, fill):
+def _multi_index_one(keys, q, radius, words, shifts, widths, offsets, orders, masks,
+                     mask_lims, sub_radius, out_d, out_rows, start, fill):
     """The rows within `radius` of `q` (each once); written at `start` when `fill`, counted
     either way."""
     m = shifts.size
     found = 0
     for s in range(m):
-        sub = (q >> np.uint64(shifts[s])) & np.uint64((1 << widths[s]) - 1)
+        sub = (q[words[s]] >> np.uint64(shifts[s])) & np.uint64((1 << widths[s]) - 1)
         for pi in range(mask_lims[s], mask_lims[s + 1]):
             key = sub ^ masks[pi]
             for p in range(offsets[s, key], offsets[s, key + 1]):
                 j = orders[s, p]
-                x = keys[j] ^ q
-                v = _popcount(x)
+                v = _distance(keys, j, q)
                 if v > radius:
                     continue
                 first = True  # counted in the first table whose probes reach it
                 for t in range(s):
-                    part = (x >> np.uint64(shifts[t])) & np.uint64((1 << widths[t]) - 1)
+                    part = ((keys[j, words[t]] ^ q[words[t]]) >> np.uint64(shifts[t])) \
+                        & np.uint64((1 << widths[t]) - 1)
                     if _popcount(part) <= sub_radius:
                         first = False
                         break
@@ -114,25 +165,25 @@ def _multi_index_one(keys, q, radius, shifts, widths, offsets, orders, masks, ma
 
 
 @njit(parallel=True, cache=True)
-def radius_multi_index(keys, queries, radius, shifts, widths, offsets, orders, masks,
+def radius_multi_index(keys, queries, radius, words, shifts, widths, offsets, orders, masks,
                        mask_lims, sub_radius):
     """(lims, distances, rows) of every query's rows within `radius`, by multi-index
     hashing over `substring_tables`; ``masks[mask_lims[s]:mask_lims[s + 1]]`` are the probes
     of table `s` (every pattern of at most `sub_radius` bits in its width)."""
-    nq = queries.size
+    nq = queries.shape[0]
     counts = np.zeros(nq, np.int64)
     empty_d = np.zeros(0, np.int64)
     for qi in prange(nq):
-        counts[qi] = _multi_index_one(keys, queries[qi], radius, shifts, widths, offsets,
-                                      orders, masks, mask_lims, sub_radius, empty_d, empty_d,
-                                      0, False)
+        counts[qi] = _multi_index_one(keys, queries[qi], radius, words, shifts, widths,
+                                      offsets, orders, masks, mask_lims, sub_radius, empty_d,
+                                      empty_d, 0, False)
     lims = np.zeros(nq + 1, np.int64)
     lims[1:] = np.cumsum(counts)
     out_d = np.empty(lims[-1], np.int64)
     out_rows = np.empty(lims[-1], np.int64)
     for qi in prange(nq):
-        _multi_index_one(keys, queries[qi], radius, shifts, widths, offsets, orders, masks,
-                         mask_lims, sub_radius, out_d, out_rows, lims[qi], True)
+        _multi_index_one(keys, queries[qi], radius, words, shifts, widths, offsets, orders,
+                         masks, mask_lims, sub_radius, out_d, out_rows, lims[qi], True)
         _sort_segment(out_d, out_rows, lims[qi], lims[qi + 1])
     return lims, out_d, out_rows
 
@@ -140,12 +191,12 @@ def radius_multi_index(keys, queries, radius, shifts, widths, offsets, orders, m
 @njit(parallel=True, cache=True)
 def radius_scan(keys, queries, radius):
     """(lims, distances, rows) of every query's rows within `radius`, by a full scan."""
-    nq, n = queries.size, keys.size
+    nq, n = queries.shape[0], keys.shape[0]
     counts = np.zeros(nq, np.int64)
     for qi in prange(nq):
         q, c = queries[qi], 0
         for j in range(n):
-            if _popcount(keys[j] ^ q) <= radius:
+            if _distance(keys, j, q) <= radius:
                 c += 1
         counts[qi] = c
     lims = np.zeros(nq + 1, np.int64)
@@ -155,7 +206,7 @@ def radius_scan(keys, queries, radius):
     for qi in prange(nq):
         q, p = queries[qi], lims[qi]
         for j in range(n):
-            v = _popcount(keys[j] ^ q)
+            v = _distance(keys, j, q)
             if v <= radius:
                 out_d[p] = v
                 out_rows[p] = j
@@ -165,19 +216,27 @@ def radius_scan(keys, queries, radius):
 
 
 def substring_tables(keys: np.ndarray, n_bits: int):
-    """Multi-index hashing's tables: the code cut into m = ceil(n_bits / 16) substrings of
-    at most 16 bits; for each, the rows sorted by substring (`orders`, (m, n) int64) and the
-    offsets of each substring value in that order (`offsets`, (m, 2 ** 16 + 1)): the rows
-    whose substring is ``v`` are ``orders[s, offsets[s, v]:offsets[s, v + 1]]``."""
-    m = -(-n_bits // 16)
-    bounds = np.linspace(0, n_bits, m + 1).round().astype(int)
-    shifts = np.asarray([n_bits - hi for hi in bounds[1:]], np.int64)
-    widths = np.asarray(np.diff(bounds), np.int64)
+    """Multi-index hashing's tables: each 64-bit word of the code cut into substrings of at
+    most 16 bits; for substring `s` its word (`words`), where it sits in it (`shifts`,
+    `widths`), the rows sorted by its value (`orders`, (m, n) int64) and the offsets of each
+    value in that order (`offsets`, (m, 2 ** 16 + 1)): the rows whose substring is ``v`` are
+    ``orders[s, offsets[s, v]:offsets[s, v + 1]]``."""
+    words, shifts, widths = [], [], []
+    for w in range(keys.shape[1]):
+        bits = min(64, n_bits - 64 * w)  # the word's value sits in its low `bits` bits
+        m = -(-bits // 16)
+        bounds = np.linspace(0, bits, m + 1).round().astype(int)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            words.append(w)
+            shifts.append(bits - hi)
+            widths.append(hi - lo)
+    m = len(words)
     offsets = np.zeros((m, 2 ** 16 + 1), np.int64)
-    orders = np.empty((m, keys.size), np.int64)
+    orders = np.empty((m, keys.shape[0]), np.int64)
     for s in range(m):
-        sub = ((keys >> np.uint64(shifts[s])) & np.uint64((1 << int(widths[s])) - 1)).astype(
-            np.int64)
+        sub = ((keys[:, words[s]] >> np.uint64(shifts[s]))
+               & np.uint64((1 << widths[s]) - 1)).astype(np.int64)
         orders[s] = np.argsort(sub, kind="stable")
         offsets[s, 1:] = np.cumsum(np.bincount(sub, minlength=2 ** 16))
-    return shifts, widths, offsets, orders
+    return (np.asarray(words, np.int64), np.asarray(shifts, np.int64),
+            np.asarray(widths, np.int64), offsets, orders)

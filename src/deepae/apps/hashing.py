@@ -48,12 +48,17 @@ from deepae.training import RUN_PARAMS_DOC, CheckpointedRun, NaNGuard, data_fing
 __all__ = ["SemanticHasher", "HammingIndex", "SemanticIndex", "knn_graph", "neighbourhood_targets",
            "pack_keys", "flip_masks"]
 
-MAX_BITS = 64
+MAX_BITS = 256
+# up to this length a code is one uint64 key, and every search method applies; longer codes
+# are rows of words, searched by the compiled batch kernels
+WORD_BITS = 64
 
 
 def pack_keys(codes, n_bits: int, name: str = "codes") -> np.ndarray:
-    """Packed codes (n, ceil(n_bits / 8)) uint8 -> (n,) uint64 keys (the code's bits as one
-    big-endian integer)."""
+    """Packed codes (n, ceil(n_bits / 8)) uint8 -> keys: (n,) uint64 (the code's bits as one
+    big-endian integer) for codes of at most 64 bits; (n, W) uint64 for longer ones, W =
+    ceil(n_bits / 64) words of 64 bits each, the last holding the remaining bits in its low
+    end."""
     width = -(-n_bits // 8)
     arr = np.asarray(codes)
     if arr.ndim == 1 and arr.size == width:
@@ -64,10 +69,16 @@ def pack_keys(codes, n_bits: int, name: str = "codes") -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != width:
         raise ValueError(f"Expected `{name}` of shape (n, {width}) for {n_bits}-bit codes; "
                          f"received {arr.shape}.")
-    padded = np.zeros((arr.shape[0], 8), np.uint8)
-    padded[:, 8 - width:] = arr
-    keys = padded.view(">u8").ravel().astype(np.uint64)
-    return keys >> np.uint64(8 * width - n_bits)  # drop packbits' zero padding
+    n_words = -(-n_bits // WORD_BITS)
+    padded = np.zeros((arr.shape[0], 8 * n_words), np.uint8)
+    if n_words == 1:
+        padded[:, 8 - width:] = arr
+        keys = padded.view(">u8").ravel().astype(np.uint64)
+        return keys >> np.uint64(8 * width - n_bits)  # drop packbits' zero padding
+    padded[:, :width] = arr
+    keys = padded.view(">u8").astype(np.uint64)  # (n, W)
+    keys[:, -1] >>= np.uint64(WORD_BITS * n_words - n_bits)  # the last word's bits, low
+    return np.ascontiguousarray(keys)
 
 
 def flip_masks(n_bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -369,7 +380,9 @@ class HammingIndex:
     Parameters
     ----------
     n_bits : int
-        Code length, 1 to 64.
+        Code length, 1 to 256. Codes of more than 64 bits are searched by the compiled
+        batch kernels (`range_search`, `knn`, and `search`, `rank`, `nearest` on them);
+        `search`'s explicit methods take codes of at most 64 bits.
 
     Examples
     --------
@@ -384,7 +397,8 @@ class HammingIndex:
             raise ValueError(f"Expected `n_bits` as an int from 1 to {MAX_BITS}; received "
                              f"{n_bits!r}.")
         self.n_bits = int(n_bits)
-        self._keys = np.zeros(0, np.uint64)   # keys in insertion order
+        n_words = -(-self.n_bits // WORD_BITS)  # keys in insertion order (`pack_keys`)
+        self._keys = np.zeros(0 if n_words == 1 else (0, n_words), np.uint64)
         self._ids = np.zeros(0, np.int64)
         self._sorted = None                    # (sorted keys, their rows), built lazily
         self._multi = None                     # multi-index hashing's tables, built lazily
@@ -408,7 +422,7 @@ class HammingIndex:
     @property
     def bytes_per_item(self) -> float:
         """Memory of the table per item: its key and id, and the sorted copy of both."""
-        return 2 * (self._keys.itemsize + self._ids.itemsize)
+        return 2 * (self._keys.itemsize * -(-self.n_bits // WORD_BITS) + self._ids.itemsize)
 
     def add(self, codes, ids=None) -> HammingIndex:
         """Store packed `codes` (n, ceil(n_bits / 8)) uint8 under `ids` (n,) integers
@@ -416,10 +430,10 @@ class HammingIndex:
         keys = pack_keys(codes, self.n_bits)
         if ids is None:
             start = int(self._ids.max()) + 1 if self._ids.size else 0
-            ids = np.arange(start, start + keys.size)
+            ids = np.arange(start, start + len(keys))
         ids = np.asarray(ids)
-        if ids.ndim != 1 or ids.size != keys.size:
-            raise ValueError(f"Expected one id per code: {keys.size} ids; received ids of shape "
+        if ids.ndim != 1 or ids.size != len(keys):
+            raise ValueError(f"Expected one id per code: {len(keys)} ids; received ids of shape "
                              f"{ids.shape}.")
         if ids.size and ids.dtype.kind not in "iu":
             raise TypeError(f"Expected integer `ids`; received dtype {ids.dtype}.")
@@ -518,6 +532,9 @@ class HammingIndex:
             raise ValueError(f"Expected `k` as an int >= 1 or None; received {k!r}.")
         if method not in self.METHODS:
             raise ValueError(f"Expected `method` in {self.METHODS}; received {method!r}.")
+        if method != "auto" and self.n_bits > WORD_BITS:
+            raise ValueError(f"`method={method!r}` searches codes of at most {WORD_BITS} bits; "
+                             f"this index holds {self.n_bits}-bit codes: use method='auto'.")
         if method == "auto":  # the compiled batch search (`range_search`)
             lims, d, ids = self.range_search(query_codes, radius)
             stop = np.diff(lims) if k is None else np.minimum(np.diff(lims), int(k))
@@ -593,8 +610,9 @@ class HammingIndex:
         from deepae.apps import _hamming_kernels as kernels
 
         radius = self._check_radius(radius)
-        queries = self._check_query(query_codes)
-        shifts, widths, offsets, orders = self._kernel_tables()
+        queries = self._rows(self._check_query(query_codes))
+        keys = self._rows(self._keys)
+        words, shifts, widths, offsets, orders = self._kernel_tables()
         m = len(shifts)
         sub_radius = radius // m
         masks = [flip_masks(int(w), min(sub_radius, int(w)))[0] for w in widths]
@@ -602,10 +620,10 @@ class HammingIndex:
         candidates = sum(mk.size * len(self) / 2.0 ** int(w) for mk, w in zip(masks, widths,
                                                                                strict=True))
         if candidates > len(self) / 4:
-            lims, d, rows = kernels.radius_scan(self._keys, queries, radius)
+            lims, d, rows = kernels.radius_scan(keys, queries, radius)
         else:
             lims, d, rows = kernels.radius_multi_index(
-                self._keys, queries, radius, shifts, widths, offsets, orders,
+                keys, queries, radius, words, shifts, widths, offsets, orders,
                 np.concatenate(masks), np.cumsum([0] + [mk.size for mk in masks]),
                 sub_radius)
         return lims, d, self._ids[rows]
@@ -620,8 +638,8 @@ class HammingIndex:
 
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
-        queries = self._check_query(query_codes)
-        d, rows = kernels.knn(self._keys, queries, int(k), self.n_bits)
+        queries = self._rows(self._check_query(query_codes))
+        d, rows = kernels.knn(self._rows(self._keys), queries, int(k), self.n_bits)
         ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
         return d, ids
 
@@ -629,8 +647,13 @@ class HammingIndex:
         if self._tables is None:
             from deepae.apps._hamming_kernels import substring_tables
 
-            self._tables = substring_tables(self._keys, self.n_bits)
+            self._tables = substring_tables(self._rows(self._keys), self.n_bits)
         return self._tables
+
+    @staticmethod
+    def _rows(keys):
+        """Keys as the kernels take them: (n, W) uint64, C-contiguous (a view for W = 1)."""
+        return np.ascontiguousarray(keys.reshape(len(keys), -1))
 
     def _check_radius(self, radius) -> int:
         if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
@@ -666,6 +689,10 @@ class HammingIndex:
     def _packed_codes(self) -> np.ndarray:
         """The stored codes as packed bits (n, ceil(n_bits / 8)) uint8, in insertion order."""
         width = -(-self.n_bits // 8)
+        if self._keys.ndim == 2:  # words: the last one's bits back to its high end
+            words = self._keys.copy()
+            words[:, -1] <<= np.uint64(WORD_BITS * words.shape[1] - self.n_bits)
+            return words.astype(">u8").view(np.uint8).reshape(len(words), -1)[:, :width]
         codes = (self._keys << np.uint64(8 * width - self.n_bits)).astype(">u8")
         return codes.view(np.uint8).reshape(-1, 8)[:, 8 - width:]
 
