@@ -450,3 +450,39 @@ def test_semantic_index_with_128_bit_codes():
                                 random_state=0)
     (ids, d), = index.nearest(X[:1], k=5)
     assert len(ids) == 5 and d[0] == 0 and np.all(np.diff(d) >= 0)
+
+
+# -- the approximate neighbour graph ---------------------------------------------------------------
+def test_approximate_graph_finds_the_exact_neighbours():
+    from deepae.apps.hashing import knn_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 16)).astype(np.float32)
+    X[100:110] = X[:10]  # duplicates: a row's own position is not always first
+    exact = knn_graph(X, 10, method="exact")
+    approx = knn_graph(X, 10, method="approximate", random_state=0)
+    assert approx.shape == exact.shape == (3000, 10)
+    assert not (approx == np.arange(3000)[:, None]).any()  # never its own neighbour
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, exact, strict=True)])
+    assert recall >= 0.9
+    with pytest.raises(ValueError, match="`method`"):
+        knn_graph(X, 10, method="hnsw")
+
+
+def test_auto_graph_is_approximate_above_the_threshold(monkeypatch):
+    from deepae.apps import hashing
+
+    calls = []
+    real = hashing._approximate_graph
+    monkeypatch.setattr(hashing, "_approximate_graph",
+                        lambda X, k, seed: calls.append(len(X)) or real(X, k, seed))
+    monkeypatch.setattr(hashing, "APPROXIMATE_GRAPH_ITEMS", 500)
+    X = np.random.default_rng(1).normal(size=(400, 8)).astype(np.float32)
+    hashing.knn_graph(X, 5, method="auto")
+    assert calls == []
+    hashing.knn_graph(np.concatenate([X, X + 1]), 5, method="auto")
+    assert calls == [800]
+    X2, _ = clusters(600)
+    h = hashing.SemanticHasher(n_bits=8, hidden_units=(16,), epochs=1, graph="approximate",
+                               random_state=0).fit(X2)
+    assert calls[-1] == 600 and h.transform(X2).shape == (600, 1)

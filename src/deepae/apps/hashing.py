@@ -94,18 +94,40 @@ def flip_masks(n_bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(masks), np.concatenate(weights)
 
 
-def knn_graph(X, n_neighbors: int, *, block_bytes: int = 2 ** 28) -> np.ndarray:
-    """Positions of each row's `n_neighbors` nearest other rows (Euclidean, exact), an
-    (n, min(n_neighbors, n - 1)) int64 array. Blocks of rows against all rows, one matrix
-    product each: O(n^2 d) work, at most `block_bytes` of distances at a time."""
-    import keras
+# above this many items "auto" builds the neighbour graph approximately (NN-descent): the
+# exact graph's O(n^2) distances took 31 s for 60,000 items here, hours for a million
+APPROXIMATE_GRAPH_ITEMS = 100_000
+GRAPHS = ("auto", "exact", "approximate")
 
+
+def knn_graph(X, n_neighbors: int, *, method: str = "exact", random_state=None,
+              block_bytes: int = 2 ** 28) -> np.ndarray:
+    """Positions of each row's `n_neighbors` nearest other rows (Euclidean), an
+    (n, min(n_neighbors, n - 1)) int64 array.
+
+    ``method="exact"``: blocks of rows against all rows, one matrix product each: O(n^2 d)
+    work, at most `block_bytes` of distances at a time. ``"approximate"``: NN-descent
+    (pynndescent; Dong, Charikar & Li 2011), about O(n^1.14) work: 60,000 MNIST items in
+    32 dimensions in under a second once compiled, recall@10 0.986 against the exact graph.
+    ``"auto"``: approximate above `APPROXIMATE_GRAPH_ITEMS` items.
+    """
+    if method not in GRAPHS:
+        raise ValueError(f"Expected `method` in {GRAPHS}; received {method!r}.")
     X = np.asarray(X, np.float32)
     n = len(X)
     k = min(int(n_neighbors), n - 1)
-    out = np.empty((n, max(k, 0)), np.int64)
     if k < 1:
-        return out
+        return np.empty((n, max(k, 0)), np.int64)
+    if method == "approximate" or (method == "auto" and n > APPROXIMATE_GRAPH_ITEMS):
+        return _approximate_graph(X, k, random_state)
+    return _exact_graph(X, k, block_bytes)
+
+
+def _exact_graph(X, k, block_bytes):
+    import keras
+
+    n = len(X)
+    out = np.empty((n, k), np.int64)
     sq = np.einsum("ij,ij->i", X, X)
     step = max(1, min(n, block_bytes // (4 * n)))
     for i in range(0, n, step):
@@ -115,8 +137,22 @@ def knn_graph(X, n_neighbors: int, *, block_bytes: int = 2 ** 28) -> np.ndarray:
     return out
 
 
+def _approximate_graph(X, k, random_state):
+    from pynndescent import NNDescent
+
+    seed = None if random_state is None else int(random_state)
+    graph, _ = NNDescent(X, n_neighbors=k + 1, random_state=seed, low_memory=True,
+                         n_jobs=-1, compressed=True).neighbor_graph
+    graph = np.asarray(graph, np.int64)
+    # each row's own position out (it is not always first: duplicates tie at distance 0);
+    # where it is missing, the last neighbour goes
+    own = graph == np.arange(len(X))[:, None]
+    order = np.argsort(own, axis=1, kind="stable")
+    return np.take_along_axis(graph, order, axis=1)[:, :k]
+
+
 def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps: int = 10,
-                          random_state=None) -> np.ndarray:
+                          random_state=None, graph: str = "auto") -> np.ndarray:
     """Target bits (n, n_bits) in {0, 1} that follow the data's neighbourhood graph.
 
     The rows are projected on their top principal components (at most 128), smoothed over
@@ -125,7 +161,7 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
     Z) / 2``, `smoothing_steps` times, so that an item moves towards the region it lies in;
     then binarised by PCA-ITQ: bits that agree along the graph, balanced and decorrelated.
     Where there are fewer components than bits, random hyperplanes through the mean
-    binarise instead.
+    binarise instead. `graph` is `knn_graph`'s method.
     """
     from sklearn.decomposition import PCA
 
@@ -136,10 +172,11 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
     dims = min(128, d, n)
     Z = PCA(dims, random_state=random_state).fit_transform(X).astype(np.float32) \
         if dims < d else X - X.mean(axis=0)
-    graph = knn_graph(Z[:, :max(int(n_bits), 8)], n_neighbors)  # PCA-ITQ's own subspace
-    if graph.shape[1]:
+    neighbours = knn_graph(Z[:, :max(int(n_bits), 8)], n_neighbors, method=graph,
+                           random_state=random_state)  # in PCA-ITQ's own subspace
+    if neighbours.shape[1]:
         for _ in range(int(smoothing_steps)):
-            Z = 0.5 * Z + 0.5 * Z[graph].mean(axis=1)
+            Z = 0.5 * Z + 0.5 * Z[neighbours].mean(axis=1)
     itq = dims >= n_bits and n > n_bits
     hasher = PCAHasher(n_bits, itq=True, random_state=random_state) if itq else \
         LSHHasher(n_bits, random_state=random_state)
@@ -166,18 +203,22 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
     graph and binarises them by PCA-ITQ, and the code layer's logits are fitted to those
     bits (binary cross-entropy, weight `similarity_weight`) while the decoder reconstructs
     the input from the code. Items of one region of the data then share codes, which is what
-    retrieval asks of them; the encoder hashes new items without any graph. The graph is
-    exact: O(n^2) distances, about 40 s for 60,000 items on two cores. ``n_neighbors=0``
-    trains the plain semantic-hashing autoencoder.
+    retrieval asks of them; the encoder hashes new items without any graph. The exact graph
+    costs O(n^2) distances (about 40 s for 60,000 items on two cores); above 100,000 items
+    it is built approximately (`graph`). ``n_neighbors=0`` trains the plain semantic-hashing
+    autoencoder.
 
     Parameters
     ----------
     n_bits : int, default=32
-        Code length, 1 to 64.
+        Code length, 1 to 256.
     hidden_units : tuple of int, default=(512, 256)
         Encoder layers, widest first; the decoder mirrors them.
     n_neighbors : int, default=10
         Neighbours per item in the graph; 0 turns the neighbourhood term off.
+    graph : {"auto", "exact", "approximate"}, default="auto"
+        How the neighbour graph is built (`knn_graph`): exactly, or by NN-descent; "auto":
+        approximately above 100,000 items.
     smoothing_steps : int, default=20
         Smoothing passes over the graph.
     similarity_weight : float, default=1.0
@@ -208,7 +249,7 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
 
     _fitted_attr = "model_"
 
-    def __init__(self, n_bits=32, *, hidden_units=(512, 256), n_neighbors=10,
+    def __init__(self, n_bits=32, *, hidden_units=(512, 256), n_neighbors=10, graph="auto",
                  smoothing_steps=20, similarity_weight=1.0, noise_stddev=3.0, balance=0.1,
                  decorrelation=0.1, epochs=20, batch_size=256, learning_rate=1e-3,
                  preprocessing="auto", callbacks=None, checkpoint_dir=None, resume=False,
@@ -219,6 +260,7 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
         self.n_bits = n_bits
         self.hidden_units = hidden_units
         self.n_neighbors = n_neighbors
+        self.graph = graph
         self.smoothing_steps = smoothing_steps
         self.similarity_weight = similarity_weight
         self.noise_stddev = noise_stddev
@@ -235,6 +277,7 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
     _parameter_constraints = {
         "n_bits": [Interval(numbers.Integral, 1, MAX_BITS)], "hidden_units": [UNITS],
         "n_neighbors": [Interval(numbers.Integral, 0, None)],
+        "graph": [Options(str, set(GRAPHS))],
         "smoothing_steps": [Interval(numbers.Integral, 0, None)],
         "similarity_weight": [Interval(numbers.Real, 0, None)],
         "noise_stddev": [Interval(numbers.Real, 0, None)],
@@ -273,7 +316,8 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
             optimizer = keras.optimizers.Adam(float(self.learning_rate))
         if guided:
             targets = neighbourhood_targets(Xs, int(self.n_bits), int(self.n_neighbors),
-                                            int(self.smoothing_steps), self.random_state)
+                                            int(self.smoothing_steps), self.random_state,
+                                            graph=self.graph)
             losses = ["mse", keras.losses.BinaryCrossentropy(from_logits=True)]
             weights, y = [1.0, float(self.similarity_weight)], [Xs, targets]
         else:
