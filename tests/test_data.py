@@ -354,3 +354,36 @@ def test_unreadable_image_files_name_the_file(tmp_path):
                 read()
             msg = str(e.value)
             assert name in msg and "\n" not in msg, (reader, msg)
+
+
+# -- distorted digits (infinite MNIST) -----------------------------------------------------------
+def test_distort_images_is_seeded_chunk_free_and_keeps_originals():
+    from deepae.data.synthetic import distort_images
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((7, 12, 12)) * 255).astype(np.uint8)
+    a, src = distort_images(images, 30, random_state=3, chunk=4)
+    b, _ = distort_images(images, 30, random_state=3, chunk=100)
+    np.testing.assert_array_equal(a, b)  # the draws do not depend on the chunk
+    np.testing.assert_array_equal(src, np.arange(30) % 7)
+    np.testing.assert_array_equal(a[:7], images)  # the originals first
+    assert not np.array_equal(a[7:14], images)
+    c, _ = distort_images(images, 30, random_state=4)
+    assert not np.array_equal(a[7:], c[7:])
+    same, _ = distort_images(images, 14, max_shift=0, max_rotation=0, scale=(1, 1),
+                             keep_originals=False)
+    np.testing.assert_array_equal(same, np.concatenate([images, images]))
+
+
+def test_distort_images_moves_pixels_as_an_affine_map():
+    from deepae.data import synthetic
+
+    img = np.zeros((1, 9, 9), np.uint8)
+    img[0, 4, 2] = 200
+    moved = synthetic._warp(img, np.zeros(1), np.ones(1), np.asarray([[1.0, 2.0]]))
+    assert moved[0, 5, 4] == 200 and moved.sum() == 200  # one down, two right
+    turned = synthetic._warp(img, np.asarray([np.pi / 2]), np.ones(1), np.zeros((1, 2)))
+    assert turned[0].argmax() in (np.ravel_multi_index((2, 4), (9, 9)),
+                                  np.ravel_multi_index((6, 4), (9, 9)))  # a quarter turn
+    with pytest.raises(ValueError, match="uint8"):
+        synthetic.distort_images(img.astype(np.float32), 3)

@@ -9,6 +9,7 @@ from deepae.data.datasets import (
     load_fashion_mnist,
     load_mnist,
     load_photos,
+    make_infinite_mnist,
     photo_crops,
 )
 from deepae.data.io import read_data, read_idx
@@ -16,7 +17,7 @@ from deepae.data.synthetic import make_transactions, time_split
 from deepae.data.tabular import read_table
 from deepae.data.text import load_bbc_news, vectorize_documents
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_photos", "photo_crops",
+__all__ = ["load_mnist", "make_infinite_mnist", "load_fashion_mnist", "load_digits", "load_photos", "photo_crops",
            "load_dataset", "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS",
            "read_idx", "read_data", "read_table", "make_transactions", "time_split",
            "load_bbc_news", "vectorize_documents"]

@@ -121,6 +121,21 @@ def load_mnist(path=None):
     return _load("mnist", path, cands, download)
 
 
+def make_infinite_mnist(n_samples: int = 1_000_000, *, random_state: int = 0, path=None):
+    """MNIST's training digits and as many more as asked, made from them by small random
+    shifts, turns and scalings (`deepae.data.synthetic.distort_images`, as infinite MNIST
+    does): the first 60,000 are the digits themselves. A million take about 800 MB.
+
+    Returns ``(x (n_samples, 28, 28) uint8, y (n_samples,) int64)``; the same
+    `random_state` gives the same digits.
+    """
+    from deepae.data.synthetic import distort_images
+
+    (x, y), _ = load_mnist(path)
+    digits, source = distort_images(x, n_samples, random_state=random_state)
+    return digits, np.asarray(y, np.int64)[source]
+
+
 def load_fashion_mnist(path=None):
     """Load Fashion-MNIST (60,000 train and 10,000 test 28x28 clothing images, uint8)."""
     def download():

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["make_transactions", "time_split"]
+__all__ = ["make_transactions", "time_split", "distort_images"]
 
 _MERCHANTS = ("grocery", "fuel", "restaurant", "online", "travel", "electronics")
 _DAY = 86400.0
@@ -224,3 +224,62 @@ def time_split(X, y=None, *, test_size=0.3, time_column=None):
             raise ValueError(f"Expected `y` with {n} rows like X; received {len(y)}.")
         parts += [take(y, idx[:cut]), take(y, idx[cut:])]
     return tuple(parts)
+
+
+def distort_images(images, n_samples: int, *, random_state=0, max_shift: float = 2.0,
+                   max_rotation: float = 12.0, scale=(0.9, 1.1), keep_originals: bool = True,
+                   chunk: int = 20_000):
+    """`n_samples` images made from `images` (n, h, w) uint8 by small random affine
+    distortions, as infinite MNIST (Loosli, Canu & Bottou 2007) makes its digits: item ``i``
+    is image ``i % n`` shifted by up to `max_shift` pixels, turned by up to `max_rotation`
+    degrees and scaled by a factor in `scale` around its centre (bilinear, zero outside);
+    with `keep_originals` the first ``n`` items are the images themselves.
+
+    Returns ``(distorted (n_samples, h, w) uint8, source (n_samples,) int64)``: `source` is
+    the index of each item's image (its label is the image's). The draws depend on
+    `random_state` alone, not on `chunk` (how many images are warped at a time).
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8 or not len(images):
+        raise ValueError(f"Expected `images` as a non-empty (n, h, w) uint8 array; received "
+                         f"shape {images.shape}, dtype {images.dtype}.")
+    n = _check(n_samples, "n_samples", "int", 1)
+    rng = np.random.default_rng(random_state)
+    source = np.arange(n, dtype=np.int64) % len(images)
+    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
+    factor = rng.uniform(scale[0], scale[1], n)
+    shift = rng.uniform(-max_shift, max_shift, (n, 2))
+    if keep_originals:
+        m = min(n, len(images))
+        angle[:m], factor[:m], shift[:m] = 0.0, 1.0, 0.0
+    out = np.empty((n, *images.shape[1:]), np.uint8)
+    for lo in range(0, n, int(chunk)):
+        hi = min(n, lo + int(chunk))
+        out[lo:hi] = _warp(images[source[lo:hi]], angle[lo:hi], factor[lo:hi], shift[lo:hi])
+    return out, source
+
+
+def _warp(images, angle, factor, shift):
+    """Each image (b, h, w) turned by `angle`, scaled by `factor` and moved by `shift`
+    (dy, dx) about its centre; bilinear sampling, zero outside."""
+    b, h, w = images.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    py = yy[None] - cy - shift[:, 0, None, None]
+    px = xx[None] - cx - shift[:, 1, None, None]
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    inv = 1.0 / factor[:, None, None]
+    sy = (cos * py - sin * px) * inv + cy  # where each output pixel comes from
+    sx = (sin * py + cos * px) * inv + cx
+    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    wy, wx = (sy - y0).astype(np.float32), (sx - x0).astype(np.float32)
+    flat = images.reshape(b, -1).astype(np.float32)
+    base = (np.arange(b) * h * w)[:, None, None]
+    acc = np.zeros((b, h, w), np.float32)
+    for dy, dx, weight in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx),
+                           (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+        y, x = y0 + dy, x0 + dx
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        idx = base + np.clip(y, 0, h - 1) * w + np.clip(x, 0, w - 1)
+        acc += np.where(inside, flat.ravel()[idx] * weight, 0.0)
+    return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
