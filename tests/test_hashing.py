@@ -486,3 +486,26 @@ def test_auto_graph_is_approximate_above_the_threshold(monkeypatch):
     h = hashing.SemanticHasher(n_bits=8, hidden_units=(16,), epochs=1, graph="approximate",
                                random_state=0).fit(X2)
     assert calls[-1] == 600 and h.transform(X2).shape == (600, 1)
+
+
+def test_targets_in_blocks_equal_the_whole_and_report_progress(monkeypatch, capsys):
+    """At a million items the smoothing's neighbour means (n, k, dims) would take 5 GB:
+    blocks of rows give the same; with verbose each step says its progress and time."""
+    from deepae.apps import hashing
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(50, 6)).astype(np.float32)
+    nb = rng.integers(0, 50, (50, 4))
+    whole = Z.copy()
+    for _ in range(3):
+        whole = 0.5 * whole + 0.5 * whole[nb].mean(axis=1)
+    monkeypatch.setattr(hashing, "BLOCK_ROWS", 7)
+    np.testing.assert_allclose(hashing._smoothed(Z, nb, 3, verbose=1), whole, rtol=1e-6)
+    monkeypatch.setattr(hashing, "PCA_FIT_ROWS", 60)
+    X, _ = clusters(120, d=200)
+    bits = hashing.neighbourhood_targets(X, 8, 5, 2, random_state=0, verbose=1)
+    assert bits.shape == (120, 8) and set(np.unique(bits)) <= {0.0, 1.0}
+    said = capsys.readouterr().err
+    for step in ("smoothing over the graph: done in", "principal components: 120/120",
+                 "ETA", "neighbour graph (auto, 120 items): done in", "binarising"):
+        assert step in said

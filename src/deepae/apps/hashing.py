@@ -16,6 +16,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,36 +153,107 @@ def _approximate_graph(X, k, random_state):
     return np.take_along_axis(graph, order, axis=1)[:, :k]
 
 
-def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps: int = 10,
-                          random_state=None, graph: str = "auto") -> np.ndarray:
-    """Target bits (n, n_bits) in {0, 1} that follow the data's neighbourhood graph.
+# PCA is fitted on at most this many rows (seeded) and applies to the rest in blocks: a
+# million 784-pixel rows would take three copies of 3 GB otherwise
+PCA_FIT_ROWS = 100_000
+BLOCK_ROWS = 100_000
 
-    The rows are projected on their top principal components (at most 128), smoothed over
-    their exact k-nearest-neighbour graph, found among the first `n_bits` components (at
-    least 8; the subspace that PCA-ITQ quantises): ``Z <- (Z + mean of the neighbours'
-    Z) / 2``, `smoothing_steps` times, so that an item moves towards the region it lies in;
-    then binarised by PCA-ITQ: bits that agree along the graph, balanced and decorrelated.
-    Where there are fewer components than bits, random hyperplanes through the mean
-    binarise instead. `graph` is `knn_graph`'s method.
-    """
+
+class Progress:
+    """``step()`` after each of `total` units of a long step: with `verbose`, one line on
+    standard error, rewritten at most twice a second: done, elapsed time and the time left
+    at the pace so far; the step's total time at the end (`close`)."""
+
+    def __init__(self, name: str, total: int, verbose):
+        self.name, self.total, self.verbose = name, max(int(total), 1), bool(verbose)
+        self.done, self.start, self.shown = 0, time.perf_counter(), 0.0
+
+    def step(self, units: int = 1) -> None:
+        self.done += units
+        now = time.perf_counter()
+        if self.verbose and (now - self.shown > 0.5 or self.done >= self.total):
+            spent = now - self.start
+            left = spent / self.done * (self.total - self.done) if self.done else 0.0
+            print(f"\r{self.name}: {self.done:,}/{self.total:,}, {spent:.1f} s, ETA "
+                  f"{left:.1f} s ", end="", file=sys.stderr, flush=True)
+            self.shown = now
+
+    def close(self) -> float:
+        spent = time.perf_counter() - self.start
+        if self.verbose:
+            print(f"\r{self.name}: done in {spent:.1f} s" + " " * 30, file=sys.stderr,
+                  flush=True)
+        return spent
+
+
+def _principal_components(X, dims, random_state, verbose):
+    """X projected on its top `dims` principal components, float32, the PCA fitted on at
+    most `PCA_FIT_ROWS` rows and applied block by block."""
     from sklearn.decomposition import PCA
 
+    rows = np.arange(len(X))
+    if len(X) > PCA_FIT_ROWS:
+        rows = np.sort(np.random.default_rng(random_state).choice(len(X), PCA_FIT_ROWS,
+                                                                   replace=False))
+    pca = PCA(dims, random_state=random_state).fit(X[rows])
+    Z = np.empty((len(X), dims), np.float32)
+    bar = Progress("principal components", len(X), verbose)
+    for i in range(0, len(X), BLOCK_ROWS):
+        Z[i:i + BLOCK_ROWS] = pca.transform(X[i:i + BLOCK_ROWS])
+        bar.step(len(Z[i:i + BLOCK_ROWS]))
+    bar.close()
+    return Z
+
+
+def _smoothed(Z, neighbours, steps, verbose):
+    """``Z <- (Z + mean of the neighbours' Z) / 2``, `steps` times, block by block (the
+    neighbours of a million rows at once would take gigabytes)."""
+    out = np.empty_like(Z)
+    bar = Progress("smoothing over the graph", steps, verbose)
+    for _ in range(int(steps)):
+        for i in range(0, len(Z), BLOCK_ROWS):
+            block = neighbours[i:i + BLOCK_ROWS]
+            out[i:i + len(block)] = 0.5 * Z[i:i + len(block)] + 0.5 * Z[block].mean(axis=1)
+        Z, out = out, Z
+        bar.step()
+    bar.close()
+    return Z
+
+
+def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps: int = 10,
+                          random_state=None, graph: str = "auto", verbose=0) -> np.ndarray:
+    """Target bits (n, n_bits) in {0, 1} that follow the data's neighbourhood graph.
+
+    The rows are projected on their top principal components (at most 128; the PCA fitted
+    on at most 100,000 of them), smoothed over their k-nearest-neighbour graph, found among
+    the first `n_bits` components (at least 8; the subspace that PCA-ITQ quantises):
+    ``Z <- (Z + mean of the neighbours' Z) / 2``, `smoothing_steps` times, so that an item
+    moves towards the region it lies in; then binarised by PCA-ITQ: bits that agree along
+    the graph, balanced and decorrelated. Where there are fewer components than bits,
+    random hyperplanes through the mean binarise instead. `graph` is `knn_graph`'s method.
+    With `verbose`, each step reports its progress and time on standard error.
+    """
     from deepae.baselines import LSHHasher, PCAHasher
 
     X = np.asarray(X, np.float32)
     n, d = X.shape
-    dims = min(128, d, n)
-    Z = PCA(dims, random_state=random_state).fit_transform(X).astype(np.float32) \
-        if dims < d else X - X.mean(axis=0)
+    dims = min(128, d, n, PCA_FIT_ROWS)
+    Z = _principal_components(X, dims, random_state, verbose) if dims < d \
+        else X - X.mean(axis=0)
+    bar = Progress(f"neighbour graph ({graph}, {n:,} items)", 1, verbose)
     neighbours = knn_graph(Z[:, :max(int(n_bits), 8)], n_neighbors, method=graph,
                            random_state=random_state)  # in PCA-ITQ's own subspace
+    bar.step()
+    bar.close()
     if neighbours.shape[1]:
-        for _ in range(int(smoothing_steps)):
-            Z = 0.5 * Z + 0.5 * Z[neighbours].mean(axis=1)
+        Z = _smoothed(Z, neighbours, smoothing_steps, verbose)
     itq = dims >= n_bits and n > n_bits
     hasher = PCAHasher(n_bits, itq=True, random_state=random_state) if itq else \
         LSHHasher(n_bits, random_state=random_state)
+    bar = Progress("binarising (PCA-ITQ)", 1, verbose)
     codes = hasher.fit(Z).transform(Z)
+    bar.step()
+    bar.close()
     return np.unpackbits(codes, axis=1)[:, :n_bits].astype(np.float32)
 
 
@@ -317,7 +390,7 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
         if guided:
             targets = neighbourhood_targets(Xs, int(self.n_bits), int(self.n_neighbors),
                                             int(self.smoothing_steps), self.random_state,
-                                            graph=self.graph)
+                                            graph=self.graph, verbose=self.verbose)
             losses = ["mse", keras.losses.BinaryCrossentropy(from_logits=True)]
             weights, y = [1.0, float(self.similarity_weight)], [Xs, targets]
         else:
