@@ -18,7 +18,7 @@ from deepae.training._checkpoint import (
     open_checkpoint,
     remove_checkpoint,
 )
-from deepae.training._dense import LOSSES, OPTIMIZERS, SCHEDULES, fit_autoencoder
+from deepae.training._dense import LOSSES, OPTIMIZERS, SCHEDULES, fit_autoencoder, training_data
 from deepae.training._patches import (
     cosine_adam,
     replica_share,
@@ -31,4 +31,4 @@ from deepae.training._runs import CheckpointedRun
 __all__ = ["fit_autoencoder", "train_on_patches", "cosine_adam", "data_fingerprint",
            "images_fingerprint", "LOSSES", "OPTIMIZERS", "SCHEDULES", "NaNGuard",
            "remove_checkpoint", "open_checkpoint", "CHECKPOINT_MARK", "RUN_PARAMS_DOC",
-           "CheckpointedRun", "step_seed", "run_seed", "replica_share"]
+           "CheckpointedRun", "step_seed", "run_seed", "replica_share", "training_data"]
