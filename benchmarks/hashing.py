@@ -17,7 +17,9 @@ codes searched at radius 3 by bit flipping, multi-index hashing and a scan. fais
 faiss-cpu, `make bench-hashing` installs it): the batch API (`range_search`, `knn`) beside
 FAISS's IndexBinaryMultiHash and IndexBinaryFlat in one run, answers checked equal. graph:
 the approximate neighbour graph against the exact one on MNIST at 32 bits, 3 seeds (recall@10,
-and the hasher's mAP with each). Prints tables, writes JSON.
+and the hasher's mAP with each). scale: SemanticHasher fitted on a million items
+(make_infinite_mnist), each step timed, peak memory, mAP@5000 beside PCA-ITQ. Prints tables,
+writes JSON.
 """
 
 from __future__ import annotations
@@ -228,6 +230,59 @@ def graph_quality(args):
     return out
 
 
+def scale(args):
+    """SemanticHasher on a million items: `make_infinite_mnist` (MNIST's 60,000 training
+    digits and 940,000 distorted copies, seed 0), 32 bits, the approximate graph, few epochs;
+    the time of each step and the peak memory; mAP@5000 of 1,000 MNIST test digits against
+    the million, beside PCA-ITQ (fitted on 100,000 of the items)."""
+    import resource
+
+    from deepae import SemanticHasher
+    from deepae.apps.hashing import Progress
+    from deepae.baselines import PCAHasher
+    from deepae.datasets import load_dataset, make_infinite_mnist
+    from deepae.metrics import mean_average_precision
+
+    n = 100_000 if args.smoke else 1_000_000
+    steps = {}
+    t = time.perf_counter()
+    x, y = make_infinite_mnist(n, random_state=0)
+    X = x.reshape(n, -1)
+    del x
+    steps["make_infinite_mnist"] = time.perf_counter() - t
+    _, (xte, yte) = load_dataset("mnist")
+    q = np.random.default_rng(0).choice(len(xte), 1000, replace=False)
+    Q = xte[q].reshape(len(q), -1)
+    epochs = 1 if args.smoke else args.scale_epochs
+    hasher = SemanticHasher(32, epochs=epochs, random_state=0, verbose=2)
+    start = len(Progress.history)
+    t = time.perf_counter()
+    hasher.fit(X)
+    steps["fit"] = time.perf_counter() - t
+    steps.update({f"fit: {name}": sec for name, sec in Progress.history[start:]})
+    steps["fit: training"] = steps["fit"] - sum(sec for _, sec in Progress.history[start:])
+    t = time.perf_counter()
+    codes = hasher.transform(X)
+    steps["hash the collection"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ranks = hamming_rankings(codes, hasher.transform(Q), 32, TOP)
+    steps["rank 1,000 queries"] = time.perf_counter() - t
+    res = {"items": n, "epochs": epochs, "steps_seconds": steps,
+           "deepae_map": mean_average_precision(ranks, y, yte[q], top=TOP)}
+    sample = np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)
+    itq = PCAHasher(32, itq=True, random_state=0).fit(X[sample].astype(np.float32) / 255)
+    itq_codes = np.concatenate([itq.transform(X[i:i + 100_000].astype(np.float32) / 255)
+                                for i in range(0, n, 100_000)])
+    ranks = hamming_rankings(itq_codes, itq.transform(Q.astype(np.float32) / 255), 32, TOP)
+    res["pca_itq_map"] = mean_average_precision(ranks, y, yte[q], top=TOP)
+    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"\nSemanticHasher on {n:,} items (32 bits, {epochs} epochs): "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items())
+          + f"; peak RSS {res['peak_rss_gb']:.2f} GB; mAP@{TOP} {res['deepae_map']:.4f}, "
+          f"PCA-ITQ {res['pca_itq_map']:.4f}", flush=True)
+    return res
+
+
 def _timed(fn, reps=3):
     """Best of `reps` wall times of fn() (seconds) and its last result."""
     best, out = float("inf"), None
@@ -310,6 +365,8 @@ def main(argv=None):
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "hashing.json"))
     ap.add_argument("--merge", action="store_true")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--scale-epochs", type=int, default=5,
+                    help="epochs of the million-item fit (part scale; default 5)")
     ap.add_argument("--no-ablation", action="store_true",
                     help="skip deepae without its neighbourhood term (at 32 bits)")
     args = ap.parse_args(argv)
@@ -321,8 +378,8 @@ def main(argv=None):
     out["command"] = f"{out['command']} && {command}" if "command" in out else command
     for part in args.parts.split(","):
         out[part] = speed(args) if part == "speed" else faiss_speed(args) if part == "faiss" \
-            else graph_quality(args) if part == "graph" else bbc(bits, args) if part == "bbc" \
-            else image_set(part, bits, args)
+            else graph_quality(args) if part == "graph" else scale(args) if part == "scale" \
+            else bbc(bits, args) if part == "bbc" else image_set(part, bits, args)
         Path(args.json).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "command"}, indent=1))
     return 0

@@ -164,6 +164,9 @@ class Progress:
     standard error, rewritten at most twice a second: done, elapsed time and the time left
     at the pace so far; the step's total time at the end (`close`)."""
 
+    # (name, seconds) of every step closed in this process, for benchmarks to report
+    history: list = []
+
     def __init__(self, name: str, total: int, verbose):
         self.name, self.total, self.verbose = name, max(int(total), 1), bool(verbose)
         self.done, self.start, self.shown = 0, time.perf_counter(), 0.0
@@ -180,26 +183,36 @@ class Progress:
 
     def close(self) -> float:
         spent = time.perf_counter() - self.start
+        Progress.history.append((self.name, spent))
         if self.verbose:
             print(f"\r{self.name}: done in {spent:.1f} s" + " " * 30, file=sys.stderr,
                   flush=True)
         return spent
 
 
-def _principal_components(X, dims, random_state, verbose):
-    """X projected on its top `dims` principal components, float32, the PCA fitted on at
-    most `PCA_FIT_ROWS` rows and applied block by block."""
+def _extremes(X, scale) -> tuple[float, float]:
+    """The smallest and largest value of ``scale(X)`` (X itself without `scale`), block by
+    block."""
+    if scale is None:
+        return float(X.min()), float(X.max())
+    parts = [scale(X[i:i + BLOCK_ROWS]) for i in range(0, len(X), BLOCK_ROWS)]
+    return float(min(p.min() for p in parts)), float(max(p.max() for p in parts))
+
+
+def _principal_components(X, dims, random_state, verbose, scale):
+    """``scale(X)`` projected on its top `dims` principal components, float32, the PCA
+    fitted on at most `PCA_FIT_ROWS` rows and applied block by block."""
     from sklearn.decomposition import PCA
 
     rows = np.arange(len(X))
     if len(X) > PCA_FIT_ROWS:
         rows = np.sort(np.random.default_rng(random_state).choice(len(X), PCA_FIT_ROWS,
                                                                    replace=False))
-    pca = PCA(dims, random_state=random_state).fit(X[rows])
+    pca = PCA(dims, random_state=random_state).fit(np.asarray(scale(X[rows]), np.float32))
     Z = np.empty((len(X), dims), np.float32)
     bar = Progress("principal components", len(X), verbose)
     for i in range(0, len(X), BLOCK_ROWS):
-        Z[i:i + BLOCK_ROWS] = pca.transform(X[i:i + BLOCK_ROWS])
+        Z[i:i + BLOCK_ROWS] = pca.transform(np.asarray(scale(X[i:i + BLOCK_ROWS]), np.float32))
         bar.step(len(Z[i:i + BLOCK_ROWS]))
     bar.close()
     return Z
@@ -221,7 +234,8 @@ def _smoothed(Z, neighbours, steps, verbose):
 
 
 def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps: int = 10,
-                          random_state=None, graph: str = "auto", verbose=0) -> np.ndarray:
+                          random_state=None, graph: str = "auto", verbose=0,
+                          scale=None) -> np.ndarray:
     """Target bits (n, n_bits) in {0, 1} that follow the data's neighbourhood graph.
 
     The rows are projected on their top principal components (at most 128; the PCA fitted
@@ -231,15 +245,21 @@ def neighbourhood_targets(X, n_bits: int, n_neighbors: int = 10, smoothing_steps
     moves towards the region it lies in; then binarised by PCA-ITQ: bits that agree along
     the graph, balanced and decorrelated. Where there are fewer components than bits,
     random hyperplanes through the mean binarise instead. `graph` is `knn_graph`'s method.
-    With `verbose`, each step reports its progress and time on standard error.
+    With `verbose`, each step reports its progress and time on standard error. `scale`,
+    when given, maps rows of `X` to the space the targets are computed in, block by block
+    (`X` then stays as it is: uint8 pixels, a quarter of their float32 size).
     """
     from deepae.baselines import LSHHasher, PCAHasher
 
-    X = np.asarray(X, np.float32)
+    scale = scale or (lambda rows: rows)
+    X = np.asarray(X)
     n, d = X.shape
     dims = min(128, d, n, PCA_FIT_ROWS)
-    Z = _principal_components(X, dims, random_state, verbose) if dims < d \
-        else X - X.mean(axis=0)
+    if dims < d:
+        Z = _principal_components(X, dims, random_state, verbose, scale)
+    else:
+        Z = np.asarray(scale(X), np.float32)
+        Z = Z - Z.mean(axis=0)
     bar = Progress(f"neighbour graph ({graph}, {n:,} items)", 1, verbose)
     neighbours = knn_graph(Z[:, :max(int(n_bits), 8)], n_neighbors, method=graph,
                            random_state=random_state)  # in PCA-ITQ's own subspace
@@ -374,10 +394,14 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
         X = validate_data(self, X, reset=True, dtype="numeric")
         kind = resolve_preprocessing(X) if self.preprocessing == "auto" else self.preprocessing
         self.scaler_ = Scaler(kind).fit(X)
-        Xs = self.scaler_.transform(X).astype(np.float32)
+        # rows held as given (uint8 pixels: a quarter of float32) and scaled block by block
+        # where the data are compact and one process trains; else scaled once, here
+        compact = dist is None and X.dtype.itemsize < 4 and kind != "none"
+        Xs = X if compact else self.scaler_.transform(X).astype(np.float32)
+        scale = self.scaler_.transform if compact else None
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
-        lo, hi = float(Xs.min()), float(Xs.max())
+        lo, hi = _extremes(Xs, scale)
         out = "sigmoid" if lo >= 0 and hi <= 1 else "linear"
         guided = int(self.n_neighbors) > 0 and len(Xs) > 1
         with strategy_scope(dist):  # the model, the optimizer and the metrics on every replica
@@ -390,7 +414,8 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
         if guided:
             targets = neighbourhood_targets(Xs, int(self.n_bits), int(self.n_neighbors),
                                             int(self.smoothing_steps), self.random_state,
-                                            graph=self.graph, verbose=self.verbose)
+                                            graph=self.graph, verbose=self.verbose,
+                                            scale=scale)
             losses = ["mse", keras.losses.BinaryCrossentropy(from_logits=True)]
             weights, y = [1.0, float(self.similarity_weight)], [Xs, targets]
         else:
@@ -437,8 +462,8 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
 
         from deepae.training import training_data
 
-        compact = X.dtype.itemsize < 4 and self.scaler_.kind != "none"
-        rows = X if compact else Xs
+        compact = Xs is X  # held as given: scaled in the pipeline
+        rows = Xs
         offset = tf.constant(self.scaler_.offset_, tf.float32)
         scale = tf.constant(self.scaler_.scale_, tf.float32)
 
