@@ -492,8 +492,9 @@ class SemanticHasher(ExportMixin, ArtifactEstimatorMixin, TransformerMixin, Base
         """The code layer's sigmoid outputs, (n_samples, n_bits) in (0, 1)."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype="numeric")
-        Xs = self.scaler_.transform(X).astype(np.float32)
-        out = [np.asarray(self._encode(Xs[i:i + 8192])) for i in range(0, len(Xs), 8192)]
+        # scaled block by block: a million digits at once took two 3 GB float32 copies
+        out = [np.asarray(self._encode(self.scaler_.transform(X[i:i + 8192]).astype(
+            np.float32))) for i in range(0, len(X), 8192)]
         return np.concatenate(out) if out else np.zeros((0, int(self.n_bits)), np.float32)
 
     def transform(self, X):
