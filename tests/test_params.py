@@ -23,7 +23,7 @@ def test_every_parameter_has_its_constraints(cls):
                                              "{'auto'}"),
     (deepae.AnomalyDetector, "threshold", "best", "or a float in the range (-inf, inf)"),
     (deepae.AnomalyDetector, "epochs", 0, "an int in the range [1, inf)"),
-    (deepae.SemanticHasher, "n_bits", 65, "an int in the range [1, 64]"),
+    (deepae.SemanticHasher, "n_bits", 257, "an int in the range [1, 256]"),
     (deepae.SemanticHasher, "preprocessing", "zscore", "a str among {'auto', 'minmax',"),
     (deepae.Denoiser, "tile", 10 ** 7, "an int in the range [1, 2048]"),
     (deepae.Denoiser, "per_channel", "yes", "a bool"),
