@@ -475,7 +475,7 @@ def test_auto_graph_is_approximate_above_the_threshold(monkeypatch):
     calls = []
     real = hashing._approximate_graph
     monkeypatch.setattr(hashing, "_approximate_graph",
-                        lambda X, k, seed: calls.append(len(X)) or real(X, k, seed))
+                        lambda X, k, seed, verbose=0: calls.append(len(X)) or real(X, k, seed))
     monkeypatch.setattr(hashing, "APPROXIMATE_GRAPH_ITEMS", 500)
     X = np.random.default_rng(1).normal(size=(400, 8)).astype(np.float32)
     hashing.knn_graph(X, 5, method="auto")
@@ -507,7 +507,8 @@ def test_targets_in_blocks_equal_the_whole_and_report_progress(monkeypatch, caps
     assert bits.shape == (120, 8) and set(np.unique(bits)) <= {0.0, 1.0}
     said = capsys.readouterr().err
     for step in ("smoothing over the graph: done in", "principal components: 120/120",
-                 "ETA", "neighbour graph (auto, 120 items): done in", "binarising"):
+                 "ETA", "neighbour graph (auto, 120 items): done in", "binarising",
+                 "exact neighbour graph: 120/120"):
         assert step in said
 
 
