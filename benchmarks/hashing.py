@@ -376,7 +376,10 @@ def main(argv=None):
     command = " ".join(["python benchmarks/hashing.py",
                         *(sys.argv[1:] if argv is None else argv)])
     out["command"] = f"{out['command']} && {command}" if "command" in out else command
-    for part in args.parts.split(","):
+    parts = args.parts.split(",")
+    if "speed" in parts and "faiss" not in parts:  # speed: deepae beside FAISS as well
+        parts.insert(parts.index("speed") + 1, "faiss")
+    for part in parts:
         out[part] = speed(args) if part == "speed" else faiss_speed(args) if part == "faiss" \
             else graph_quality(args) if part == "graph" else scale(args) if part == "scale" \
             else bbc(bits, args) if part == "bbc" else image_set(part, bits, args)
