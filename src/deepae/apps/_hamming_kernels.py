@@ -74,19 +74,27 @@ def _emit(qi, buckets, cnt, n_bits, out_d, out_i):
             p += 1
 
 
+@njit(cache=True)
+def _knn_outputs(nq, n, k, n_bits):
+    """(distances, rows) filled with the padding, and how many items a query keeps."""
+    return (np.full((nq, k), n_bits + 1, np.int64), np.full((nq, k), -1, np.int64),
+            min(k, n))
+
+
+@njit(inline="always", cache=True)
+def _buckets(n_bits, kk):
+    return np.empty((n_bits + 1, max(kk, 1)), np.int64), np.zeros(n_bits + 1, np.int64)
+
+
 @njit(parallel=True, cache=True)
 def _knn_one_word(keys, queries, k, n_bits):
-    nq, n = queries.size, keys.size
-    kk = min(k, n)
-    out_d = np.full((nq, k), n_bits + 1, np.int64)
-    out_i = np.full((nq, k), -1, np.int64)
-    for qi in prange(nq):
+    out_d, out_i, kk = _knn_outputs(queries.size, keys.size, k, n_bits)
+    for qi in prange(queries.size):
         q = queries[qi]
-        buckets = np.empty((n_bits + 1, max(kk, 1)), np.int64)
-        cnt = np.zeros(n_bits + 1, np.int64)
+        buckets, cnt = _buckets(n_bits, kk)
         total, worst = 0, -1
         # one loop (a loop for the first kk items and one for the rest measured 40% slower)
-        for j in range(n):
+        for j in range(keys.size):
             total, worst = _offer(_popcount(keys[j] ^ q), j, kk, buckets, cnt, total, worst)
         _emit(qi, buckets, cnt, n_bits, out_d, out_i)
     return out_d, out_i
@@ -94,16 +102,12 @@ def _knn_one_word(keys, queries, k, n_bits):
 
 @njit(parallel=True, cache=True)
 def _knn_words(keys, queries, k, n_bits):
-    nq, n = queries.shape[0], keys.shape[0]
-    kk = min(k, n)
-    out_d = np.full((nq, k), n_bits + 1, np.int64)
-    out_i = np.full((nq, k), -1, np.int64)
-    for qi in prange(nq):
+    out_d, out_i, kk = _knn_outputs(queries.shape[0], keys.shape[0], k, n_bits)
+    for qi in prange(queries.shape[0]):
         q = queries[qi]
-        buckets = np.empty((n_bits + 1, max(kk, 1)), np.int64)
-        cnt = np.zeros(n_bits + 1, np.int64)
+        buckets, cnt = _buckets(n_bits, kk)
         total, worst = 0, -1
-        for j in range(n):
+        for j in range(keys.shape[0]):
             total, worst = _offer(_distance(keys, j, q), j, kk, buckets, cnt, total, worst)
         _emit(qi, buckets, cnt, n_bits, out_d, out_i)
     return out_d, out_i
