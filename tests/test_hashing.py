@@ -529,3 +529,13 @@ def test_uint8_rows_train_as_their_scaled_floats():
     agree = np.mean(np.unpackbits(a.transform(pixels)) == np.unpackbits(b.transform(
         pixels.astype(np.float32) / 255)))
     assert agree > 0.99
+
+
+def test_rank_with_a_huge_k_returns_what_there_is():
+    """rank() caps k at the collection's size (it did before the batch kernels); knn()'s
+    FAISS-shaped (n_queries, k) arrays would have been allocated at the k asked for."""
+    index = HammingIndex(16).add(np.arange(6, dtype=np.uint8).reshape(3, 2))
+    (ids, d), = index.rank(np.zeros((1, 2), np.uint8), k=10 ** 12)
+    assert ids.tolist() == [0, 1, 2] and d.tolist() == [1, 3, 3]
+    found = index.nearest(np.zeros((1, 2), np.uint8), k=10 ** 12)
+    assert found[0][0].tolist() == [0, 1, 2]

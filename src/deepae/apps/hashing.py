@@ -847,8 +847,10 @@ class HammingIndex:
         """The `k` stored items nearest to each query by Hamming distance, over the whole
         collection (equal distances in insertion order). Returns one ``(ids, distances)``
         pair per query; `knn` gives the same as two arrays."""
-        d, ids = self.knn(query_codes, k)
-        kk = min(int(k), len(self))
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
+        kk = min(int(k), max(len(self), 1))  # no padding: k capped at the collection's size
+        d, ids = self.knn(query_codes, kk)
         return [(ids[i, :kk], d[i, :kk]) for i in range(len(ids))]
 
     def nearest(self, query_codes, k: int = 100, radius: int = 2):
