@@ -5,6 +5,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# deepae before TensorFlow: its quiet import keeps TensorFlow's start-up and device-scan
+# lines (cuInit's failure where CUDA's libraries have no GPU) off the workers' standard
+# error, which pytest-xdist prints after the summary line
+import deepae  # noqa: E402
+
 # Two logical CPU devices, set before TensorFlow starts its devices (the first thing that
 # would: conftest runs before any test module), so that the strategy tests run
 # MirroredStrategy on two real replicas: each takes half of the global batch and the
@@ -53,7 +58,6 @@ def images(rng):
 
 
 def small_model(**kw):
-    import deepae
 
     kw.setdefault("hidden_units", (16,))
     kw.setdefault("latent_dim", 4)
