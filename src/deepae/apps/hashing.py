@@ -704,10 +704,7 @@ class HammingIndex:
           hashing, or the scan where the tables would return most items), every query at
           once on all cores.
         """
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
-                or not 0 <= radius <= self.n_bits:
-            raise ValueError(f"Expected `radius` as an int from 0 to the code length "
-                             f"{self.n_bits}; received {radius!r}.")
+        radius = self._check_radius(radius)
         if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)
                               or k < 1):
             raise ValueError(f"Expected `k` as an int >= 1 or None; received {k!r}.")
@@ -817,8 +814,7 @@ class HammingIndex:
         distance ``n_bits + 1``, as FAISS pads with -1."""
         from deepae.apps import _hamming_kernels as kernels
 
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
+        k = self._check_k(k)
         queries = self._rows(self._check_query(query_codes))
         d, rows = kernels.knn(self._rows(self._keys), queries, int(k), self.n_bits)
         ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
@@ -836,6 +832,12 @@ class HammingIndex:
         """Keys as the kernels take them: (n, W) uint64, C-contiguous (a view for W = 1)."""
         return np.ascontiguousarray(keys.reshape(len(keys), -1))
 
+    @staticmethod
+    def _check_k(k) -> int:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
+        return int(k)
+
     def _check_radius(self, radius) -> int:
         if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) \
                 or not 0 <= radius <= self.n_bits:
@@ -847,9 +849,7 @@ class HammingIndex:
         """The `k` stored items nearest to each query by Hamming distance, over the whole
         collection (equal distances in insertion order). Returns one ``(ids, distances)``
         pair per query; `knn` gives the same as two arrays."""
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"Expected `k` as an int >= 1; received {k!r}.")
-        kk = min(int(k), max(len(self), 1))  # no padding: k capped at the collection's size
+        kk = min(self._check_k(k), max(len(self), 1))  # no padding: k capped at the collection's size
         d, ids = self.knn(query_codes, kk)
         return [(ids[i, :kk], d[i, :kk]) for i in range(len(ids))]
 
