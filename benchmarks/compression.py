@@ -23,6 +23,14 @@ One run measures:
 3. speed: megapixels per second to encode and to decode hubble_deep_field (1000x872,
    grayscale): deepae quality 4 (and refined, one timing) beside JPEG 2000 and JPEG at
    similar rates.
+4. best: `compress(effort="best")` (the overfitted codec, `deepae.apps.compress.overfit`,
+   --best-iterations steps per crop) on the same 25 crops at the qualities --best-qualities:
+   BD-rate against JPEG 2000, JPEG and, when the photos part is in the same JSON, against
+   the fast and refined encoders; encode seconds per megapixel and decode megapixels per
+   second (per crop, on the machine as it is), and peak memory of one encode and one decode
+   in fresh processes. Each (crop, quality) point is cached in --best-cache as it is
+   measured, so an interrupted run goes on where it stopped (--best-cache '' to start
+   afresh without one).
 
 Baselines through Pillow: JPEG (libjpeg, qualities 5..95, optimised Huffman tables) and
 JPEG 2000 (OpenJPEG, irreversible 9/7 wavelet, one quality layer at a target compression
@@ -258,6 +266,95 @@ def photos(args):
     return res
 
 
+def _atomic_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _peak_rss_mb(code: str) -> float:
+    """Peak resident memory (MB) of a fresh Python process running `code`."""
+    import subprocess
+
+    probe = (code + "\nimport resource, sys\n"
+             "sys.stdout.write('PEAK %d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return int(out.stdout.rsplit("PEAK ", 1)[1]) / 1024
+
+
+def best(args):
+    from deepae import ImageCodec
+    from deepae.datasets import photo_crops
+
+    crops = [np.round(c * 255).astype(np.uint8) for c in photo_crops(size=256)]
+    qualities = [int(q) for q in args.best_qualities.split(",")]
+    iterations = args.best_iterations
+    if args.smoke:
+        crops, qualities, iterations = crops[:2], qualities[:4], min(iterations, 20)
+    cache = {}
+    if args.best_cache and Path(args.best_cache).exists():
+        cache = json.loads(Path(args.best_cache).read_text())
+    rows = []
+    for q in qualities:
+        codec = ImageCodec.pretrained(quality=q)
+        points = []
+        for i, img in enumerate(crops):
+            key = f"crop {i}, quality {q}, {iterations} iterations"
+            if key not in cache:
+                codec.set_params(random_state=i)
+                t = time.perf_counter()
+                data = codec.compress(img, effort="best", iterations=iterations)
+                enc = time.perf_counter() - t
+                codec.decompress(data)  # compiles the decoder's kernels once
+                t = time.perf_counter()
+                out = codec.decompress(data)
+                dec = time.perf_counter() - t
+                p, ss = quality(img, out)
+                cache[key] = {"bytes": len(data), "bpp": 8 * len(data) / img.size, "psnr": p,
+                              "ssim": ss, "encode_seconds": enc, "decode_seconds": dec}
+                if args.best_cache:
+                    _atomic_json(args.best_cache, cache)
+                print(f"best: {key}: {cache[key]['bpp']:.3f} bpp, {p:.2f} dB, {enc:.0f} s",
+                      flush=True)
+            points.append(cache[key])
+        mp = crops[0].size / 1e6
+        rows.append({"setting": f"quality {q}, best {iterations}", "quality": q,
+                     **{k: float(np.mean([pt[k] for pt in points]))
+                        for k in ("bpp", "psnr", "ssim")},
+                     "encode_seconds_per_crop": float(np.mean([pt["encode_seconds"]
+                                                               for pt in points])),
+                     "encode_seconds_per_mp": float(np.mean([pt["encode_seconds"]
+                                                             for pt in points])) / mp,
+                     "decode_mp_per_s": mp / float(np.mean([pt["decode_seconds"]
+                                                            for pt in points]))})
+    res = {"images": len(crops), "iterations": iterations, "deepae best": rows,
+           **baseline_curves(crops, args.smoke)}
+    res["bd_rate_vs_jpeg2000_percent"] = bd(rows, res["JPEG 2000"])
+    res["bd_rate_vs_jpeg_percent"] = bd(rows, res["JPEG"])
+    if args.merge and Path(args.json).exists():
+        photos_res = json.loads(Path(args.json).read_text()).get("photos", {})
+        for name, key in (("deepae", "bd_rate_vs_fast_percent"),
+                          ("deepae refined", "bd_rate_vs_refined_percent")):
+            if photos_res.get(name):
+                res[key] = bd(rows, photos_res[name])
+    # peak memory of one encode and one decode (quality 4, the first crop), fresh processes;
+    # the baseline is importing deepae (and with it TensorFlow) alone
+    tmp, arr = Path(args.codecs) / "best_memory.dae", Path(args.codecs) / "best_memory.npy"
+    np.save(arr, crops[0])
+    setup = f"import numpy as np\nfrom deepae.apps.compress import overfit\nimg = np.load({str(arr)!r})\n"
+    res["encode_peak_mb"] = _peak_rss_mb(
+        setup + "from deepae import ImageCodec\ncodec = ImageCodec.pretrained(quality=4)\n"
+        f"open({str(tmp)!r}, 'wb').write(codec.compress(img, effort='best', "
+        f"iterations={min(iterations, 200)}))")
+    res["decode_peak_mb"] = _peak_rss_mb(
+        setup + f"overfit.decode(open({str(tmp)!r}, 'rb').read(), 10 ** 8)")
+    res["import_peak_mb"] = _peak_rss_mb(setup)
+    return res
+
+
 def best_time(fn, repeats):
     best = float("inf")
     for _ in range(repeats):
@@ -301,7 +398,7 @@ def speed(args):
 def print_rd(name, res):
     print(f"\n{name} ({res['images']} images): mean bpp (file) / PSNR dB / SSIM")
     print(f"{'method':<14} {'setting':<22} {'bpp':>7} {'bpp est.':>9} {'PSNR':>7} {'SSIM':>7}")
-    for method in ("deepae", "deepae refined", "JPEG 2000", "JPEG"):
+    for method in ("deepae", "deepae refined", "deepae best", "JPEG 2000", "JPEG"):
         for r in res.get(method, ()):
             est = f"{r['bpp_estimate']:9.3f}" if "bpp_estimate" in r else f"{'':9}"
             print(f"{method:<14} {r['setting']:<22} {r['bpp']:7.3f} {est} {r['psnr']:7.2f} "
@@ -332,6 +429,19 @@ def print_all(out):
             print(f"refined: BD-rate vs JPEG 2000 {p['refined_bd_rate_vs_jpeg2000_percent']}%, "
                   f"vs JPEG {p['refined_bd_rate_vs_jpeg_percent']}%, vs deepae without "
                   f"refinement {p['refined_bd_rate_vs_deepae_percent']}%")
+    if "best" in out:
+        b = out["best"]
+        print_rd(f"effort='best' ({b['iterations']} iterations per crop)", b)
+        print(f"\nbest: BD-rate vs JPEG 2000 {b['bd_rate_vs_jpeg2000_percent']}%, vs JPEG "
+              f"{b['bd_rate_vs_jpeg_percent']}%, vs fast {b.get('bd_rate_vs_fast_percent')}%, "
+              f"vs refined {b.get('bd_rate_vs_refined_percent')}%")
+        print(f"{'setting':<26} {'encode s/crop':>13} {'encode s/MP':>12} {'decode MP/s':>12}")
+        for r in b["deepae best"]:
+            print(f"{r['setting']:<26} {r['encode_seconds_per_crop']:13.1f} "
+                  f"{r['encode_seconds_per_mp']:12.0f} {r['decode_mp_per_s']:12.2f}")
+        print(f"peak memory (fresh process, 256x256 crop): encode {b['encode_peak_mb']:.0f} MB, "
+              f"decode {b['decode_peak_mb']:.0f} MB; importing deepae (TensorFlow) alone "
+              f"{b['import_peak_mb']:.0f} MB")
     if "speed" in out:
         s = out["speed"]
         print(f"\nspeed on {s['image']} (megapixels per second, best of 3)")
@@ -354,6 +464,10 @@ def plot(out, path):
                                  [r["psnr"] for r in out[key][m] if r["bpp"] <= top])
                              for m in ("deepae", "deepae refined", "JPEG 2000", "JPEG")
                              if m in out[key]}
+            if key == "photos" and "best" in out:
+                rows = out["best"]["deepae best"]
+                panels[title]["deepae best"] = ([r["bpp"] for r in rows],
+                                                [r["psnr"] for r in rows])
     if panels:
         return rate_distortion(panels, path)
 
@@ -370,9 +484,19 @@ def main(argv=None):
     ap.add_argument("--refine", type=int, default=200,
                     help="photos and speed: also the refined encoder with this many steps "
                     "(0: not)")
+    ap.add_argument("--best-qualities", default="1,2,4,6,8",
+                    help="best: the qualities (lambdas) measured")
+    ap.add_argument("--best-iterations", type=int, default=None,
+                    help="best: optimisation steps per crop (default: the library's)")
+    ap.add_argument("--best-cache", default=str(ROOT / "benchmarks" / "out" / "best_points.json"),
+                    help="best: per-point results, read and extended ('' for none)")
     ap.add_argument("--smoke", action="store_true", help="tiny run to check the script")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --json")
     args = ap.parse_args(argv)
+    if args.best_iterations is None:
+        from deepae.apps.compress.overfit import BEST_ITERATIONS
+
+        args.best_iterations = BEST_ITERATIONS
     if args.smoke:
         args.n_test = min(args.n_test, 20)
         args.refine = min(args.refine, 5)
@@ -386,9 +510,9 @@ def main(argv=None):
     out["command"] = "python benchmarks/compression.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     for part in args.parts.split(","):
-        fn = {"fashion": fashion, "photos": photos, "speed": speed}.get(part)
+        fn = {"fashion": fashion, "photos": photos, "speed": speed, "best": best}.get(part)
         if fn is None:
-            raise SystemExit(f"--parts takes fashion, photos, speed; got {part!r}")
+            raise SystemExit(f"--parts takes fashion, photos, speed, best; got {part!r}")
         t = time.perf_counter()
         out[part] = fn(args)
         out[part]["seconds"] = round(time.perf_counter() - t, 1)

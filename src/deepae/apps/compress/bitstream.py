@@ -92,8 +92,9 @@ def unpack(data) -> tuple[Header, bytes]:
         raise BitstreamError(f"Truncated .dae file: {len(data)} bytes, the header alone takes "
                              f"{HEADER_BYTES}.")
     if data[3] != VERSION:
-        raise BitstreamError(f"Unknown .dae format version {data[3]}; this deepae reads version "
-                             f"{VERSION}. Upgrade deepae to read newer files.")
+        raise BitstreamError(f"Unknown .dae format version {data[3]}; this deepae reads versions "
+                             f"{VERSION} and 2 (effort='best'). Upgrade deepae to read newer "
+                             "files.")
     if len(data) < OVERHEAD_BYTES:
         raise BitstreamError(f"Truncated .dae file: {len(data)} bytes, fewer than the "
                              f"{OVERHEAD_BYTES} of its header and checksum.")

@@ -28,8 +28,8 @@ from deepae._validation import (
     validate_params,
 )
 from deepae.apps._base import MAX_TILE, ArtifactEstimatorMixin
-from deepae.apps.compress import _tiles
-from deepae.apps.compress.bitstream import OVERHEAD_BYTES, Header, pack, unpack
+from deepae.apps.compress import _tiles, overfit
+from deepae.apps.compress.bitstream import MAGIC, OVERHEAD_BYTES, Header, pack, unpack
 from deepae.apps.compress.entropy import RangeCoder, freeze_tables, table_bits
 from deepae.apps.compress.refine import LatentRefiner
 from deepae.data.images import to_float_images
@@ -44,7 +44,10 @@ from deepae.nn.compression import (  # importing the layers registers them with 
 from deepae.persistence import Artifact, check_architecture, register_loader
 from deepae.training import RUN_PARAMS_DOC, cosine_adam, images_fingerprint, train_on_patches
 
-__all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS"]
+__all__ = ["ImageCodec", "QUALITY_LAMBDAS", "MAX_PIXELS", "EFFORTS", "REFINE_STEPS"]
+
+EFFORTS = ("fast", "refine", "best")
+REFINE_STEPS = 200  # effort="refine"'s default
 
 # rate-distortion trade-offs of the shipped codecs, quality 1 (smallest files) to 8: the
 # lambdas of CompressAI's pretrained models, for distortion in 8-bit units (MSE * 255**2)
@@ -361,14 +364,10 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
         return region
 
-    def _latents(self, image, name="image", refine_steps=0):
-        check_is_fitted(self, "tables_")
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral):
-            raise TypeError(f"Expected `refine_steps` as an int >= 0; received "
-                            f"{refine_steps!r} of type {type(refine_steps).__name__}.")
-        if refine_steps < 0:
-            raise ValueError(f"Expected `refine_steps` as an int >= 0; received "
-                             f"{refine_steps!r}.")
+    @staticmethod
+    def _check_image(image, name):
+        """`image` as an array, its shape, dtype and (float) values checked, without a float
+        copy of it."""
         arr = np.asarray(image)
         if arr.ndim not in (2, 3):
             raise ValueError(f"Expected `{name}` as one (h, w) or (h, w, c) image; received "
@@ -381,11 +380,23 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             raise ValueError(f"Expected `{name}` of shape (h, w), (h, w, 1) or (h, w, 3); "
                              f"received {arr.shape}.")
         # the dtype, by name; then the values of a float image, without a float copy of it
-        (first,), _ = to_float_images(arr[:1, :1], name)
+        to_float_images(arr[:1, :1], name)
         if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and arr.min() >= -1e-3
                                           and arr.max() <= 1 + 1e-3):
             to_float_images(arr, name)  # the whole image's range in the message
-        c = first.shape[-1]
+        return arr
+
+    def _latents(self, image, name="image", refine_steps=0):
+        check_is_fitted(self, "tables_")
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral):
+            raise TypeError(f"Expected `refine_steps` as an int >= 0; received "
+                            f"{refine_steps!r} of type {type(refine_steps).__name__}.")
+        if refine_steps < 0:
+            raise ValueError(f"Expected `refine_steps` as an int >= 0; received "
+                             f"{refine_steps!r}.")
+        arr = self._check_image(image, name)
+        h, w = arr.shape[:2]
+        c = 3 if arr.ndim == 3 and arr.shape[-1] == 3 else 1
         s, tile, halo = self.stride, self._tile_latents(), receptive_halo(int(self.levels))
         lh, lw = -(-h // s), -(-w // s)
         region = self._region(arr, name)
@@ -401,36 +412,56 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
                                  tile=tile, halo=halo), (h, w, c)
         return y, (h, w, c)
 
-    def compress(self, image, *, refine_steps: int = 0, return_stats: bool = False):
+    def compress(self, image, *, effort: str = "fast", refine_steps: int | None = None,
+                 iterations: int | None = None, return_stats: bool = False):
         """Compress one image to the bytes of a ``.dae`` file.
 
         Parameters
         ----------
         image : array of shape (h, w) or (h, w, c), c in {1, 3}
             uint8 (0-255) or float in [0, 1]; any size up to 65535 on each side.
-        refine_steps : int, default=0
-            Encoder effort. 0 codes the analysis transform's latent as it is (fast). A
-            positive number searches that many gradient steps for a better latent for this
-            image (`deepae.apps.compress.refine`; with 200 steps, 0.4 to 0.8 dB more at
-            about the same rate on the benchmark's photos, 15.7% fewer bits by BD-rate),
-            at the cost of that many passes through the synthesis transform and back
-            (200 steps: about 80 s per megapixel on a 2-core CPU; an image larger than
-            `tile` is searched tile by tile, about 1.25 times the work of one whole-image
-            search at 1 megapixel); the decoder and the file format do not change, and the
-            result is kept only where it lowers the real rate-distortion cost.
+        effort : {"fast", "refine", "best"}, default="fast"
+            How much computing the encoder spends; the rate is chosen by the codec's `lmbda`
+            (`pretrained(quality)`) in every case, and `decompress` reads all three.
+
+            - ``"fast"``: one pass of the analysis transform (about 7 megapixels per second
+              on a 2-core CPU).
+            - ``"refine"``: searches `refine_steps` (default 200) gradient steps for a
+              better latent for this image (`deepae.apps.compress.refine`; 0.4 to 0.8 dB
+              more at about the same rate on the benchmark's photos, 15.7% fewer bits by
+              BD-rate), about 80 s per megapixel with 200 steps; an image larger than `tile`
+              is searched tile by tile; the file is the same format as ``"fast"``.
+            - ``"best"``: an overfitted codec (`deepae.apps.compress.overfit`, COOL-CHIC
+              style): latent grids, a synthesis network of about 140 multiply-adds per pixel
+              and a context model, optimised for this image alone for `iterations` steps
+              (default 2000) and written in the file (format version 2). It does not use
+              the codec's networks, only its `lmbda`; minutes per 256x256 image, more in
+              proportion to the pixels, and about 1 KB of memory per pixel while it runs;
+              decoding needs no TensorFlow. A colour image is coded as Y, Cb, Cr planes,
+              one codec each.
+        refine_steps : int, optional
+            ``"refine"``'s steps. A positive value with ``effort="fast"`` means
+            ``"refine"`` (the behaviour of earlier versions).
+        iterations : int, optional
+            ``"best"``'s optimisation steps per plane.
         return_stats : bool, default=False
             Also return a dict: ``bytes``, ``bpp`` (from the real size, header and checksum
             included), ``bpp_estimate`` (the entropy model's ideal code length for the same
-            latents, what training minimised) and their ratio ``overhead``.
+            latents, what training minimised; ``"fast"`` and ``"refine"``) and their ratio
+            ``overhead``; with ``"best"``, ``seconds`` and per plane its ``mse`` and the bytes
+            of its networks and of its latents.
 
         Returns
         -------
         bytes, or (bytes, dict)
 
-        Memory: the image as given (never converted whole to float), the integer latent
-        (4 bytes per value, 96 values per 256 pixels and plane with the shipped codecs) and
-        one tile of the analysis transform.
+        Memory ("fast", "refine"): the image as given (never converted whole to float), the
+        integer latent (4 bytes per value, 96 values per 256 pixels and plane with the
+        shipped codecs) and one tile of the analysis transform.
         """
+        effort, refine_steps = self._effort(effort, refine_steps, iterations)
+        if effort == "best":
+            return self._compress_best(image, iterations, return_stats)
         y, (h, w, c) = self._latents(image, refine_steps=refine_steps)
         data = pack(Header(bytes.fromhex(self.fingerprint_[:8]), h, w, c, y.shape[1:]),
                     self._coder.encode(list(y)))
@@ -441,6 +472,46 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         return data, {"bytes": len(data), "header_bytes": OVERHEAD_BYTES, "pixels": h * w,
                       "bpp": bpp, "bpp_estimate": est,
                       "overhead": bpp / est if est > 0 else math.inf}
+
+    @staticmethod
+    def _effort(effort, refine_steps, iterations):
+        """Checked (effort, refine steps)."""
+        if effort not in EFFORTS:
+            raise ValueError(f"Expected `effort` as one of {EFFORTS}; received {effort!r}.")
+        for name, value in (("refine_steps", refine_steps), ("iterations", iterations)):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Integral)):
+                raise TypeError(f"Expected `{name}` as an int; received {value!r} of type "
+                                f"{type(value).__name__}.")
+        if refine_steps is not None and refine_steps < 0:
+            raise ValueError(f"Expected `refine_steps` as an int >= 0; received "
+                             f"{refine_steps!r}.")
+        if iterations is not None and iterations < 1:
+            raise ValueError(f"Expected `iterations` as an int >= 1; received {iterations!r}.")
+        if effort == "fast" and refine_steps:
+            effort = "refine"
+        if effort == "refine" and refine_steps is None:
+            refine_steps = REFINE_STEPS
+        return effort, int(refine_steps or 0) if effort == "refine" else 0
+
+    def _compress_best(self, image, iterations, return_stats):
+        from deepae.apps.compress import overfit
+
+        check_is_fitted(self, "tables_")
+        arr = self._check_image(image, "image")
+        h, w = arr.shape[:2]
+        (img,), _ = to_float_images(arr, "image")
+        c = img.shape[-1]
+        planes = img[None, ..., 0] if c == 1 else np.moveaxis(
+            img @ _RGB2YCC.T + np.array([0.0, 0.5, 0.5], np.float32), -1, 0)
+        data, stats = overfit.encode_planes(
+            np.ascontiguousarray(planes, np.float32), c, float(self.lmbda),
+            iterations=overfit.BEST_ITERATIONS if iterations is None else int(iterations),
+            seed=self.random_state, verbose=int(self.verbose))
+        if not return_stats:
+            return data
+        return data, {"bytes": len(data), "pixels": h * w, "bpp": 8 * len(data) / (h * w),
+                      **stats}
 
     def decompress(self, data, *, max_pixels: int = MAX_PIXELS):
         """Decode the bytes of a ``.dae`` file written by this codec to the uint8 image of
@@ -462,6 +533,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) \
                 or max_pixels < 1:
             raise ValueError(f"Expected `max_pixels` as an int >= 1; received {max_pixels!r}.")
+        if isinstance(data, bytes | bytearray | memoryview) \
+                and bytes(data[:4]) == MAGIC + bytes([overfit.VERSION]):
+            return self._decompress_best(data, max_pixels)
         head, payload = unpack(data)
         if head.fingerprint != bytes.fromhex(self.fingerprint_[:8]):
             raise BitstreamError(f"This .dae file was written by the codec with fingerprint "
@@ -503,6 +577,19 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
             img = np.clip(self._image(planes, c), 0.0, 1.0)
             out[r0:r1, c0:c1] = np.round(img * 255.0).astype(np.uint8)
         return out[..., 0] if c == 1 else out
+
+    @staticmethod
+    def _decompress_best(data, max_pixels):
+        """A version-2 file (``effort="best"``): its own networks, none of this codec's."""
+        head, planes = overfit.decode(data, max_pixels)
+        if head.channels == 1:
+            return np.round(np.clip(planes[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        out = np.empty((head.height, head.width, 3), np.uint8)
+        for r0 in range(0, head.height, 256):  # bounded float copies
+            ycc = np.moveaxis(planes[:, r0:r0 + 256], 0, -1) - np.array([0.0, 0.5, 0.5],
+                                                                        np.float32)
+            out[r0:r0 + 256] = np.round(np.clip(ycc @ _YCC2RGB.T, 0.0, 1.0) * 255.0)
+        return out
 
     # -- convenience ---------------------------------------------------------------------------
     def describe(self) -> dict:

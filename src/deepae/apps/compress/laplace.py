@@ -1,0 +1,63 @@
+"""The frozen integer Laplace tables of the overfitted ``.dae`` format (version 2).
+
+A latent ``y`` is coded as ``v = y - round(mu)`` with the table of its predicted scale and
+the fraction of its predicted mean, both bins computed in integers from the context model's
+fixed-point outputs (`deepae.apps.compress._overfit_kernels`):
+
+- scale bin ``j`` in ``0 .. N_SCALES - 1``: the Laplace scale ``b_j = exp(LOG_SCALE_MIN +
+  LOG_SCALE_STEP * j)``, exp(-4.6) = 0.01 to exp(4) = 54.6;
+- mean bin ``m`` in ``0 .. N_MEANS - 1``: the mean's fraction ``(m - 8) / 16``, -1/2 to 1/2.
+
+Table ``(j, m)`` holds the frequencies, out of ``2 ** PRECISION``, of ``v = -R_j .. R_j``
+(``R_j = min(MAX_RADIUS, max(2, ceil(TAIL * b_j)))``) and a last *escape* entry for any
+value outside; every entry is at least 1 and none above `MAX_FREQ`, so every symbol costs at
+least ``-log2(MAX_FREQ / 2**16)`` bits (0.0014): a file's payload bounds the number of
+latents it can hold. The integers are computed once by ``scripts/make_laplace_tables.py``
+(Python's `decimal`, correctly rounded) and shipped with the package; `tables` checks their
+SHA-256.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+
+import numpy as np
+
+__all__ = ["PRECISION", "N_SCALES", "N_MEANS", "LOG_SCALE_MIN", "LOG_SCALE_STEP", "MAX_RADIUS",
+           "TAIL", "MAX_FREQ", "TABLES_SHA256", "MIN_SYMBOL_BITS", "tables"]
+
+PRECISION = 16
+N_SCALES = 87
+N_MEANS = 17
+LOG_SCALE_MIN = "-4.6"  # strings: exact decimals for the table script
+LOG_SCALE_STEP = "0.1"
+MAX_RADIUS = 511
+TAIL = 11  # R_j = ceil(11 b_j): the Laplace tail beyond holds exp(-11) = 1.7e-5 of the mass
+MAX_FREQ = (1 << PRECISION) - 64
+MIN_SYMBOL_BITS = -math.log2(MAX_FREQ / (1 << PRECISION))
+TABLES_SHA256 = "d06587e031548f91fe2ca6f1dd2d15de63a1351d9c3b63e7c50fc22d0c46711d"
+
+
+@functools.cache
+def tables() -> dict:
+    """``{"freqs": (N_SCALES, N_MEANS, 2 * MAX_RADIUS + 2) int64, "cums": the same with one
+    more column (cumulative frequencies, starting at 0), "lengths": (N_SCALES,) int64}``,
+    from the shipped file, checked against `TABLES_SHA256`."""
+    from importlib.resources import files
+
+    from deepae.exceptions import ArtifactError
+
+    path = files("deepae.apps.compress") / "laplace_tables.npz"
+    with path.open("rb") as fh, np.load(fh, allow_pickle=False) as f:
+        freqs, lengths = np.asarray(f["freqs"]), np.asarray(f["lengths"])
+    digest = hashlib.sha256(freqs.astype(">u2").tobytes()
+                            + lengths.astype(">i4").tobytes()).hexdigest()
+    if digest != TABLES_SHA256:
+        raise ArtifactError(f"deepae's Laplace tables ({path}) are corrupted: SHA-256 {digest}, "
+                            f"expected {TABLES_SHA256}. Reinstall deepae.")
+    freqs = freqs.astype(np.int64)
+    cums = np.zeros(freqs.shape[:2] + (freqs.shape[2] + 1,), np.int64)
+    np.cumsum(freqs, axis=-1, out=cums[..., 1:])
+    return {"freqs": freqs, "cums": cums, "lengths": lengths.astype(np.int64)}
