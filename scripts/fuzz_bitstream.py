@@ -3,7 +3,7 @@ nothing else, in bounded memory.
 
     python scripts/fuzz_bitstream.py [--n 10000] [--seed 0] [--json fuzz.json]
                                      [--model codec.deepae | --quality Q]
-                                     [--max-extra-mb 300]
+                                     [--max-extra-mb 300] [--format 1 | 2]
 
 Valid files (grayscale and colour, sizes 1x1 to 45x45) are written by a small codec trained
 here in seconds (or by --model, or the shipped codec of --quality), then mutated: 1 to 4
@@ -15,6 +15,13 @@ instead: a random image size (area log-uniform up to 65535**2, grayscale or colo
 the latent shape that matches it, a payload of up to 2,000 bytes (empty, random, or cut
 from a valid file) and a valid CRC, half the time sized to just pass the payload check, so
 that large announced images reach the decoder.
+
+With --format 2 the valid files are version-2 files (`compress(effort="best")`, 20
+optimisation steps: the file holds its own networks); the CRC repair recomputes the CRC
+only, and a forged file has a random image size, mostly the default architecture (one in
+ten random architecture bytes), and per plane a networks' section (from a valid file or
+random) and a latents' section (empty, random or cut from a valid file), half the time with
+the image shrunk until the latents' section passes the payload check.
 
 Each file goes to `ImageCodec.decompress`. The exit status is 1 if any other exception was
 raised or if the process's peak resident set grew by more than --max-extra-mb during the
@@ -120,7 +127,48 @@ def forge(codec, rng, valid) -> bytes:
     return pack(head, payload)
 
 
-def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=None) -> dict:
+def forge_v2(rng, valid) -> bytes:
+    """A forged version-2 file with a valid CRC (see the module's docstring)."""
+    from deepae.apps.compress import overfit
+
+    src = overfit.read_header(valid[rng.integers(len(valid))], 10 ** 9)
+    area, aspect = np.exp(rng.uniform(0, np.log(65535.0 ** 2))), np.exp(rng.uniform(-4, 4))
+    h, w = (int(v) for v in np.clip(np.round([np.sqrt(area * aspect), np.sqrt(area / aspect)]),
+                                    1, 65535))
+    c = int(rng.choice([1, 3]))
+    arch = overfit.DEFAULT_ARCHITECTURE
+    fields = [arch.levels, arch.context, arch.arm_layers, arch.width]
+    if rng.integers(10) == 0:
+        fields = [int(v) for v in rng.integers(0, 256, 4)]
+    sections = []
+    for _ in range(3 if c == 3 else 1):
+        weights = (src.planes[0][0] if rng.integers(2)
+                   else rng.integers(0, 256, rng.integers(0, 300), dtype=np.uint8).tobytes())
+        kind = rng.integers(3)
+        latents = (b"" if kind == 0 else src.planes[0][1][:rng.integers(len(src.planes[0][1]) + 1)]
+                   if kind == 1 else rng.integers(0, 256, rng.integers(0, 2001),
+                                                  dtype=np.uint8).tobytes())
+        sections.append((weights, latents))
+    if rng.integers(4) == 0:  # the source's own size and sections: decodes
+        h, w = src.height, src.width
+        sections = [src.planes[0]] * (3 if c == 3 else 1)
+    elif rng.integers(2) and fields[:2] == [arch.levels, arch.context]:
+        from deepae.apps.compress.laplace import MIN_SYMBOL_BITS
+
+        shortest = min(len(lat) for _, lat in sections)
+        while (arch.n_latents(h, w) * MIN_SYMBOL_BITS / 8 - 8 > shortest
+               and max(h, w) > 1):
+            h, w = max(1, h * 3 // 4), max(1, w * 3 // 4)
+    body = bytearray(struct.pack(">3sB4sHHB4B", b"DAE", 2, overfit.FINGERPRINT, h, w, c,
+                                 *fields))
+    for weights, latents in sections:
+        body += struct.pack(">H", len(weights)) + weights + struct.pack(">I", len(latents))
+        body += latents
+    return bytes(body) + struct.pack(">I", zlib.crc32(body))
+
+
+def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=None,
+        version=1) -> dict:
     """Fuzz `n` files; returns the summary (see the module's docstring)."""
     from deepae import BitstreamError, ImageCodec
 
@@ -136,7 +184,10 @@ def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=Non
                            random_state=seed).fit(imgs)
     originals = [rng.integers(0, 256, s, dtype=np.uint8)
                  for s in [(45, 45), (1, 1), (20, 9, 3), (16, 33)]]
-    valid = [codec.compress(im) for im in originals]
+    if version == 2:
+        valid = [codec.compress(im, effort="best", iterations=20) for im in originals]
+    else:
+        valid = [codec.compress(im) for im in originals]
     for data in valid:  # warm: the transforms traced before the memory baseline
         codec.decompress(data)
     counts = {"decoded": 0, "bitstream_errors": 0, "other_exceptions": 0, "crc_repaired": 0,
@@ -149,7 +200,8 @@ def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=Non
         src = valid[k % len(valid)]
         forged = rng.integers(4) == 0
         if forged:
-            data, ops = forge(codec, rng, valid), "forged header"
+            data = forge_v2(rng, valid) if version == 2 else forge(codec, rng, valid)
+            ops = "forged header"
             counts["forged_headers"] += 1
         else:
             ops = [(OPS[rng.integers(len(OPS))], int(rng.integers(0, 4096)),
@@ -157,7 +209,7 @@ def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=Non
             data = mutate(src, ops, valid[(k + 1) % len(valid)])
             repair = rng.integers(3)  # none, the CRC, or the length field and the CRC
             if repair and len(data) >= 27:
-                data = fix_crc(data, length=repair == 2)
+                data = fix_crc(data, length=repair == 2 and version == 1)
                 counts["crc_repaired"] += 1
         t = time.perf_counter()
         try:
@@ -178,7 +230,7 @@ def run(n=10_000, seed=0, model=None, max_extra_mb=300.0, log=print, quality=Non
     seconds = time.perf_counter() - t0
     peak = _status_kb("VmHWM:")
     extra = (peak - base) / 1024 if measured and peak and base else None
-    summary = {"files": n, **counts, "seconds": round(seconds, 2),
+    summary = {"files": n, "format": version, **counts, "seconds": round(seconds, 2),
                "peak_extra_mb": None if extra is None else round(extra, 1),
                "max_extra_mb": max_extra_mb,
                "memory_ok": extra is None or extra <= max_extra_mb,
@@ -206,10 +258,13 @@ def main(argv=None):
     ap.add_argument("--json")
     ap.add_argument("--model", help="a trained codec (default: a small one trained here)")
     ap.add_argument("--quality", type=int, help="the shipped codec of this quality (1-8)")
+    ap.add_argument("--format", type=int, choices=(1, 2), default=1,
+                    help="the .dae version of the valid files (2: effort='best')")
     ap.add_argument("--max-extra-mb", type=float, default=300.0,
                     help="fail if the peak resident set grows by more (default 300)")
     args = ap.parse_args(argv)
-    summary = run(args.n, args.seed, args.model, args.max_extra_mb, quality=args.quality)
+    summary = run(args.n, args.seed, args.model, args.max_extra_mb, quality=args.quality,
+                  version=args.format)
     summary["command"] = "python scripts/fuzz_bitstream.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     if args.json:

@@ -1,6 +1,7 @@
 """`deepae compress` and `deepae decompress`: learned image compression from the shell.
 
-    deepae compress photo.png photo.dae [--quality 4 | --model codec.deepae] [--refine 200]
+    deepae compress photo.png photo.dae [--quality 4 | --model codec.deepae]
+                    [--effort fast | refine | best] [--refine 200] [--iterations 2000]
     deepae compress train FOLDER -o codec.deepae --lambda 0.013 [--epochs 20]
     deepae decompress photo.dae restored.png [--model codec.deepae]
 
@@ -31,8 +32,8 @@ from deepae.cli._options import (
 
 __all__ = ["add_compress_parsers"]
 
-_USAGE = {"compress": "deepae compress INPUT -o OUTPUT [--quality Q | --model M] [--refine N] "
-                      "| train FOLDER -o M --lambda L",
+_USAGE = {"compress": "deepae compress INPUT -o OUTPUT [--quality Q | --model M] "
+                      "[--effort fast|refine|best] | train FOLDER -o M --lambda L",
           "decompress": "deepae decompress INPUT -o OUTPUT [--model M]"}
 
 
@@ -114,17 +115,23 @@ def _report(args, codec, image, data, stats, dst, n_in) -> None:
     figures = {"output": "-" if dst is None else str(dst), "bytes": stats["bytes"],
                "input_bytes": n_in, "width": w, "height": h,
                "channels": 1 if image.ndim == 2 else image.shape[2], "bpp": stats["bpp"],
-               "header_bytes": stats["header_bytes"], "bpp_estimate": stats["bpp_estimate"],
-               "overhead": stats["overhead"], "psnr": _psnr(image, restored)}
+               "effort": args.effort if args.effort != "fast" or not args.refine else "refine",
+               **{k: stats[k] for k in ("header_bytes", "bpp_estimate", "overhead", "seconds")
+                  if k in stats},
+               "psnr": _psnr(image, restored)}
     if args.json:
         result_json(figures)
     if args.quiet:
         return
     status(f"wrote {figures['output'] if dst else 'standard output'}: {stats['bytes']:,} bytes "
            f"for {w}x{h} pixels ({n_in:,} bytes in)")
-    status(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
-           f"header bytes included); the entropy model estimated {stats['bpp_estimate']:.4f}"
-           f" bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
+    if "bpp_estimate" in stats:
+        status(f"rate: {stats['bpp']:.4f} bpp from the file size ({stats['header_bytes']} "
+               f"header bytes included); the entropy model estimated "
+               f"{stats['bpp_estimate']:.4f} bpp (file {100 * (stats['overhead'] - 1):+.1f}%)")
+    else:
+        status(f"rate: {stats['bpp']:.4f} bpp from the file size, its own networks included "
+               f"(encoded in {stats['seconds']:.0f} s)")
     status(f"PSNR: {figures['psnr']:.2f} dB")
 
 
@@ -146,7 +153,10 @@ def cmd_compress(args):
         image = read_image(src)
         n_in = Path(src).stat().st_size
     codec = _codec(args.model, args.quality)
-    data, stats = codec.compress(image, refine_steps=args.refine, return_stats=True)
+    if args.effort == "best":
+        codec.set_params(verbose=0 if args.quiet else 1)
+    data, stats = codec.compress(image, effort=args.effort, refine_steps=args.refine,
+                                 iterations=args.iterations, return_stats=True)
     if dst is None:
         result_bytes(data, ".dae bytes")
     else:
@@ -199,11 +209,16 @@ def add_compress_parsers(sub):
     c.add_argument("--quality", type=int, choices=sorted(QUALITY_LAMBDAS), metavar="{1..8}",
                    help="shipped codec: 1 smallest files ... 8 best images (default 4)")
     c.add_argument("--model", help="codec file (.deepae) instead of a shipped one")
-    c.add_argument("--refine", type=int, default=0, metavar="N",
-                   help="encoder effort: N gradient steps searching a better latent for this "
-                   "image (slow: about 80 s per megapixel with 200; 0.4-0.8 dB more at "
-                   "the same size on the benchmark's photos; the decoder is unchanged; "
-                   "default 0)")
+    c.add_argument("--effort", choices=("fast", "refine", "best"), default="fast",
+                   help="encoder effort (the rate stays --quality's): fast, one pass; refine, "
+                   "a search for a better latent (--refine steps, default 200; about 80 s "
+                   "per megapixel); best, a small codec overfitted to this image and written "
+                   "in the file (--iterations steps, default 2000; about 45 s per 256x256 "
+                   "image, the best files; docs/compression.md)")
+    c.add_argument("--refine", type=int, default=None, metavar="N",
+                   help="refine's gradient steps (N > 0 alone means --effort refine)")
+    c.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="best's optimisation steps per plane (default 2000)")
     c.add_argument("-o", "--output", help="the .dae file to write, or - for standard output "
                    "(train: the codec file)")
     c.add_argument("--lambda", dest="lmbda", type=float, default=0.013,

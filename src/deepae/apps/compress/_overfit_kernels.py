@@ -84,7 +84,7 @@ def _bins(mu, s):
 def _context(y, base, h, w, row, col, offsets, ctx):
     for k in range(offsets.shape[0]):
         rr, cc = row + offsets[k, 0], col + offsets[k, 1]
-        ctx[k] = y[base + rr * w + cc] if 0 <= rr < h and 0 <= cc < w else 0
+        ctx[k] = np.int64(y[base + rr * w + cc]) if 0 <= rr < h and 0 <= cc < w else 0
 
 
 @njit(cache=True)
@@ -171,14 +171,14 @@ def encode(y, bins, freqs, cums, lengths):
 def decode(data, shapes, offsets, wh, bh, wo, bo, hidden, freqs, cums, lengths):
     """Decode the latents of the grids `shapes` from the payload `data` (uint8).
 
-    Returns (y int64 of the total latent count, status): status `OK`, or `TRUNCATED` (the
+    Returns (y int32 of the total latent count, status): status `OK`, or `TRUNCATED` (the
     payload ends before the latents), `BAD_STATE` (the final state is not the encoder's
     initial one: corrupted), `OUT_OF_RANGE` (an escaped value beyond ``MAX_LATENT``) or
     `TRAILING` (bytes left after the latents)."""
     total = 0
     for g in range(shapes.shape[0]):
         total += shapes[g, 0] * shapes[g, 1]
-    y = np.zeros(total, np.int64)
+    y = np.zeros(total, np.int32)
     n = data.shape[0]
     if n < 4:
         return y, TRUNCATED

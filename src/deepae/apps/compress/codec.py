@@ -581,15 +581,15 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     @staticmethod
     def _decompress_best(data, max_pixels):
         """A version-2 file (``effort="best"``): its own networks, none of this codec's."""
-        head, planes = overfit.decode(data, max_pixels)
-        if head.channels == 1:
-            return np.round(np.clip(planes[0], 0.0, 1.0) * 255.0).astype(np.uint8)
-        out = np.empty((head.height, head.width, 3), np.uint8)
-        for r0 in range(0, head.height, 256):  # bounded float copies
-            ycc = np.moveaxis(planes[:, r0:r0 + 256], 0, -1) - np.array([0.0, 0.5, 0.5],
-                                                                        np.float32)
-            out[r0:r0 + 256] = np.round(np.clip(ycc @ _YCC2RGB.T, 0.0, 1.0) * 255.0)
-        return out
+        def to_image(planes):  # (p, rows, w) -> uint8 rows
+            if planes.shape[0] == 1:
+                img = planes[0]
+            else:
+                ycc = np.moveaxis(planes, 0, -1) - np.array([0.0, 0.5, 0.5], np.float32)
+                img = ycc @ _YCC2RGB.T
+            return np.round(np.clip(img, 0.0, 1.0) * 255.0)
+
+        return overfit.decode(data, max_pixels, to_image)
 
     # -- convenience ---------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -621,11 +621,16 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
     @classmethod
     def pretrained_for(cls, data) -> ImageCodec:
         """The shipped codec that wrote `data` (the bytes of a ``.dae`` file), found by the
-        fingerprint in its header; `BitstreamError` if none of them did."""
+        fingerprint in its header; `BitstreamError` if none of them did. A version-2 file
+        (``effort="best"``) holds its own networks: any codec decodes it (quality 4's is
+        returned)."""
         from importlib.resources import files
 
         from deepae.persistence import read_header
 
+        if isinstance(data, bytes | bytearray | memoryview) \
+                and bytes(data[:4]) == MAGIC + bytes([overfit.VERSION]):
+            return cls.pretrained(quality=4)  # the file holds its own networks
         head, _ = unpack(data)
         for q in QUALITY_LAMBDAS:
             path = files("deepae") / "pretrained" / f"codec_q{q}.deepae"

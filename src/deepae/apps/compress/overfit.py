@@ -9,7 +9,7 @@ No training data: for each image plane the encoder optimises
   ``levels`` features per pixel;
 - a synthesis network from those features to the pixel: ``linear(levels -> width), ReLU,
   linear(width -> 2)``, a residual 3x3 convolution (2 -> 2) with ReLU, and a 3x3
-  convolution (2 -> 1) added to the first channel: about ``levels * width + 3 * width + 60``
+  convolution (2 -> 1) added to the first channel (edges replicated): about ``levels * width + 3 * width + 60``
   multiply-adds per pixel (140 with the defaults), and 80 per latent for the context model;
 - an auto-regressive context model (ARM): for each latent, a small residual MLP reads the
   ``context`` already-decoded neighbours of the same grid and predicts a Laplace mean and
@@ -136,28 +136,26 @@ def _conv3x3(x, kernel, bias):
 
 def synthesise(grids, params, h, w, band=_BAND):
     """The decoded plane (h, w) float32 (unclipped) from the integer latent grids and the
-    synthesis parameters, `band` rows at a time (each with the 2 rows of context the two
-    3x3 convolutions need, zeros beyond the plane's edges, as in training)."""
+    synthesis parameters, `band` rows at a time (`synthesise_rows`)."""
     out = np.empty((h, w), np.float32)
     for r0 in range(0, h, band):
-        r1 = min(h, r0 + band)
-        lo, hi = max(0, r0 - 2), min(h, r1 + 2)
-        f = _features(grids, h, w, np.arange(lo, hi))
-        x = np.maximum(f @ params["syn_w1"] + params["syn_b1"], 0) @ params["syn_w2"] \
-            + params["syn_b2"]
-        # zero rows and columns outside the plane: the convolutions' 'same' padding
-        x = np.pad(x, ((2 - (r0 - lo), 2 - (hi - r1)), (2, 2), (0, 0)))
-        x = np.maximum(x[1:-1, 1:-1] + _conv3x3(x, params["conv1"], params["conv1_b"]), 0)
-        # (r1 - r0 + 2, w + 2, 2): zero where it lies outside the plane, the padding of the
-        # second convolution
-        x[:, 0] = x[:, -1] = 0
-        if r0 == 0:
-            x[0] = 0
-        if r1 == h:
-            x[-1] = 0
-        y = x[1:-1, 1:-1, 0] + _conv3x3(x, params["conv2"], params["conv2_b"])[..., 0]
-        out[r0:r1] = y
+        out[r0:r0 + band] = synthesise_rows(grids, params, h, w, r0, min(h, r0 + band))
     return out
+
+
+def synthesise_rows(grids, params, h, w, r0, r1):
+    """Rows r0:r1 of the decoded plane, float32 (unclipped), computed with the 2 rows of
+    context the two 3x3 convolutions need (edges replicated at the plane's borders, as in
+    training): the same values as the whole plane's."""
+    lo, hi = max(0, r0 - 2), min(h, r1 + 2)
+    f = _features(grids, h, w, np.arange(lo, hi))
+    x = np.maximum(f @ params["syn_w1"] + params["syn_b1"], 0) @ params["syn_w2"] \
+        + params["syn_b2"]
+    # (rows max(0, r0 - 1) .. min(h, r1 + 1), w, 2)
+    xp = np.pad(x, ((int(r0 <= 1), int(r1 >= h - 1)), (1, 1), (0, 0)), mode="edge")
+    x = np.maximum(xp[1:-1, 1:-1] + _conv3x3(xp, params["conv1"], params["conv1_b"]), 0)
+    xp = np.pad(x, ((int(r0 == 0), int(r1 == h)), (1, 1), (0, 0)), mode="edge")
+    return xp[1:-1, 1:-1, 0] + _conv3x3(xp, params["conv2"], params["conv2_b"])[..., 0]
 
 
 # -- the encoder: optimisation (TensorFlow) ------------------------------------------------------
@@ -203,6 +201,9 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
         f = tf.floor(v)
         return f + 0.5 + 0.5 * tf.tanh((v - f - 0.5) / t) / tf.tanh(0.5 / t)
 
+    def edge(x):  # one pixel of padding, the edge replicated
+        return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
+
     def forward(hard, t, noise):
         qs = []
         for y in latents:
@@ -235,8 +236,8 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
         f = tf.reshape(tf.stack(feats, -1), (-1, n_lv))
         x = tf.nn.relu(f @ p["syn_w1"] + p["syn_b1"]) @ p["syn_w2"] + p["syn_b2"]
         x = tf.reshape(x, (1, h, w, 2))
-        x = tf.nn.relu(x + tf.nn.conv2d(x, p["conv1"], 1, "SAME") + p["conv1_b"])
-        x_hat = x[..., :1] + tf.nn.conv2d(x, p["conv2"], 1, "SAME") + p["conv2_b"]
+        x = tf.nn.relu(x + tf.nn.conv2d(edge(x), p["conv1"], 1, "VALID") + p["conv1_b"])
+        x_hat = x[..., :1] + tf.nn.conv2d(edge(x), p["conv2"], 1, "VALID") + p["conv2_b"]
         mse = tf.reduce_mean(tf.square(x_hat - target))
         return bpp, mse
 
@@ -246,7 +247,7 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
     opt2 = tf.keras.optimizers.Adam(1e-4)
     every = latents + nets
 
-    @tf.function
+    @tf.function(autograph=False)  # no Python control flow on tensors inside
     def noisy_step(t, noise):
         with tf.GradientTape() as tape:
             bpp, mse = forward(False, t, noise)
@@ -254,7 +255,7 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
         opt1.apply_gradients(zip(tape.gradient(loss, every), every, strict=True))
         return bpp, mse
 
-    @tf.function
+    @tf.function(autograph=False)
     def hard_step():
         with tf.GradientTape() as tape:
             bpp, mse = forward(True, 0.1, 0.0)
@@ -540,7 +541,10 @@ def read_header(data: bytes, max_pixels: int) -> OverfitHeader:
     arch = Architecture(levels, context, arm_layers, width)
     if h < 1 or w < 1 or c not in (1, 3):
         raise BitstreamError(f"Corrupted .dae file: invalid image shape {h}x{w}x{c}.")
-    arch.check(BitstreamError)
+    try:
+        arch.check()
+    except ValueError as e:
+        raise BitstreamError(f"Corrupted .dae file: {e}") from e
     n_planes = 3 if c == 3 else 1
     if h * w * n_planes > max_pixels:
         raise BitstreamError(f"The .dae file announces a {w}x{h} image coded as {n_planes} "
@@ -579,17 +583,19 @@ _STATUS = {kernels.TRUNCATED: "the latents' stream ends before its latents",
            kernels.TRAILING: "bytes after the latents"}
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[OverfitHeader, np.ndarray]:
-    """The header and the decoded planes (p, h, w) float32 (unclipped) of a version-2 file.
+def decode(data: bytes, max_pixels: int, to_image) -> np.ndarray:
+    """Decode a version-2 file: `to_image` maps a band of decoded planes (p, rows, w) float32
+    (unclipped) to its uint8 rows of the image ((rows, w) or (rows, w, 3)).
 
-    Memory: the latents (8 bytes each, 4/3 per pixel and plane), the planes and one band of
-    `_BAND` rows of the synthesis (about 100 bytes per pixel of the band)."""
+    Memory: every plane's latents (4 bytes each, 4/3 per pixel and plane), the uint8 image,
+    and one band of `_BAND` rows of the synthesis (about 100 bytes per pixel of the band);
+    nothing before the checks of `read_header`."""
     head = read_header(bytes(data), max_pixels)
     h, w, arch = head.height, head.width, head.arch
     t = tables()
     shapes = arch.grid_shapes(h, w)
     offsets = np.asarray(CONTEXTS[arch.context], np.int64)
-    out = np.empty((len(head.planes), h, w), np.float32)
+    decoded = []
     for i, (weights, latents) in enumerate(head.planes):
         (wh, bh, wo, bo), syn = _read_networks(weights, arch)
         flat, status = kernels.decode(np.frombuffer(latents, np.uint8), shapes, offsets, wh, bh,
@@ -601,5 +607,10 @@ def decode(data: bytes, max_pixels: int) -> tuple[OverfitHeader, np.ndarray]:
         for a, b in shapes:
             grids.append(flat[k:k + a * b].reshape(a, b))
             k += a * b
-        out[i] = synthesise(grids, syn, h, w)
-    return head, out
+        decoded.append((grids, syn))
+    out = np.empty((h, w) if head.channels == 1 else (h, w, 3), np.uint8)
+    for r0 in range(0, h, _BAND):
+        r1 = min(h, r0 + _BAND)
+        out[r0:r1] = to_image(np.stack([synthesise_rows(g, syn, h, w, r0, r1)
+                                        for g, syn in decoded]))
+    return out

@@ -1,0 +1,366 @@
+"""effort="best": the overfitted codec, its integer entropy coding and the .dae version 2."""
+
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deepae import BitstreamError, ImageCodec
+from deepae.apps.compress import _overfit_kernels as kernels
+from deepae.apps.compress import laplace, overfit
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMAT_DOC = ROOT / "docs" / "format.md"
+
+
+def smooth(h, w, seed=0, channels=0):
+    """A smooth uint8 image (a few sinusoids): something a tiny overfitted codec can learn."""
+    rng = np.random.default_rng(seed)
+    r, c = np.mgrid[0:h, 0:w] / max(h, w)
+    planes = []
+    for _ in range(max(1, channels)):
+        a, b, p = rng.uniform(1, 4, 3)
+        planes.append(0.5 + 0.35 * np.sin(a * 3 * r + b * 2 * c + p))
+    img = np.stack(planes, -1) if channels else planes[0]
+    return np.round(img * 255).astype(np.uint8)
+
+
+def psnr(a, b):
+    return 10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+@pytest.fixture(scope="module")
+def codec():
+    """Any fitted codec decodes version 2: a tiny one, its lambda that of quality 6."""
+    rng = np.random.default_rng(0)
+    return ImageCodec(lmbda=0.05, filters=4, latent_channels=2, levels=2, patch_size=8,
+                      patches_per_epoch=16, epochs=1, batch_size=8, random_state=0).fit(
+        rng.random((2, 16, 16, 1)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def gray():
+    return smooth(40, 29)
+
+
+@pytest.fixture(scope="module")
+def best(codec, gray):
+    return codec.compress(gray, effort="best", iterations=300, return_stats=True)
+
+
+def test_round_trip_quality_and_size(codec, gray, best):
+    """300 steps on a smooth 40x29 image: far better than the 8-bit noise floor of a bad
+    decoder, the stats' bytes the file's, the file a version-2 file, decoded to the shape
+    and dtype of the original, the same pixels every time."""
+    data, stats = best
+    assert data[:4] == b"DAE\x02" and stats["bytes"] == len(data)
+    assert stats["bpp"] == pytest.approx(8 * len(data) / gray.size)
+    out = codec.decompress(data)
+    assert out.shape == gray.shape and out.dtype == np.uint8
+    assert psnr(gray, out) > 33.0
+    assert np.array_equal(codec.decompress(data), out)
+    plane = stats["planes"][0]
+    assert plane["weight_bytes"] + plane["latent_bytes"] + 6 + 21 == len(data)
+    # the encoder's own estimate of the decoded plane (before 8-bit rounding) agrees
+    assert 10 * np.log10(1 / plane["mse"]) == pytest.approx(psnr(gray, out), abs=0.3)
+
+
+def test_more_effort_is_better(codec, gray, best):
+    """The optimisation does work: 300 steps beat 10 by a wide margin in rate-distortion
+    cost (bits + lambda * 255**2 * SSE), and a larger lambda gives a larger, better file."""
+    def cost(data, lmbda):
+        out = codec.decompress(data).astype(np.float64) / 255
+        return 8 * len(data) + lmbda * 255 ** 2 * np.sum((out - gray / 255) ** 2)
+
+    short = codec.compress(gray, effort="best", iterations=10)
+    assert cost(best[0], codec.lmbda) < 0.7 * cost(short, codec.lmbda)
+    codec.set_params(lmbda=0.5)
+    try:
+        fine = codec.compress(gray, effort="best", iterations=300)
+    finally:
+        codec.set_params(lmbda=0.05)
+    assert len(fine) > len(best[0])
+    assert psnr(gray, codec.decompress(fine)) > psnr(gray, codec.decompress(best[0])) + 0.5
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (17, 64), (9, 11, 3), (8, 8, 1)])
+def test_any_size_and_colour(codec, shape):
+    """Odd sizes, single pixels, colour (three planes) and (h, w, 1) images round-trip to
+    the original's shape."""
+    img = smooth(shape[0], shape[1], seed=3, channels=shape[2] if len(shape) == 3 else 0)
+    data = codec.compress(img, effort="best", iterations=5)
+    out = codec.decompress(data)
+    assert out.shape == (img.shape if img.ndim == 2 or img.shape[-1] == 3 else img.shape[:2])
+    assert data[12] == (3 if len(shape) == 3 and shape[2] == 3 else 1)
+
+
+def test_colour_is_three_planes(codec):
+    img = smooth(12, 10, seed=1, channels=3)
+    data, stats = codec.compress(img, effort="best", iterations=200, return_stats=True)
+    assert len(stats["planes"]) == 3
+    out = codec.decompress(data)
+    assert out.shape == (12, 10, 3) and psnr(img, out) > 25
+
+
+def test_efforts_and_their_arguments(codec, gray):
+    """fast and refine still write version 1; refine_steps alone means refine; bad values
+    are refused with the argument's name."""
+    assert codec.compress(gray)[3] == 1
+    assert codec.compress(gray, effort="refine", refine_steps=2)[3] == 1
+    assert codec.compress(gray, refine_steps=2) == codec.compress(gray, effort="refine",
+                                                                  refine_steps=2)
+    with pytest.raises(ValueError, match=r"`effort` as one of \('fast', 'refine', 'best'\); "
+                                         r"received 'max'"):
+        codec.compress(gray, effort="max")
+    with pytest.raises(ValueError, match=r"`iterations` as an int >= 1; received 0"):
+        codec.compress(gray, effort="best", iterations=0)
+    with pytest.raises(TypeError, match=r"`iterations` as an int; received 1.5"):
+        codec.compress(gray, effort="best", iterations=1.5)
+    with pytest.raises(ValueError, match=r"float pixels in \[0, 1\] in `image`"):
+        codec.compress(np.full((4, 4), 2.0, np.float32), effort="best", iterations=1)
+
+
+def test_banded_synthesis_is_the_whole_planes():
+    """Bands of any height, with their 2 rows of context, give the whole plane's values."""
+    rng = np.random.default_rng(0)
+    arch = overfit.DEFAULT_ARCHITECTURE
+    h, w = 37, 23
+    grids = [rng.integers(-5, 6, (a, b)) for a, b in arch.grid_shapes(h, w)]
+    params = {n: rng.normal(0, 0.5, s).astype(np.float32) for n, s in arch.shapes()["synthesis"]}
+    whole = overfit.synthesise(grids, params, h, w, band=h)
+    for band in (1, 2, 3, 7, 36):
+        assert np.allclose(overfit.synthesise(grids, params, h, w, band=band), whole,
+                           atol=1e-5)
+
+
+def test_the_decoder_synthesis_is_the_encoders(codec):
+    """The NumPy synthesis of the decoder and the TensorFlow one that was optimised agree:
+    the plane the encoder measured (its MSE) is the one decoded."""
+    img = smooth(24, 24, seed=5)
+    data, stats = codec.compress(img, effort="best", iterations=50, return_stats=True)
+    out = codec.decompress(data).astype(np.float64) / 255
+    mse = np.mean((out - img / 255) ** 2)
+    assert mse == pytest.approx(stats["planes"][0]["mse"], rel=0.05, abs=2e-6)
+
+
+# -- the integer coder -------------------------------------------------------------------------
+def _random_arm(rng, c, hidden, scale):
+    return (rng.integers(-scale, scale + 1, (max(hidden, 1), c, c)),
+            rng.integers(-scale * 256, scale * 256 + 1, (max(hidden, 1), c)),
+            rng.integers(-scale, scale + 1, (c, 2)),
+            np.array([rng.integers(-2000, 2000), rng.integers(-600, 1200)]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([8, 16]), st.integers(0, 3),
+       st.integers(1, 40), st.integers(1, 40), st.sampled_from([0.3, 3.0, 300.0]))
+def test_rans_round_trip_is_exact(seed, c, hidden, h, w, spread):
+    """Random latents (escapes included) under random integer context models: decoded
+    exactly, the stream's size the exact code length (to its 4-byte final state), and any
+    truncation refused."""
+    rng = np.random.default_rng(seed)
+    arch = overfit.Architecture(levels=3, context=c, arm_layers=hidden, width=4)
+    shapes = arch.grid_shapes(h, w)
+    n = arch.n_latents(h, w)
+    y = np.round(rng.laplace(0, spread, n)).astype(np.int64)
+    y[rng.integers(n)] = rng.choice([kernels.MAX_LATENT, -kernels.MAX_LATENT, 70000])
+    wh, bh, wo, bo = (a.astype(np.int64) for a in _random_arm(rng, c, hidden, 60))
+    offsets = np.asarray(overfit.CONTEXTS[c], np.int64)
+    t = laplace.tables()
+    bins = kernels.arm_tables(y, shapes, offsets, wh, bh, wo, bo, hidden)
+    data = kernels.encode(y, bins, t["freqs"], t["cums"], t["lengths"])
+    bits = kernels.code_length(y, bins, t["freqs"], t["lengths"])
+    assert 8 * data.size <= bits + 32 + 16 and 8 * data.size >= bits - 24
+    out, status = kernels.decode(data, shapes, offsets, wh, bh, wo, bo, hidden, t["freqs"],
+                                 t["cums"], t["lengths"])
+    assert status == kernels.OK and np.array_equal(out, y)
+    cut = int(rng.integers(0, data.size))
+    _, status = kernels.decode(data[:cut], shapes, offsets, wh, bh, wo, bo, hidden,
+                               t["freqs"], t["cums"], t["lengths"])
+    assert status != kernels.OK
+
+
+def test_integer_context_model_follows_the_float_one():
+    """The fixed-point ARM is the float one to within its rounding: the table bins it picks
+    are those of the float model's mean and scale for nearly every latent."""
+    rng = np.random.default_rng(1)
+    c, hidden = 8, 1
+    wf = rng.normal(0, 0.3, (c, c))
+    bf, wo, bo = rng.normal(0, 0.3, c), rng.normal(0, 0.3, (c, 2)), np.array([0.2, -1.0])
+    shapes = np.array([[30, 30]])
+    y = rng.integers(-4, 5, 900).astype(np.int64)
+    ints = {"arm_w0": np.round(wf * 256).astype(np.int64), "arm_b0": np.round(bf * 65536)
+            .astype(np.int64), "arm_wo": np.round(wo * 256).astype(np.int64),
+            "arm_bo": np.round(bo * 65536).astype(np.int64)}
+    arch = overfit.Architecture(levels=1, context=c, arm_layers=hidden, width=4)
+    bins = overfit._latent_bins(y, shapes, arch, overfit._int_arm(ints, arch, 8, 16))
+    g = np.pad(y.reshape(30, 30), 3).astype(np.float64)
+    ctx = np.stack([g[3 + dr:33 + dr, 3 + dc:33 + dc].ravel()
+                    for dr, dc in overfit.CONTEXTS[c]], 1)
+    x = np.maximum(ctx @ (ints["arm_w0"] / 256) + ints["arm_b0"] / 65536 + ctx, 0)
+    out = x @ (ints["arm_wo"] / 256) + ints["arm_bo"] / 65536
+    j = np.clip(np.round(10 * out[:, 1] + 46), 0, 86)
+    r = np.floor(out[:, 0] + 0.5)
+    assert np.mean(bins[:, 0] == j) > 0.97 and np.mean(bins[:, 2] == r) > 0.97
+
+
+def test_shipped_tables_are_what_the_script_computes():
+    """The shipped integers are the script's (a sample of tables recomputed with `decimal`),
+    each sums to 2**16 with every entry in [1, MAX_FREQ], and the SHA-256 is checked."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import make_laplace_tables as script
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from decimal import getcontext
+
+    getcontext().prec = 40
+    t = laplace.tables()
+    for j, m in [(0, 0), (0, 8), (30, 3), (46, 16), (86, 8)]:
+        ref = script.table(j, m)
+        assert np.array_equal(t["freqs"][j, m, :ref.size], ref)
+        assert t["lengths"][j] == ref.size
+    for j in range(laplace.N_SCALES):
+        row = t["freqs"][:, :, :t["lengths"][j]][j]
+        assert (row.sum(axis=1) == 2 ** 16).all() and row.min() >= 1
+        assert row.max() <= laplace.MAX_FREQ
+
+
+def test_corrupted_tables_are_refused(monkeypatch):
+    from deepae.exceptions import ArtifactError
+
+    laplace.tables.cache_clear()
+    monkeypatch.setattr(laplace, "TABLES_SHA256", "0" * 64)
+    try:
+        with pytest.raises(ArtifactError, match="Laplace tables .* are corrupted"):
+            laplace.tables()
+    finally:
+        monkeypatch.undo()
+        laplace.tables.cache_clear()
+    assert laplace.tables()["freqs"].shape == (87, 17, 1024)
+
+
+# -- the format ---------------------------------------------------------------------------------
+def _v2_spec():
+    text = FORMAT_DOC.read_text().split("## Version 2")[1]
+    return [(m.group(1), m.group(2), m.group(3)) for m in
+            re.finditer(r"^\| (\d+|end - 4) \| (\d+|\.\.\.) \| (\w+) \|", text, re.M)]
+
+
+def test_file_parses_by_the_documented_layout(best, gray):
+    """Every field read with the offsets of docs/format.md's version-2 table."""
+    data, stats = best
+    rows = _v2_spec()
+    assert [r[2] for r in rows] == ["magic", "version", "fingerprint", "height", "width",
+                                    "channels", "levels", "context", "arm_layers",
+                                    "synthesis_width", "planes", "crc32"]
+    f = {}
+    for off, size, name in rows:
+        if size == "...":
+            continue
+        o = len(data) - 4 if off == "end - 4" else int(off)
+        f[name] = data[o:o + int(size)]
+    assert f["magic"] == b"DAE" and f["version"] == b"\x02"
+    assert f["fingerprint"].hex() == laplace.TABLES_SHA256[:8]
+    assert f["fingerprint"].hex() in FORMAT_DOC.read_text()
+    assert int.from_bytes(f["height"], "big") == gray.shape[0]
+    assert int.from_bytes(f["width"], "big") == gray.shape[1]
+    arch = overfit.DEFAULT_ARCHITECTURE
+    assert [f[k][0] for k in ("channels", "levels", "context", "arm_layers",
+                              "synthesis_width")] == [1, arch.levels, arch.context,
+                                                      arch.arm_layers, arch.width]
+    assert int.from_bytes(f["crc32"], "big") == zlib.crc32(data[:-4])
+    lw = struct.unpack_from(">H", data, 17)[0]
+    ly = struct.unpack_from(">I", data, 19 + lw)[0]
+    assert 17 + 2 + lw + 4 + ly + 4 == len(data)
+    assert (lw, ly) == (stats["planes"][0]["weight_bytes"], stats["planes"][0]["latent_bytes"])
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_every_truncation_and_bad_field_is_a_bitstream_error(codec, best):
+    data = best[0]
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            codec.decompress(data[:n])
+    body = bytearray(data[:-4])
+    cases = {13: 0, 14: 9, 15: 4, 16: 0, 12: 2}  # levels, context, layers, width, channels
+    for offset, value in cases.items():
+        forged = bytearray(body)
+        forged[offset] = value
+        with pytest.raises(BitstreamError, match="Corrupted .dae file"):
+            codec.decompress(_with_crc(bytes(forged)))
+    forged = bytearray(body)
+    forged[4] ^= 0xFF
+    with pytest.raises(BitstreamError, match="Laplace tables"):
+        codec.decompress(_with_crc(bytes(forged)))
+    with pytest.raises(BitstreamError, match="bytes after the last plane"):
+        codec.decompress(_with_crc(bytes(body) + b"\0"))
+    with pytest.raises(BitstreamError, match="versions 1 and 2"):
+        codec.decompress(b"DAE\x03" + data[4:])
+
+
+def test_forged_sizes_are_refused_before_allocation(codec, best):
+    """A header announcing a huge image with a small latents' section is refused by the
+    payload check; one over max_pixels by the pixel budget; both before decoding."""
+    data = best[0]
+    body = bytearray(data[:-4])
+    struct.pack_into(">HH", body, 8, 60000, 60000)
+    with pytest.raises(BitstreamError, match=r"latents, which take at least [\d,]+ bytes"):
+        codec.decompress(_with_crc(bytes(body)), max_pixels=10 ** 10)
+    with pytest.raises(BitstreamError, match="more than max_pixels=100"):
+        codec.decompress(data, max_pixels=100)
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_flat_images_pass_the_payload_check(codec, value):
+    """The cheapest latents there are (a flat image) still code to at least the bound the
+    decoder checks."""
+    img = np.full((64, 48), value, np.uint8)
+    data = codec.compress(img, effort="best", iterations=100)
+    out = codec.decompress(data)
+    assert np.abs(out.astype(int) - value).max() <= 2
+
+
+def test_old_version_1_files_still_decode(codec, gray):
+    data = codec.compress(gray)
+    assert data[3] == 1 and codec.decompress(data).shape == gray.shape
+
+
+def test_pretrained_for_a_version_2_file():
+    pytest.importorskip("constriction")
+    if not (ROOT / "src" / "deepae" / "pretrained" / "codec_q4.deepae").exists():
+        pytest.skip("pretrained codecs not trained")
+    codec = ImageCodec.pretrained(quality=2)
+    img = smooth(16, 16)
+    data = codec.compress(img, effort="best", iterations=5)
+    found = ImageCodec.pretrained_for(data)
+    assert np.array_equal(found.decompress(data), codec.decompress(data))
+
+
+def test_bitstream_fuzz_version_2(tmp_path):
+    """scripts/fuzz_bitstream.py --format 2: mutated and forged version-2 files decode or
+    raise BitstreamError, in bounded memory; forged files among them decode."""
+    out = tmp_path / "fuzz.json"
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_bitstream.py"), "--n",
+                          "400", "--format", "2", "--json", str(out)], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    import json
+
+    s = json.loads(out.read_text())
+    assert s["format"] == 2 and s["other_exceptions"] == 0
+    assert s["decoded"] > 0 and s["bitstream_errors"] > 0 and s["forged_decoded"] > 0
+    assert any(k.startswith("Corrupted .dae file: a NxN plane has N latents")
+               for k in s["error_kinds"])
+    if Path("/proc/self/clear_refs").exists():
+        assert s["memory_ok"] and s["peak_extra_mb"] < 300
