@@ -484,7 +484,7 @@ def main(argv=None):
     ap.add_argument("--refine", type=int, default=200,
                     help="photos and speed: also the refined encoder with this many steps "
                     "(0: not)")
-    ap.add_argument("--best-qualities", default="1,2,4,6,8",
+    ap.add_argument("--best-qualities", default="1,3,5,8",
                     help="best: the qualities (lambdas) measured")
     ap.add_argument("--best-iterations", type=int, default=None,
                     help="best: optimisation steps per crop (default: the library's)")

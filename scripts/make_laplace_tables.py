@@ -29,6 +29,7 @@ from deepae.apps.compress.laplace import (  # noqa: E402
     LOG_SCALE_STEP,
     MAX_FREQ,
     MAX_RADIUS,
+    MIN_RADIUS,
     N_MEANS,
     N_SCALES,
     PRECISION,
@@ -47,7 +48,8 @@ def table(j: int, m: int) -> np.ndarray:
     total = 1 << PRECISION
     b = (Decimal(LOG_SCALE_MIN) + Decimal(LOG_SCALE_STEP) * j).exp()
     f = Decimal(m - (N_MEANS - 1) // 2) / (N_MEANS - 1)  # the mean's fraction, -1/2 .. 1/2
-    radius = int(min(MAX_RADIUS, max(2, int((b * TAIL).to_integral_value("ROUND_CEILING")))))
+    radius = int(min(MAX_RADIUS, max(MIN_RADIUS,
+                                     int((b * TAIL).to_integral_value("ROUND_CEILING")))))
     half = Decimal(1) / 2
     cdf = [laplace_cdf(Decimal(v) - half - f, b) for v in range(-radius, radius + 2)]
     p = [cdf[i + 1] - cdf[i] for i in range(2 * radius + 1)]
