@@ -43,10 +43,13 @@ from deepae.apps.compress import _overfit_kernels as kernels
 from deepae.apps.compress.laplace import MIN_SYMBOL_BITS, TABLES_SHA256, tables
 from deepae.exceptions import BitstreamError
 
-__all__ = ["VERSION", "Architecture", "DEFAULT_ARCHITECTURE", "BEST_ITERATIONS", "encode_planes",
+__all__ = ["VERSION", "ENCODER_REVISION", "Architecture", "DEFAULT_ARCHITECTURE", "BEST_ITERATIONS", "encode_planes",
            "decode", "read_header", "OverfitHeader", "GAIN"]
 
 VERSION = 2
+# bumped whenever the encoder's output for the same input and seed changes (benchmark caches
+# key on it)
+ENCODER_REVISION = 1
 BEST_ITERATIONS = 2000
 GAIN = 16.0  # latents are optimised as y and coded as round(GAIN * y): a faster effective step
 # causal neighbours (row, column offsets) of the context model
@@ -55,7 +58,8 @@ CONTEXTS = {
     16: ((-3, 0), (-3, 1), (-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -3), (-1, -2),
          (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -3), (0, -2), (0, -1)),
 }
-_BAND = 64  # rows of output synthesised at once when decoding
+_BAND = 64  # rows of output synthesised at once when decoding, at most
+_BAND_BYTES = 32 << 20  # and at most about this much memory for a band's synthesis
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,15 @@ def _conv3x3(x, kernel, bias):
     return out
 
 
+def band_rows(w: int, arch: Architecture) -> int:
+    """Rows per band of the synthesis: `_BAND`, fewer for wide planes or wide networks, so
+    that a band's float32 intermediates (features, hidden units, convolutions and their
+    padded copies: about ``4 * (3 * levels + 3 * width + 24)`` bytes per pixel) stay within
+    `_BAND_BYTES`."""
+    per_pixel = 4 * (3 * arch.levels + 3 * arch.width + 24)
+    return int(max(1, min(_BAND, _BAND_BYTES // (max(1, w) * per_pixel))))
+
+
 def synthesise(grids, params, h, w, band=_BAND):
     """The decoded plane (h, w) float32 (unclipped) from the integer latent grids and the
     synthesis parameters, `band` rows at a time (`synthesise_rows`)."""
@@ -149,8 +162,10 @@ def synthesise_rows(grids, params, h, w, r0, r1):
     training): the same values as the whole plane's."""
     lo, hi = max(0, r0 - 2), min(h, r1 + 2)
     f = _features(grids, h, w, np.arange(lo, hi))
-    x = np.maximum(f @ params["syn_w1"] + params["syn_b1"], 0) @ params["syn_w2"] \
-        + params["syn_b2"]
+    x = f @ params["syn_w1"]
+    x += params["syn_b1"]
+    x = np.maximum(x, 0, out=x) @ params["syn_w2"] + params["syn_b2"]
+    del f
     # (rows max(0, r0 - 1) .. min(h, r1 + 1), w, 2)
     xp = np.pad(x, ((int(r0 <= 1), int(r1 >= h - 1)), (1, 1), (0, 0)), mode="edge")
     x = np.maximum(xp[1:-1, 1:-1] + _conv3x3(xp, params["conv1"], params["conv1_b"]), 0)
@@ -274,8 +289,14 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
             log(f"step {i:5d}: {float(bpp):.4f} bpp (estimate), "
                 f"{10 * math.log10(1 / max(float(mse), 1e-12)):.2f} dB, "
                 f"{time.perf_counter() - start:.0f} s")
-    grids = [np.round(y.numpy() * GAIN).astype(np.int64) for y in latents]
-    return grids, {k: v.numpy() for k, v in p.items()}
+    values = [y.numpy() * GAIN for y in latents]
+    params = {k: v.numpy() for k, v in p.items()}
+    if not all(np.isfinite(v).all() for v in [*values, *params.values()]) \
+            or max(float(np.abs(v).max()) for v in values) > kernels.MAX_LATENT:
+        raise ValueError(f"The optimisation diverged (non-finite or out-of-range values) "
+                         f"with lmbda={lmbda!r}; expected a finite lmbda > 0 such as the "
+                         "shipped codecs' (0.0018 to 0.18).")
+    return [np.round(v).astype(np.int64) for v in values], params
 
 
 # -- quantising and coding the networks ----------------------------------------------------------
@@ -354,6 +375,21 @@ _ARM_STEPS = [(e, min(16, e + d)) for e in range(3, 9) for d in (4, 8)]
 _SYN_STEPS = [(e, e + d) for e in range(4, 15) for d in (0, 4)]
 _MAX_EXP = {"arm": (8, 16), "synthesis": (16, 24)}
 _MAX_INT = 1 << 31  # no coded weight integer is larger (the decoder refuses it)
+# and, once on its fixed point or grid, no parameter is larger: the context model's integer
+# sums stay below 2**51 (inputs below 2**30 with 8 fractional bits, 16 of them, times
+# weights below 2**16, plus biases below 2**32 and the residual), and the synthesis stays
+# finite in float32 (latents below 2**20, parameters below 2**16)
+_ARM_WEIGHT_MAX, _ARM_BIAS_MAX, _SYN_MAX = 1 << 16, 1 << 32, 2.0 ** 16
+
+
+def _arm_in_range(arm) -> bool:
+    wh, bh, wo, bo = arm
+    return (max(int(np.abs(wh).max()), int(np.abs(wo).max())) < _ARM_WEIGHT_MAX
+            and max(int(np.abs(bh).max()), int(np.abs(bo).max())) < _ARM_BIAS_MAX)
+
+
+def _syn_in_range(values) -> bool:
+    return all(float(np.abs(v).max()) < _SYN_MAX for v in values.values())
 
 
 def _groups(arch, module):
@@ -406,24 +442,35 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
     best = None
     for e, eb in _ARM_STEPS:
         ints = _quantise(params, arch, "arm", e, eb)
-        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT:
+        arm = _int_arm(ints, arch, e, eb)
+        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT \
+                or not _arm_in_range(arm):
             continue
-        bins = _latent_bins(flat, shapes, arch, _int_arm(ints, arch, e, eb))
+        bins = _latent_bins(flat, shapes, arch, arm)
         bits = kernels.code_length(flat, bins, t["freqs"], t["lengths"]) \
             + _module_bits(ints, arch, "arm")
         if best is None or bits < best[0]:
             best = (bits, e, eb, ints, bins)
+    if best is None:
+        raise ValueError(f"The context model's weights are out of the format's range (lmbda="
+                         f"{lmbda!r}): the optimisation diverged.")
     _, arm_e, arm_eb, arm_ints, bins = best
     best = None
     for e, eb in _SYN_STEPS:
         ints = _quantise(params, arch, "synthesis", e, eb)
-        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT:
-            continue
         values = _dequantise(ints, arch, "synthesis", e, eb)
-        mse = float(np.mean((synthesise(grids, values, h, w) - plane) ** 2))
+        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT \
+                or not _syn_in_range(values):
+            continue
+        # the decoded plane is clipped to [0, 1]: its error, not the raw output's
+        decoded = np.clip(synthesise(grids, values, h, w, band_rows(w, arch)), 0.0, 1.0)
+        mse = float(np.mean((decoded - plane) ** 2))
         cost = _module_bits(ints, arch, "synthesis") + lam * mse
         if best is None or cost < best[0]:
             best = (cost, e, eb, ints, mse)
+    if best is None:
+        raise ValueError(f"The synthesis weights are out of the format's range (lmbda="
+                         f"{lmbda!r}): the optimisation diverged.")
     _, syn_e, syn_eb, syn_ints, mse = best
     out = _BitWriter()
     for module, e, eb, ints in (("arm", arm_e, arm_eb, arm_ints),
@@ -475,8 +522,14 @@ def _read_networks(data: bytes, arch):
         found[module] = (ints, e, eb)
     r.finish()
     ints, e, eb = found["arm"]
-    return _int_arm(ints, arch, e, eb), _dequantise(*found["synthesis"][:1], arch, "synthesis",
-                                                    *found["synthesis"][1:])
+    arm = _int_arm(ints, arch, e, eb)
+    ints, e, eb = found["synthesis"]
+    syn = _dequantise(ints, arch, "synthesis", e, eb)
+    if not (_arm_in_range(arm) and _syn_in_range(syn)):
+        raise BitstreamError("Corrupted .dae file: a network parameter is out of range "
+                             "(context model: weights below 2**16 and biases below 2**32 on "
+                             "their fixed point; synthesis: below 2**16).")
+    return arm, syn
 
 
 # -- the file -----------------------------------------------------------------------------------
@@ -514,6 +567,7 @@ def encode_planes(planes, channels: int, lmbda: float, *, iterations: int = BEST
         grids, params = _fit_plane(plane, lmbda, iterations, arch,
                                    int(rng.integers(2 ** 31)), verbose, log)
         weights, latents, st = _code_plane(plane, grids, params, lmbda, arch)
+        _check_decodes(weights, latents, grids, arch)
         if len(weights) > 0xFFFF or len(latents) > 0xFFFFFFFF:
             raise ValueError("The image is too large for one .dae file's sections.")
         body += struct.pack(">H", len(weights)) + weights
@@ -521,6 +575,21 @@ def encode_planes(planes, channels: int, lmbda: float, *, iterations: int = BEST
         stats.append(st)
     body += struct.pack(">I", zlib.crc32(bytes(body)))
     return bytes(body), {"planes": stats, "seconds": time.perf_counter() - start}
+
+
+def _check_decodes(weights, latents, grids, arch) -> None:
+    """The encoder reads back what it wrote: the networks' bytes parse and the latents decode
+    to the grids (a disagreement is a bug in deepae, never the user's)."""
+    t = tables()
+    h, w = grids[0].shape
+    (wh, bh, wo, bo), _ = _read_networks(weights, arch)
+    flat, status = kernels.decode(np.frombuffer(latents, np.uint8), arch.grid_shapes(h, w),
+                                  np.asarray(CONTEXTS[arch.context], np.int64), wh, bh, wo, bo,
+                                  arch.arm_layers, t["freqs"], t["cums"], t["lengths"])
+    if status != kernels.OK or not np.array_equal(flat, np.concatenate([g.ravel()
+                                                                       for g in grids])):
+        raise RuntimeError("deepae's overfitted encoder wrote latents its decoder reads "
+                           f"differently (status {status}); please report this bug.")
 
 
 def read_header(data: bytes, max_pixels: int) -> OverfitHeader:
@@ -588,8 +657,8 @@ def decode(data: bytes, max_pixels: int, to_image) -> np.ndarray:
     (unclipped) to its uint8 rows of the image ((rows, w) or (rows, w, 3)).
 
     Memory: every plane's latents (4 bytes each, 4/3 per pixel and plane), the uint8 image,
-    and one band of `_BAND` rows of the synthesis (about 100 bytes per pixel of the band);
-    nothing before the checks of `read_header`."""
+    and one band of the synthesis (`band_rows`: at most about `_BAND_BYTES`); nothing before
+    the checks of `read_header`."""
     head = read_header(bytes(data), max_pixels)
     h, w, arch = head.height, head.width, head.arch
     t = tables()
@@ -609,8 +678,10 @@ def decode(data: bytes, max_pixels: int, to_image) -> np.ndarray:
             k += a * b
         decoded.append((grids, syn))
     out = np.empty((h, w) if head.channels == 1 else (h, w, 3), np.uint8)
-    for r0 in range(0, h, _BAND):
-        r1 = min(h, r0 + _BAND)
-        out[r0:r1] = to_image(np.stack([synthesise_rows(g, syn, h, w, r0, r1)
-                                        for g, syn in decoded]))
+    band = band_rows(w, arch)
+    with np.errstate(all="ignore"):  # parameters are bounded; this is belt and braces
+        for r0 in range(0, h, band):
+            r1 = min(h, r0 + band)
+            planes = np.stack([synthesise_rows(g, syn, h, w, r0, r1) for g, syn in decoded])
+            out[r0:r1] = to_image(np.nan_to_num(planes, nan=0.0, posinf=1.0, neginf=0.0))
     return out
