@@ -314,7 +314,7 @@ def best(args):
                 data = codec.compress(img, effort="best", iterations=iterations)
                 enc = time.perf_counter() - t
                 out = codec.decompress(data)  # compiles the decoder's kernels once
-                dec = best_time(lambda d=data: codec.decompress(d), 3)
+                dec = best_time(lambda d=data, c=codec: c.decompress(d), 3)
                 p, ss = quality(img, out)
                 cache[key] = {"bytes": len(data), "bpp": 8 * len(data) / img.size, "psnr": p,
                               "ssim": ss, "encode_seconds": enc, "decode_seconds": dec}
