@@ -20,7 +20,8 @@ With --format 2 the valid files are version-2 files (`compress(effort="best")`, 
 optimisation steps: the file holds its own networks); the CRC repair recomputes the CRC
 only, and a forged file has a random image size, mostly the default architecture (one in
 ten random architecture bytes), and per plane a networks' section (from a valid file or
-random) and a latents' section (empty, random or cut from a valid file), half the time with
+random, or well-formed with extreme values up to 2**31) and a latents' section (empty,
+random or cut from a valid file), half the time with
 the image shrunk until the latents' section passes the payload check.
 
 Each file goes to `ImageCodec.decompress`. The exit status is 1 if any other exception was
@@ -127,6 +128,23 @@ def forge(codec, rng, valid) -> bytes:
     return pack(head, payload)
 
 
+def extreme_weights(rng, arch) -> bytes:
+    """A networks' section that parses, with random steps and integers up to 2**31 - 1."""
+    from deepae.apps.compress import overfit
+
+    out = overfit._BitWriter()
+    for module, (max_e, max_eb) in (("arm", (8, 16)), ("synthesis", (16, 24))):
+        sizes = dict(arch.shapes()[module])
+        for v in (rng.integers(0, max_e + 1), rng.integers(0, max_eb + 1), 15, 15):
+            out.uint(int(v), 8)
+        for group in overfit._groups(arch, module):
+            n = sum(int(np.prod(sizes[name])) for name in group)
+            scale = 2.0 ** rng.uniform(0, 31)
+            out.eg(np.clip(rng.normal(0, scale, n), -(2 ** 31 - 1), 2 ** 31 - 1)
+                   .astype(np.int64), 15)
+    return out.to_bytes()
+
+
 def forge_v2(rng, valid) -> bytes:
     """A forged version-2 file with a valid CRC (see the module's docstring)."""
     from deepae.apps.compress import overfit
@@ -142,8 +160,13 @@ def forge_v2(rng, valid) -> bytes:
         fields = [int(v) for v in rng.integers(0, 256, 4)]
     sections = []
     for _ in range(3 if c == 3 else 1):
-        weights = (src.planes[0][0] if rng.integers(2)
-                   else rng.integers(0, 256, rng.integers(0, 300), dtype=np.uint8).tobytes())
+        kind = rng.integers(3)
+        if kind == 0:
+            weights = src.planes[0][0]
+        elif kind == 1:
+            weights = rng.integers(0, 256, rng.integers(0, 300), dtype=np.uint8).tobytes()
+        else:  # well-formed, with extreme but codable values: the range checks
+            weights = extreme_weights(rng, arch)
         kind = rng.integers(3)
         latents = (b"" if kind == 0 else src.planes[0][1][:rng.integers(len(src.planes[0][1]) + 1)]
                    if kind == 1 else rng.integers(0, 256, rng.integers(0, 2001),

@@ -68,6 +68,34 @@ def test_train_compress_decompress_info(tmp_path, folder, capsys):
     assert "fingerprint" in info and "table_sizes" in info
 
 
+def test_effort_best_from_the_shell(tmp_path, folder, capsys):
+    """--effort best writes a version-2 file that decompress restores (with the codec it
+    names or, without --model, any shipped one); flags that do not apply are refused by
+    their names, nothing written."""
+    import json
+
+    model = tmp_path / "codec.deepae"
+    assert main(["compress", "train", str(folder), "-o", str(model), "--lambda", "0.05",
+                 "--epochs", "1", "--patch-size", "16", "--patches", "16",
+                 "--filters", "4", "--latent-channels", "2", "--levels", "2",
+                 "--quiet"]) == 0
+    dae, out = tmp_path / "best.dae", tmp_path / "best.png"
+    assert main(["compress", str(folder / "im1.png"), "-o", str(dae), "--model", str(model),
+                 "--effort", "best", "--iterations", "30", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["effort"] == "best" and figures["bytes"] == dae.stat().st_size
+    assert dae.read_bytes()[:4] == b"DAE\x02"
+    assert main(["decompress", str(dae), "-o", str(out), "--model", str(model)]) == 0
+    assert read_image(out).shape == read_image(folder / "im1.png").shape
+    for flags, message in ((["--iterations", "5"], "--iterations applies to --effort best"),
+                           (["--effort", "best", "--refine", "9"],
+                            "--refine applies to --effort refine")):
+        bad = tmp_path / "bad.dae"
+        assert main(["compress", str(folder / "im1.png"), "-o", str(bad), "--model",
+                     str(model), *flags]) == 1
+        assert message in capsys.readouterr().err and not bad.exists()
+
+
 def test_forged_file_is_refused_in_one_line(tmp_path, folder, capsys):
     """A 27-byte file announcing a 4096x4096 colour image: one line naming the bytes the
     announced latent needs and the bytes the file has; nothing written."""

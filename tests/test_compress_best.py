@@ -140,14 +140,57 @@ def test_banded_synthesis_is_the_whole_planes():
                            atol=1e-5)
 
 
-def test_the_decoder_synthesis_is_the_encoders(codec):
-    """The NumPy synthesis of the decoder and the TensorFlow one that was optimised agree:
-    the plane the encoder measured (its MSE) is the one decoded."""
+def test_the_decoder_synthesis_is_the_one_optimised():
+    """The decoder's NumPy synthesis (in bands) and the TensorFlow one that the encoder
+    optimises compute the same plane from the same grids and parameters, edges included."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    arch = overfit.DEFAULT_ARCHITECTURE
+    h, w = 21, 34
+    shapes = arch.grid_shapes(h, w)
+    grids = [rng.integers(-6, 7, (a, b)) for a, b in shapes]
+    params = {n: rng.normal(0, 0.4, s).astype(np.float32) for n, s in arch.shapes()["synthesis"]}
+    ours = overfit.synthesise(grids, params, h, w, band=5)
+    theirs = overfit._tf_synthesis([tf.constant(g, tf.float32) for g in grids],
+                                   {k: tf.constant(v) for k, v in params.items()},
+                                   overfit._tf_taps(h, w, shapes), h, w).numpy()[0, ..., 0]
+    assert np.abs(theirs).max() > 1  # not a trivially small plane
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_the_stats_mse_is_the_decoded_planes(codec):
+    """`stats["planes"][i]["mse"]` is the decoded plane's error before 8-bit rounding."""
     img = smooth(24, 24, seed=5)
     data, stats = codec.compress(img, effort="best", iterations=50, return_stats=True)
     out = codec.decompress(data).astype(np.float64) / 255
     mse = np.mean((out - img / 255) ** 2)
     assert mse == pytest.approx(stats["planes"][0]["mse"], rel=0.05, abs=2e-6)
+
+
+def test_arguments_that_do_not_apply_are_refused(codec, gray):
+    with pytest.raises(ValueError, match="`refine_steps` applies to effort='refine'"):
+        codec.compress(gray, effort="best", refine_steps=5)
+    with pytest.raises(ValueError, match="`iterations` applies to effort='best'; received "
+                                         "iterations=50 with effort='fast'"):
+        codec.compress(gray, iterations=50)
+    with pytest.raises(ValueError, match="`iterations` applies to effort='best'"):
+        codec.compress(gray, effort="refine", iterations=50)
+    with pytest.raises(ValueError, match=r"`refine_steps` >= 1 with effort='refine'"):
+        codec.compress(gray, effort="refine", refine_steps=0)
+    with pytest.raises(ValueError, match=r"`effort` as one of"):
+        codec.compress(gray, effort=np.array(["best"]))
+
+
+def test_a_diverging_lambda_is_refused(codec, gray):
+    """A lambda that makes the optimisation diverge gives a clear error, never a file the
+    decoder would refuse."""
+    codec.set_params(lmbda=1e38)
+    try:
+        with pytest.raises(ValueError, match="diverged"):
+            codec.compress(gray, effort="best", iterations=30)
+    finally:
+        codec.set_params(lmbda=0.05)
 
 
 # -- the integer coder -------------------------------------------------------------------------
@@ -309,26 +352,94 @@ def test_every_truncation_and_bad_field_is_a_bitstream_error(codec, best):
         codec.decompress(b"DAE\x03" + data[4:])
 
 
+def _rebuild(data, weights=None, latents=None):
+    """The file `data` with its (single) plane's sections replaced, lengths and CRC valid."""
+    head = overfit.read_header(data, 10 ** 9)
+    w0, l0 = head.planes[0]
+    w1, l1 = (w0 if weights is None else weights), (l0 if latents is None else latents)
+    body = data[:17] + struct.pack(">H", len(w1)) + w1 + struct.pack(">I", len(l1)) + l1
+    return _with_crc(body)
+
+
+def test_corrupted_sections_with_a_valid_checksum(codec, best):
+    """Past the checksum: each section's own checks, with their messages."""
+    data = best[0]
+    head = overfit.read_header(data, 10 ** 9)
+    weights, latents = head.planes[0]
+    cases = [(dict(weights=weights + b"\x00"), "bits left after the networks"),
+             (dict(weights=weights[:-3]), "end before the values"),
+             (dict(weights=bytes([0, 0, 0, 0]) + weights[4:]), "Corrupted .dae file"),
+             (dict(latents=latents + b"\x00"), "Corrupted .dae file: plane 0: "),
+             (dict(latents=latents[:-1]), "Corrupted .dae file: plane 0: "),
+             (dict(latents=bytes(len(latents))), "Corrupted .dae file: plane 0: ")]
+    seen = set()
+    for kw, message in cases:
+        with pytest.raises(BitstreamError, match=message) as e:
+            codec.decompress(_rebuild(data, **kw))
+        seen.add(str(e.value).split(":")[-1].strip())
+    assert len(seen) >= 4  # distinct failures, not one check catching everything
+
+
+def test_out_of_range_networks_are_refused(codec, best):
+    """Legal-looking exp-Golomb integers that would overflow the context model's 64-bit sums
+    or the synthesis's float32: refused before any arithmetic."""
+    data = best[0]
+    arch = overfit.DEFAULT_ARCHITECTURE
+    for module in ("arm", "synthesis"):
+        out = overfit._BitWriter()
+        for m in ("arm", "synthesis"):
+            weights, biases = overfit._groups(arch, m)
+            sizes = dict(arch.shapes()[m])
+            nw = sum(int(np.prod(sizes[n])) for n in weights)
+            nb = sum(int(np.prod(sizes[n])) for n in biases)
+            for v in (0, 0, 15, 15):
+                out.uint(v, 8)
+            big = (1 << 31) - 1 if m == module else 1
+            out.eg(np.full(nw, big), 15)
+            out.eg(np.full(nb, 1), 15)
+        with pytest.raises(BitstreamError, match="network parameter is out of range"):
+            codec.decompress(_rebuild(data, weights=out.to_bytes()))
+
+
 def test_forged_sizes_are_refused_before_allocation(codec, best):
     """A header announcing a huge image with a small latents' section is refused by the
     payload check; one over max_pixels by the pixel budget; both before decoding."""
+    import tracemalloc
+
     data = best[0]
     body = bytearray(data[:-4])
     struct.pack_into(">HH", body, 8, 60000, 60000)
-    with pytest.raises(BitstreamError, match=r"latents, which take at least [\d,]+ bytes"):
-        codec.decompress(_with_crc(bytes(body)), max_pixels=10 ** 10)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BitstreamError, match=r"latents, which take at least [\d,]+ bytes"):
+            codec.decompress(_with_crc(bytes(body)), max_pixels=10 ** 10)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20  # nothing near 3.6e9 pixels
+    finally:
+        tracemalloc.stop()
     with pytest.raises(BitstreamError, match="more than max_pixels=100"):
         codec.decompress(data, max_pixels=100)
 
 
-@pytest.mark.parametrize("value", [0, 128, 255])
-def test_flat_images_pass_the_payload_check(codec, value):
-    """The cheapest latents there are (a flat image) still code to at least the bound the
-    decoder checks."""
-    img = np.full((64, 48), value, np.uint8)
-    data = codec.compress(img, effort="best", iterations=60)
-    out = codec.decompress(data)
-    assert np.abs(out.astype(int) - value).max() <= 3
+@pytest.mark.parametrize("s_bias", [-2000 * 256, 0])
+def test_the_payload_bound_holds_for_the_cheapest_latents(s_bias):
+    """A million latents the context model predicts with its most certain table (every
+    symbol at the capped largest frequency): the stream is still at least as long as the
+    bound the decoder checks, and the bound is not vacuous there."""
+    arch = overfit.Architecture(levels=1, context=8, arm_layers=0, width=4)
+    h, w = 1024, 1024
+    shapes = arch.grid_shapes(h, w)
+    n = arch.n_latents(h, w)
+    y = np.zeros(n, np.int64)
+    wh, bh = np.zeros((1, 8, 8), np.int64), np.zeros((1, 8), np.int64)
+    wo, bo = np.zeros((8, 2), np.int64), np.array([0, s_bias], np.int64)
+    t = laplace.tables()
+    offsets = np.asarray(overfit.CONTEXTS[8], np.int64)
+    bins = kernels.arm_tables(y, shapes, offsets, wh, bh, wo, bo, 0)
+    data = kernels.encode(y, bins, t["freqs"], t["cums"], t["lengths"])
+    least = max(0, int(n * laplace.MIN_SYMBOL_BITS / 8) - 8)
+    assert least > 100 and data.size >= least
+    if s_bias < 0:  # the cheapest table: the bound within 2% of the real size
+        assert data.size <= 1.02 * least + 16
 
 
 def test_old_version_1_files_still_decode(codec, gray):

@@ -115,7 +115,7 @@ def _report(args, codec, image, data, stats, dst, n_in) -> None:
     figures = {"output": "-" if dst is None else str(dst), "bytes": stats["bytes"],
                "input_bytes": n_in, "width": w, "height": h,
                "channels": 1 if image.ndim == 2 else image.shape[2], "bpp": stats["bpp"],
-               "effort": args.effort if args.effort != "fast" or not args.refine else "refine",
+               "effort": "refine" if args.effort == "fast" and args.refine else args.effort,
                **{k: stats[k] for k in ("header_bytes", "bpp_estimate", "overhead", "seconds")
                   if k in stats},
                "psnr": _psnr(image, restored)}
@@ -152,6 +152,13 @@ def cmd_compress(args):
     else:
         image = read_image(src)
         n_in = Path(src).stat().st_size
+    effort = "refine" if args.effort == "fast" and args.refine else args.effort
+    if args.iterations is not None and effort != "best":
+        raise ValueError(f"--iterations applies to --effort best; received --iterations "
+                         f"{args.iterations} with --effort {effort}")
+    if args.refine is not None and effort == "best":
+        raise ValueError(f"--refine applies to --effort refine; received --refine {args.refine} "
+                         "with --effort best")
     codec = _codec(args.model, args.quality)
     if args.effort == "best":
         codec.set_params(verbose=0 if args.quiet else 1)

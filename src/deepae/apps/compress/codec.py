@@ -475,8 +475,9 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
 
     @staticmethod
     def _effort(effort, refine_steps, iterations):
-        """Checked (effort, refine steps)."""
-        if effort not in EFFORTS:
+        """Checked (effort, refine steps): an argument that does not apply to the effort is
+        refused, not ignored."""
+        if not isinstance(effort, str) or effort not in EFFORTS:
             raise ValueError(f"Expected `effort` as one of {EFFORTS}; received {effort!r}.")
         for name, value in (("refine_steps", refine_steps), ("iterations", iterations)):
             if value is not None and (isinstance(value, bool)
@@ -489,10 +490,19 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         if iterations is not None and iterations < 1:
             raise ValueError(f"Expected `iterations` as an int >= 1; received {iterations!r}.")
         if effort == "fast" and refine_steps:
-            effort = "refine"
+            effort = "refine"  # the behaviour of earlier versions
+        if effort == "best" and refine_steps is not None:
+            raise ValueError(f"`refine_steps` applies to effort='refine'; received "
+                             f"refine_steps={refine_steps!r} with effort='best'.")
+        if effort != "best" and iterations is not None:
+            raise ValueError(f"`iterations` applies to effort='best'; received "
+                             f"iterations={iterations!r} with effort={effort!r}.")
+        if effort == "refine" and refine_steps == 0:
+            raise ValueError("Expected `refine_steps` >= 1 with effort='refine' (0 steps is "
+                             "effort='fast'); received 0.")
         if effort == "refine" and refine_steps is None:
             refine_steps = REFINE_STEPS
-        return effort, int(refine_steps or 0) if effort == "refine" else 0
+        return effort, int(refine_steps) if effort == "refine" else 0
 
     def _compress_best(self, image, iterations, return_stats):
         from deepae.apps.compress import overfit

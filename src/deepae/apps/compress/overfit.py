@@ -174,6 +174,37 @@ def synthesise_rows(grids, params, h, w, r0, r1):
 
 
 # -- the encoder: optimisation (TensorFlow) ------------------------------------------------------
+def _tf_taps(h, w, shapes):
+    """The upsampling taps of grids 1 .. n-1 as constants (`_taps`)."""
+    import tensorflow as tf
+
+    taps = []
+    for lv in range(1, len(shapes)):
+        r0, r1, rw = _taps(h, int(shapes[lv, 0]), 2 ** lv)
+        c0, c1, cw = _taps(w, int(shapes[lv, 1]), 2 ** lv)
+        taps.append(tuple(tf.constant(t) for t in (r0, r1, rw[:, None], c0, c1, cw)))
+    return taps
+
+
+def _tf_synthesis(qs, p, taps, h, w):
+    """The synthesis in TensorFlow (what the encoder optimises; `synthesise_rows` is the
+    decoder's): the grids `qs` (float, each (h_k, w_k)) -> (1, h, w, 1)."""
+    import tensorflow as tf
+
+    def edge(x):  # one pixel of padding, the edge replicated
+        return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
+
+    feats = [qs[0]]
+    for q, (r0, r1, rw, c0, c1, cw) in zip(qs[1:], taps, strict=True):
+        t_ = tf.gather(q, r0) * (1.0 - rw) + tf.gather(q, r1) * rw
+        feats.append(tf.gather(t_, c0, axis=1) * (1.0 - cw) + tf.gather(t_, c1, axis=1) * cw)
+    f = tf.reshape(tf.stack(feats, -1), (-1, len(qs)))
+    x = tf.nn.relu(f @ p["syn_w1"] + p["syn_b1"]) @ p["syn_w2"] + p["syn_b2"]
+    x = tf.reshape(x, (1, h, w, 2))
+    x = tf.nn.relu(x + tf.nn.conv2d(edge(x), p["conv1"], 1, "VALID") + p["conv1_b"])
+    return x[..., :1] + tf.nn.conv2d(edge(x), p["conv2"], 1, "VALID") + p["conv2_b"]
+
+
 def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
     """Optimise one plane's latents and networks; returns (integer grids, float params)."""
     import tensorflow as tf
@@ -188,11 +219,7 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
     kernel = tf.constant(kernel)
     rng = np.random.default_rng(seed)
     gen = tf.random.Generator.from_seed(int(rng.integers(2 ** 31)))
-    taps = []
-    for lv in range(1, n_lv):
-        r0, r1, rw = _taps(h, int(shapes[lv, 0]), 2 ** lv)
-        c0, c1, cw = _taps(w, int(shapes[lv, 1]), 2 ** lv)
-        taps.append(tuple(tf.constant(t) for t in (r0, r1, rw[:, None], c0, c1, cw)))
+    taps = _tf_taps(h, w, shapes)
 
     def var(shape, scale=0.0, value=0.0):
         init = rng.normal(0.0, scale, shape) if scale else np.full(shape, value)
@@ -215,9 +242,6 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
     def soft_round(v, t):
         f = tf.floor(v)
         return f + 0.5 + 0.5 * tf.tanh((v - f - 0.5) / t) / tf.tanh(0.5 / t)
-
-    def edge(x):  # one pixel of padding, the edge replicated
-        return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
 
     def forward(hard, t, noise):
         qs = []
@@ -244,16 +268,7 @@ def _fit_plane(plane, lmbda, iterations, arch, seed, verbose, log):
 
         prob = tf.maximum(cdf(flat + 0.5) - cdf(flat - 0.5), 2.0 ** -16)
         bpp = -tf.reduce_sum(tf.math.log(prob)) / (math.log(2.0) * n_pix)
-        feats = [qs[0]]
-        for q, (r0, r1, rw, c0, c1, cw) in zip(qs[1:], taps, strict=True):
-            t_ = tf.gather(q, r0) * (1.0 - rw) + tf.gather(q, r1) * rw
-            feats.append(tf.gather(t_, c0, axis=1) * (1.0 - cw) + tf.gather(t_, c1, axis=1) * cw)
-        f = tf.reshape(tf.stack(feats, -1), (-1, n_lv))
-        x = tf.nn.relu(f @ p["syn_w1"] + p["syn_b1"]) @ p["syn_w2"] + p["syn_b2"]
-        x = tf.reshape(x, (1, h, w, 2))
-        x = tf.nn.relu(x + tf.nn.conv2d(edge(x), p["conv1"], 1, "VALID") + p["conv1_b"])
-        x_hat = x[..., :1] + tf.nn.conv2d(edge(x), p["conv2"], 1, "VALID") + p["conv2_b"]
-        mse = tf.reduce_mean(tf.square(x_hat - target))
+        mse = tf.reduce_mean(tf.square(_tf_synthesis(qs, p, taps, h, w) - target))
         return bpp, mse
 
     n1 = max(1, int(0.9 * iterations))
