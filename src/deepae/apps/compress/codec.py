@@ -479,11 +479,12 @@ class ImageCodec(ArtifactEstimatorMixin, BaseEstimator):
         refused, not ignored."""
         if not isinstance(effort, str) or effort not in EFFORTS:
             raise ValueError(f"Expected `effort` as one of {EFFORTS}; received {effort!r}.")
-        for name, value in (("refine_steps", refine_steps), ("iterations", iterations)):
+        for name, value, least in (("refine_steps", refine_steps, 0),
+                                   ("iterations", iterations, 1)):
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, numbers.Integral)):
-                raise TypeError(f"Expected `{name}` as an int; received {value!r} of type "
-                                f"{type(value).__name__}.")
+                raise TypeError(f"Expected `{name}` as an int >= {least}; received {value!r} "
+                                f"of type {type(value).__name__}.")
         if refine_steps is not None and refine_steps < 0:
             raise ValueError(f"Expected `refine_steps` as an int >= 0; received "
                              f"{refine_steps!r}.")
