@@ -128,17 +128,30 @@ def test_efforts_and_their_arguments(codec, gray):
         codec.compress(np.full((4, 4), 2.0, np.float32), effort="best", iterations=1)
 
 
-def test_banded_synthesis_is_the_whole_planes():
-    """Bands of any height, with their 2 rows of context, give the whole plane's values."""
+def test_tiled_synthesis_is_the_whole_planes(monkeypatch):
+    """Tiles of any shape, with their 2 pixels of context, give the whole plane's values;
+    the decoder's tiles stay within their memory budget on a very wide plane."""
     rng = np.random.default_rng(0)
     arch = overfit.DEFAULT_ARCHITECTURE
     h, w = 37, 23
     grids = [rng.integers(-5, 6, (a, b)) for a, b in arch.grid_shapes(h, w)]
     params = {n: rng.normal(0, 0.5, s).astype(np.float32) for n, s in arch.shapes()["synthesis"]}
-    whole = overfit.synthesise(grids, params, h, w, band=h)
-    for band in (1, 2, 3, 7, 36):
-        assert np.allclose(overfit.synthesise(grids, params, h, w, band=band), whole,
-                           atol=1e-5)
+    whole = overfit.synthesise(grids, params, h, w)
+    for th, tw in ((1, 1), (2, 3), (3, 7), (7, 5), (36, 22), (37, 1)):
+        tiled = np.empty((h, w), np.float32)
+        for r0 in range(0, h, th):
+            for c0 in range(0, w, tw):
+                r1, c1 = min(h, r0 + th), min(w, c0 + tw)
+                tiled[r0:r1, c0:c1] = overfit.synthesise_tile(grids, params, h, w, r0, r1, c0,
+                                                              c1)
+        np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    monkeypatch.setattr(overfit, "_BAND_BYTES", 1 << 16)
+    assert np.allclose(overfit.synthesise(grids, params, h, w, arch), whole, atol=1e-5)
+    monkeypatch.undo()
+    wide = list(overfit.tiles(64, 65535, arch))
+    per_pixel = 4 * (3 * arch.levels + 3 * arch.width + 24)
+    assert len(wide) > 1 and all((r1 - r0 + 4) * (c1 - c0 + 4) * per_pixel
+                                 <= 1.1 * overfit._BAND_BYTES for r0, r1, c0, c1 in wide)
 
 
 def test_the_decoder_synthesis_is_the_one_optimised():
@@ -152,7 +165,7 @@ def test_the_decoder_synthesis_is_the_one_optimised():
     shapes = arch.grid_shapes(h, w)
     grids = [rng.integers(-6, 7, (a, b)) for a, b in shapes]
     params = {n: rng.normal(0, 0.4, s).astype(np.float32) for n, s in arch.shapes()["synthesis"]}
-    ours = overfit.synthesise(grids, params, h, w, band=5)
+    ours = overfit.synthesise(grids, params, h, w)
     theirs = overfit._tf_synthesis([tf.constant(g, tf.float32) for g in grids],
                                    {k: tf.constant(v) for k, v in params.items()},
                                    overfit._tf_taps(h, w, shapes), h, w).numpy()[0, ..., 0]

@@ -110,6 +110,9 @@ def tiny(world, monkeypatch):
         return fit(self, *args, **kwargs)
 
     monkeypatch.setattr(deepae.Autoencoder, "fit", fit_tiny)
+    from deepae.apps.compress import overfit
+
+    monkeypatch.setattr(overfit, "BEST_ITERATIONS", 20)  # effort="best": a few steps
 
 
 def _fresh(world, tmp_path, monkeypatch):

@@ -25,8 +25,8 @@ model run in integer arithmetic, and the integer Laplace tables of
 `deepae.apps.compress.laplace` (`deepae.apps.compress._overfit_kernels`). The file format is
 ``docs/format.md``, version 2.
 
-Decoding needs no TensorFlow: numba for the latents, NumPy for the synthesis, in bands of
-rows (memory: the latents and one band, beyond the output image).
+Decoding needs no TensorFlow: numba for the latents, NumPy for the synthesis, in tiles
+(memory: the latents and one tile, beyond the output image).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ CONTEXTS = {
          (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -3), (0, -2), (0, -1)),
 }
 _BAND = 64  # rows of output synthesised at once when decoding, at most
-_BAND_BYTES = 32 << 20  # and at most about this much memory for a band's synthesis
+_BAND_BYTES = 32 << 20  # and about this much memory for a tile's synthesis
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,17 @@ def _taps(n_out: int, n_in: int, factor: int, rows=None):
     return i0, i1, (p - f).astype(np.float32)
 
 
-def _features(grids, h, w, rows):
-    """(len(rows), w, levels) float32: every grid upsampled to the plane's size, `rows` only."""
-    out = np.empty((len(rows), w, len(grids)), np.float32)
+def _features(grids, h, w, rows, cols):
+    """(len(rows), len(cols), levels) float32: every grid upsampled to the plane's size, at
+    `rows` x `cols` only."""
+    out = np.empty((len(rows), len(cols), len(grids)), np.float32)
     for lv, g in enumerate(grids):
         g = g.astype(np.float32)
         if lv == 0:
-            out[..., 0] = g[rows]
+            out[..., 0] = g[np.ix_(rows, cols)]
             continue
         r0, r1, rw = _taps(h, g.shape[0], 2 ** lv, rows)
-        c0, c1, cw = _taps(w, g.shape[1], 2 ** lv)
+        c0, c1, cw = _taps(w, g.shape[1], 2 ** lv, cols)
         t = g[r0] * (1 - rw)[:, None] + g[r1] * rw[:, None]
         out[..., lv] = t[:, c0] * (1 - cw) + t[:, c1] * cw
     return out
@@ -138,38 +139,47 @@ def _conv3x3(x, kernel, bias):
     return out
 
 
-def band_rows(w: int, arch: Architecture) -> int:
-    """Rows per band of the synthesis: `_BAND`, fewer for wide planes or wide networks, so
-    that a band's float32 intermediates (features, hidden units, convolutions and their
-    padded copies: about ``4 * (3 * levels + 3 * width + 24)`` bytes per pixel) stay within
-    `_BAND_BYTES`."""
+def tiles(h: int, w: int, arch: Architecture):
+    """The (r0, r1, c0, c1) tiles in which the decoder synthesises a plane: bands of up to
+    `_BAND` rows, cut into as many columns as keep a tile's float32 intermediates
+    (features, hidden units, convolutions and their padded copies: about
+    ``4 * (3 * levels + 3 * width + 24)`` bytes per pixel, with 2 pixels of context on each
+    side) within about `_BAND_BYTES`."""
     per_pixel = 4 * (3 * arch.levels + 3 * arch.width + 24)
-    return int(max(1, min(_BAND, _BAND_BYTES // (max(1, w) * per_pixel))))
+    rows = min(h, _BAND)
+    cols = int(max(16, _BAND_BYTES // ((rows + 4) * per_pixel) - 4))
+    for r0 in range(0, h, rows):
+        for c0 in range(0, w, cols):
+            yield r0, min(h, r0 + rows), c0, min(w, c0 + cols)
 
 
-def synthesise(grids, params, h, w, band=_BAND):
+def synthesise(grids, params, h, w, arch: Architecture = None):
     """The decoded plane (h, w) float32 (unclipped) from the integer latent grids and the
-    synthesis parameters, `band` rows at a time (`synthesise_rows`)."""
+    synthesis parameters, tile by tile (`tiles`, `synthesise_tile`; one tile for the whole
+    plane without `arch`)."""
     out = np.empty((h, w), np.float32)
-    for r0 in range(0, h, band):
-        out[r0:r0 + band] = synthesise_rows(grids, params, h, w, r0, min(h, r0 + band))
+    for r0, r1, c0, c1 in (tiles(h, w, arch) if arch else [(0, h, 0, w)]):
+        out[r0:r1, c0:c1] = synthesise_tile(grids, params, h, w, r0, r1, c0, c1)
     return out
 
 
-def synthesise_rows(grids, params, h, w, r0, r1):
-    """Rows r0:r1 of the decoded plane, float32 (unclipped), computed with the 2 rows of
-    context the two 3x3 convolutions need (edges replicated at the plane's borders, as in
-    training): the same values as the whole plane's."""
-    lo, hi = max(0, r0 - 2), min(h, r1 + 2)
-    f = _features(grids, h, w, np.arange(lo, hi))
-    x = f @ params["syn_w1"]
+def synthesise_tile(grids, params, h, w, r0, r1, c0, c1):
+    """Rows r0:r1, columns c0:c1 of the decoded plane, float32 (unclipped), computed with the
+    2 pixels of context the two 3x3 convolutions need on each side (edges replicated at the
+    plane's borders, as in training): the same values as the whole plane's."""
+    def span(a0, a1, n):  # what the first convolution reads, and its edge padding
+        return np.arange(max(0, a0 - 2), min(n, a1 + 2)), (int(a0 <= 1), int(a1 >= n - 1))
+
+    rows, pad_r = span(r0, r1, h)
+    cols, pad_c = span(c0, c1, w)
+    x = _features(grids, h, w, rows, cols) @ params["syn_w1"]
     x += params["syn_b1"]
     x = np.maximum(x, 0, out=x) @ params["syn_w2"] + params["syn_b2"]
-    del f
-    # (rows max(0, r0 - 1) .. min(h, r1 + 1), w, 2)
-    xp = np.pad(x, ((int(r0 <= 1), int(r1 >= h - 1)), (1, 1), (0, 0)), mode="edge")
+    # (rows max(0, r0 - 1) .. min(h, r1 + 1), the same for columns, 2)
+    xp = np.pad(x, (pad_r, pad_c, (0, 0)), mode="edge")
     x = np.maximum(xp[1:-1, 1:-1] + _conv3x3(xp, params["conv1"], params["conv1_b"]), 0)
-    xp = np.pad(x, ((int(r0 == 0), int(r1 == h)), (1, 1), (0, 0)), mode="edge")
+    xp = np.pad(x, ((int(r0 == 0), int(r1 == h)), (int(c0 == 0), int(c1 == w)), (0, 0)),
+                mode="edge")
     return xp[1:-1, 1:-1, 0] + _conv3x3(xp, params["conv2"], params["conv2_b"])[..., 0]
 
 
@@ -187,7 +197,7 @@ def _tf_taps(h, w, shapes):
 
 
 def _tf_synthesis(qs, p, taps, h, w):
-    """The synthesis in TensorFlow (what the encoder optimises; `synthesise_rows` is the
+    """The synthesis in TensorFlow (what the encoder optimises; `synthesise_tile` is the
     decoder's): the grids `qs` (float, each (h_k, w_k)) -> (1, h, w, 1)."""
     import tensorflow as tf
 
@@ -478,7 +488,7 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
                 or not _syn_in_range(values):
             continue
         # the decoded plane is clipped to [0, 1]: its error, not the raw output's
-        decoded = np.clip(synthesise(grids, values, h, w, band_rows(w, arch)), 0.0, 1.0)
+        decoded = np.clip(synthesise(grids, values, h, w, arch), 0.0, 1.0)
         mse = float(np.mean((decoded - plane) ** 2))
         cost = _module_bits(ints, arch, "synthesis") + lam * mse
         if best is None or cost < best[0]:
@@ -672,8 +682,8 @@ def decode(data: bytes, max_pixels: int, to_image) -> np.ndarray:
     (unclipped) to its uint8 rows of the image ((rows, w) or (rows, w, 3)).
 
     Memory: every plane's latents (4 bytes each, 4/3 per pixel and plane), the uint8 image,
-    and one band of the synthesis (`band_rows`: at most about `_BAND_BYTES`); nothing before
-    the checks of `read_header`."""
+    and one tile of the synthesis (`tiles`: about `_BAND_BYTES`); nothing before the checks
+    of `read_header`."""
     head = read_header(bytes(data), max_pixels)
     h, w, arch = head.height, head.width, head.arch
     t = tables()
@@ -693,10 +703,10 @@ def decode(data: bytes, max_pixels: int, to_image) -> np.ndarray:
             k += a * b
         decoded.append((grids, syn))
     out = np.empty((h, w) if head.channels == 1 else (h, w, 3), np.uint8)
-    band = band_rows(w, arch)
     with np.errstate(all="ignore"):  # parameters are bounded; this is belt and braces
-        for r0 in range(0, h, band):
-            r1 = min(h, r0 + band)
-            planes = np.stack([synthesise_rows(g, syn, h, w, r0, r1) for g, syn in decoded])
-            out[r0:r1] = to_image(np.nan_to_num(planes, nan=0.0, posinf=1.0, neginf=0.0))
+        for r0, r1, c0, c1 in tiles(h, w, arch):
+            planes = np.stack([synthesise_tile(g, syn, h, w, r0, r1, c0, c1)
+                               for g, syn in decoded])
+            out[r0:r1, c0:c1] = to_image(np.nan_to_num(planes, nan=0.0, posinf=1.0,
+                                                       neginf=0.0))
     return out
