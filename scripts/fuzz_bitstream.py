@@ -176,10 +176,10 @@ def forge_v2(rng, valid) -> bytes:
         h, w = src.height, src.width
         sections = [src.planes[0]] * (3 if c == 3 else 1)
     elif rng.integers(2) and fields[:2] == [arch.levels, arch.context]:
-        from deepae.apps.compress.laplace import MIN_SYMBOL_BITS
+        from deepae.apps.compress.laplace import PAYLOAD_BITS_PER_SYMBOL
 
         shortest = min(len(lat) for _, lat in sections)
-        while (arch.n_latents(h, w) * MIN_SYMBOL_BITS / 8 - 8 > shortest
+        while (arch.n_latents(h, w) * PAYLOAD_BITS_PER_SYMBOL / 8 - 8 > shortest
                and max(h, w) > 1):
             h, w = max(1, h * 3 // 4), max(1, w * 3 // 4)
     body = bytearray(struct.pack(">3sB4sHHB4B", b"DAE", 2, overfit.FINGERPRINT, h, w, c,

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 __all__ = ["PRECISION", "N_SCALES", "N_MEANS", "LOG_SCALE_MIN", "LOG_SCALE_STEP", "MAX_RADIUS",
-           "MIN_RADIUS", "TAIL", "MAX_FREQ", "TABLES_SHA256", "MIN_SYMBOL_BITS", "tables"]
+           "MIN_RADIUS", "TAIL", "MAX_FREQ", "TABLES_SHA256", "MIN_SYMBOL_BITS", "PAYLOAD_BITS_PER_SYMBOL", "tables"]
 
 PRECISION = 16
 N_SCALES = 87
@@ -41,6 +41,10 @@ MIN_RADIUS = 16
 TAIL = 11  # R_j = ceil(11 b_j): the Laplace tail beyond holds exp(-11) = 1.7e-5 of the mass
 MAX_FREQ = (1 << PRECISION) - 64
 MIN_SYMBOL_BITS = -math.log2(MAX_FREQ / (1 << PRECISION))
+# what the decoder may count per symbol when it bounds a payload from below: the table's
+# least cost less what one step of our rANS coder can lose to integer rounding (at most
+# 64 / 2**23 of the state, taken in bits), so that no legitimate file is ever refused
+PAYLOAD_BITS_PER_SYMBOL = MIN_SYMBOL_BITS - 64 / ((1 << 23) * math.log(2))
 TABLES_SHA256 = "726050d68267c51e3e78d0eba194a6700ae84987571cc2c0a9cd13dc01410fd2"
 
 

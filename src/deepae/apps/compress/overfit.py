@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepae.apps.compress import _overfit_kernels as kernels
-from deepae.apps.compress.laplace import MIN_SYMBOL_BITS, TABLES_SHA256, tables
+from deepae.apps.compress.laplace import PAYLOAD_BITS_PER_SYMBOL, TABLES_SHA256, tables
 from deepae.exceptions import BitstreamError
 
 __all__ = ["VERSION", "ENCODER_REVISION", "Architecture", "DEFAULT_ARCHITECTURE", "BEST_ITERATIONS", "encode_planes",
@@ -426,10 +426,11 @@ def _groups(arch, module):
 def _quantise(params, arch, module, e, eb):
     """{name: int64 array} of a network's parameters on the steps 2**-e and 2**-eb."""
     weights, biases = _groups(arch, module)
-    out = {n: np.round(params[n].astype(np.float64) * 2.0 ** e).astype(np.int64) for n in weights}
-    out.update({n: np.round(params[n].astype(np.float64) * 2.0 ** eb).astype(np.int64)
-                for n in biases})
-    return out
+    scaled = {n: np.round(params[n].astype(np.float64) * 2.0 ** (e if n in weights else eb))
+              for n in weights + biases}
+    if max(float(np.abs(v).max()) for v in scaled.values()) >= _MAX_INT:
+        return None  # beyond what the format codes (and what int64 holds): not a candidate
+    return {n: v.astype(np.int64) for n, v in scaled.items()}
 
 
 def _module_bits(ints, arch, module) -> int:
@@ -467,9 +468,10 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
     best = None
     for e, eb in _ARM_STEPS:
         ints = _quantise(params, arch, "arm", e, eb)
+        if ints is None:
+            continue
         arm = _int_arm(ints, arch, e, eb)
-        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT \
-                or not _arm_in_range(arm):
+        if not _arm_in_range(arm):
             continue
         bins = _latent_bins(flat, shapes, arch, arm)
         bits = kernels.code_length(flat, bins, t["freqs"], t["lengths"]) \
@@ -483,9 +485,10 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
     best = None
     for e, eb in _SYN_STEPS:
         ints = _quantise(params, arch, "synthesis", e, eb)
+        if ints is None:
+            continue
         values = _dequantise(ints, arch, "synthesis", e, eb)
-        if max(int(np.abs(v).max()) for v in ints.values()) >= _MAX_INT \
-                or not _syn_in_range(values):
+        if not _syn_in_range(values):
             continue
         # the decoded plane is clipped to [0, 1]: its error, not the raw output's
         decoded = np.clip(synthesise(grids, values, h, w, arch), 0.0, 1.0)
@@ -645,7 +648,7 @@ def read_header(data: bytes, max_pixels: int) -> OverfitHeader:
                              f"plane(s), {h * w * n_planes:,} pixels in all, more than "
                              f"max_pixels={max_pixels:,}; pass a larger max_pixels if it is "
                              "expected.")
-    least = max(0, math.floor(arch.n_latents(h, w) * MIN_SYMBOL_BITS / 8) - 8)
+    least = max(0, math.floor(arch.n_latents(h, w) * PAYLOAD_BITS_PER_SYMBOL / 8) - 8)
     pos, end, planes = HEADER_BYTES, len(data) - 4, []
     for i in range(n_planes):
         sections = []
