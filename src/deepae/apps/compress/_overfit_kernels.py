@@ -87,6 +87,15 @@ def _context(y, base, h, w, row, col, offsets, ctx):
         ctx[k] = np.int64(y[base + rr * w + cc]) if 0 <= rr < h and 0 <= cc < w else 0
 
 
+@njit(cache=True, inline="always")
+def _table(y, base, h, w, row, col, offsets, ctx, wh, bh, wo, bo, hidden):
+    """The (scale bin, mean bin, rounded mean) of the latent at (row, col) of the grid at
+    `base`, from its already-known neighbours."""
+    _context(y, base, h, w, row, col, offsets, ctx)
+    mu, s = _arm(ctx, wh, bh, wo, bo, hidden)
+    return _bins(mu, s)
+
+
 @njit(cache=True)
 def arm_tables(y, shapes, offsets, wh, bh, wo, bo, hidden):
     """(n, 3) int64: each latent's scale bin, mean bin and rounded mean (the encoder's view:
@@ -98,9 +107,8 @@ def arm_tables(y, shapes, offsets, wh, bh, wo, bo, hidden):
         h, w = shapes[g, 0], shapes[g, 1]
         for row in range(h):
             for col in range(w):
-                _context(y, base, h, w, row, col, offsets, ctx)
-                mu, s = _arm(ctx, wh, bh, wo, bo, hidden)
-                j, m, r = _bins(mu, s)
+                j, m, r = _table(y, base, h, w, row, col, offsets, ctx, wh, bh, wo, bo,
+                                 hidden)
                 i = base + row * w + col
                 out[i, 0], out[i, 1], out[i, 2] = j, m, r
         base += h * w
@@ -194,9 +202,8 @@ def decode(data, shapes, offsets, wh, bh, wo, bo, hidden, freqs, cums, lengths):
         h, w = shapes[g, 0], shapes[g, 1]
         for row in range(h):
             for col in range(w):
-                _context(y, base, h, w, row, col, offsets, ctx)
-                mu, s = _arm(ctx, wh, bh, wo, bo, hidden)
-                j, m, r = _bins(mu, s)
+                j, m, r = _table(y, base, h, w, row, col, offsets, ctx, wh, bh, wo, bo,
+                                 hidden)
                 length = lengths[j]
                 slot = x & _MASK
                 lo, hi = 0, length  # the symbol: cums[sym] <= slot < cums[sym + 1]

@@ -465,41 +465,25 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
     shapes = arch.grid_shapes(h, w)
     flat = np.concatenate([g.ravel() for g in grids])
     lam = float(lmbda) * 255.0 ** 2 * h * w  # bits per unit of MSE over the plane
-    best = None
-    for e, eb in _ARM_STEPS:
-        ints = _quantise(params, arch, "arm", e, eb)
-        if ints is None:
-            continue
+
+    def arm_cost(ints, e, eb):  # the latents' exact code length
         arm = _int_arm(ints, arch, e, eb)
         if not _arm_in_range(arm):
-            continue
+            return None
         bins = _latent_bins(flat, shapes, arch, arm)
-        bits = kernels.code_length(flat, bins, t["freqs"], t["lengths"]) \
-            + _module_bits(ints, arch, "arm")
-        if best is None or bits < best[0]:
-            best = (bits, e, eb, ints, bins)
-    if best is None:
-        raise ValueError(f"The context model's weights are out of the format's range (lmbda="
-                         f"{lmbda!r}): the optimisation diverged.")
-    _, arm_e, arm_eb, arm_ints, bins = best
-    best = None
-    for e, eb in _SYN_STEPS:
-        ints = _quantise(params, arch, "synthesis", e, eb)
-        if ints is None:
-            continue
+        return kernels.code_length(flat, bins, t["freqs"], t["lengths"]), bins
+
+    def syn_cost(ints, e, eb):  # lambda times the decoded (clipped) plane's squared error
         values = _dequantise(ints, arch, "synthesis", e, eb)
         if not _syn_in_range(values):
-            continue
-        # the decoded plane is clipped to [0, 1]: its error, not the raw output's
+            return None
         decoded = np.clip(synthesise(grids, values, h, w, arch), 0.0, 1.0)
         mse = float(np.mean((decoded - plane) ** 2))
-        cost = _module_bits(ints, arch, "synthesis") + lam * mse
-        if best is None or cost < best[0]:
-            best = (cost, e, eb, ints, mse)
-    if best is None:
-        raise ValueError(f"The synthesis weights are out of the format's range (lmbda="
-                         f"{lmbda!r}): the optimisation diverged.")
-    _, syn_e, syn_eb, syn_ints, mse = best
+        return lam * mse, mse
+
+    arm_e, arm_eb, arm_ints, bins = _cheapest(params, arch, "arm", _ARM_STEPS, arm_cost, lmbda)
+    syn_e, syn_eb, syn_ints, mse = _cheapest(params, arch, "synthesis", _SYN_STEPS, syn_cost,
+                                             lmbda)
     out = _BitWriter()
     for module, e, eb, ints in (("arm", arm_e, arm_eb, arm_ints),
                                 ("synthesis", syn_e, syn_eb, syn_ints)):
@@ -515,6 +499,26 @@ def _code_plane(plane, grids, params, lmbda, arch) -> tuple[bytes, bytes, dict]:
     latent_bytes = kernels.encode(flat, bins, t["freqs"], t["cums"], t["lengths"]).tobytes()
     return weight_bytes, latent_bytes, {"mse": mse, "weight_bytes": len(weight_bytes),
                                         "latent_bytes": len(latent_bytes)}
+
+
+def _cheapest(params, arch, module, steps, cost, lmbda):
+    """The step exponents (e, eb) of `steps` that code the network `module` most cheaply:
+    its bits plus ``cost(ints, e, eb)`` (None for steps the format cannot carry), which
+    returns (bits, extra); returns (e, eb, ints, extra)."""
+    best = None
+    for e, eb in steps:
+        ints = _quantise(params, arch, module, e, eb)
+        found = None if ints is None else cost(ints, e, eb)
+        if found is None:
+            continue
+        total = found[0] + _module_bits(ints, arch, module)
+        if best is None or total < best[0]:
+            best = (total, e, eb, ints, found[1])
+    if best is None:
+        name = "context model's" if module == "arm" else "synthesis"
+        raise ValueError(f"The {name} weights are out of the format's range at every step "
+                         f"(lmbda={lmbda!r}): the optimisation diverged.")
+    return best[1:]
 
 
 def _dequantise(ints, arch, module, e, eb):
