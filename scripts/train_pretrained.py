@@ -1,17 +1,32 @@
 """Train the restoration models that ship inside the package (`deepae/pretrained/`).
 
-    python scripts/train_pretrained.py [--only denoiser,x2,x4] [--epochs N]
-                                       [--patches 4096] [--out src/deepae/pretrained]
+    python scripts/prepare_photos.py                 # once: the wallpaper photographs
+    python scripts/train_pretrained.py [--only denoiser,denoiser_rgb,x2,x2_rgb,x4,x4_rgb]
+                                       [--epochs-scale 1.0] [--work DIR] [--out DIR]
+    python scripts/train_pretrained.py --more N [--only ...]     # N more epochs each
+    python scripts/train_pretrained.py --combine [--out DIR]     # only write the files
 
-Data: grayscale luminance of scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS`
-(camera, astronaut, coffee, chelsea, rocket, page, text, moon), random 48x48 patches with
-flips and rotations. The test photographs of the benchmark (`TEST_PHOTOS`) are never used.
-- denoiser.deepae: a blind Gaussian Denoiser, sigma drawn per patch from [0, 0.35].
-- super_resolver_x2.deepae, super_resolver_x4.deepae: SuperResolvers on box-downscaled
-  patches.
-All are saved with ``per_channel=True``, so colour images are restored channel by channel.
-Epochs by default: 30 for the denoiser, 20 for each upscaler (4,096 patches each), about
-14 and 9 minutes on a 2-core CPU; seeds are fixed.
+Data: scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
+photographs `deepae.datasets.TRAIN_WALLPAPERS` (`scripts/prepare_photos.py`); grayscale
+models train on their luminance, colour models on the colour ones (the grayscale
+scikit-image photos left out). The test photographs of the benchmark (`TEST_PHOTOS`,
+`TEST_WALLPAPERS`) are never used. Random 96x96 patches with flips and rotations.
+
+Jobs (`JOBS`), each a network of `ARCH`, trained in this order:
+- denoiser / denoiser_rgb: blind Gaussian denoisers, sigma drawn per patch from [0, 0.35],
+  three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits
+  (``clipped=0.75``), the rest unclipped;
+- x2 / x2_rgb, x4 / x4_rgb: upscalers of box-downscaled patches.
+A colour job starts from its grayscale job's network, its first and last convolutions
+spread over the three channels (the colour network begins as the grayscale one on the
+luminance, its correction added to each channel), then trains on colour patches.
+
+Each job checkpoints every epoch in ``--work/<job>_ckpt`` and resumes from there when
+rerun; its estimator is saved to ``--work/<job>.deepae`` when done (a finished job is
+skipped on a rerun). Then each pair is written to --out as one file holding both networks
+(`Denoiser.with_colour`): ``denoiser.deepae``, ``super_resolver_x2.deepae``,
+``super_resolver_x4.deepae``. `--more N` continues every finished job for N epochs
+(``warm_start``, a new cosine schedule from `MORE_LR`), its history appended.
 """
 
 from __future__ import annotations
@@ -24,41 +39,130 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = dict(filters=(32, 64, 128, 128), convs_per_level=2, patch_size=96, batch_size=16,
+            patches_per_epoch=1024, learning_rate=1e-3)
+MORE_LR = 3e-4
+# job: (estimator, parameters, epochs, colour, the grayscale job a colour one starts from)
+JOBS = {
+    "denoiser": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 110, False, None),
+    "denoiser_rgb": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 85, True, "denoiser"),
+    "x2": ("SuperResolver", dict(scale=2), 65, False, None),
+    "x2_rgb": ("SuperResolver", dict(scale=2), 50, True, "x2"),
+    "x4": ("SuperResolver", dict(scale=4), 65, False, None),
+    "x4_rgb": ("SuperResolver", dict(scale=4), 50, True, "x4"),
+}
+FILES = {"denoiser.deepae": ("denoiser", "denoiser_rgb"),
+         "super_resolver_x2.deepae": ("x2", "x2_rgb"),
+         "super_resolver_x4.deepae": ("x4", "x4_rgb")}
+LUMA = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
+
+
+def training_photos(colour):
+    """The training photographs: (h, w, 3) colour or (h, w, 1) luminance."""
+    from deepae.datasets import TRAIN_PHOTOS, TRAIN_WALLPAPERS, load_photos, load_wallpapers
+
+    if colour:
+        photos = [p for p in load_photos(TRAIN_PHOTOS, gray=False) if p.ndim == 3]
+        return photos + load_wallpapers(TRAIN_WALLPAPERS)
+    photos = load_photos(TRAIN_PHOTOS) + load_wallpapers(TRAIN_WALLPAPERS, gray=True)
+    return [p[..., None] for p in photos]
+
+
+def colour_start(est, gray):
+    """Give the unfitted colour estimator `est` the grayscale network of `gray`, its input
+    convolution reading the luminance of the three channels and its output convolution
+    adding the same correction to each."""
+    import numpy as np
+
+    model = est._network(3)
+    weights = []
+    for new, old in zip(model.weights, gray.model_.weights, strict=True):
+        old = old.numpy()
+        if tuple(new.shape) != old.shape:  # the first and the last convolution
+            if len(old.shape) == 4 and old.shape[-2] == 1:  # input kernel (3, 3, 1, f) -> (3, 3, 3, f)
+                old = np.concatenate([old * w for w in LUMA], axis=-2)
+            else:  # output kernel (3, 3, f, 1) or bias (1,): one per channel
+                old = np.repeat(old, 3, axis=-1)
+        weights.append(old)
+    model.set_weights(weights)
+    est.model_, est.n_channels_, est.history_ = model, 3, {}
+    est.set_params(warm_start=True)
+
+
+def run_job(name, work, epochs_scale, more=0):
+    from deepae import Denoiser, SuperResolver
+
+    kind, params, epochs, colour, parent = JOBS[name]
+    cls = {"Denoiser": Denoiser, "SuperResolver": SuperResolver}[kind]
+    done = work / f"{name}.deepae"
+    if done.exists() and not more:
+        print(f"{name}: done ({done})", flush=True)
+        return
+    seed = sorted(JOBS).index(name)
+    if more:
+        if not done.exists():
+            raise SystemExit(f"--more continues finished jobs: {done} is missing.")
+        est = cls.load(done)
+        est.set_params(warm_start=True, epochs=more, learning_rate=MORE_LR,
+                       random_state=1000 + seed + len(est.history_.get("loss", [])),
+                       checkpoint_dir=str(work / f"{name}_more_ckpt"), resume=True, verbose=2)
+    else:
+        est = cls(**ARCH, **params, epochs=max(1, round(epochs * epochs_scale)),
+                  per_channel=not colour, random_state=seed,
+                  checkpoint_dir=str(work / f"{name}_ckpt"), resume=True, verbose=2)
+        if colour:
+            parent_file = work / f"{parent}.deepae"
+            if not parent_file.exists():
+                raise SystemExit(f"{name} starts from {parent}: train it first ({parent_file} "
+                                 "is missing).")
+            colour_start(est, cls.load(parent_file))
+    t = time.perf_counter()
+    est.fit(training_photos(colour), keep_checkpoint=True)
+    est.set_params(warm_start=False, checkpoint_dir=None, resume=False, verbose=0)
+    est.save(done)
+    from deepae.training import remove_checkpoint
+
+    remove_checkpoint(est_ckpt := work / (f"{name}_more_ckpt" if more else f"{name}_ckpt"))
+    h = est.history_
+    print(f"{name}: {len(h['loss'])} epochs in all, this run {time.perf_counter() - t:.0f} s, "
+          f"total {h['seconds'][-1]:.0f} s, final loss {h['loss'][-1]:.6f} ({est_ckpt.name} "
+          "removed)", flush=True)
+
+
+def combine(work, out):
+    """Write each pair of finished jobs to `out` as one file with both networks."""
+    from deepae import Denoiser, SuperResolver
+
+    for filename, (gray, colour) in FILES.items():
+        cls = Denoiser if JOBS[gray][0] == "Denoiser" else SuperResolver
+        files = [work / f"{gray}.deepae", work / f"{colour}.deepae"]
+        if not all(f.exists() for f in files):
+            print(f"{filename}: not written ({' or '.join(map(str, files))} missing)")
+            continue
+        est = cls.load(files[0]).with_colour(cls.load(files[1]))
+        path = est.save(Path(out) / filename)
+        print(f"{filename}: {Path(path).stat().st_size / 1e6:.2f} MB", flush=True)
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="denoiser,x2,x4")
-    ap.add_argument("--epochs", type=int, help="default: 30 (denoiser), 20 (upscalers)")
-    ap.add_argument("--patches", type=int, default=4096, help="patches per epoch")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "deepae"
-                                         / "pretrained"))
+    ap.add_argument("--only", default=",".join(JOBS))
+    ap.add_argument("--epochs-scale", type=float, default=1.0,
+                    help="multiply every job's epochs (a quick run: 0.05)")
+    ap.add_argument("--more", type=int, default=0)
+    ap.add_argument("--combine", action="store_true", help="only write the --out files")
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "pretrained_training"))
+    ap.add_argument("--out", default=str(ROOT / "src" / "deepae" / "pretrained"))
     args = ap.parse_args(argv)
-
-    from deepae import Denoiser, SuperResolver
-    from deepae.datasets import TRAIN_PHOTOS, load_photos
-
-    photos = [p[..., None] for p in load_photos(TRAIN_PHOTOS)]
-    common = dict(patches_per_epoch=args.patches, patch_size=48,
-                  per_channel=True, random_state=0, verbose=1)
-    def epochs(default):
-        return args.epochs or default
-
-    jobs = {"denoiser": ("denoiser.deepae",
-                         lambda: Denoiser(sigma=(0.0, 0.35), epochs=epochs(30), **common)),
-            "x2": ("super_resolver_x2.deepae",
-                   lambda: SuperResolver(scale=2, epochs=epochs(20), **common)),
-            "x4": ("super_resolver_x4.deepae",
-                   lambda: SuperResolver(scale=4, epochs=epochs(20), **common))}
-    for key in args.only.split(","):
-        if key not in jobs:
-            raise SystemExit(f"--only takes {sorted(jobs)}; got {key!r}")
-        filename, make = jobs[key]
-        t = time.perf_counter()
-        est = make().fit(photos)
-        path = est.save(Path(args.out) / filename)
-        print(f"{filename}: {time.perf_counter() - t:.0f} s, final loss "
-              f"{est.history_['loss'][-1]:.6f}, {Path(path).stat().st_size / 1e6:.2f} MB",
-              flush=True)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.combine:
+        for name in args.only.split(","):
+            if name not in JOBS:
+                raise SystemExit(f"--only takes {list(JOBS)}; got {name!r}")
+            run_job(name, work, args.epochs_scale, args.more)
+    combine(work, args.out)
     return 0
 
 

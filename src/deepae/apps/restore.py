@@ -95,9 +95,10 @@ def box_downscale(images, scale):
 
 
 # -- the estimators ---------------------------------------------------------------------------
-def _corrupt(tf, clean, noise, low, high, seed):
+def _corrupt(tf, clean, noise, low, high, seed, clipped=0.0):
     """Corrupt a batch in TensorFlow with stateless draws from `seed` (shape (2,)); returns
-    (noisy, per-image level)."""
+    (noisy, per-image level). A share `clipped` of the images (drawn per image) is then
+    clipped to [0, 1] and rounded to 8 bits, as a noisy photograph saved to a file is."""
     n = tf.shape(clean)[0]
     s_level, s_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     level = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_level, low, high),
@@ -115,6 +116,12 @@ def _corrupt(tf, clean, noise, low, high, seed):
         u = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_noise),
                           tf.shape(clean)[:3])[..., None]
         noisy = clean * tf.cast(u >= level, clean.dtype)
+    if clipped > 0:
+        s_clip = tf.random.experimental.stateless_fold_in(seed, 1)
+        pick = replica_share(lambda sh: tf.random.stateless_uniform(sh, s_clip),
+                             tf.stack([n, 1, 1, 1])) < clipped
+        noisy = tf.where(pick, tf.round(tf.clip_by_value(noisy, 0.0, 1.0) * 255.0) / 255.0,
+                         noisy)
     return noisy, level
 
 
@@ -129,13 +136,14 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         "patch_size": [POSITIVE_INT], "patches_per_epoch": [POSITIVE_INT],
         "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
         "learning_rate": [POSITIVE_FLOAT], "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
-        "per_channel": [BOOLEAN], **RUN_CONSTRAINTS,
+        "per_channel": [BOOLEAN], "warm_start": [BOOLEAN], **RUN_CONSTRAINTS,
     }
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, tile, per_channel, callbacks, checkpoint_dir,
-                    resume, strategy, random_state, verbose):
+                    batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
+                    checkpoint_dir, resume, strategy, random_state, verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.warm_start = warm_start
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
@@ -190,7 +198,16 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             raise ValueError("Expected training images that are all grayscale or all colour; "
                              f"received channel counts {sorted(channels)}.")
         size = self._patch_size(imgs)
-        self.n_channels_ = channels.pop()
+        channels = channels.pop()
+        history = None
+        previous = getattr(self, "model_", None) if self.warm_start else None
+        if previous is not None:
+            if channels != self.n_channels_:
+                raise ValueError(f"warm_start=True continues a {type(self).__name__} of "
+                                 f"{self.n_channels_}-channel images; received {channels}-"
+                                 "channel images.")
+            history = {k: list(v) for k, v in self.history_.items()}
+        self.n_channels_ = channels
         self.patch_size_ = size
         rng = np.random.default_rng(self.random_state)
         if self.random_state is not None:
@@ -198,7 +215,17 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         bs = int(self.batch_size)
         steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
         with strategy_scope(dist):  # the weights, on every replica
-            model = self.model_ = build(self.n_channels_)
+            model = build(self.n_channels_)
+            if previous is not None:  # warm_start: the fitted weights, if they fit
+                shapes = [tuple(w.shape) for w in previous.weights]
+                if shapes != [tuple(w.shape) for w in model.weights]:
+                    raise ValueError(
+                        f"warm_start=True continues the fitted network ({previous.name}, "
+                        f"{previous.count_params()} parameters); the parameters now make a "
+                        f"different one ({model.name}, {model.count_params()} parameters): "
+                        "keep filters, convs_per_level, scale and mode as they were fitted.")
+                model.set_weights(previous.get_weights())
+        self.model_ = model
         opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
                           model.trainable_variables, strategy=dist)
         base = run_seed(self.random_state)
@@ -217,9 +244,10 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps_per_epoch,
             batch_size=bs, rng=rng, verbose=self.verbose, strategy=dist, networks=[model],
             optimizer=opt, callbacks=self.callbacks, checkpoint_dir=self.checkpoint_dir,
-            resume=self.resume, keep_checkpoint=keep_checkpoint,
+            resume=self.resume, keep_checkpoint=keep_checkpoint, history=history,
             run=self._run_description(images_fingerprint(imgs), n_channels=self.n_channels_,
-                                      patch_size=size))
+                                      patch_size=size, warm_start_epochs=len(
+                                          (history or {}).get("loss", []))))
         self._build_predict()
         return self
 
@@ -341,7 +369,10 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
         makes the result the same as untiled.
     per_channel : bool, default=False
         With a model trained on grayscale images, restore colour images one channel at a
-        time (the pretrained models do); otherwise a colour image is an error.
+        time; otherwise a colour image is an error.
+    warm_start : bool, default=False
+        Continue training from the fitted network (same architecture and channels), its
+        history appended, instead of starting from new weights.
 {run}    strategy : None, "single", "mirrored", "multi-worker" or tf.distribute.Strategy
         Where training runs (`deepae.distribute`); `batch_size` is the global batch, split
         between the replicas. A strategy instance is not saved with the model (its name is).
@@ -374,6 +405,10 @@ class Denoiser(_Restorer):
         `sigma` of the pixels set to 0 or 1; or masking, a share `sigma` set to 0.
     sigma : float or (low, high), default=(0.0, 0.3)
         The noise level in [0, 1] units, fixed or drawn uniformly per patch from a range.
+    clipped : float in [0, 1], default=0.0
+        The share of noisy training images (drawn per image) clipped to [0, 1] and rounded
+        to 8 bits, as a noisy photograph saved to a file is; the others keep unclipped
+        noise. The pretrained denoisers use 0.75: one network for both.
     mode : {"blind", "given"}, default="blind"
         ``"blind"``: the network works out the noise level itself. ``"given"``: the noise
         level is a second input (`transform(..., sigma=)`), as in FFDNet.
@@ -382,13 +417,14 @@ class Denoiser(_Restorer):
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
                  batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
-                 callbacks=None, checkpoint_dir=None, resume=False, strategy=None,
+                 warm_start=False, clipped=0.0, callbacks=None, checkpoint_dir=None, resume=False, strategy=None,
                  random_state=None, verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
+        self.clipped = clipped
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, callbacks,
+                         batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
                          checkpoint_dir, resume, strategy, random_state, verbose)
 
     @classmethod
@@ -409,6 +445,7 @@ class Denoiser(_Restorer):
 
     _parameter_constraints = {**_Restorer._parameter_constraints,
                               "noise": [Options(str, NOISES)], "mode": [Options(str, MODES)],
+                              "clipped": [Interval(numbers.Real, 0, 1)],
                               "sigma": [Interval(numbers.Real, 0, 1), SIGMA_PAIR]}
 
     def _check_params(self):
@@ -438,8 +475,10 @@ class Denoiser(_Restorer):
         lo, hi = self._sigma_range()
         given, noise = self.mode == "given", self.noise
 
+        clipped = float(self.clipped)
+
         def make_pair(clean, seed):
-            noisy, level = _corrupt(tf, clean, noise, lo, hi, seed)
+            noisy, level = _corrupt(tf, clean, noise, lo, hi, seed, clipped)
             return ([noisy, tf.ones_like(clean[..., :1]) * level] if given else noisy), clean
 
         return self._fit(images, make_pair, self._network, keep_checkpoint)
@@ -466,7 +505,7 @@ class Denoiser(_Restorer):
 
     def _model_card(self):
         return {"noise_model": {"noise": self.noise, "sigma": list(self._sigma_range()),
-                                "mode": self.mode}}
+                                "mode": self.mode, "clipped": float(self.clipped)}}
 
 
 class SuperResolver(_Restorer):
@@ -484,11 +523,12 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 tile=512, per_channel=False, callbacks=None, checkpoint_dir=None, resume=False,
-                 strategy=None, random_state=None, verbose=0):
+                 tile=512, per_channel=False, warm_start=False, callbacks=None,
+                 checkpoint_dir=None, resume=False, strategy=None, random_state=None,
+                 verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, callbacks,
+                         batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
                          checkpoint_dir, resume, strategy, random_state, verbose)
 
     def _network(self, channels):

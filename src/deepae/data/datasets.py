@@ -26,12 +26,21 @@ from deepae.data.io import read_idx
 from deepae.exceptions import DataNotFoundError
 
 __all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "load_photos",
-           "photo_crops", "DATASETS", "TRAIN_PHOTOS", "TEST_PHOTOS"]
+           "photo_crops", "load_wallpapers", "colour_photo_crops", "wallpaper_folder", "DATASETS",
+           "TRAIN_PHOTOS", "TEST_PHOTOS", "TRAIN_WALLPAPERS", "TEST_WALLPAPERS"]
 
 # scikit-image's bundled photographs: the restoration models train on the first group and
 # are tested on the second, never the other way round
 TRAIN_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "page", "text", "moon")
 TEST_PHOTOS = ("brick", "grass", "gravel", "coins", "hubble_deep_field")
+# real photographs from Debian's wallpaper packages (`scripts/prepare_photos.py` fetches them
+# and writes them downscaled): the restoration models train on the first group; the second
+# is held out as colour test photographs beside scikit-image's hubble_deep_field
+TRAIN_WALLPAPERS = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
+                    "RainDrops", "Storm", "TwoWings", "YellowFlower", "BytheWater",
+                    "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+                    "OneStandsOut", "Path", "summer_1am")
+TEST_WALLPAPERS = ("ColorfulCups", "Kite", "LadyBird", "Wood")
 
 _FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
           "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
@@ -193,14 +202,71 @@ def load_photos(names=TRAIN_PHOTOS, *, gray=True):
 def photo_crops(names=TEST_PHOTOS, size=128):
     """The centre and four corner crops, (size, size) each, of each grayscale photograph in
     `names` (`load_photos`): the test images of the image benchmarks."""
+    return [c for im in load_photos(names) for c in _five_crops(im, size)]
+
+
+def wallpaper_folder(path=None) -> Path:
+    """Where `scripts/prepare_photos.py` writes the wallpaper photographs (and where
+    `load_wallpapers` reads them): `path`, else ``$DEEPAE_DATA/photos``, else
+    ``~/.cache/deepae/photos``."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("DEEPAE_DATA"):
+        return Path(os.environ["DEEPAE_DATA"]) / "photos"
+    return Path.home() / ".cache" / "deepae" / "photos"
+
+
+def load_wallpapers(names=TRAIN_WALLPAPERS, *, gray=False, path=None):
+    """The wallpaper photographs by name (`TRAIN_WALLPAPERS`, `TEST_WALLPAPERS`), as float32
+    arrays in [0, 1]: (h, w, 3), or their luminance (h, w) with `gray`.
+
+    They are PNG files written by ``python scripts/prepare_photos.py`` (from Debian's
+    ``mate-backgrounds`` and ``plasma-workspace-wallpapers`` packages, downscaled 2 or 3
+    times) in `wallpaper_folder(path)`; a missing file is a `DataNotFoundError` that says
+    where it looked and how to make it.
+    """
+    from PIL import Image
+
+    names = (names,) if isinstance(names, str) else tuple(names)
+    folder = wallpaper_folder(path)
     out = []
-    for im in load_photos(names):
-        h, w = im.shape
-        c = min(size, h, w)
-        for y, x in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c),
-                     ((h - c) // 2, (w - c) // 2)):
-            out.append(im[y:y + c, x:x + c])
+    for name in names:
+        if name not in TRAIN_WALLPAPERS + TEST_WALLPAPERS:
+            raise ValueError(f"Unknown wallpaper {name!r}; expected one of "
+                             f"{TRAIN_WALLPAPERS + TEST_WALLPAPERS}.")
+        file = folder / f"{name}.png"
+        if not file.is_file():
+            raise DataNotFoundError(
+                f"The photograph {name!r} was not found: looked for {file}. Write the "
+                f"wallpaper photographs there with `python scripts/prepare_photos.py --out "
+                f"{folder}` (it downloads two Debian packages), or pass path=... / set "
+                "DEEPAE_DATA.")
+        with Image.open(file) as im:
+            rgb = np.asarray(im.convert("RGB"), np.float32) / 255.0
+        out.append(_luminance(rgb) if gray else rgb)
     return out
+
+
+def _luminance(rgb):
+    from skimage import color
+
+    return np.asarray(color.rgb2gray(rgb), np.float32)
+
+
+def _five_crops(im, size):
+    h, w = im.shape[:2]
+    c = min(size, h, w)
+    return [im[y:y + c, x:x + c] for y, x in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c),
+                                              ((h - c) // 2, (w - c) // 2))]
+
+
+def colour_photo_crops(size=128, *, path=None):
+    """The colour test images of the image benchmarks: the centre and four corner crops,
+    (size, size, 3) each, of scikit-image's hubble_deep_field and of the held-out
+    wallpaper photographs `TEST_WALLPAPERS` (`load_wallpapers`)."""
+    photos = load_photos(("hubble_deep_field",), gray=False) + load_wallpapers(
+        TEST_WALLPAPERS, path=path)
+    return [c for im in photos for c in _five_crops(im, size)]
 
 
 DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "digits": load_digits}
