@@ -1,5 +1,6 @@
 import gzip
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +388,97 @@ def test_distort_images_moves_pixels_as_an_affine_map():
                                   np.ravel_multi_index((6, 4), (9, 9)))  # a quarter turn
     with pytest.raises(ValueError, match="uint8"):
         synthetic.distort_images(img.astype(np.float32), 3)
+
+
+# -- the wallpaper photographs (issue 22) ---------------------------------------------------
+def test_wallpapers_missing_say_where_and_how(tmp_path, monkeypatch):
+    from deepae.datasets import load_wallpapers, wallpaper_folder
+    from deepae.exceptions import DataNotFoundError
+
+    monkeypatch.setenv("DEEPAE_DATA", str(tmp_path))
+    assert wallpaper_folder() == tmp_path / "photos"
+    with pytest.raises(DataNotFoundError, match=r"Kite.*looked for .*photos/Kite\.png.*"
+                                                r"scripts/prepare_photos\.py"):
+        load_wallpapers("Kite")
+    with pytest.raises(ValueError, match="Unknown wallpaper 'Moon'"):
+        load_wallpapers("Moon", path=tmp_path)
+
+
+def _prepare_photos_script():
+    spec = importlib.util.spec_from_file_location(
+        "prepare_photos", Path(__file__).parents[1] / "scripts" / "prepare_photos.py")
+    prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
+    return prep
+
+
+def _fake_jpeg(path, w, h, seed):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(path, quality=95)
+    return rgb
+
+
+def test_prepare_photos_unpacks_downscales_and_loads(tmp_path):
+    """scripts/prepare_photos.py on two forged packages (dpkg-deb builds them, as Debian's
+    are laid out): the largest size of each photograph, box-averaged down, written where
+    load_wallpapers and colour_photo_crops read."""
+    import shutil
+    import subprocess
+
+    from deepae.datasets import (
+        TEST_WALLPAPERS,
+        TRAIN_WALLPAPERS,
+        colour_photo_crops,
+        load_wallpapers,
+    )
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed (not a Debian system)")
+    prep = _prepare_photos_script()
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    for package in prep.PACKAGES:
+        root = tmp_path / package
+        (root / "DEBIAN").mkdir(parents=True)
+        (root / "DEBIAN" / "control").write_text(
+            f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\n"
+            "Description: test\n")
+    mate = tmp_path / "mate-backgrounds"
+    plasma = tmp_path / "plasma-workspace-wallpapers"
+    for i, name in enumerate(TRAIN_WALLPAPERS + TEST_WALLPAPERS):
+        if i % 2:
+            _fake_jpeg(mate / prep.MATE.format(name), 300, 200, i)
+        else:  # several sizes: the largest is taken
+            folder = plasma / prep.PLASMA.format(name)
+            _fake_jpeg(folder / "64x48.jpg", 64, 48, 100 + i)
+            _fake_jpeg(folder / "2400x160.jpg", 2400, 160, i)
+    for package in prep.PACKAGES:
+        subprocess.run(["dpkg-deb", "--build", "-Znone", str(tmp_path / package),
+                        str(debs / f"{package}_1.0_all.deb")], check=True, capture_output=True)
+    out = tmp_path / "photos"
+    assert prep.main(["--debs", str(debs), "--out", str(out)]) == 0
+    kite = load_wallpapers("Kite", path=out)[0]  # index 20: a plasma photo, 2400 wide
+    assert kite.shape == (160 // 3, 2400 // 3, 3) and kite.dtype == np.float32
+    assert load_wallpapers("Wood", path=out, gray=True)[0].shape == (53, 800)  # plasma
+    ladybird = load_wallpapers("LadyBird", path=out)[0]  # index 21: a mate photo
+    assert ladybird.shape == (100, 150, 3)
+    crops = colour_photo_crops(size=32, path=out)
+    assert len(crops) == 25 and all(c.shape == (32, 32, 3) for c in crops)
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["Kite"]["held_out"] and not manifest["Aqua"]["held_out"]
+    assert manifest["Blinds"]["factor"] == 2 and manifest["Aqua"]["factor"] == 3
+    assert manifest["Aqua"]["source"].endswith("Aqua/contents/images/2400x160.jpg")
+    assert not list(out.glob(".*part"))
+
+
+def test_box_down_averages_blocks():
+    prep = _prepare_photos_script()
+    rgb = np.arange(7 * 5 * 3, dtype=np.uint8).reshape(7, 5, 3)
+    small = prep.box_down(rgb, 2)
+    assert small.shape == (3, 2, 3)
+    assert small[1, 0, 2] == np.rint(rgb[2:4, 0:2, 2].astype(float).mean())

@@ -264,3 +264,180 @@ def test_colour_models_restore_channels_together():
     assert sr.transform(rgb[0]).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="3-channel images"):
         sr.transform(rgb[0, ..., 0])
+
+
+# -- colour pairs, clipped noise, warm starts (issue 22) -------------------------------------
+@pytest.fixture(scope="module")
+def pair():
+    """A grayscale and a colour Denoiser of the same tiny architecture."""
+    common = dict(sigma=0.1, filters=(8, 16), epochs=2, patches_per_epoch=128,
+                  patch_size=16, random_state=0)
+    gray = Denoiser(**common).fit(smooth_images(16, 32, 32, seed=11))
+    colour = Denoiser(**common).fit(smooth_images(16, 32, 32, c=3, seed=12))
+    return gray, colour
+
+
+def _paired(pair):
+    import copy
+
+    gray, colour = pair
+    return copy.deepcopy(gray).with_colour(colour)
+
+
+def test_with_colour_sends_colour_images_to_the_colour_network(pair, tmp_path):
+    gray, colour = pair
+    both = _paired(pair)
+    rgb = smooth_images(2, 40, 52, c=3, seed=13)
+    grey = rgb[..., :1]
+    np.testing.assert_array_equal(both.transform(rgb), colour.transform(rgb))
+    np.testing.assert_array_equal(both.transform(grey), gray.transform(grey))
+    # the two networks differ: the check above is not vacuous
+    assert np.abs(gray.transform(rgb[..., :1]) - colour.transform(rgb)[..., :1]).max() > 1e-3
+    # layout and dtype kept, for colour as for grayscale
+    u8 = (rgb[0] * 255).astype(np.uint8)
+    out = both.transform(u8)
+    assert out.dtype == np.uint8 and out.shape == (40, 52, 3)
+    f64 = both.transform(rgb.astype(np.float64))
+    assert f64.dtype == np.float64 and f64.shape == rgb.shape
+    assert both.transform(grey[0, ..., 0]).shape == (40, 52)
+    mixed = both.transform([rgb[0], grey[1, :17, :29]])
+    assert [m.shape for m in mixed] == [(40, 52, 3), (17, 29, 1)]
+    # saved and loaded as one file, both networks
+    loaded = Denoiser.load(both.save(tmp_path / "pair.deepae"))
+    np.testing.assert_array_equal(loaded.transform(rgb), both.transform(rgb))
+    np.testing.assert_array_equal(loaded.transform(grey), both.transform(grey))
+    assert loaded.describe()["colour_network"]["parameters"] == colour.model_.count_params()
+
+
+def test_colour_network_tiles_like_untiled(pair):
+    both = _paired(pair)
+    img = smooth_images(1, 130, 90, c=3, seed=14)[0]
+    whole = both.transform(img)
+    both.set_params(tile=32)
+    assert both.receptive_radius_ < 32  # several tiles with a halo each
+    np.testing.assert_allclose(both.transform(img), whole, atol=1e-5)
+    both.set_params(tile=512)
+
+
+def test_with_colour_refuses_what_does_not_pair(pair):
+    gray, colour = pair
+    import copy
+
+    g = copy.deepcopy(gray)
+    with pytest.raises(TypeError, match="fitted Denoiser; received SuperResolver"):
+        g.with_colour(deepae.SuperResolver())
+    with pytest.raises(ValueError, match="received 1 and 1 channel"):
+        g.with_colour(gray)
+    other = Denoiser(sigma=0.1, filters=(8, 8), epochs=1, patches_per_epoch=32,
+                     patch_size=16).fit(smooth_images(4, 32, 32, c=3))
+    with pytest.raises(ValueError, match="same architecture"):
+        g.with_colour(other)
+    assert not hasattr(g, "colour_model_")
+    # fitting again drops the colour network (it belonged to other weights)
+    both = _paired(pair)
+    both.set_params(epochs=1, patches_per_epoch=16)
+    both.fit(smooth_images(4, 32, 32))
+    assert not hasattr(both, "colour_model_")
+    with pytest.raises(ValueError, match="takes 1-channel images"):
+        both.transform(smooth_images(1, 32, 32, c=3))
+
+
+def test_forged_colour_networks_are_refused(pair, tmp_path):
+    from deepae.exceptions import ArtifactError
+    from deepae.persistence import save_artifact
+
+    gray, colour = pair
+    both = _paired(pair)
+    meta, models, _ = both._artifact_parts()
+    params = both._saved_params()
+    cases = {
+        # a grayscale network where the colour one belongs
+        "gray_as_colour": ({**meta}, {"model": gray.model_, "colour_model": gray.model_}),
+        # a colour estimator with a second colour network
+        "colour_pair": ({**meta, "n_channels": 3}, {"model": colour.model_,
+                                                    "colour_model": colour.model_}),
+        "no_model": ({**meta}, {"colour_model": colour.model_}),
+        "bad_history": ({**meta, "colour_history": [1, 2]}, models),
+    }
+    for name, (md, ms) in cases.items():
+        path = save_artifact(tmp_path / f"{name}.deepae", "Denoiser", {"params": params, **md},
+                             models=ms)
+        with pytest.raises(ArtifactError):
+            Denoiser.load(path)
+
+
+def test_exported_pair_serves_both(pair, tmp_path):
+    import tensorflow as tf
+
+    both = _paired(pair)
+    both.export(tmp_path / "m")
+    serve = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
+    rgb = smooth_images(1, 36, 44, c=3, seed=15)
+    np.testing.assert_allclose(serve(x=tf.constant(rgb))["image"].numpy(),
+                               both.transform(rgb), atol=1e-5)
+    np.testing.assert_allclose(serve(x=tf.constant(rgb[..., :1]))["image"].numpy(),
+                               both.transform(rgb[..., :1]), atol=1e-5)
+
+
+def test_clipped_noise_is_a_saved_photograph():
+    import tensorflow as tf
+
+    from deepae.apps.restore import _corrupt
+
+    clean = tf.constant(smooth_images(400, 8, 8, seed=16))
+    seed = tf.constant([3, 4], tf.int64)
+    full, _ = _corrupt(tf, clean, "gaussian", 0.3, 0.3, seed, 1.0)
+    full = full.numpy()
+    assert full.min() >= 0 and full.max() <= 1
+    np.testing.assert_allclose(full * 255, np.round(full * 255), atol=1e-3)
+    plain, _ = _corrupt(tf, clean, "gaussian", 0.3, 0.3, seed)
+    plain = plain.numpy()
+    assert plain.min() < -0.5 and plain.max() > 1.5  # unclipped
+    # the same draws: clipping and rounding is all that differs
+    np.testing.assert_allclose(full, np.round(np.clip(plain, 0, 1) * 255) / 255, atol=1e-6)
+    half, _ = _corrupt(tf, clean, "gaussian", 0.3, 0.3, seed, 0.5)
+    outside = (half.numpy() < 0).any(axis=(1, 2, 3)) | (half.numpy() > 1).any(axis=(1, 2, 3))
+    assert 0.35 < 1 - outside.mean() < 0.65  # about half clipped, drawn per image
+    with pytest.raises(deepae.exceptions.InvalidParameterError, match="'clipped'"):
+        Denoiser(clipped=1.5).fit(smooth_images(2, 16, 16))
+    card = Denoiser(clipped=0.75, filters=(8, 16), epochs=1, patches_per_epoch=16,
+                    patch_size=16).fit(smooth_images(2, 16, 16)).describe()
+    assert card["noise_model"]["clipped"] == 0.75
+
+
+def test_warm_start_continues_the_fitted_network():
+    x = smooth_images(8, 32, 32, seed=17)
+    den = Denoiser(sigma=0.1, filters=(8, 16), epochs=1, patches_per_epoch=64, patch_size=16,
+                   random_state=0).fit(x)
+    before = [w.copy() for w in den.model_.get_weights()]
+    den.set_params(warm_start=True, learning_rate=1e-12, random_state=1)
+    den.fit(x)
+    assert len(den.history_["loss"]) == 2
+    for a, b in zip(before, den.model_.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    den.set_params(warm_start=False)  # a new network: other weights
+    den.fit(x)
+    assert len(den.history_["loss"]) == 1
+    assert max(np.abs(a - b).max() for a, b in zip(before, den.model_.get_weights(),
+                                                   strict=True)) > 1e-3
+    den.set_params(warm_start=True, filters=(8, 8))
+    with pytest.raises(ValueError, match="different one"):
+        den.fit(x)
+    den.set_params(filters=(8, 16))
+    with pytest.raises(ValueError, match="of 1-channel images; received 3"):
+        den.fit(smooth_images(4, 32, 32, c=3))
+
+
+def test_cbm3d_baseline():
+    import bm3d
+
+    from deepae import baselines
+
+    clean = smooth_images(1, 32, 32, c=3, seed=18)[0]
+    noisy = clean + np.random.default_rng(5).normal(0, 0.1, clean.shape).astype(np.float32)
+    out = baselines.cbm3d(noisy, 0.1)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, bm3d.bm3d_rgb(noisy, 0.1), atol=1e-6)
+    assert psnr(clean, np.clip(out, 0, 1)) > psnr(clean, np.clip(noisy, 0, 1)) + 3
+    with pytest.raises(ValueError, match=r"\(h, w, 3\) colour image; received shape \(32, 32\)"):
+        baselines.cbm3d(noisy[..., 0], 0.1)

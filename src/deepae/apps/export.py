@@ -264,27 +264,39 @@ def restorer_graph(est, mult: int, scale: int):
     import tensorflow as tf
 
     model, c = est.model_, int(est.n_channels_)
+    colour = getattr(est, "colour_model_", None)  # colour images through it, when there is one
     split = c == 1 and bool(est.per_channel)  # each channel through the grey model in turn
     given = getattr(est, "mode", None) == "given"
-    specs = [tf.TensorSpec((None, None, None, None if split else c), tf.float32, name="x")]
+    specs = [tf.TensorSpec((None, None, None, None if split or colour is not None else c),
+                           tf.float32, name="x")]
     if given:
         specs.append(tf.TensorSpec((None,), tf.float32, name="sigma"))
+
+    def restore(net, x, sigma, h, w):
+        padded = _mirror_pad(tf, _mirror_pad(tf, x, h, mult, axis=1), w, mult, axis=2)
+        if sigma is None:
+            y = net(padded, training=False)
+        else:
+            level = tf.ones_like(padded[..., :1]) * sigma[:, None, None, None]
+            y = net([padded, level], training=False)
+        return tf.clip_by_value(y[:, :h * scale, :w * scale], 0.0, 1.0)
+
+    def per_channel(x, sigma, n, h, w, k):  # (n, h, w, k) -> (n * k, h, w, 1) and back
+        x = tf.expand_dims(tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, h, w)), -1)
+        y = restore(model, x, None if sigma is None else tf.repeat(sigma, k), h, w)
+        return tf.transpose(tf.reshape(y, (n, k, h * scale, w * scale)), (0, 2, 3, 1))
 
     def run(x, sigma):
         shape = tf.shape(x)
         n, h, w, k = shape[0], shape[1], shape[2], shape[3]
-        if split:  # (n, h, w, k) -> (n * k, h, w, 1)
-            x = tf.expand_dims(tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, h, w)), -1)
-            sigma = None if sigma is None else tf.repeat(sigma, k)
-        padded = _mirror_pad(tf, _mirror_pad(tf, x, h, mult, axis=1), w, mult, axis=2)
-        if sigma is None:
-            y = model(padded, training=False)
+        if colour is not None:
+            y = tf.cond(tf.equal(k, 3), lambda: restore(colour, x, sigma, h, w),
+                        lambda: per_channel(x, sigma, n, h, w, k) if split
+                        else restore(model, x, sigma, h, w))
+        elif split:
+            y = per_channel(x, sigma, n, h, w, k)
         else:
-            level = tf.ones_like(padded[..., :1]) * sigma[:, None, None, None]
-            y = model([padded, level], training=False)
-        y = tf.clip_by_value(y[:, :h * scale, :w * scale], 0.0, 1.0)
-        if split:
-            y = tf.transpose(tf.reshape(y, (n, k, h * scale, w * scale)), (0, 2, 3, 1))
+            y = restore(model, x, sigma, h, w)
         return {"image": y}
 
     if given:
@@ -295,7 +307,7 @@ def restorer_graph(est, mult: int, scale: int):
         @tf.function(input_signature=specs)
         def serve(x):
             return run(x, None)
-    return _module([model]), serve
+    return _module([model] if colour is None else [model, colour]), serve
 
 
 __all__ += ["FORMATS", "autoencoder_graph", "detector_graph", "detector_specs", "hasher_graph",

@@ -209,6 +209,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             history = {k: list(v) for k, v in self.history_.items()}
         self.n_channels_ = channels
         self.patch_size_ = size
+        for attr in ("colour_model_", "colour_history_"):  # a companion of other weights
+            self.__dict__.pop(attr, None)
         rng = np.random.default_rng(self.random_state)
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
@@ -254,8 +256,41 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     def _build_predict(self):
         import tensorflow as tf
 
-        model = self.model_
-        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        def compiled(model):
+            return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+        self._predict = compiled(self.model_)
+        colour = getattr(self, "colour_model_", None)
+        self._predict_colour = None if colour is None else compiled(colour)
+
+    def with_colour(self, colour):
+        """Give this grayscale restorer the network of `colour`, the same kind of restorer
+        fitted on colour images with the same architecture: colour images then go through
+        that network, grayscale ones through this one's (the pretrained models are such
+        pairs). Both are saved in one file; fitting again drops the colour network.
+        Returns self.
+        """
+        check_is_fitted(self, "model_")
+        name = type(self).__name__
+        if type(colour) is not type(self):
+            raise TypeError(f"with_colour takes a fitted {name}; received "
+                            f"{type(colour).__name__}.")
+        check_is_fitted(colour, "model_")
+        if self.n_channels_ != 1 or colour.n_channels_ != 3:
+            raise ValueError(f"with_colour pairs a grayscale {name} with a colour one; "
+                             f"received {self.n_channels_} and {colour.n_channels_} "
+                             "channel(s).")
+        keys = ("filters", "convs_per_level", "scale", "noise", "mode")
+        mine = {k: v for k, v in self.get_params().items() if k in keys}
+        theirs = {k: v for k, v in colour.get_params().items() if k in keys}
+        if {k: tuple(v) if isinstance(v, list) else v for k, v in mine.items()} != {
+                k: tuple(v) if isinstance(v, list) else v for k, v in theirs.items()}:
+            raise ValueError(f"with_colour needs the same architecture and task; received "
+                             f"{mine} and {theirs}.")
+        self.colour_model_ = colour.model_
+        self.colour_history_ = colour.history_
+        self._build_predict()
+        return self
 
     def _apply(self, images, extra=None, strict=True, ensemble=False):
         """Run the model over `images` in tiles; `extra(x)` gives more inputs for a tile.
@@ -266,9 +301,14 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         mult, name = self._mult, type(self).__name__
         low = max(mult, 2 if self._scale > 1 else 1)
         out = []
-        split = self.n_channels_ == 1 and bool(self.per_channel)
+        colour = getattr(self, "colour_model_", None) is not None
         for i, im in enumerate(imgs):
-            if im.shape[-1] != self.n_channels_ and not split:
+            # a colour image through the colour network when there is one; otherwise, with
+            # per_channel, each of its channels through the grayscale one
+            joint = colour and im.shape[-1] == 3
+            split = self.n_channels_ == 1 and bool(self.per_channel) and not joint
+            predict = self._predict_colour if joint else self._predict
+            if im.shape[-1] != self.n_channels_ and not split and not joint:
                 hint = (" (or set per_channel=True to apply it to each channel)"
                         if self.n_channels_ == 1 else "")
                 raise ValueError(f"This {name} takes {self.n_channels_}-channel images "
@@ -279,11 +319,11 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                 raise ValueError(f"Image {i} is {im.shape[1]}x{im.shape[0]}: this {name} needs "
                                  f"at least {low} pixels on each side.")
 
-            def fn(x):
+            def fn(x, predict=predict):
                 x = x.astype(np.float32)
-                return self._predict(x if extra is None else [x, extra(x)])
+                return predict(x if extra is None else [x, extra(x)])
 
-            def run(x):
+            def run(x, split=split, fn=fn):
                 # a grayscale model with per_channel: each channel of a colour image in turn
                 parts = [x[..., c:c + 1] for c in range(x.shape[-1])] if split else [x]
                 return np.concatenate(
@@ -321,13 +361,20 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         """What the fitted network is, as a JSON-able dict (what `deepae info` prints): size,
         receptive radius, the degradation it was trained on, training summary."""
         check_is_fitted(self, "model_")
-        h = self.history_
-        return {"estimator": repr(self), "network": self.model_.name,
-                "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
-                "receptive_radius": self.receptive_radius_, **self._model_card(),
-                "training": {"epochs": len(h.get("loss", [])), "patch_size": self.patch_size_,
-                             "final_loss": h["loss"][-1] if h.get("loss") else None,
-                             "seconds": h["seconds"][-1] if h.get("seconds") else None}}
+
+        def training(h):
+            return {"epochs": len(h.get("loss", [])), "patch_size": self.patch_size_,
+                    "final_loss": h["loss"][-1] if h.get("loss") else None,
+                    "seconds": h["seconds"][-1] if h.get("seconds") else None}
+
+        out = {"estimator": repr(self), "network": self.model_.name,
+               "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
+               "receptive_radius": self.receptive_radius_, **self._model_card(),
+               "training": training(self.history_)}
+        if getattr(self, "colour_model_", None) is not None:
+            out["colour_network"] = {"parameters": int(self.colour_model_.count_params()),
+                                     "training": training(self.colour_history_)}
+        return out
 
     # -- persistence ---------------------------------------------------------------------------
     def _model_card(self) -> dict:
@@ -336,10 +383,17 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     def _artifact_parts(self):
         info = {"n_channels": int(self.n_channels_), "patch_size": int(self.patch_size_),
                 "history": self.history_, **self._model_card()}
-        return info, {"model": self.model_}, {}
+        models = {"model": self.model_}
+        if getattr(self, "colour_model_", None) is not None:
+            info["colour_history"] = self.colour_history_
+            models["colour_model"] = self.colour_model_
+        return info, models, {}
 
     def _restore(self, art: Artifact) -> None:
         meta = art.metadata
+        if "model" not in art.models:
+            raise ArtifactError(f"The file holds no network called 'model' (it lists "
+                                f"{sorted(art.models)}); a {type(self).__name__} needs one.")
         self.model_ = art.models["model"]
         self.n_channels_ = int(meta["n_channels"])
         if self.n_channels_ not in (1, 3):
@@ -349,6 +403,20 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                            where="the file")
         self.patch_size_ = int(meta["patch_size"])
         self.history_ = meta["history"]
+        colour = art.models.get("colour_model")
+        if colour is not None:
+            if self.n_channels_ != 1:
+                raise ArtifactError(f"The file's {type(self).__name__} takes "
+                                    f"{self.n_channels_} channels and holds a colour network "
+                                    "too; only a grayscale one may.")
+            check_architecture(colour, lambda: self._network(3), where="the file's colour "
+                               "network")
+            history = meta.get("colour_history", {})
+            if not isinstance(history, dict):
+                raise ArtifactError("The file's colour_history is not a mapping; received "
+                                    f"{type(history).__name__}.")
+            self.colour_model_ = colour
+            self.colour_history_ = history
         self._build_predict()
 
 
@@ -583,5 +651,6 @@ class SuperResolver(_Restorer):
 _COMMON_DOC = _COMMON_DOC.replace("{run}", RUN_PARAMS_DOC)
 Denoiser.__doc__ = Denoiser.__doc__.replace("{common}", _COMMON_DOC)
 SuperResolver.__doc__ = SuperResolver.__doc__.replace("{common}", _COMMON_DOC)
-register_loader("Denoiser")(Denoiser._from_artifact)
-register_loader("SuperResolver")(SuperResolver._from_artifact)
+# a grayscale network, and its colour companion when the file holds one (`with_colour`)
+register_loader("Denoiser", models="model|colour_model")(Denoiser._from_artifact)
+register_loader("SuperResolver", models="model|colour_model")(SuperResolver._from_artifact)
