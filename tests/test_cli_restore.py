@@ -86,3 +86,29 @@ def test_pretrained_models_without_model_option(tmp_path, capsys):
     assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "u.png"), "--scale",
                  "4", "--ensemble"]) == 0
     assert read_image(tmp_path / "u.png").shape == (256, 384, 3)
+
+
+def test_clipped_training_and_colour_evaluation(tmp_path, capsys):
+    """`--clipped` reaches the Denoiser (and its model card); evaluate on colour images
+    runs CBM3D as the BM3D row, on noisy images that are 8-bit like a saved photo."""
+    import json
+
+    import deepae
+
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for i in range(2):
+        rgb = np.stack([blocks(32, 40, 10 * i + c) for c in range(3)], axis=-1)
+        Image.fromarray(rgb).save(colour / f"c{i}.png")
+    model = tmp_path / "d.deepae"
+    assert main(["denoise", "train", str(colour), "-o", str(model), "--epochs", "1",
+                 "--patches", "32", "--patch-size", "32", "--quiet", "--clipped", "0.5"]) == 0
+    assert deepae.load(model).describe()["noise_model"]["clipped"] == 0.5
+    capsys.readouterr()
+    assert main(["denoise", "evaluate", str(colour), "--model", str(model), "--sigma", "0.1",
+                 "--json"]) == 0
+    methods = json.loads(capsys.readouterr().out)["methods"]
+    assert methods["BM3D"]["psnr"] > methods["noisy input"]["psnr"] + 3, methods
+    assert main(["denoise", "train", str(colour), "-o", str(tmp_path / "e.deepae"),
+                 "--clipped", "2"]) == 1
+    assert "'clipped' parameter" in capsys.readouterr().err

@@ -499,10 +499,14 @@ class Denoiser(_Restorer):
     def pretrained(cls):
         """The general-purpose blind Gaussian denoiser that ships with deepae.
 
-        Trained by ``scripts/train_pretrained.py`` on grayscale patches of scikit-image's
-        photographs `deepae.datasets.TRAIN_PHOTOS`, noise sigma drawn from [0, 0.35];
-        colour images are denoised one channel at a time (``per_channel=True``). Its
-        training is in `deepae info` and the benchmark in the README.
+        Two networks in one file (`with_colour`): grayscale images go through one trained
+        on grayscale patches, colour images through one trained on colour patches (the
+        channels together, as CBM3D does). Trained by ``scripts/train_pretrained.py`` on
+        scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
+        photographs `deepae.datasets.TRAIN_WALLPAPERS`, noise sigma drawn from [0, 0.35],
+        three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits as a
+        saved photograph is (``clipped=0.75``). No noise level is needed. Its training is
+        in `deepae info` and the benchmark in the README.
         """
         return cls._pretrained("denoiser.deepae")
 
@@ -615,9 +619,10 @@ class SuperResolver(_Restorer):
     def pretrained(cls, scale=2):
         """The general-purpose x2 or x4 upscaler that ships with deepae.
 
-        Trained by ``scripts/train_pretrained.py`` on grayscale patches of scikit-image's
-        photographs `deepae.datasets.TRAIN_PHOTOS`, box-downscaled; colour images are
-        upscaled one channel at a time (``per_channel=True``).
+        Two networks in one file (`with_colour`): one for grayscale images, one for colour
+        images. Trained by ``scripts/train_pretrained.py`` on box-downscaled patches of
+        scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
+        photographs `deepae.datasets.TRAIN_WALLPAPERS`.
         """
         check_in(scale, "scale", SCALES, owner="SuperResolver.pretrained")
         return cls._pretrained(f"super_resolver_x{int(scale)}.deepae")

@@ -79,7 +79,7 @@ def _train(args, which):
     run = run_parameters(args, args.output, args.args[1], args.model)
     if which == "denoise":
         est = Denoiser(noise=args.noise, sigma=_sigma(args.sigma or "0,0.3"), mode=args.mode,
-                       **common, **run)
+                       clipped=args.clipped, **common, **run)
     else:
         est = SuperResolver(scale=args.scale or 2, **common, **run)
     est.fit(read_images(args.args[1]), keep_checkpoint=True)
@@ -122,12 +122,15 @@ def _evaluate(args, which):
     rows = {}
     for im in imgs:
         if which == "denoise":
-            degraded = np.clip(im + rng.normal(0, sigma, im.shape), 0, 1).astype(np.float32)
+            # the noisy picture as a file holds it: clipped to [0, 1], 8 bits
+            degraded = (np.round(np.clip(im + rng.normal(0, sigma, im.shape), 0, 1) * 255)
+                        / 255).astype(np.float32)
             outs = {"noisy input": degraded}
             if extra.get("NL-means", (False,))[0]:
                 outs["NL-means"] = baselines.nl_means(degraded)
-            if extra.get("BM3D", (False,))[0]:
-                outs["BM3D"] = baselines.bm3d(degraded, sigma)
+            if extra.get("BM3D", (False,))[0]:  # colour images: CBM3D, the colour BM3D
+                outs["BM3D"] = baselines.cbm3d(degraded, sigma) if im.shape[-1] == 3 \
+                    else baselines.bm3d(degraded, sigma)
             outs["deepae"] = model.transform(degraded, sigma=sigma, ensemble=args.ensemble) \
                 if model.mode == "given" else model.transform(degraded, ensemble=args.ensemble)
         else:
@@ -247,6 +250,10 @@ def add_restore_parsers(sub):
                            default="gaussian", help="train: noise model (default gaussian)")
             p.add_argument("--mode", choices=MODES, default="blind",
                            help="train: blind, or the noise level as an input (default blind)")
+            p.add_argument("--clipped", type=float, default=0.0, metavar="SHARE",
+                           help="train: the share of noisy training images clipped to [0, 1] "
+                           "and rounded to 8 bits, as a saved noisy photo is (default 0; the "
+                           "pretrained denoiser: 0.75)")
         else:
             p.add_argument("--scale", type=int, choices=SCALES,
                            help="upscaling factor (train: default 2)")
