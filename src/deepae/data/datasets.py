@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepae.data.io import read_idx
+from deepae.data.io import read_idx, read_image
 from deepae.exceptions import DataNotFoundError
 
 __all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "load_dataset", "load_photos",
@@ -225,8 +225,6 @@ def load_wallpapers(names=TRAIN_WALLPAPERS, *, gray=False, path=None):
     times) in `wallpaper_folder(path)`; a missing file is a `DataNotFoundError` that says
     where it looked and how to make it.
     """
-    from PIL import Image
-
     names = (names,) if isinstance(names, str) else tuple(names)
     folder = wallpaper_folder(path)
     out = []
@@ -241,8 +239,10 @@ def load_wallpapers(names=TRAIN_WALLPAPERS, *, gray=False, path=None):
                 f"wallpaper photographs there with `python scripts/prepare_photos.py --out "
                 f"{folder}` (it downloads two Debian packages), or pass path=... / set "
                 "DEEPAE_DATA.")
-        with Image.open(file) as im:
-            rgb = np.asarray(im.convert("RGB"), np.float32) / 255.0
+        pixels = read_image(file)  # the checks of every image reader of deepae
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=-1)
+        rgb = pixels.astype(np.float32) / 255.0
         out.append(_luminance(rgb) if gray else rgb)
     return out
 
