@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,19 @@ def _pixels(stem):
     return int(w) * int(h) if w.isdigit() and h.isdigit() else 0
 
 
+def run(cmd, **kwargs):
+    """Run a command; a missing tool or a failure ends the script with one clear line."""
+    if shutil.which(cmd[0]) is None:
+        raise SystemExit(f"prepare_photos needs `{cmd[0]}` (a Debian or Ubuntu system); it is "
+                         "not on PATH. On another system, download the two .deb files and "
+                         "pass --debs DIR (dpkg is still needed to unpack them).")
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if done.returncode:
+        raise SystemExit(f"`{' '.join(cmd)}` failed ({done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    return done
+
+
 def box_down(rgb, factor):
     import numpy as np
 
@@ -67,20 +81,23 @@ def main(argv=None):
     ap.add_argument("--debs", default=None, help="a folder with the two .deb files already")
     args = ap.parse_args(argv)
     out = wallpaper_folder(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = {}
     with tempfile.TemporaryDirectory() as tmp:
         debs = Path(args.debs) if args.debs else Path(tmp)
         if not args.debs:
-            subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
-        files = sorted(debs.glob("*.deb"))
+            run(["apt-get", "download", *PACKAGES], cwd=debs)
+        chosen = []
         for package in PACKAGES:
-            if not any(f.name.startswith(package + "_") for f in files):
-                raise SystemExit(f"No {package}_*.deb in {debs}.")
+            found = sorted(debs.glob(f"{package}_*.deb"))
+            if len(found) != 1:
+                raise SystemExit(f"Expected one {package}_*.deb in {debs}; found "
+                                 f"{[f.name for f in found]}.")
+            chosen += found
         root = Path(tmp) / "unpacked"
-        for f in files:
-            if f.name.startswith(PACKAGES):
-                subprocess.run(["dpkg", "-x", str(f), str(root)], check=True)
+        for f in chosen:
+            run(["dpkg", "-x", str(f), str(root)])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)  # stale until this run completes
         for name in TRAIN_WALLPAPERS + TEST_WALLPAPERS:
             src = source(root, name)
             with Image.open(src) as im:
@@ -88,9 +105,15 @@ def main(argv=None):
             factor = 3 if max(rgb.shape[:2]) >= 2400 else 2
             small = box_down(rgb, factor)
             part = out / f".{name}.png.part"
-            Image.fromarray(small).save(part, format="PNG")
-            os.replace(part, out / f"{name}.png")
-            manifest[name] = {"source": str(src.relative_to(root)),
+            try:
+                Image.fromarray(small).save(part, format="PNG")
+                os.replace(part, out / f"{name}.png")
+            finally:
+                part.unlink(missing_ok=True)
+            manifest[name] = {"package": next(f.name for f in chosen if f.name.startswith(
+                                  "mate" if src.is_relative_to(root / "usr/share/backgrounds")
+                                  else "plasma")),
+                              "source": str(src.relative_to(root)),
                               "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
                               "factor": factor, "size": [small.shape[1], small.shape[0]],
                               "held_out": name in TEST_WALLPAPERS}

@@ -88,7 +88,7 @@ def test_pretrained_models_without_model_option(tmp_path, capsys):
     assert read_image(tmp_path / "u.png").shape == (256, 384, 3)
 
 
-def test_clipped_training_and_colour_evaluation(tmp_path, capsys):
+def test_clipped_training_and_colour_evaluation(tmp_path, capsys, monkeypatch):
     """`--clipped` reaches the Denoiser (and its model card); evaluate on colour images
     runs CBM3D as the BM3D row, on noisy images that are 8-bit like a saved photo."""
     import json
@@ -105,10 +105,41 @@ def test_clipped_training_and_colour_evaluation(tmp_path, capsys):
                  "--patches", "32", "--patch-size", "32", "--quiet", "--clipped", "0.5"]) == 0
     assert deepae.load(model).describe()["noise_model"]["clipped"] == 0.5
     capsys.readouterr()
+    seen = []
+
+    def cbm3d(image, sigma):  # the real one, recording what it was given
+        seen.append(image.copy())
+        return real(image, sigma)
+
+    from deepae import baselines
+
+    real = baselines.cbm3d
+    monkeypatch.setattr(baselines, "cbm3d", cbm3d)
     assert main(["denoise", "evaluate", str(colour), "--model", str(model), "--sigma", "0.1",
                  "--json"]) == 0
     methods = json.loads(capsys.readouterr().out)["methods"]
     assert methods["BM3D"]["psnr"] > methods["noisy input"]["psnr"] + 3, methods
+    assert len(seen) == 2 and all(im.shape == (32, 40, 3) for im in seen)
+    for im in seen:  # noisy images as a file holds them
+        assert im.min() >= 0 and im.max() <= 1
+        np.testing.assert_allclose(im * 255, np.round(im * 255), atol=1e-3)
     assert main(["denoise", "train", str(colour), "-o", str(tmp_path / "e.deepae"),
                  "--clipped", "2"]) == 1
     assert "'clipped' parameter" in capsys.readouterr().err
+
+
+def test_export_channels_of_a_pair(tmp_path, capsys):
+    """`deepae export --channels` picks one network of a grayscale + colour restorer."""
+    import deepae
+
+    pytest.importorskip("ai_edge_litert")
+    kw = dict(filters=(8, 16), epochs=1, patches_per_epoch=16, patch_size=16, random_state=0)
+    gray = deepae.Denoiser(**kw).fit(np.random.default_rng(0).random((4, 16, 16)))
+    colour = deepae.Denoiser(**kw).fit(np.random.default_rng(1).random((4, 16, 16, 3)))
+    path = gray.with_colour(colour).save(tmp_path / "pair.deepae")
+    capsys.readouterr()
+    assert main(["export", str(path), str(tmp_path / "a.tflite"), "--format", "litert"]) == 1
+    assert "channels=1 or channels=3" in capsys.readouterr().err
+    assert main(["export", str(path), str(tmp_path / "b.tflite"), "--format", "litert",
+                 "--channels", "3"]) == 0
+    assert (tmp_path / "b.tflite").stat().st_size > 0

@@ -402,6 +402,8 @@ def test_wallpapers_missing_say_where_and_how(tmp_path, monkeypatch):
         load_wallpapers("Kite")
     with pytest.raises(ValueError, match="Unknown wallpaper 'Moon'"):
         load_wallpapers("Moon", path=tmp_path)
+    with pytest.raises(TypeError, match="a wallpaper name or a list of names.*received None"):
+        load_wallpapers(None)
 
 
 def _prepare_photos_script():
@@ -482,3 +484,22 @@ def test_box_down_averages_blocks():
     small = prep.box_down(rgb, 2)
     assert small.shape == (3, 2, 3)
     assert small[1, 0, 2] == np.rint(rgb[2:4, 0:2, 2].astype(float).mean())
+
+
+def test_prepare_photos_refuses_clearly(tmp_path, monkeypatch):
+    prep = _prepare_photos_script()
+    debs, out = tmp_path / "debs", tmp_path / "out"
+    debs.mkdir()
+    for name in ("mate-backgrounds_1_all.deb", "mate-backgrounds_2_all.deb",
+                 "plasma-workspace-wallpapers_1_all.deb"):
+        (debs / name).write_bytes(b"not a package")
+    argv = ["--debs", str(debs), "--out", str(out)]
+    with pytest.raises(SystemExit, match="Expected one mate-backgrounds_.*found .*_1_.*_2_"):
+        prep.main(argv)
+    (debs / "mate-backgrounds_2_all.deb").unlink()
+    with pytest.raises(SystemExit, match="`dpkg -x .*` failed"):
+        prep.main(argv)
+    assert not out.exists()  # nothing written before the packages are unpacked
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    with pytest.raises(SystemExit, match="needs `dpkg`"):
+        prep.main(argv)

@@ -367,26 +367,104 @@ def test_forged_colour_networks_are_refused(pair, tmp_path):
         "colour_pair": ({**meta, "n_channels": 3}, {"model": colour.model_,
                                                     "colour_model": colour.model_}),
         "no_model": ({**meta}, {"colour_model": colour.model_}),
-        "bad_history": ({**meta, "colour_history": [1, 2]}, models),
+        "history_list": ({**meta, "colour": {**meta["colour"], "history": [1, 2]}}, models),
+        "history_values": ({**meta, "colour": {**meta["colour"], "history": {"loss": "ab"}}},
+                           models),
+        "no_record": ({k: v for k, v in meta.items() if k != "colour"}, models),
+        "record_list": ({**meta, "colour": [1]}, models),
+        "no_patch_size": ({**meta, "colour": {"history": {}}}, models),
     }
+    expected = {"gray_as_colour": "colour network.*not the one", "colour_pair":
+                "takes 3 channels and holds a colour network", "no_model": "no network called",
+                "history_list": "history is malformed", "history_values":
+                "history is malformed", "no_record": "without its training record",
+                "record_list": "without its training record", "no_patch_size": "patch_size"}
     for name, (md, ms) in cases.items():
         path = save_artifact(tmp_path / f"{name}.deepae", "Denoiser", {"params": params, **md},
                              models=ms)
-        with pytest.raises(ArtifactError):
+        with pytest.raises(ArtifactError, match=expected[name]):
             Denoiser.load(path)
+    # the genuine file loads (the cases above are forged from it)
+    good = save_artifact(tmp_path / "good.deepae", "Denoiser", {"params": params, **meta},
+                         models=models)
+    assert Denoiser.load(good).colour_training_["patch_size"] == 16
 
 
-def test_exported_pair_serves_both(pair, tmp_path):
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_exported_pair_serves_both(pair, tmp_path, per_channel):
     import tensorflow as tf
 
-    both = _paired(pair)
+    both = _paired(pair).set_params(per_channel=per_channel)
     both.export(tmp_path / "m")
     serve = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
-    rgb = smooth_images(1, 36, 44, c=3, seed=15)
+    rgb = smooth_images(2, 36, 44, c=3, seed=15)
     np.testing.assert_allclose(serve(x=tf.constant(rgb))["image"].numpy(),
                                both.transform(rgb), atol=1e-5)
     np.testing.assert_allclose(serve(x=tf.constant(rgb[..., :1]))["image"].numpy(),
                                both.transform(rgb[..., :1]), atol=1e-5)
+    two = np.concatenate([rgb, rgb[..., :1]], axis=-1)[..., 2:]  # 2 channels
+    if per_channel:  # each channel through the grayscale network (transform takes 1 or 3)
+        each = np.concatenate([both.transform(two[..., i:i + 1]) for i in range(2)], axis=-1)
+        np.testing.assert_allclose(serve(x=tf.constant(two))["image"].numpy(), each,
+                                   atol=1e-5)
+    else:
+        with pytest.raises(ValueError, match=r"\(h, w, 1\) or \(h, w, 3\); received \(36"):
+            both.transform(two)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="1 or 3 channels"):
+            serve(x=tf.constant(two))
+
+
+def test_pair_exports_one_network_per_onnx_or_litert_file(pair, tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    from deepae.exporting import ExportError
+    from test_export import run_litert, run_onnx
+
+    both = _paired(pair)
+    rgb = smooth_images(1, 32, 40, c=3, seed=19)
+    for fmt, suffix, run in (("onnx", ".onnx", run_onnx), ("litert", ".tflite", run_litert)):
+        with pytest.raises(ExportError, match="channels=1 or channels=3"):
+            both.export(tmp_path / f"both{suffix}", format=fmt)
+        for c, x in ((3, rgb), (1, rgb[..., :1])):
+            path = both.export(tmp_path / f"c{c}{suffix}", format=fmt, channels=c)
+            np.testing.assert_allclose(run(path, {"x": x})["image"], both.transform(x),
+                                       atol=1e-5)
+    with pytest.raises(ValueError, match=r"exports channels in \(1, 3\).*received channels=2"):
+        both.export(tmp_path / "x", channels=2)
+    with pytest.raises(ValueError, match=r"exports channels in \(1,\)"):
+        pair[0].export(tmp_path / "y", channels=3)
+
+
+def test_pair_with_per_channel_sends_colour_to_the_colour_network(pair):
+    gray, colour = pair
+    both = _paired(pair).set_params(per_channel=True)
+    rgb = smooth_images(1, 32, 40, c=3, seed=20)[0]
+    np.testing.assert_array_equal(both.transform(rgb), colour.transform(rgb))
+    np.testing.assert_allclose(both.transform(rgb[..., :1]), gray.transform(rgb[..., :1]),
+                               atol=1e-6)
+    both.colour_model_ = None  # without it: each channel through the grayscale network
+    both._build_predict()
+    each = np.concatenate([gray.transform(rgb[..., i:i + 1]) for i in range(3)], axis=-1)
+    np.testing.assert_allclose(both.transform(rgb), each, atol=1e-6)
+    assert np.abs(each - colour.transform(rgb)).max() > 1e-3
+
+
+def test_a_refused_warm_start_leaves_the_pair_as_it_was(pair):
+    both = _paired(pair)
+    rgb = smooth_images(1, 32, 40, c=3, seed=21)[0]
+    before = both.transform(rgb)
+    both.set_params(warm_start=True, filters=(8, 8), patch_size=32)
+    with pytest.raises(ValueError, match="different one"):
+        both.fit(smooth_images(4, 32, 32))
+    assert both.patch_size_ == 16 and both.colour_model_ is not None
+    np.testing.assert_array_equal(both.transform(rgb), before)
+    sr = deepae.SuperResolver(scale=2, filters=(8, 16), epochs=1, patches_per_epoch=16,
+                              patch_size=16).fit(smooth_images(4, 32, 32))
+    sr.set_params(warm_start=True, scale=4)  # the same weights, another network
+    with pytest.raises(ValueError, match="different one"):
+        sr.fit(smooth_images(4, 32, 32))
+    assert sr.model_.name == "super_resolver_x2" and len(sr.history_["loss"]) == 1
 
 
 def test_clipped_noise_is_a_saved_photograph():
@@ -451,3 +529,12 @@ def test_cbm3d_baseline():
     assert psnr(clean, np.clip(out, 0, 1)) > psnr(clean, np.clip(noisy, 0, 1)) + 3
     with pytest.raises(ValueError, match=r"\(h, w, 3\) colour image; received shape \(32, 32\)"):
         baselines.cbm3d(noisy[..., 0], 0.1)
+
+
+def test_serving_spec_of_a_pair_takes_colour(pair):
+    from deepae.serve.models import DenoiserModel
+
+    gray, _ = pair
+    both = _paired(pair)
+    assert DenoiserModel("d", gray).inputs[0].shape == (-1, -1, -1, 1)
+    assert DenoiserModel("d", both).inputs[0].shape == (-1, -1, -1, -1)

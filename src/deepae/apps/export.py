@@ -256,15 +256,21 @@ def _mirror_pad(tf, x, size, mult, axis):
     return tf.concat([x, tail], axis=axis)
 
 
-def restorer_graph(est, mult: int, scale: int):
+def restorer_graph(est, mult: int, scale: int, channels=None):
     """The graph of a fitted `Denoiser` or `SuperResolver`: images (n, h, w, c) in [0, 1] to
     the restored ``image`` (n, h * scale, w * scale, c), clipped to [0, 1]. Sides are padded
     (mirrored) to multiples of `mult` and the result cropped, as `transform` does; the whole
-    image runs at once (no tiles: split a very large image yourself)."""
+    image runs at once (no tiles: split a very large image yourself). A restorer with a
+    colour network (`with_colour`) gives a graph that chooses the network by the channel
+    count, or with `channels` (1 or 3) the graph of one of its networks."""
     import tensorflow as tf
 
     model, c = est.model_, int(est.n_channels_)
     colour = getattr(est, "colour_model_", None)  # colour images through it, when there is one
+    if colour is not None and channels == 3:  # the colour network alone
+        model, c, colour = colour, 3, None
+    elif channels == 1:
+        colour = None
     split = c == 1 and bool(est.per_channel)  # each channel through the grey model in turn
     given = getattr(est, "mode", None) == "given"
     specs = [tf.TensorSpec((None, None, None, None if split or colour is not None else c),
@@ -289,10 +295,17 @@ def restorer_graph(est, mult: int, scale: int):
     def run(x, sigma):
         shape = tf.shape(x)
         n, h, w, k = shape[0], shape[1], shape[2], shape[3]
-        if colour is not None:
-            y = tf.cond(tf.equal(k, 3), lambda: restore(colour, x, sigma, h, w),
-                        lambda: per_channel(x, sigma, n, h, w, k) if split
-                        else restore(model, x, sigma, h, w))
+        if colour is not None:  # static channel counts in each branch (converters need them)
+            def grey():
+                if split:
+                    return per_channel(x, sigma, n, h, w, k)
+                check = tf.debugging.assert_equal(
+                    k, 1, message="expected images of 1 or 3 channels")
+                with tf.control_dependencies([check]):
+                    return restore(model, tf.reshape(x, tf.stack([n, h, w, 1])), sigma, h, w)
+
+            y = tf.cond(tf.equal(k, 3), lambda: restore(
+                colour, tf.reshape(x, tf.stack([n, h, w, 3])), sigma, h, w), grey)
         elif split:
             y = per_channel(x, sigma, n, h, w, k)
         else:

@@ -41,8 +41,8 @@ from deepae.training import (
     train_on_patches,
 )
 
-__all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches", "to_float_images", "from_float_images",
-           "NOISES"]
+__all__ = ["Denoiser", "SuperResolver", "apply_tiled", "box_downscale", "random_patches",
+           "to_float_images", "from_float_images", "NOISES"]
 
 NOISES = ("gaussian", "salt_pepper", "mask")
 MODES = ("blind", "given")
@@ -199,6 +199,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                              f"received channel counts {sorted(channels)}.")
         size = self._patch_size(imgs)
         channels = channels.pop()
+        # the fitted state changes only once training has succeeded: a refused or failed
+        # fit leaves the estimator as it was (a warm start's network included)
         history = None
         previous = getattr(self, "model_", None) if self.warm_start else None
         if previous is not None:
@@ -206,28 +208,24 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                 raise ValueError(f"warm_start=True continues a {type(self).__name__} of "
                                  f"{self.n_channels_}-channel images; received {channels}-"
                                  "channel images.")
+            try:
+                check_architecture(previous, lambda: build(channels), where="warm_start")
+            except ArtifactError:
+                raise ValueError(
+                    f"warm_start=True continues the fitted network ({previous.name}, "
+                    f"{previous.count_params()} parameters); the parameters now make a "
+                    "different one: keep filters, convs_per_level, scale and mode as they "
+                    "were fitted.") from None
             history = {k: list(v) for k, v in self.history_.items()}
-        self.n_channels_ = channels
-        self.patch_size_ = size
-        for attr in ("colour_model_", "colour_history_"):  # a companion of other weights
-            self.__dict__.pop(attr, None)
         rng = np.random.default_rng(self.random_state)
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
         bs = int(self.batch_size)
         steps_per_epoch = max(1, int(self.patches_per_epoch) // bs)
         with strategy_scope(dist):  # the weights, on every replica
-            model = build(self.n_channels_)
-            if previous is not None:  # warm_start: the fitted weights, if they fit
-                shapes = [tuple(w.shape) for w in previous.weights]
-                if shapes != [tuple(w.shape) for w in model.weights]:
-                    raise ValueError(
-                        f"warm_start=True continues the fitted network ({previous.name}, "
-                        f"{previous.count_params()} parameters); the parameters now make a "
-                        f"different one ({model.name}, {model.count_params()} parameters): "
-                        "keep filters, convs_per_level, scale and mode as they were fitted.")
+            model = build(channels)
+            if previous is not None:  # warm_start: the fitted weights
                 model.set_weights(previous.get_weights())
-        self.model_ = model
         opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
                           model.trainable_variables, strategy=dist)
         base = run_seed(self.random_state)
@@ -242,14 +240,18 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return {"loss": loss}
 
-        self.history_ = train_on_patches(
+        history = train_on_patches(
             step, imgs, size, epochs=int(self.epochs), steps_per_epoch=steps_per_epoch,
             batch_size=bs, rng=rng, verbose=self.verbose, strategy=dist, networks=[model],
             optimizer=opt, callbacks=self.callbacks, checkpoint_dir=self.checkpoint_dir,
             resume=self.resume, keep_checkpoint=keep_checkpoint, history=history,
-            run=self._run_description(images_fingerprint(imgs), n_channels=self.n_channels_,
+            run=self._run_description(images_fingerprint(imgs), n_channels=channels,
                                       patch_size=size, warm_start_epochs=len(
                                           (history or {}).get("loss", []))))
+        self.model_, self.n_channels_, self.patch_size_, self.history_ = (
+            model, channels, size, history)
+        for attr in ("colour_model_", "colour_training_"):  # a companion of other weights
+            self.__dict__.pop(attr, None)
         self._build_predict()
         return self
 
@@ -288,7 +290,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             raise ValueError(f"with_colour needs the same architecture and task; received "
                              f"{mine} and {theirs}.")
         self.colour_model_ = colour.model_
-        self.colour_history_ = colour.history_
+        self.colour_training_ = {"patch_size": int(colour.patch_size_),
+                                 "history": colour.history_, **colour._model_card()}
         self._build_predict()
         return self
 
@@ -342,6 +345,31 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             out.append(acc / 8.0)
         return from_float_images(out, layout)
 
+    def export(self, path, format="saved_model", *, overwrite=False, channels=None):
+        """Write the fitted restorer's inference as a model that runs without deepae (see
+        `deepae.apps.export.ExportMixin.export` for `path`, `format` and `overwrite`).
+
+        channels : None, 1 or 3, default=None
+            For a restorer with a colour network (`with_colour`, as the pretrained ones):
+            None writes a graph that takes both grayscale and colour images (a SavedModel
+            only: ONNX and LiteRT need one network per file), 1 the grayscale network, 3
+            the colour one. Other restorers take None or their own channel count.
+        """
+        from deepae.exporting import FORMATS, ExportError, export_graph
+
+        check_is_fitted(self, "model_")
+        paired = getattr(self, "colour_model_", None) is not None
+        takes = (1, 3) if paired else (int(self.n_channels_),)
+        if channels is not None and (isinstance(channels, bool) or channels not in takes):
+            raise ValueError(f"This {type(self).__name__} exports channels in {takes} (or "
+                             f"None); received channels={channels!r}.")
+        if paired and channels is None and format in FORMATS and format != "saved_model":
+            raise ExportError(f"A {type(self).__name__} with a grayscale and a colour network "
+                              f"exports to {format!r} one network per file: pass channels=1 "
+                              "or channels=3 (a SavedModel takes both).")
+        module, function = restorer_graph(self, self._mult, self._scale, channels)
+        return export_graph(path, module, function, format=format, overwrite=overwrite)
+
     def _serving_graph(self):
         return restorer_graph(self, self._mult, self._scale)
 
@@ -362,18 +390,21 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         receptive radius, the degradation it was trained on, training summary."""
         check_is_fitted(self, "model_")
 
-        def training(h):
-            return {"epochs": len(h.get("loss", [])), "patch_size": self.patch_size_,
+        def training(h, patch_size):
+            return {"epochs": len(h.get("loss", [])), "patch_size": patch_size,
                     "final_loss": h["loss"][-1] if h.get("loss") else None,
                     "seconds": h["seconds"][-1] if h.get("seconds") else None}
 
         out = {"estimator": repr(self), "network": self.model_.name,
                "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
                "receptive_radius": self.receptive_radius_, **self._model_card(),
-               "training": training(self.history_)}
+               "training": training(self.history_, self.patch_size_)}
         if getattr(self, "colour_model_", None) is not None:
-            out["colour_network"] = {"parameters": int(self.colour_model_.count_params()),
-                                     "training": training(self.colour_history_)}
+            info = self.colour_training_
+            out["colour_network"] = {
+                "parameters": int(self.colour_model_.count_params()), "channels": 3,
+                **{k: v for k, v in info.items() if k not in ("history", "patch_size")},
+                "training": training(info["history"], info["patch_size"])}
         return out
 
     # -- persistence ---------------------------------------------------------------------------
@@ -385,7 +416,7 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                 "history": self.history_, **self._model_card()}
         models = {"model": self.model_}
         if getattr(self, "colour_model_", None) is not None:
-            info["colour_history"] = self.colour_history_
+            info["colour"] = self.colour_training_
             models["colour_model"] = self.colour_model_
         return info, models, {}
 
@@ -411,12 +442,13 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                                     "too; only a grayscale one may.")
             check_architecture(colour, lambda: self._network(3), where="the file's colour "
                                "network")
-            history = meta.get("colour_history", {})
-            if not isinstance(history, dict):
-                raise ArtifactError("The file's colour_history is not a mapping; received "
-                                    f"{type(history).__name__}.")
+            info = meta.get("colour")  # its history was checked by persistence.restore
+            if not isinstance(info, dict) or not isinstance(info.get("history"), dict):
+                raise ArtifactError("The file holds a colour network without its training "
+                                    "record: expected metadata 'colour' with 'history' and "
+                                    f"'patch_size'; received {type(info).__name__}.")
             self.colour_model_ = colour
-            self.colour_history_ = history
+            self.colour_training_ = {**info, "patch_size": int(info["patch_size"])}
         self._build_predict()
 
 
@@ -437,7 +469,8 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
         makes the result the same as untiled.
     per_channel : bool, default=False
         With a model trained on grayscale images, restore colour images one channel at a
-        time; otherwise a colour image is an error.
+        time; otherwise a colour image is an error. A colour network joined by
+        `with_colour` takes colour images either way.
     warm_start : bool, default=False
         Continue training from the fitted network (same architecture and channels), its
         history appended, instead of starting from new weights.
@@ -485,8 +518,8 @@ class Denoiser(_Restorer):
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
                  batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
-                 warm_start=False, clipped=0.0, callbacks=None, checkpoint_dir=None, resume=False, strategy=None,
-                 random_state=None, verbose=0):
+                 warm_start=False, clipped=0.0, callbacks=None, checkpoint_dir=None,
+                 resume=False, strategy=None, random_state=None, verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode

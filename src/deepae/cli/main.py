@@ -302,7 +302,13 @@ def cmd_export(args):
         raise UserError(f"a {type(est).__name__} has no inference graph to export (the "
                         "exportable models: Autoencoder, AutoencoderReducer, AnomalyDetector, "
                         "SemanticHasher, Denoiser, SuperResolver)")
-    path = est.export(args.out, format=args.format, overwrite=args.overwrite)
+    extra = {}
+    if args.channels is not None:
+        if type(est).__name__ not in ("Denoiser", "SuperResolver"):
+            raise UserError(f"--channels picks a restorer's network; a {type(est).__name__} "
+                            "has none to pick")
+        extra["channels"] = args.channels
+    path = est.export(args.out, format=args.format, overwrite=args.overwrite, **extra)
     if args.json:
         result_json({"model": str(args.model), "estimator": type(est).__name__,
                      "format": args.format, "path": str(path)})
@@ -545,6 +551,10 @@ def _add_export_parser(sub):
     e.add_argument("out", help="the SavedModel folder, or the .onnx / .tflite file")
     e.add_argument("--format", default="saved_model", metavar="FORMAT",
                    help="saved_model (default), onnx or litert")
+    e.add_argument("--channels", type=int, choices=(1, 3),
+                   help="a Denoiser or SuperResolver with a grayscale and a colour network "
+                   "(the pretrained ones): export only the grayscale (1) or colour (3) one; "
+                   "needed for onnx and litert")
     add_json_option(e, "what was written")
     add_common_options(e)
     e.set_defaults(func=cmd_export)

@@ -225,6 +225,10 @@ def load_wallpapers(names=TRAIN_WALLPAPERS, *, gray=False, path=None):
     times) in `wallpaper_folder(path)`; a missing file is a `DataNotFoundError` that says
     where it looked and how to make it.
     """
+    if not isinstance(names, str) and not (
+            isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
+        raise TypeError("Expected a wallpaper name or a list of names (TRAIN_WALLPAPERS, "
+                        f"TEST_WALLPAPERS); received {names!r}.")
     names = (names,) if isinstance(names, str) else tuple(names)
     folder = wallpaper_folder(path)
     out = []

@@ -330,7 +330,10 @@ class Index(_FiniteX):
 # -- images: the restorers ----------------------------------------------------------------------
 def _image_spec(estimator) -> Spec:
     c = int(estimator.n_channels_)
-    channels = -1 if c == 1 and bool(estimator.per_channel) else c
+    # any channel count (each through the grey model), or 1 and 3 with a colour network
+    # (the model refuses other counts)
+    paired = getattr(estimator, "colour_model_", None) is not None
+    channels = -1 if c == 1 and (bool(estimator.per_channel) or paired) else c
     return Spec("x", "FP32", (-1, -1, -1, channels), FLOATS)
 
 
