@@ -75,7 +75,15 @@ def colour_start(est, gray):
     adding the same correction to each."""
     import numpy as np
 
-    model = est._network(3)
+    from deepae import Denoiser
+    from deepae.nn.restoration import restoration_net
+
+    # the network the estimator builds for colour images (`restoration_net`, as its name)
+    p = est.get_params()
+    model = restoration_net(3, filters=tuple(p["filters"]),
+                            convs_per_level=int(p["convs_per_level"]),
+                            scale=int(p.get("scale", 1)),
+                            name="denoiser" if isinstance(est, Denoiser) else "super_resolver")
     weights = []
     for new, old in zip(model.weights, gray.model_.weights, strict=True):
         old = old.numpy()
@@ -86,6 +94,7 @@ def colour_start(est, gray):
                 old = np.repeat(old, 3, axis=-1)
         weights.append(old)
     model.set_weights(weights)
+    # a warm start from these weights: the fitted state a fit on colour images would leave
     est.model_, est.n_channels_, est.history_ = model, 3, {}
     est.set_params(warm_start=True)
 
