@@ -221,6 +221,8 @@ def photo_table(name, test, den, srs, args, out, pictures):
             rows = {"noisy input": scores(test, noisy, clip=False)}
             ours = timed(rows, "deepae", test, den.transform, noisy)
             timed(rows, "deepae x8", test, den.transform, noisy, ensemble=True)
+            if colour:  # the pair's grayscale network on each channel in turn, beside
+                timed(rows, "deepae per channel", test, per_channel, den, noisy)
             timed(rows, "NL-means", test, nlmeans_batch, noisy)
             if colour:
                 b3 = timed(rows, "CBM3D", test, cbm3d_batch, noisy, sigma, args.workers)
@@ -237,8 +239,17 @@ def photo_table(name, test, den, srs, args, out, pictures):
         rows = {"bicubic": scores(hr, bic)}
         ours = timed(rows, "deepae", hr, sr.transform, small)
         timed(rows, "deepae x8", hr, sr.transform, small, ensemble=True)
+        if colour:
+            timed(rows, "deepae per channel", hr, per_channel, sr, small)
         record(out, args, name, f"sr_x{scale}", rows, pictures, bic, ours, hr,
                names=["bicubic", "deepae", "original"])
+
+
+def per_channel(model, images):
+    """`model` (a grayscale+colour pair) on each channel of each colour image as a grayscale
+    image: its grayscale network, channel by channel, instead of its colour network."""
+    return [np.stack([model.transform(im[..., c]) for c in range(im.shape[-1])], axis=-1)
+            for im in images]
 
 
 def photo_models(folder):
@@ -291,6 +302,8 @@ def photo_speed(args):
     noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.1, photo.shape), 0, 1)
     clock("deepae denoise, grayscale", den.transform, noisy[..., 0], gray.size)
     clock("deepae denoise, colour", den.transform, noisy, gray.size)
+    clock("deepae denoise, colour per channel", lambda im: per_channel(den, [im]), noisy,
+          gray.size)
     clock("BM3D, grayscale", lambda im: bm3d_batch([im], 0.1, 1), noisy[..., 0], gray.size,
           warm=False)
     clock("CBM3D, colour", lambda im: cbm3d_batch([im], 0.1, 1), noisy, gray.size, warm=False)
