@@ -5,6 +5,8 @@
                                        [--epochs-scale 1.0] [--work DIR] [--out DIR]
     python scripts/train_pretrained.py --more N [--only ...]     # N more epochs each
     python scripts/train_pretrained.py --combine [--out DIR]     # only write the files
+    python scripts/train_pretrained.py --from-shipped --more N --only denoiser_rgb
+                                       # continue the networks that ship (no --work needed)
 
 Data: scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
 photographs `deepae.datasets.TRAIN_WALLPAPERS` (`scripts/prepare_photos.py`); grayscale
@@ -27,6 +29,8 @@ skipped on a rerun). Then each pair is written to --out as one file holding both
 (`Denoiser.with_colour`): ``denoiser.deepae``, ``super_resolver_x2.deepae``,
 ``super_resolver_x4.deepae``. `--more N` continues every finished job for N epochs
 (``warm_start``, a new cosine schedule from `MORE_LR`), its history appended.
+`--from-shipped` first writes ``--work/<job>.deepae`` for each job whose file is missing
+from the pairs in ``src/deepae/pretrained`` (a new machine can go on from what ships).
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def colour_start(est, gray):
     est.set_params(warm_start=True)
 
 
-def run_job(name, work, epochs_scale, more=0):
+def run_job(name, work, epochs_scale, more=0, loss=None, filters=None):
     from deepae import Denoiser, SuperResolver
 
     kind, params, epochs, colour, parent = JOBS[name]
@@ -116,8 +120,12 @@ def run_job(name, work, epochs_scale, more=0):
         est.set_params(warm_start=True, epochs=more, learning_rate=MORE_LR,
                        random_state=1000 + seed + len(est.history_.get("loss", [])),
                        checkpoint_dir=str(work / f"{name}_more_ckpt"), resume=True, verbose=2)
+        if loss:
+            est.set_params(loss=loss)
     else:
-        est = cls(**ARCH, **params, epochs=max(1, round(epochs * epochs_scale)),
+        arch = {**ARCH, **params, **({"loss": loss} if loss else {}),
+                **({"filters": filters} if filters else {})}
+        est = cls(**arch, epochs=max(1, round(epochs * epochs_scale)),
                   per_channel=not colour, random_state=seed,
                   checkpoint_dir=str(work / f"{name}_ckpt"), resume=True, verbose=2)
         if colour:
@@ -137,6 +145,29 @@ def run_job(name, work, epochs_scale, more=0):
     print(f"{name}: {len(h['loss'])} epochs in all, this run {time.perf_counter() - t:.0f} s, "
           f"total {h['seconds'][-1]:.0f} s, final loss {h['loss'][-1]:.6f} ({est_ckpt.name} "
           "removed)", flush=True)
+
+
+def from_shipped(work):
+    """Write ``work/<job>.deepae`` for each job whose file is missing, split from the pair
+    that ships: the grayscale network with its estimator, the colour one with a copy."""
+    from deepae import Denoiser, SuperResolver
+
+    for filename, jobs in FILES.items():
+        missing = [j for j in jobs if not (work / f"{j}.deepae").exists()]
+        if not missing:
+            continue
+        cls = Denoiser if JOBS[jobs[0]][0] == "Denoiser" else SuperResolver
+        for job in missing:
+            est = cls.load(ROOT / "src" / "deepae" / "pretrained" / filename)
+            if JOBS[job][3]:  # the colour network, with its own training record
+                info = est.colour_training_
+                est.model_, est.n_channels_ = est.colour_model_, 3
+                est.patch_size_, est.history_ = info["patch_size"], info["history"]
+                est.set_params(per_channel=False)
+            del est.colour_model_, est.colour_training_
+            est.save(work / f"{job}.deepae")
+            print(f"{job}: from the shipped {filename} ({len(est.history_['loss'])} epochs)",
+                  flush=True)
 
 
 def combine(work, out):
@@ -160,17 +191,26 @@ def main(argv=None):
     ap.add_argument("--epochs-scale", type=float, default=1.0,
                     help="multiply every job's epochs (a quick run: 0.05)")
     ap.add_argument("--more", type=int, default=0)
+    ap.add_argument("--loss", choices=("mse", "psnr"), help="the training loss of the jobs "
+                    "run now (default: the job's own, mse for a new one)")
+    ap.add_argument("--filters", help="filters of new jobs, e.g. 64,64,128,128 (default: "
+                    "ARCH's)")
     ap.add_argument("--combine", action="store_true", help="only write the --out files")
+    ap.add_argument("--from-shipped", action="store_true",
+                    help="first take the missing finished jobs from the shipped pairs")
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "pretrained_training"))
     ap.add_argument("--out", default=str(ROOT / "src" / "deepae" / "pretrained"))
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.from_shipped:
+        from_shipped(work)
+    filters = tuple(int(f) for f in args.filters.split(",")) if args.filters else None
     if not args.combine:
         for name in args.only.split(","):
             if name not in JOBS:
                 raise SystemExit(f"--only takes {list(JOBS)}; got {name!r}")
-            run_job(name, work, args.epochs_scale, args.more)
+            run_job(name, work, args.epochs_scale, args.more, args.loss, filters)
     combine(work, args.out)
     return 0
 

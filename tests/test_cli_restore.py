@@ -89,7 +89,7 @@ def test_pretrained_models_without_model_option(tmp_path, capsys):
 
 
 def test_clipped_training_and_colour_evaluation(tmp_path, capsys, monkeypatch):
-    """`--clipped` reaches the Denoiser (and its model card); evaluate on colour images
+    """`--clipped` and `--loss` reach the Denoiser (and its model card); evaluate on colour images
     runs CBM3D as the BM3D row, on noisy images that are 8-bit like a saved photo."""
     import json
 
@@ -102,8 +102,10 @@ def test_clipped_training_and_colour_evaluation(tmp_path, capsys, monkeypatch):
         Image.fromarray(rgb).save(colour / f"c{i}.png")
     model = tmp_path / "d.deepae"
     assert main(["denoise", "train", str(colour), "-o", str(model), "--epochs", "1",
-                 "--patches", "32", "--patch-size", "32", "--quiet", "--clipped", "0.5"]) == 0
+                 "--patches", "32", "--patch-size", "32", "--quiet", "--clipped", "0.5",
+                 "--loss", "psnr"]) == 0
     assert deepae.load(model).describe()["noise_model"]["clipped"] == 0.5
+    assert deepae.load(model).loss == "psnr"
     capsys.readouterr()
     seen = []
 

@@ -538,3 +538,63 @@ def test_serving_spec_of_a_pair_takes_colour(pair):
     both = _paired(pair)
     assert DenoiserModel("d", gray).inputs[0].shape == (-1, -1, -1, 1)
     assert DenoiserModel("d", both).inputs[0].shape == (-1, -1, -1, -1)
+
+
+# -- the training objective: loss="mse" or "psnr" ---------------------------------------------
+@pytest.mark.parametrize("loss", ["mse", "psnr"])
+def test_training_loss_is_the_documented_objective(loss, tmp_path):
+    """Every patch of a flat image is the same and sigma=0 leaves it clean, so with a
+    learning rate too small to move the weights the recorded loss is the objective of the
+    network on that one patch: its MSE, or 10 log10(MSE + 1e-5) with loss="psnr"."""
+    from deepae import SuperResolver
+
+    flat = np.full((2, 32, 32), 0.5, np.float32)
+    d = Denoiser(sigma=0.0, filters=(8, 16), patch_size=32, patches_per_epoch=16, batch_size=8,
+                 epochs=1, learning_rate=1e-12, loss=loss, random_state=0).fit(flat)
+    mse = float(np.mean((d.model_(flat[:1, :, :, None]).numpy() - 0.5) ** 2))
+    assert mse > 1e-4  # the untrained network changes the patch: the two objectives differ
+    expected = 10 * np.log10(mse + 1e-5) if loss == "psnr" else mse
+    assert d.history_["loss"][0] == pytest.approx(expected, rel=1e-3)
+    assert Denoiser.load(d.save(tmp_path / "d.deepae")).loss == loss
+    sr = SuperResolver(scale=2, filters=(8, 16), patch_size=32, patches_per_epoch=16,
+                       batch_size=8, epochs=2, loss=loss, random_state=0).fit(
+        smooth_images(4, 32, 32))
+    assert (np.array(sr.history_["loss"]) < 0).all() == (loss == "psnr")
+
+
+def test_loss_must_be_mse_or_psnr():
+    with pytest.raises(deepae.exceptions.InvalidParameterError,
+                       match="'loss' parameter of Denoiser must be a str among .*'psnr'.*"
+                             "Got 'l1'"):
+        Denoiser(loss="l1").fit(smooth_images(2, 16, 16))
+
+
+def test_training_script_splits_the_shipped_pairs_and_joins_them_back(tmp_path):
+    """`train_pretrained.py --from-shipped` takes each network out of the pairs that ship
+    (its own training record with it), and `--combine` writes pairs that restore exactly as
+    the shipped ones: a new machine can continue the training with --more."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        import train_pretrained as script
+    finally:
+        sys.path.remove(str(root / "scripts"))
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert script.main(["--from-shipped", "--combine", "--work", str(work),
+                        "--out", str(out)]) == 0
+    shipped = Denoiser.pretrained()
+    gray, colour = Denoiser.load(work / "denoiser.deepae"), Denoiser.load(
+        work / "denoiser_rgb.deepae")
+    assert (gray.n_channels_, colour.n_channels_) == (1, 3)
+    assert gray.history_ == shipped.history_
+    assert colour.history_ == shipped.colour_training_["history"]
+    again = Denoiser.load(out / "denoiser.deepae")
+    image = smooth_images(1, 40, 48, c=3, seed=5)[0]
+    for x in (image, image[..., 0]):
+        np.testing.assert_array_equal(again.transform(x), shipped.transform(x))
+    np.testing.assert_array_equal(colour.transform(image), shipped.transform(image))
+    assert {f.name for f in out.iterdir()} == {"denoiser.deepae", "super_resolver_x2.deepae",
+                                               "super_resolver_x4.deepae"}

@@ -51,6 +51,7 @@ SIGMA_PAIR = Constraint("a (low, high) pair of floats in [0, 1]", lambda v: isin
     v, list | tuple) and len(v) == 2 and all(
     isinstance(s, numbers.Real) and not isinstance(s, bool) for s in v))
 SCALES = (2, 4)
+PSNR_LOSS_EPS = 1e-5  # loss="psnr" caps a patch at 50 dB: a near-perfect one does not dominate
 
 
 # -- tiling -----------------------------------------------------------------------------------
@@ -135,14 +136,16 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         "filters": [NONEMPTY_UNITS], "convs_per_level": [POSITIVE_INT],
         "patch_size": [POSITIVE_INT], "patches_per_epoch": [POSITIVE_INT],
         "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
-        "learning_rate": [POSITIVE_FLOAT], "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
+        "learning_rate": [POSITIVE_FLOAT], "loss": [Options(str, {"mse", "psnr"})],
+        "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
         "per_channel": [BOOLEAN], "warm_start": [BOOLEAN], **RUN_CONSTRAINTS,
     }
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
+                    batch_size, learning_rate, loss, tile, per_channel, warm_start, callbacks,
                     checkpoint_dir, resume, strategy, random_state, verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.loss = loss
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
@@ -229,12 +232,18 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
                           model.trainable_variables, strategy=dist)
         base = run_seed(self.random_state)
+        psnr = self.loss == "psnr"
 
         # compiled by train_on_patches (one tf.function around the replicas)
         def step(clean, scale):
             inputs, target = make_pair(clean, step_seed(opt, base))
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(model(inputs, training=True) - target))
+                err = tf.square(model(inputs, training=True) - target)
+                if psnr:  # each patch's 10 log10(MSE + eps): the negative of its PSNR
+                    per_patch = tf.reduce_mean(err, axis=[1, 2, 3]) + PSNR_LOSS_EPS
+                    loss = tf.reduce_mean(tf.math.log(per_patch)) * (10 / math.log(10))
+                else:
+                    loss = tf.reduce_mean(err)
                 scaled = loss * scale  # this replica's share of the global batch's mean
             grads = tape.gradient(scaled, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -463,6 +472,13 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
     batch_size : int, default=32
     learning_rate : float, default=1e-3
         Adam, with a cosine decay over the training steps.
+    loss : {"mse", "psnr"}, default="mse"
+        What training minimises: the mean squared error over the batch, or, with "psnr",
+        the mean over the patches of each patch's ``10 log10(MSE + 1e-5)``, that is the
+        negative of its PSNR (capped at 50 dB). A benchmark averages PSNR per image, and
+        under "mse" the strongest degradations dominate the loss (a blind denoiser's error
+        grows with sigma squared); "psnr" weighs each patch by the inverse of its error,
+        trading some dB at the strongest noise for more at the weakest.
     tile : int, default=512
         Images larger than this (input pixels) are processed in overlapping tiles, so that
         memory stays bounded; the tiles overlap by the network's receptive radius, which
@@ -487,7 +503,8 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
         1 (grayscale) or 3 (colour), from the training images.
     patch_size_ : int
     history_ : dict
-        ``loss`` per epoch (mean squared error on the training patches) and ``seconds``.
+        ``loss`` per epoch (the training objective on the patches: mean squared error, or
+        the mean of ``10 log10(MSE + 1e-5)`` in dB with ``loss="psnr"``) and ``seconds``.
 """
 
 
@@ -517,7 +534,7 @@ class Denoiser(_Restorer):
 
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
-                 batch_size=32, learning_rate=1e-3, tile=512, per_channel=False,
+                 batch_size=32, learning_rate=1e-3, loss="mse", tile=512, per_channel=False,
                  warm_start=False, clipped=0.0, callbacks=None, checkpoint_dir=None,
                  resume=False, strategy=None, random_state=None, verbose=0):
         self.noise = noise
@@ -525,8 +542,8 @@ class Denoiser(_Restorer):
         self.mode = mode
         self.clipped = clipped
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
-                         checkpoint_dir, resume, strategy, random_state, verbose)
+                         batch_size, learning_rate, loss, tile, per_channel, warm_start,
+                         callbacks, checkpoint_dir, resume, strategy, random_state, verbose)
 
     @classmethod
     def pretrained(cls):
@@ -628,13 +645,13 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 tile=512, per_channel=False, warm_start=False, callbacks=None,
+                 loss="mse", tile=512, per_channel=False, warm_start=False, callbacks=None,
                  checkpoint_dir=None, resume=False, strategy=None, random_state=None,
                  verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, tile, per_channel, warm_start, callbacks,
-                         checkpoint_dir, resume, strategy, random_state, verbose)
+                         batch_size, learning_rate, loss, tile, per_channel, warm_start,
+                         callbacks, checkpoint_dir, resume, strategy, random_state, verbose)
 
     def _network(self, channels):
         return restoration_net(channels, filters=tuple(self.filters),

@@ -73,7 +73,7 @@ def _train(args, which):
         raise ValueError(f"`deepae {which} train` needs -o/--output, the model file to write.")
     not_stdio(args.args[1], "FOLDER", "training reads a folder or file of images by name")
     common = dict(epochs=args.epochs, patch_size=args.patch_size,
-                  patches_per_epoch=args.patches, random_state=args.seed,
+                  patches_per_epoch=args.patches, loss=args.loss, random_state=args.seed,
                   verbose=0 if args.quiet else 1)
     output_path(args, args.output, args.args[1], args.model)
     run = run_parameters(args, args.output, args.args[1], args.model)
@@ -242,6 +242,9 @@ def add_restore_parsers(sub):
         p.add_argument("--ensemble", action="store_true", help="average the results for the "
                        "8 flips and quarter turns of the image (8 times slower, a little "
                        "better)")
+        p.add_argument("--loss", choices=("mse", "psnr"), default="mse",
+                       help="train: minimise the mean squared error, or maximise each "
+                       "patch's PSNR (default mse)")
         if which == "denoise":
             p.add_argument("--sigma", help="noise level in [0, 1]: the level to remove "
                            "(given-sigma models), to add (evaluate), or LOW,HIGH to train on "
