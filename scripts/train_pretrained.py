@@ -82,6 +82,11 @@ def colour_start(est, gray):
     from deepae import Denoiser
     from deepae.nn.restoration import restoration_net
 
+    if tuple(est.get_params()["filters"]) != tuple(gray.get_params()["filters"]):
+        raise SystemExit(f"A colour job starts from its grayscale job's network: filters "
+                         f"{tuple(gray.get_params()['filters'])} there, "
+                         f"{tuple(est.get_params()['filters'])} asked (give --filters to both "
+                         "or neither).")
     # the network the estimator builds for colour images (`restoration_net`, as its name)
     p = est.get_params()
     model = restoration_net(3, filters=tuple(p["filters"]),
@@ -109,8 +114,11 @@ def run_job(name, work, epochs_scale, more=0, loss=None, filters=None):
     kind, params, epochs, colour, parent = JOBS[name]
     cls = {"Denoiser": Denoiser, "SuperResolver": SuperResolver}[kind]
     done = work / f"{name}.deepae"
+    if filters and (more or done.exists()):
+        raise SystemExit(f"--filters sets the network of a new job; {name} is trained already "
+                         f"({done}): a warm start keeps its architecture.")
     if done.exists() and not more:
-        print(f"{name}: done ({done})", flush=True)
+        print(f"{name}: done ({done}){'; --loss not used' if loss else ''}", flush=True)
         return
     seed = sorted(JOBS).index(name)
     if more:
@@ -153,7 +161,15 @@ def from_shipped(work):
     from deepae import Denoiser, SuperResolver
 
     for filename, jobs in FILES.items():
-        missing = [j for j in jobs if not (work / f"{j}.deepae").exists()]
+        missing = []
+        for j in jobs:
+            if (work / f"{j}.deepae").exists():
+                print(f"{j}: kept {work / f'{j}.deepae'}", flush=True)
+            elif (work / f"{j}_ckpt").exists():  # a run under way: resumed, not replaced
+                print(f"{j}: not taken from {filename}: {work / f'{j}_ckpt'} is resumed",
+                      flush=True)
+            else:
+                missing.append(j)
         if not missing:
             continue
         cls = Denoiser if JOBS[jobs[0]][0] == "Denoiser" else SuperResolver
@@ -205,7 +221,15 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     if args.from_shipped:
         from_shipped(work)
-    filters = tuple(int(f) for f in args.filters.split(",")) if args.filters else None
+    filters = None
+    if args.filters is not None:
+        try:
+            filters = tuple(int(f) for f in args.filters.split(","))
+        except ValueError:
+            filters = ()
+        if not filters or min(filters) < 1:
+            ap.error(f"--filters takes positive integers separated by commas, finest level "
+                     f"first (e.g. 32,64,128,128); got {args.filters!r}")
     if not args.combine:
         for name in args.only.split(","):
             if name not in JOBS:

@@ -147,6 +147,24 @@ def test_patch_loop_resume_refuses_another_run(tmp_path):
     assert not ckpt.exists()
 
 
+def test_restorer_checkpoint_names_its_loss_and_old_ones_still_resume(tmp_path):
+    """A checkpoint of a loss="mse" run records the parameters as before there was a choice
+    of loss (so checkpoints written then still resume); resuming it with loss="psnr" is
+    refused with an error that names the parameter that differs."""
+    import json
+
+    ckpt = tmp_path / "ck"
+    images = smooth_images(2, 32, 32)
+    _make("Denoiser", epochs=2, checkpoint_dir=ckpt).fit(images, keep_checkpoint=True)
+    params = json.loads((ckpt / "run.json").read_text())["params"]
+    assert "loss" not in params and params["clipped"] == 0.0
+    with pytest.raises(ValueError, match=r"holds another run \(params \(loss: None there, "
+                                         r"'psnr' now\)"):
+        _make("Denoiser", epochs=2, loss="psnr", checkpoint_dir=ckpt, resume=True).fit(images)
+    again = _make("Denoiser", epochs=2, checkpoint_dir=ckpt, resume=True).fit(images)
+    assert again.history_["objective"] == ["mse", "mse"] and not ckpt.exists()
+
+
 HASH_SCRIPT = """
 import os, signal, sys
 import keras, numpy as np, deepae

@@ -598,3 +598,44 @@ def test_training_script_splits_the_shipped_pairs_and_joins_them_back(tmp_path):
     np.testing.assert_array_equal(colour.transform(image), shipped.transform(image))
     assert {f.name for f in out.iterdir()} == {"denoiser.deepae", "super_resolver_x2.deepae",
                                                "super_resolver_x4.deepae"}
+
+
+def test_psnr_loss_averages_each_patch_psnr():
+    """Two patches of different errors: the objective is the mean of their 10 log10(MSE +
+    1e-5), not the log of the batch's MSE."""
+    import tensorflow as tf
+
+    from deepae.apps.restore import patch_loss
+
+    target = np.zeros((2, 4, 4, 1), np.float32)
+    restored = target.copy()
+    restored[0] += 0.1  # MSE 1e-2
+    restored[1] += 0.001  # MSE 1e-6
+    mse = float(patch_loss(tf, restored, target, "mse"))
+    psnr_loss = float(patch_loss(tf, restored, target, "psnr"))
+    assert mse == pytest.approx((1e-2 + 1e-6) / 2, rel=1e-5)
+    expected = np.mean(10 * np.log10(np.array([1e-2, 1e-6]) + 1e-5))
+    assert psnr_loss == pytest.approx(expected, rel=1e-5)
+    assert abs(psnr_loss - 10 * np.log10(mse + 1e-5)) > 10  # not the batch's MSE
+
+
+def test_warm_start_records_which_loss_each_epoch_used(tmp_path):
+    """A warm start may change the loss: `history_["objective"]` says which each epoch
+    used (and describe() the last), so the losses in dB and in squared error are not read
+    as one curve; the record survives save/load and a further warm start."""
+    x = smooth_images(4, 32, 32)
+    d = Denoiser(sigma=0.1, filters=(8, 16), patch_size=16, patches_per_epoch=16,
+                 batch_size=8, epochs=2, random_state=0).fit(x)
+    assert d.history_["objective"] == ["mse", "mse"]
+    d.set_params(warm_start=True, loss="psnr", epochs=1).fit(x)
+    assert d.history_["objective"] == ["mse", "mse", "psnr"]
+    assert len(d.history_["loss"]) == 3 and d.history_["loss"][-1] < 0
+    assert d.describe()["training"]["objective"] == "psnr"
+    back = Denoiser.load(d.save(tmp_path / "d.deepae"))
+    assert back.history_["objective"] == ["mse", "mse", "psnr"]
+    back.set_params(loss="mse").fit(x)
+    assert back.history_["objective"] == ["mse", "mse", "psnr", "mse"]
+    old = {k: v for k, v in back.history_.items() if k != "objective"}  # a file from before
+    back.history_ = old
+    back.set_params(loss="psnr").fit(x)
+    assert back.history_["objective"] == ["mse"] * 4 + ["psnr"]

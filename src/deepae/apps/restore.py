@@ -126,6 +126,25 @@ def _corrupt(tf, clean, noise, low, high, seed, clipped=0.0):
     return noisy, level
 
 
+def patch_loss(tf, restored, target, loss):
+    """The training objective of a batch: the mean squared error (``loss="mse"``), or the
+    mean over the patches of each patch's ``10 log10(MSE + PSNR_LOSS_EPS)``, the negative of
+    its PSNR (``loss="psnr"``)."""
+    err = tf.square(restored - target)
+    if loss == "mse":
+        return tf.reduce_mean(err)
+    per_patch = tf.reduce_mean(err, axis=tf.range(1, tf.rank(err))) + PSNR_LOSS_EPS
+    return tf.reduce_mean(tf.math.log(per_patch)) * (10 / math.log(10))
+
+
+def _objectives(previous, before, total, loss):
+    """`history_["objective"]`: each epoch's loss, "mse" or "psnr" (a warm start may change
+    it): the `before` epochs of an earlier fit as `previous` recorded them (a record without
+    them: "mse", the only loss there was), then `loss` up to `total`."""
+    kept = list(previous or [])[:before]
+    return kept + ["mse"] * (before - len(kept)) + [loss] * (total - before)
+
+
 class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     """What the restoration estimators share: the network's parameters, training on random
     patches of clean images with pairs made on the fly, tiled inference, persistence."""
@@ -220,6 +239,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                     "different one: keep filters, convs_per_level, scale and mode as they "
                     "were fitted.") from None
             history = {k: list(v) for k, v in self.history_.items()}
+        # each epoch's loss, set beside the metrics after training (not a metric of the loop)
+        objective = (history or {}).pop("objective", None)
         rng = np.random.default_rng(self.random_state)
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
@@ -232,18 +253,14 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         opt = cosine_adam(self.learning_rate, steps_per_epoch * int(self.epochs),
                           model.trainable_variables, strategy=dist)
         base = run_seed(self.random_state)
-        psnr = self.loss == "psnr"
+        kind = str(self.loss)
+        before = len((history or {}).get("loss", []))
 
         # compiled by train_on_patches (one tf.function around the replicas)
         def step(clean, scale):
             inputs, target = make_pair(clean, step_seed(opt, base))
             with tf.GradientTape() as tape:
-                err = tf.square(model(inputs, training=True) - target)
-                if psnr:  # each patch's 10 log10(MSE + eps): the negative of its PSNR
-                    per_patch = tf.reduce_mean(err, axis=[1, 2, 3]) + PSNR_LOSS_EPS
-                    loss = tf.reduce_mean(tf.math.log(per_patch)) * (10 / math.log(10))
-                else:
-                    loss = tf.reduce_mean(err)
+                loss = patch_loss(tf, model(inputs, training=True), target, kind)
                 scaled = loss * scale  # this replica's share of the global batch's mean
             grads = tape.gradient(scaled, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -257,12 +274,20 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             run=self._run_description(images_fingerprint(imgs), n_channels=channels,
                                       patch_size=size, warm_start_epochs=len(
                                           (history or {}).get("loss", []))))
+        history["objective"] = _objectives(objective, before,
+                                           len(history.get("loss", [])), kind)
         self.model_, self.n_channels_, self.patch_size_, self.history_ = (
             model, channels, size, history)
         for attr in ("colour_model_", "colour_training_"):  # a companion of other weights
             self.__dict__.pop(attr, None)
         self._build_predict()
         return self
+
+    def _run_description(self, data_fingerprint, **extra):
+        run = super()._run_description(data_fingerprint, **extra)
+        if run["params"].get("loss") == "mse":  # recorded as before there was a choice, so
+            del run["params"]["loss"]           # that those checkpoints still resume
+        return run
 
     def _build_predict(self):
         import tensorflow as tf
@@ -402,6 +427,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         def training(h, patch_size):
             return {"epochs": len(h.get("loss", [])), "patch_size": patch_size,
                     "final_loss": h["loss"][-1] if h.get("loss") else None,
+                    # the last epoch's loss: "mse", or "psnr" (final_loss in dB)
+                    "objective": (h.get("objective") or ["mse"])[-1],
                     "seconds": h["seconds"][-1] if h.get("seconds") else None}
 
         out = {"estimator": repr(self), "network": self.model_.name,
@@ -504,7 +531,8 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
     patch_size_ : int
     history_ : dict
         ``loss`` per epoch (the training objective on the patches: mean squared error, or
-        the mean of ``10 log10(MSE + 1e-5)`` in dB with ``loss="psnr"``) and ``seconds``.
+        the mean of ``10 log10(MSE + 1e-5)`` in dB with ``loss="psnr"``), ``objective``
+        (which of the two each epoch used: a warm start may change it) and ``seconds``.
 """
 
 

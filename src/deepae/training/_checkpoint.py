@@ -114,10 +114,11 @@ def check_same_run(ckpt: Path, run: dict, now: dict) -> None:
     differ = []
     for key, value in now.items():
         if run.get(key) != value:
-            if key == "model_config":
+            if isinstance(value, dict):  # the model's config, the parameters: name what differs
                 old = run.get(key) if isinstance(run.get(key), dict) else {}
                 keys = sorted(k for k in set(old) | set(value) if old.get(k) != value.get(k))
-                differ.append("the model (" + ", ".join(
+                label = "the model" if key == "model_config" else key
+                differ.append(f"{label} (" + ", ".join(
                     f"{k}: {old.get(k)!r} there, {value.get(k)!r} now" for k in keys[:4]) + ")")
             else:
                 differ.append(f"{key}={run.get(key)!r} there, {value!r} now")
