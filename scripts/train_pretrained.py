@@ -27,8 +27,11 @@ Each job checkpoints every epoch in ``--work/<job>_ckpt`` and resumes from there
 rerun; its estimator is saved to ``--work/<job>.deepae`` when done (a finished job is
 skipped on a rerun). Then each pair is written to --out as one file holding both networks
 (`Denoiser.with_colour`): ``denoiser.deepae``, ``super_resolver_x2.deepae``,
-``super_resolver_x4.deepae``. `--more N` continues every finished job for N epochs
-(``warm_start``, a new cosine schedule from `MORE_LR`), its history appended.
+``super_resolver_x4.deepae`` (default ``benchmarks/out/pretrained``; deepae refuses to
+write inside its own package, so shipping them is a copy into ``src/deepae/pretrained``).
+`--more N` continues every finished job for N epochs (``warm_start``, a new cosine schedule
+from `MORE_LR`), its history appended; `--loss psnr` trains those epochs on each patch's
+PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last epochs were.
 `--from-shipped` first writes ``--work/<job>.deepae`` for each job whose file is missing
 from the pairs in ``src/deepae/pretrained`` (a new machine can go on from what ships).
 """
@@ -215,7 +218,9 @@ def main(argv=None):
     ap.add_argument("--from-shipped", action="store_true",
                     help="first take the missing finished jobs from the shipped pairs")
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "pretrained_training"))
-    ap.add_argument("--out", default=str(ROOT / "src" / "deepae" / "pretrained"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "pretrained"),
+                    help="where the pairs are written (deepae never writes inside its "
+                         "package: copy them to src/deepae/pretrained to ship them)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
