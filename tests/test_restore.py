@@ -639,3 +639,23 @@ def test_warm_start_records_which_loss_each_epoch_used(tmp_path):
     back.history_ = old
     back.set_params(loss="psnr").fit(x)
     assert back.history_["objective"] == ["mse"] * 4 + ["psnr"]
+
+
+def test_training_curves_of_a_psnr_loss_are_drawn_linear(tmp_path, monkeypatch):
+    """The psnr objective is in dB, below zero: the curves use a linear axis (a log axis
+    would draw nothing); a squared error keeps the log axis."""
+    pytest.importorskip("matplotlib")
+    import deepae.plots as plots
+
+    scales, real_save = [], plots._save
+
+    def save(fig, path, overwrite=True):
+        scales.append(fig.axes[0].get_yscale())
+        return real_save(fig, path, overwrite)
+
+    monkeypatch.setattr(plots, "_save", save)
+    for loss in ([-30.0, -32.5], [0.02, 0.01]):
+        path = plots.training_curves({"loss": loss, "objective": ["psnr"] * 2,
+                                      "seconds": [1.0, 2.0]}, tmp_path / f"{loss[0]}.png")
+        assert path.stat().st_size > 0
+    assert scales == ["linear", "log"]

@@ -84,15 +84,18 @@ def reconstruction_grid(originals, reconstructions, path, *, n: int = 10, title=
 
 def training_curves(history: dict, path, *, title=None,
         overwrite: bool = True) -> Path:
-    """Loss (and validation loss) per epoch, log scale."""
+    """Loss (and validation loss) per epoch: log scale, or linear where a loss is not
+    positive (a restorer's ``loss="psnr"`` is in dB, below zero)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    positive = True
     for key, values in history.items():
         if key.endswith("loss") and values:
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=key)
+            positive = positive and min(values) > 0
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if positive else "linear")
     ax.legend()
     if title:
         ax.set_title(title)
