@@ -65,13 +65,34 @@ FILES = {"denoiser.deepae": ("denoiser", "denoiser_rgb"),
 LUMA = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
 
 
-def training_photos(colour):
-    """The training photographs: (h, w, 3) colour or (h, w, 1) luminance."""
+def colour_mixes(photos, seed=0):
+    """A copy of each colour photograph with its channels shuffled and some of them
+    inverted (``1 - x``), never the photograph itself: colour edges that luminance does not
+    show, which natural photographs have too few of for a joint colour network to learn."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in photos:
+        while True:
+            order, flip = rng.permutation(3), rng.random(3) < 0.5
+            if flip.any() or (order != np.arange(3)).any():
+                break
+        q = p[..., order].copy()
+        q[..., flip] = 1.0 - q[..., flip]
+        out.append(q)
+    return out
+
+
+def training_photos(colour, mix=False):
+    """The training photographs: (h, w, 3) colour or (h, w, 1) luminance; with `mix`, the
+    colour ones followed by their `colour_mixes`."""
     from deepae.datasets import TRAIN_PHOTOS, TRAIN_WALLPAPERS, load_photos, load_wallpapers
 
     if colour:
         photos = [p for p in load_photos(TRAIN_PHOTOS, gray=False) if p.ndim == 3]
-        return photos + load_wallpapers(TRAIN_WALLPAPERS)
+        photos = photos + load_wallpapers(TRAIN_WALLPAPERS)
+        return photos + colour_mixes(photos) if mix else photos
     photos = load_photos(TRAIN_PHOTOS) + load_wallpapers(TRAIN_WALLPAPERS, gray=True)
     return [p[..., None] for p in photos]
 
@@ -111,7 +132,7 @@ def colour_start(est, gray):
     est.set_params(warm_start=True)
 
 
-def run_job(name, work, epochs_scale, more=0, loss=None, filters=None):
+def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False):
     from deepae import Denoiser, SuperResolver
 
     kind, params, epochs, colour, parent = JOBS[name]
@@ -146,7 +167,7 @@ def run_job(name, work, epochs_scale, more=0, loss=None, filters=None):
                                  "is missing).")
             colour_start(est, cls.load(parent_file))
     t = time.perf_counter()
-    est.fit(training_photos(colour), keep_checkpoint=True)
+    est.fit(training_photos(colour, mix and colour), keep_checkpoint=True)
     est.set_params(warm_start=False, checkpoint_dir=None, resume=False, verbose=0)
     est.save(done)
     from deepae.training import remove_checkpoint
@@ -214,6 +235,9 @@ def main(argv=None):
                     "run now (default: the job's own, mse for a new one)")
     ap.add_argument("--filters", help="filters of new jobs, e.g. 64,64,128,128 (default: "
                     "ARCH's)")
+    ap.add_argument("--colour-mix", action="store_true",
+                    help="colour jobs also train on a copy of each photograph with its "
+                         "channels shuffled and some inverted (colour edges)")
     ap.add_argument("--combine", action="store_true", help="only write the --out files")
     ap.add_argument("--from-shipped", action="store_true",
                     help="first take the missing finished jobs from the shipped pairs")
@@ -235,11 +259,14 @@ def main(argv=None):
         if not filters or min(filters) < 1:
             ap.error(f"--filters takes positive integers separated by commas, finest level "
                      f"first (e.g. 32,64,128,128); got {args.filters!r}")
+    if args.colour_mix and not any(JOBS.get(n, (0,) * 4)[3] for n in args.only.split(",")):
+        ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has none")
     if not args.combine:
         for name in args.only.split(","):
             if name not in JOBS:
                 raise SystemExit(f"--only takes {list(JOBS)}; got {name!r}")
-            run_job(name, work, args.epochs_scale, args.more, args.loss, filters)
+            run_job(name, work, args.epochs_scale, args.more, args.loss, filters,
+                    args.colour_mix)
     combine(work, args.out)
     return 0
 
