@@ -32,6 +32,8 @@ write inside its own package, so shipping them is a copy into ``src/deepae/pretr
 `--more N` continues every finished job for N epochs (``warm_start``, a new cosine schedule
 from `MORE_LR`), its history appended; `--loss psnr` trains those epochs on each patch's
 PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last epochs were.
+`--colour-mix` adds to the colour jobs' photographs a copy of each with its channels
+shuffled and some inverted (`colour_mixes`): colour edges that luminance does not show.
 `--from-shipped` first writes ``--work/<job>.deepae`` for each job whose file is missing
 from the pairs in ``src/deepae/pretrained`` (a new machine can go on from what ships).
 """
@@ -246,6 +248,8 @@ def main(argv=None):
                     help="where the pairs are written (deepae never writes inside its "
                          "package: copy them to src/deepae/pretrained to ship them)")
     args = ap.parse_args(argv)
+    if args.colour_mix and not any(JOBS.get(n, (0,) * 4)[3] for n in args.only.split(",")):
+        ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has none")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.from_shipped:
@@ -259,8 +263,6 @@ def main(argv=None):
         if not filters or min(filters) < 1:
             ap.error(f"--filters takes positive integers separated by commas, finest level "
                      f"first (e.g. 32,64,128,128); got {args.filters!r}")
-    if args.colour_mix and not any(JOBS.get(n, (0,) * 4)[3] for n in args.only.split(",")):
-        ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has none")
     if not args.combine:
         for name in args.only.split(","):
             if name not in JOBS:

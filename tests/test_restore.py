@@ -576,15 +576,7 @@ def test_training_script_splits_the_shipped_pairs_and_joins_them_back(tmp_path):
     """`train_pretrained.py --from-shipped` takes each network out of the pairs that ship
     (its own training record with it), and `--combine` writes pairs that restore exactly as
     the shipped ones: a new machine can continue the training with --more."""
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "scripts"))
-    try:
-        import train_pretrained as script
-    finally:
-        sys.path.remove(str(root / "scripts"))
+    script = _training_script()
     work, out = tmp_path / "work", tmp_path / "out"
     assert script.main(["--from-shipped", "--combine", "--work", str(work),
                         "--out", str(out)]) == 0
@@ -601,6 +593,45 @@ def test_training_script_splits_the_shipped_pairs_and_joins_them_back(tmp_path):
     np.testing.assert_array_equal(colour.transform(image), shipped.transform(image))
     assert {f.name for f in out.iterdir()} == {"denoiser.deepae", "super_resolver_x2.deepae",
                                                "super_resolver_x4.deepae"}
+
+
+def _training_script():
+    import sys
+    from pathlib import Path
+
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        import train_pretrained
+    finally:
+        sys.path.remove(scripts)
+    return train_pretrained
+
+
+def test_training_script_colour_mixes_shuffle_and_invert_channels(tmp_path):
+    """`--colour-mix`: each colour photograph gets one copy whose channels are the
+    photograph's, shuffled and some inverted, never the photograph unchanged."""
+    script = _training_script()
+    rng = np.random.default_rng(3)
+    photos = [rng.random((6, 5, 3)).astype(np.float32) for _ in range(12)]
+    mixes = script.colour_mixes(photos)
+    assert len(mixes) == len(photos)
+    for p, q in zip(photos, mixes, strict=True):
+        assert q.shape == p.shape and q.dtype == p.dtype
+        assert not np.array_equal(q, p)
+        sources = []
+        for c in range(3):  # each channel is one of p's, as it is or inverted
+            found = [(j, inv) for j in range(3) for inv in (False, True)
+                     if np.allclose(q[..., c], 1 - p[..., j] if inv else p[..., j])]
+            assert len(found) == 1, found
+            sources.append(found[0][0])
+        assert sorted(sources) == [0, 1, 2]
+    assert [np.array_equal(a, b) for a, b in zip(mixes, script.colour_mixes(photos),
+                                                   strict=True)] == [True] * 12
+    with pytest.raises(SystemExit):  # a grayscale job has no colours to mix
+        script.main(["--colour-mix", "--only", "x2", "--combine", "--work",
+                     str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_psnr_loss_averages_each_patch_psnr():
