@@ -30,7 +30,7 @@ skipped on a rerun). Then each pair is written to --out as one file holding both
 ``super_resolver_x4.deepae`` (default ``benchmarks/out/pretrained``; deepae refuses to
 write inside its own package, so shipping them is a copy into ``src/deepae/pretrained``).
 `--more N` continues every finished job for N epochs (``warm_start``, a new cosine schedule
-from `MORE_LR`), its history appended; `--loss psnr` trains those epochs on each patch's
+from `MORE_LR` or `--more-lr`), its history appended; `--loss psnr` trains those epochs on each patch's
 PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last epochs were.
 `--colour-mix` adds to the colour jobs' photographs a copy of each with its channels
 shuffled and some inverted (`colour_mixes`): colour edges that luminance does not show.
@@ -134,7 +134,8 @@ def colour_start(est, gray):
     est.set_params(warm_start=True)
 
 
-def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False):
+def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False,
+            more_lr=MORE_LR):
     from deepae import Denoiser, SuperResolver
 
     kind, params, epochs, colour, parent = JOBS[name]
@@ -151,7 +152,7 @@ def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False
         if not done.exists():
             raise SystemExit(f"--more continues finished jobs: {done} is missing.")
         est = cls.load(done)
-        est.set_params(warm_start=True, epochs=more, learning_rate=MORE_LR,
+        est.set_params(warm_start=True, epochs=more, learning_rate=more_lr,
                        random_state=1000 + seed + len(est.history_.get("loss", [])),
                        checkpoint_dir=str(work / f"{name}_more_ckpt"), resume=True, verbose=2)
         if loss:
@@ -233,6 +234,9 @@ def main(argv=None):
     ap.add_argument("--epochs-scale", type=float, default=1.0,
                     help="multiply every job's epochs (a quick run: 0.05)")
     ap.add_argument("--more", type=int, default=0)
+    ap.add_argument("--more-lr", type=float, default=MORE_LR,
+                    help=f"the first learning rate of --more's cosine schedule (default "
+                         f"{MORE_LR:g})")
     ap.add_argument("--loss", choices=("mse", "psnr"), help="the training loss of the jobs "
                     "run now (default: the job's own, mse for a new one)")
     ap.add_argument("--filters", help="filters of new jobs, e.g. 64,64,128,128 (default: "
@@ -248,6 +252,8 @@ def main(argv=None):
                     help="where the pairs are written (deepae never writes inside its "
                          "package: copy them to src/deepae/pretrained to ship them)")
     args = ap.parse_args(argv)
+    if not args.more_lr > 0:
+        ap.error(f"--more-lr takes a positive learning rate; got {args.more_lr}")
     if args.colour_mix and not any(JOBS.get(n, (0,) * 4)[3] for n in args.only.split(",")):
         ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has none")
     work = Path(args.work)
@@ -268,7 +274,7 @@ def main(argv=None):
             if name not in JOBS:
                 raise SystemExit(f"--only takes {list(JOBS)}; got {name!r}")
             run_job(name, work, args.epochs_scale, args.more, args.loss, filters,
-                    args.colour_mix)
+                    args.colour_mix, args.more_lr)
     combine(work, args.out)
     return 0
 
