@@ -634,6 +634,17 @@ def test_training_script_colour_mixes_shuffle_and_invert_channels(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_training_script_refuses_a_learning_rate_that_is_not_positive(tmp_path, capsys):
+    script = _training_script()
+    for bad in ("0", "-1e-3", "nan"):
+        with pytest.raises(SystemExit):
+            script.main(["--more", "1", f"--more-lr={bad}", "--work", str(tmp_path / "w"),
+                         "--out", str(tmp_path / "o")])
+        assert f"--more-lr takes a positive learning rate; got {float(bad)}" in (
+            capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())
+
+
 def test_psnr_loss_averages_each_patch_psnr():
     """Two patches of different errors: the objective is the mean of their 10 log10(MSE +
     1e-5), not the log of the batch's MSE."""
