@@ -4,6 +4,7 @@
     python scripts/train_pretrained.py [--only denoiser,denoiser_rgb,x2,x2_rgb,x4,x4_rgb]
                                        [--epochs-scale 1.0] [--work DIR] [--out DIR]
     python scripts/train_pretrained.py --more N [--only ...]     # N more epochs each
+                                       [--more-lr 3e-4] [--loss psnr] [--colour-mix]
     python scripts/train_pretrained.py --combine [--out DIR]     # only write the files
     python scripts/train_pretrained.py --from-shipped --more N --only denoiser_rgb
                                        # continue the networks that ship (no --work needed)
@@ -29,11 +30,12 @@ skipped on a rerun). Then each pair is written to --out as one file holding both
 (`Denoiser.with_colour`): ``denoiser.deepae``, ``super_resolver_x2.deepae``,
 ``super_resolver_x4.deepae`` (default ``benchmarks/out/pretrained``; deepae refuses to
 write inside its own package, so shipping them is a copy into ``src/deepae/pretrained``).
-`--more N` continues every finished job for N epochs (``warm_start``, a new cosine schedule
-from `MORE_LR` or `--more-lr`), its history appended; `--loss psnr` trains those epochs on each patch's
+`--more N` continues every finished job for N epochs (``warm_start``, a new cosine
+schedule from `MORE_LR` or `--more-lr`), its history appended; `--loss psnr` trains those epochs on each patch's
 PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last epochs were.
 `--colour-mix` adds to the colour jobs' photographs a copy of each with its channels
-shuffled and some inverted (`colour_mixes`): colour edges that luminance does not show.
+reordered and/or some inverted (`colour_mixes`): colour edges that luminance does not show;
+as the patches per epoch stay the same, about half of them then come from the copies.
 `--from-shipped` first writes ``--work/<job>.deepae`` for each job whose file is missing
 from the pairs in ``src/deepae/pretrained`` (a new machine can go on from what ships).
 """
@@ -41,6 +43,7 @@ from the pairs in ``src/deepae/pretrained`` (a new machine can go on from what s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -68,20 +71,26 @@ LUMA = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
 
 
 def colour_mixes(photos, seed=0):
-    """A copy of each colour photograph with its channels shuffled and some of them
-    inverted (``1 - x``), never the photograph itself: colour edges that luminance does not
-    show, which natural photographs have too few of for a joint colour network to learn."""
+    """A copy of each colour photograph (float, in [0, 1]) with its channels reordered
+    and/or some of them inverted (``1 - x``), never equal to the photograph (a gray one,
+    its three channels equal, gets at least one channel inverted): colour edges that
+    luminance does not show, which natural photographs have too few of for a joint colour
+    network to learn. Deterministic for a `seed`."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     out = []
     for p in photos:
-        while True:
+        for _ in range(100):
             order, flip = rng.permutation(3), rng.random(3) < 0.5
-            if flip.any() or (order != np.arange(3)).any():
+            q = p[..., order]
+            q[..., flip] = 1.0 - q[..., flip]
+            if not np.array_equal(q, p):
                 break
-        q = p[..., order].copy()
-        q[..., flip] = 1.0 - q[..., flip]
+        else:  # only a photograph of equal channels, each 1 - itself (0.5 everywhere)
+            raise ValueError("colour_mixes needs a photograph that some reordering or "
+                             "inversion of its channels changes; received a uniform gray "
+                             "0.5 one.")
         out.append(q)
     return out
 
@@ -145,7 +154,9 @@ def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False
         raise SystemExit(f"--filters sets the network of a new job; {name} is trained already "
                          f"({done}): a warm start keeps its architecture.")
     if done.exists() and not more:
-        print(f"{name}: done ({done}){'; --loss not used' if loss else ''}", flush=True)
+        unused = [o for o, v in (("--loss", loss), ("--colour-mix", mix and colour)) if v]
+        print(f"{name}: done ({done}){''.join(f'; {o} not used' for o in unused)}",
+              flush=True)
         return
     seed = sorted(JOBS).index(name)
     if more:
@@ -234,7 +245,7 @@ def main(argv=None):
     ap.add_argument("--epochs-scale", type=float, default=1.0,
                     help="multiply every job's epochs (a quick run: 0.05)")
     ap.add_argument("--more", type=int, default=0)
-    ap.add_argument("--more-lr", type=float, default=MORE_LR,
+    ap.add_argument("--more-lr", type=float,
                     help=f"the first learning rate of --more's cosine schedule (default "
                          f"{MORE_LR:g})")
     ap.add_argument("--loss", choices=("mse", "psnr"), help="the training loss of the jobs "
@@ -252,14 +263,26 @@ def main(argv=None):
                     help="where the pairs are written (deepae never writes inside its "
                          "package: copy them to src/deepae/pretrained to ship them)")
     args = ap.parse_args(argv)
-    if not args.more_lr > 0:
-        ap.error(f"--more-lr takes a positive learning rate; got {args.more_lr}")
-    if args.colour_mix and not any(JOBS.get(n, (0,) * 4)[3] for n in args.only.split(",")):
-        ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has none")
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    if args.from_shipped:
-        from_shipped(work)
+    # every argument checked before anything is written or trained
+    only = [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in only if n not in JOBS]
+    if unknown:
+        ap.error(f"--only takes names among {list(JOBS)}, separated by commas; got "
+                 f"{', '.join(map(repr, unknown))}")
+    if args.more < 0:
+        ap.error(f"--more takes a number of epochs (0 or more); got {args.more}")
+    if args.more_lr is not None:
+        if not (math.isfinite(args.more_lr) and args.more_lr > 0):
+            ap.error(f"--more-lr takes a positive finite learning rate; got {args.more_lr}")
+        if not args.more or args.combine:
+            ap.error("--more-lr sets the learning rate of --more N rounds; give --more N "
+                     "(and no --combine)")
+    if args.colour_mix:
+        if args.combine:
+            ap.error("--colour-mix changes the training data; --combine trains nothing")
+        if not any(JOBS[n][3] for n in only):
+            ap.error(f"--colour-mix changes the colour jobs' data; --only {args.only} has "
+                     "none")
     filters = None
     if args.filters is not None:
         try:
@@ -269,12 +292,14 @@ def main(argv=None):
         if not filters or min(filters) < 1:
             ap.error(f"--filters takes positive integers separated by commas, finest level "
                      f"first (e.g. 32,64,128,128); got {args.filters!r}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.from_shipped:
+        from_shipped(work)
     if not args.combine:
-        for name in args.only.split(","):
-            if name not in JOBS:
-                raise SystemExit(f"--only takes {list(JOBS)}; got {name!r}")
+        for name in only:
             run_job(name, work, args.epochs_scale, args.more, args.loss, filters,
-                    args.colour_mix, args.more_lr)
+                    args.colour_mix, args.more_lr or MORE_LR)
     combine(work, args.out)
     return 0
 

@@ -608,40 +608,89 @@ def _training_script():
     return train_pretrained
 
 
-def test_training_script_colour_mixes_shuffle_and_invert_channels(tmp_path):
+def test_training_script_colour_mixes_reorder_and_invert_channels():
     """`--colour-mix`: each colour photograph gets one copy whose channels are the
-    photograph's, shuffled and some inverted, never the photograph unchanged."""
+    photograph's, reordered and/or some inverted, never equal to the photograph (a gray
+    one included), the same for a seed."""
     script = _training_script()
     rng = np.random.default_rng(3)
-    photos = [rng.random((6, 5, 3)).astype(np.float32) for _ in range(12)]
+    photos = [rng.random((4, 3, 3)).astype(np.float32) for _ in range(300)]
+    gray = rng.random((5, 4, 1)).astype(np.float32).repeat(3, axis=-1)  # R = G = B
+    photos += [gray] * 40
     mixes = script.colour_mixes(photos)
     assert len(mixes) == len(photos)
-    for p, q in zip(photos, mixes, strict=True):
+    inverted = reordered = 0
+    for p, q in zip(photos[:300], mixes, strict=False):
         assert q.shape == p.shape and q.dtype == p.dtype
         assert not np.array_equal(q, p)
-        sources = []
+        found = []
         for c in range(3):  # each channel is one of p's, as it is or inverted
-            found = [(j, inv) for j in range(3) for inv in (False, True)
-                     if np.allclose(q[..., c], 1 - p[..., j] if inv else p[..., j])]
-            assert len(found) == 1, found
-            sources.append(found[0][0])
-        assert sorted(sources) == [0, 1, 2]
-    assert [np.array_equal(a, b) for a, b in zip(mixes, script.colour_mixes(photos),
-                                                   strict=True)] == [True] * 12
-    with pytest.raises(SystemExit):  # a grayscale job has no colours to mix
-        script.main(["--colour-mix", "--only", "x2", "--combine", "--work",
-                     str(tmp_path / "w"), "--out", str(tmp_path / "o")])
-    assert not any(tmp_path.iterdir())  # refused before anything was written
+            src = [(j, inv) for j in range(3) for inv in (False, True)
+                   if np.array_equal(q[..., c], 1 - p[..., j] if inv else p[..., j])]
+            assert len(src) == 1, src
+            found.append(src[0])
+        assert sorted(j for j, _ in found) == [0, 1, 2]
+        inverted += any(inv for _, inv in found)
+        reordered += [j for j, _ in found] != [0, 1, 2]
+    assert 150 < inverted < 300 and 150 < reordered < 300  # both kinds, not always
+    for q in mixes[300:]:
+        assert not np.array_equal(q, gray)
+    assert all(np.array_equal(a, b) for a, b in zip(mixes, script.colour_mixes(photos),
+                                                     strict=True))
+    with pytest.raises(ValueError, match="uniform gray 0.5"):
+        script.colour_mixes([np.full((2, 2, 3), 0.5, np.float32)])
 
 
-def test_training_script_refuses_a_learning_rate_that_is_not_positive(tmp_path, capsys):
+def test_training_script_mixes_only_the_colour_jobs_photographs(monkeypatch):
     script = _training_script()
-    for bad in ("0", "-1e-3", "nan"):
-        with pytest.raises(SystemExit):
-            script.main(["--more", "1", f"--more-lr={bad}", "--work", str(tmp_path / "w"),
-                         "--out", str(tmp_path / "o")])
-        assert f"--more-lr takes a positive learning rate; got {float(bad)}" in (
-            capsys.readouterr().err)
+    import deepae.datasets as ds
+
+    colour = [np.full((8, 8, 3), 0.25, np.float32), np.full((8, 8, 3), 0.75, np.float32)]
+    monkeypatch.setattr(ds, "load_photos", lambda names, gray=True: (
+        [c.mean(-1) for c in colour] if gray else list(colour)))
+    monkeypatch.setattr(ds, "load_wallpapers", lambda names, gray=False: [])
+    plain, mixed = script.training_photos(True), script.training_photos(True, mix=True)
+    assert len(plain) == 2 and len(mixed) == 4
+    for got, want in zip(mixed, plain + script.colour_mixes(plain), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert len(script.training_photos(False)) == 2
+
+
+def test_training_script_passes_its_options_to_the_jobs(tmp_path, monkeypatch):
+    script = _training_script()
+    calls = []
+    monkeypatch.setattr(script, "run_job", lambda *a: calls.append(a))
+    monkeypatch.setattr(script, "combine", lambda work, out: None)
+    work = tmp_path / "w"
+    script.main(["--only", "x2,x2_rgb", "--more", "5", "--more-lr", "1e-3", "--colour-mix",
+                 "--loss", "psnr", "--work", str(work)])
+    assert calls == [("x2", work, 1.0, 5, "psnr", None, True, 1e-3),
+                     ("x2_rgb", work, 1.0, 5, "psnr", None, True, 1e-3)]
+    calls.clear()
+    script.main(["--only", "x4_rgb", "--more", "2", "--work", str(work)])
+    assert calls == [("x4_rgb", work, 1.0, 2, None, None, False, script.MORE_LR)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--more", "1", "--more-lr=0"], "--more-lr takes a positive finite learning rate; got 0.0"),
+    (["--more", "1", "--more-lr=-1e-3"], "positive finite learning rate; got -0.001"),
+    (["--more", "1", "--more-lr=nan"], "positive finite learning rate; got nan"),
+    (["--more", "1", "--more-lr=inf"], "positive finite learning rate; got inf"),
+    (["--more-lr", "1e-3"], "--more-lr sets the learning rate of --more N rounds"),
+    (["--more", "-2"], "--more takes a number of epochs (0 or more); got -2"),
+    (["--only", "x2,bogus"], "--only takes names among"),
+    (["--colour-mix", "--only", "x2"], "--colour-mix changes the colour jobs' data; --only x2"),
+    (["--colour-mix", "--combine"], "--colour-mix changes the training data; --combine"),
+    (["--filters", "32,x"], "--filters takes positive integers"),
+])
+def test_training_script_refuses_bad_options_before_writing(tmp_path, capsys, argv,
+                                                            message):
+    """Each bad option is refused with a message naming it, before any folder is made or
+    any job trained."""
+    script = _training_script()
+    with pytest.raises(SystemExit):
+        script.main([*argv, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
