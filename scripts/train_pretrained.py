@@ -31,8 +31,9 @@ skipped on a rerun). Then each pair is written to --out as one file holding both
 ``super_resolver_x4.deepae`` (default ``benchmarks/out/pretrained``; deepae refuses to
 write inside its own package, so shipping them is a copy into ``src/deepae/pretrained``).
 `--more N` continues every finished job for N epochs (``warm_start``, a new cosine
-schedule from `MORE_LR` or `--more-lr`), its history appended; `--loss psnr` trains those epochs on each patch's
-PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last epochs were.
+schedule from `MORE_LR` or `--more-lr`), its history appended; `--loss psnr` trains those
+epochs on each patch's PSNR (`Denoiser(loss="psnr")`), as the shipped networks' last
+epochs were.
 `--colour-mix` adds to the colour jobs' photographs a copy of each with its channels
 reordered and/or some inverted (`colour_mixes`): colour edges that luminance does not show;
 as the patches per epoch stay the same, about half of them then come from the copies.
@@ -80,7 +81,7 @@ def colour_mixes(photos, seed=0):
 
     rng = np.random.default_rng(seed)
     out = []
-    for p in photos:
+    for i, p in enumerate(photos):
         for _ in range(100):
             order, flip = rng.permutation(3), rng.random(3) < 0.5
             q = p[..., order]
@@ -88,9 +89,9 @@ def colour_mixes(photos, seed=0):
             if not np.array_equal(q, p):
                 break
         else:  # only a photograph of equal channels, each 1 - itself (0.5 everywhere)
-            raise ValueError("colour_mixes needs a photograph that some reordering or "
-                             "inversion of its channels changes; received a uniform gray "
-                             "0.5 one.")
+            raise ValueError(f"colour_mixes needs photographs that some reordering or "
+                             f"inversion of their channels changes; photograph {i} is "
+                             "uniform gray 0.5.")
         out.append(q)
     return out
 
@@ -181,7 +182,7 @@ def run_job(name, work, epochs_scale, more=0, loss=None, filters=None, mix=False
                                  "is missing).")
             colour_start(est, cls.load(parent_file))
     t = time.perf_counter()
-    est.fit(training_photos(colour, mix and colour), keep_checkpoint=True)
+    est.fit(training_photos(colour, mix), keep_checkpoint=True)
     est.set_params(warm_start=False, checkpoint_dir=None, resume=False, verbose=0)
     est.save(done)
     from deepae.training import remove_checkpoint
@@ -254,7 +255,8 @@ def main(argv=None):
                     "ARCH's)")
     ap.add_argument("--colour-mix", action="store_true",
                     help="colour jobs also train on a copy of each photograph with its "
-                         "channels shuffled and some inverted (colour edges)")
+                         "channels reordered and/or some inverted (colour edges; about "
+                         "half of the patches then come from the copies)")
     ap.add_argument("--combine", action="store_true", help="only write the --out files")
     ap.add_argument("--from-shipped", action="store_true",
                     help="first take the missing finished jobs from the shipped pairs")
@@ -275,8 +277,9 @@ def main(argv=None):
         if not (math.isfinite(args.more_lr) and args.more_lr > 0):
             ap.error(f"--more-lr takes a positive finite learning rate; got {args.more_lr}")
         if not args.more or args.combine:
-            ap.error("--more-lr sets the learning rate of --more N rounds; give --more N "
-                     "(and no --combine)")
+            ap.error(f"--more-lr sets the learning rate of --more N rounds; got --more-lr "
+                     f"{args.more_lr:g} with " + ("--combine" if args.combine else
+                                                   f"--more {args.more}"))
     if args.colour_mix:
         if args.combine:
             ap.error("--colour-mix changes the training data; --combine trains nothing")

@@ -637,8 +637,8 @@ def test_training_script_colour_mixes_reorder_and_invert_channels():
         assert not np.array_equal(q, gray)
     assert all(np.array_equal(a, b) for a, b in zip(mixes, script.colour_mixes(photos),
                                                      strict=True))
-    with pytest.raises(ValueError, match="uniform gray 0.5"):
-        script.colour_mixes([np.full((2, 2, 3), 0.5, np.float32)])
+    with pytest.raises(ValueError, match="photograph 1 is uniform gray 0.5"):
+        script.colour_mixes([gray, np.full((2, 2, 3), 0.5, np.float32)])
 
 
 def test_training_script_mixes_only_the_colour_jobs_photographs(monkeypatch):
@@ -653,7 +653,8 @@ def test_training_script_mixes_only_the_colour_jobs_photographs(monkeypatch):
     assert len(plain) == 2 and len(mixed) == 4
     for got, want in zip(mixed, plain + script.colour_mixes(plain), strict=True):
         np.testing.assert_array_equal(got, want)
-    assert len(script.training_photos(False)) == 2
+    gray = script.training_photos(False, mix=True)  # grayscale jobs: never mixed
+    assert [g.shape for g in gray] == [(8, 8, 1)] * 2
 
 
 def test_training_script_passes_its_options_to_the_jobs(tmp_path, monkeypatch):
@@ -671,12 +672,24 @@ def test_training_script_passes_its_options_to_the_jobs(tmp_path, monkeypatch):
     assert calls == [("x4_rgb", work, 1.0, 2, None, None, False, script.MORE_LR)]
 
 
+def test_training_script_says_which_options_a_finished_job_does_not_use(tmp_path, capsys):
+    script = _training_script()
+    (tmp_path / "x2_rgb.deepae").touch()  # finished: not loaded, not trained again
+    (tmp_path / "x2.deepae").touch()
+    script.run_job("x2_rgb", tmp_path, 1.0, loss="psnr", mix=True)
+    script.run_job("x2", tmp_path, 1.0, mix=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"x2_rgb: done ({tmp_path / 'x2_rgb.deepae'}); --loss not used; "
+                   "--colour-mix not used", f"x2: done ({tmp_path / 'x2.deepae'})"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--more", "1", "--more-lr=0"], "--more-lr takes a positive finite learning rate; got 0.0"),
     (["--more", "1", "--more-lr=-1e-3"], "positive finite learning rate; got -0.001"),
     (["--more", "1", "--more-lr=nan"], "positive finite learning rate; got nan"),
     (["--more", "1", "--more-lr=inf"], "positive finite learning rate; got inf"),
-    (["--more-lr", "1e-3"], "--more-lr sets the learning rate of --more N rounds"),
+    (["--more-lr", "1e-3"], "rounds; got --more-lr 0.001 with --more 0"),
+    (["--more", "2", "--more-lr", "1e-3", "--combine"], "got --more-lr 0.001 with --combine"),
     (["--more", "-2"], "--more takes a number of epochs (0 or more); got -2"),
     (["--only", "x2,bogus"], "--only takes names among"),
     (["--colour-mix", "--only", "x2"], "--colour-mix changes the colour jobs' data; --only x2"),
