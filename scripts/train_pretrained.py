@@ -20,9 +20,13 @@ Jobs (`JOBS`), each a network of `ARCH`, trained in this order:
   three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits
   (``clipped=0.75``), the rest unclipped;
 - x2 / x2_rgb, x4 / x4_rgb: upscalers of box-downscaled patches.
-A colour job starts from its grayscale job's network, its first and last convolutions
-spread over the three channels (the colour network begins as the grayscale one on the
-luminance, its correction added to each channel), then trains on colour patches.
+A colour job starts from its grayscale job's network, then trains on colour patches:
+denoiser_rgb and x4_rgb are joint networks (``colour_network="joint"``), the grayscale
+one's first and last convolutions spread over the three channels (it begins as the
+grayscale network on the luminance, its correction added to each channel); x2_rgb is a
+shared one (``"shared"``: each channel in turn, the whole image beside it), which begins
+as the grayscale network on each channel exactly (`shared_from_grayscale`), three times
+the work.
 
 Each job checkpoints every epoch in ``--work/<job>_ckpt`` and resumes from there when
 rerun; its estimator is saved to ``--work/<job>.deepae`` when done (a finished job is
@@ -61,7 +65,7 @@ JOBS = {
     "denoiser": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 110, False, None),
     "denoiser_rgb": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 85, True, "denoiser"),
     "x2": ("SuperResolver", dict(scale=2), 65, False, None),
-    "x2_rgb": ("SuperResolver", dict(scale=2), 50, True, "x2"),
+    "x2_rgb": ("SuperResolver", dict(scale=2, colour_network="shared"), 50, True, "x2"),
     "x4": ("SuperResolver", dict(scale=4), 65, False, None),
     "x4_rgb": ("SuperResolver", dict(scale=4), 50, True, "x4"),
 }
@@ -110,13 +114,15 @@ def training_photos(colour, mix=False):
 
 
 def colour_start(est, gray):
-    """Give the unfitted colour estimator `est` the grayscale network of `gray`, its input
-    convolution reading the luminance of the three channels and its output convolution
-    adding the same correction to each."""
+    """Give the unfitted colour estimator `est` the grayscale network of `gray`. A joint
+    colour network (``colour_network="joint"``) gets its input convolution reading the
+    luminance of the three channels and its output convolution adding the same correction
+    to each; a shared one (``"shared"``) restores each channel exactly as `gray` does
+    (`shared_from_grayscale`)."""
     import numpy as np
 
     from deepae import Denoiser
-    from deepae.nn.restoration import restoration_net
+    from deepae.nn.restoration import restoration_net, shared_from_grayscale
 
     if tuple(est.get_params()["filters"]) != tuple(gray.get_params()["filters"]):
         raise SystemExit(f"A colour job starts from its grayscale job's network: filters "
@@ -125,10 +131,16 @@ def colour_start(est, gray):
                          "or neither).")
     # the network the estimator builds for colour images (`restoration_net`, as its name)
     p = est.get_params()
+    shared = p["colour_network"] == "shared"
     model = restoration_net(3, filters=tuple(p["filters"]),
                             convs_per_level=int(p["convs_per_level"]),
-                            scale=int(p.get("scale", 1)),
+                            scale=int(p.get("scale", 1)), shared=shared,
                             name="denoiser" if isinstance(est, Denoiser) else "super_resolver")
+    if shared:
+        shared_from_grayscale(model, gray.model_)
+        est.model_, est.n_channels_, est.history_ = model, 3, {}
+        est.set_params(warm_start=True)
+        return
     weights = []
     for new, old in zip(model.weights, gray.model_.weights, strict=True):
         old = old.numpy()

@@ -766,3 +766,92 @@ def test_training_curves_of_a_psnr_loss_are_drawn_linear(tmp_path, monkeypatch):
                                       "seconds": [1.0, 2.0]}, tmp_path / f"{loss[0]}.png")
         assert path.stat().st_size > 0
     assert scales == ["linear", "log"]
+
+
+# -- colour_network="shared": one network applied to each channel, the image beside it --------
+def test_shared_network_starts_as_the_grayscale_one_on_each_channel():
+    from deepae.nn.restoration import shared_from_grayscale
+
+    for kw in (dict(scale=2), dict(noise_level_input=True)):
+        gray = restoration_net(1, filters=(4, 8), **kw)
+        rng = np.random.default_rng(0)
+        for w in gray.weights:  # weights that change the output (the residual starts at 0)
+            w.assign(rng.normal(0, 0.2, w.shape))
+        shared = shared_from_grayscale(restoration_net(3, filters=(4, 8), shared=True, **kw),
+                                       gray)
+        x = rng.random((2, 8, 12, 3)).astype(np.float32)
+        level = np.full((2, 8, 12, 1), 0.1, np.float32)
+        lv = [level] if "noise_level_input" in kw else []
+        def run(net, x, lv=lv):
+            return net([x, *lv] if lv else x).numpy()
+
+        got = run(shared, x)
+        want = np.concatenate([run(gray, x[..., c:c + 1]) for c in range(3)], -1)
+        assert got.shape == want.shape == (2,) + got.shape[1:3] + (3,)
+        assert np.abs(want[..., 0] - want[..., 1]).max() > 1e-3  # channels differ
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        # the weights that read the rest of the image start at zero and do read it
+        kernel = shared.get_layer("body_enc0_0").kernel
+        assert np.all(kernel.numpy()[:, :, 1:4] == 0)
+        kernel.assign(kernel.numpy() + 0.3)
+        y = run(shared, x)
+        x2 = x.copy()
+        x2[..., 2] = 0.0  # changing the blue channel changes the red one's result
+        assert np.abs(run(shared, x2)[..., 0] - y[..., 0]).max() > 1e-4
+    with pytest.raises(ValueError, match="split_channels"):
+        shared_from_grayscale(restoration_net(3, filters=(4, 8)), gray)
+    with pytest.raises(ValueError, match="same layers"):
+        shared_from_grayscale(restoration_net(3, filters=(4, 8, 8), shared=True), gray)
+
+
+@pytest.fixture(scope="module")
+def shared_pair():
+    """A grayscale SuperResolver and a colour one with colour_network='shared'."""
+    common = dict(filters=(8, 16), epochs=2, patches_per_epoch=128, patch_size=16,
+                  random_state=0)
+    gray = deepae.SuperResolver(**common).fit(smooth_images(16, 32, 32, seed=21))
+    colour = deepae.SuperResolver(**common, colour_network="shared").fit(
+        smooth_images(16, 32, 32, c=3, seed=22))
+    return gray, colour
+
+
+def test_shared_colour_network_layout_dtype_tiling_and_file(shared_pair, tmp_path):
+    import copy
+
+    gray, colour = shared_pair
+    assert colour.model_.get_layer("split_channels") is not None
+    assert colour.describe()["design"] == "shared"
+    both = copy.deepcopy(gray).with_colour(colour)
+    assert both.describe()["colour_network"]["design"] == "shared"
+    rgb = smooth_images(2, 40, 52, c=3, seed=23)
+    out = both.transform(rgb)
+    assert out.shape == (2, 80, 104, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, colour.transform(rgb))
+    u8 = both.transform((rgb[0] * 255).astype(np.uint8))
+    assert u8.dtype == np.uint8 and u8.shape == (80, 104, 3)
+    assert both.transform(rgb.astype(np.float64)).dtype == np.float64
+    # tiles give the untiled result
+    img = smooth_images(1, 70, 90, c=3, seed=24)[0]
+    whole = both.transform(img)
+    both.set_params(tile=24)
+    assert both.receptive_radius_ < 24
+    np.testing.assert_allclose(both.transform(img), whole, atol=1e-5)
+    both.set_params(tile=512)
+    # one file, both networks; a grayscale estimator of the default design loads it
+    loaded = deepae.SuperResolver.load(both.save(tmp_path / "pair.deepae"))
+    assert loaded.get_params()["colour_network"] == "joint"
+    np.testing.assert_array_equal(loaded.transform(rgb), out)
+    alone = deepae.SuperResolver.load(colour.save(tmp_path / "colour.deepae"))
+    np.testing.assert_array_equal(alone.transform(rgb), out)
+    # a colour network of neither design is refused
+    from deepae.persistence import ArtifactError
+    forged = copy.deepcopy(gray).with_colour(colour)
+    forged.colour_model_ = restoration_net(3, filters=(8, 16), scale=2, shared=True,
+                                           noise_level_input=True)
+    with pytest.raises(ArtifactError, match="colour network"):
+        deepae.SuperResolver.load(forged.save(tmp_path / "forged.deepae"))
+
+
+def test_colour_network_parameter_checked():
+    with pytest.raises(ValueError, match="colour_network"):
+        deepae.SuperResolver(colour_network="split").fit(smooth_images(2, 16, 16, c=3))

@@ -145,6 +145,13 @@ def _objectives(previous, before, total, loss):
     return kept + ["mse"] * (before - len(kept)) + [loss] * (total - before)
 
 
+def _design(model):
+    """"shared" for a network that restores each channel in turn (`SplitChannels`), else
+    "joint"."""
+    return "shared" if any(layer.name == "split_channels" for layer in model.layers) \
+        else "joint"
+
+
 class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
     """What the restoration estimators share: the network's parameters, training on random
     patches of clean images with pairs made on the fly, tiled inference, persistence."""
@@ -157,13 +164,16 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
         "learning_rate": [POSITIVE_FLOAT], "loss": [Options(str, {"mse", "psnr"})],
         "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
-        "per_channel": [BOOLEAN], "warm_start": [BOOLEAN], **RUN_CONSTRAINTS,
+        "per_channel": [BOOLEAN], "colour_network": [Options(str, {"joint", "shared"})],
+        "warm_start": [BOOLEAN], **RUN_CONSTRAINTS,
     }
 
     def _set_common(self, filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                    batch_size, learning_rate, loss, tile, per_channel, warm_start, callbacks,
-                    checkpoint_dir, resume, strategy, random_state, verbose):
+                    batch_size, learning_rate, loss, tile, per_channel, colour_network,
+                    warm_start, callbacks, checkpoint_dir, resume, strategy, random_state,
+                    verbose):
         """Store the shared parameters as given (scikit-learn's rule: no checks in init)."""
+        self.colour_network = colour_network
         self.loss = loss
         self.warm_start = warm_start
         self.callbacks = callbacks
@@ -433,12 +443,14 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
 
         out = {"estimator": repr(self), "network": self.model_.name,
                "parameters": int(self.model_.count_params()), "channels": self.n_channels_,
+               **({"design": _design(self.model_)} if self.n_channels_ == 3 else {}),
                "receptive_radius": self.receptive_radius_, **self._model_card(),
                "training": training(self.history_, self.patch_size_)}
         if getattr(self, "colour_model_", None) is not None:
             info = self.colour_training_
             out["colour_network"] = {
                 "parameters": int(self.colour_model_.count_params()), "channels": 3,
+                "design": _design(self.colour_model_),
                 **{k: v for k, v in info.items() if k not in ("history", "patch_size")},
                 "training": training(info["history"], info["patch_size"])}
         return out
@@ -476,8 +488,11 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
                 raise ArtifactError(f"The file's {type(self).__name__} takes "
                                     f"{self.n_channels_} channels and holds a colour network "
                                     "too; only a grayscale one may.")
-            check_architecture(colour, lambda: self._network(3), where="the file's colour "
-                               "network")
+            # either design of colour network (`colour_network`), whatever this one's
+            check_architecture(colour, *(
+                lambda d=d: type(self)(**{**self.get_params(deep=False),
+                                          "colour_network": d})._network(3)
+                for d in ("joint", "shared")), where="the file's colour network")
             info = meta.get("colour")  # its history was checked by persistence.restore
             if not isinstance(info, dict) or not isinstance(info.get("history"), dict):
                 raise ArtifactError("The file holds a colour network without its training "
@@ -514,6 +529,13 @@ _COMMON_DOC = """    filters : tuple of int, default=(32, 64, 64)
         With a model trained on grayscale images, restore colour images one channel at a
         time; otherwise a colour image is an error. A colour network joined by
         `with_colour` takes colour images either way.
+    colour_network : {"joint", "shared"}, default="joint"
+        The network a colour training makes: ``"joint"``, one network over the three
+        channels at once; ``"shared"``, one network applied to each channel in turn, its
+        weights shared by the channels, each channel seeing the whole image beside it
+        (`deepae.nn.restoration.restoration_net` with ``shared=True``). Shared is three
+        times the work; it can start from a grayscale network exactly
+        (`deepae.nn.restoration.shared_from_grayscale`). Grayscale training ignores it.
     warm_start : bool, default=False
         Continue training from the fitted network (same architecture and channels), its
         history appended, instead of starting from new weights.
@@ -563,15 +585,17 @@ class Denoiser(_Restorer):
     def __init__(self, *, noise="gaussian", sigma=(0.0, 0.3), mode="blind", filters=(32, 64, 64),
                  convs_per_level=2, patch_size=48, patches_per_epoch=4096, epochs=20,
                  batch_size=32, learning_rate=1e-3, loss="mse", tile=512, per_channel=False,
-                 warm_start=False, clipped=0.0, callbacks=None, checkpoint_dir=None,
-                 resume=False, strategy=None, random_state=None, verbose=0):
+                 colour_network="joint", warm_start=False, clipped=0.0, callbacks=None,
+                 checkpoint_dir=None, resume=False, strategy=None, random_state=None,
+                 verbose=0):
         self.noise = noise
         self.sigma = sigma
         self.mode = mode
         self.clipped = clipped
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, loss, tile, per_channel, warm_start,
-                         callbacks, checkpoint_dir, resume, strategy, random_state, verbose)
+                         batch_size, learning_rate, loss, tile, per_channel, colour_network,
+                         warm_start, callbacks, checkpoint_dir, resume, strategy, random_state,
+                         verbose)
 
     @classmethod
     def pretrained(cls):
@@ -591,7 +615,8 @@ class Denoiser(_Restorer):
     def _network(self, channels):
         return restoration_net(channels, filters=tuple(self.filters),
                                convs_per_level=int(self.convs_per_level),
-                               noise_level_input=self.mode == "given", name="denoiser")
+                               noise_level_input=self.mode == "given",
+                               shared=self.colour_network == "shared", name="denoiser")
 
     _parameter_constraints = {**_Restorer._parameter_constraints,
                               "noise": [Options(str, NOISES)], "mode": [Options(str, MODES)],
@@ -673,18 +698,19 @@ class SuperResolver(_Restorer):
 
     def __init__(self, *, scale=2, filters=(32, 64, 64), convs_per_level=2, patch_size=48,
                  patches_per_epoch=4096, epochs=20, batch_size=32, learning_rate=1e-3,
-                 loss="mse", tile=512, per_channel=False, warm_start=False, callbacks=None,
-                 checkpoint_dir=None, resume=False, strategy=None, random_state=None,
-                 verbose=0):
+                 loss="mse", tile=512, per_channel=False, colour_network="joint",
+                 warm_start=False, callbacks=None, checkpoint_dir=None, resume=False,
+                 strategy=None, random_state=None, verbose=0):
         self.scale = scale
         self._set_common(filters, convs_per_level, patch_size, patches_per_epoch, epochs,
-                         batch_size, learning_rate, loss, tile, per_channel, warm_start,
-                         callbacks, checkpoint_dir, resume, strategy, random_state, verbose)
+                         batch_size, learning_rate, loss, tile, per_channel, colour_network,
+                         warm_start, callbacks, checkpoint_dir, resume, strategy, random_state,
+                         verbose)
 
     def _network(self, channels):
         return restoration_net(channels, filters=tuple(self.filters),
                                convs_per_level=int(self.convs_per_level), scale=int(self.scale),
-                               name="super_resolver")
+                               shared=self.colour_network == "shared", name="super_resolver")
 
     _parameter_constraints = {**_Restorer._parameter_constraints,
                               "scale": [Options(numbers.Integral, SCALES)]}

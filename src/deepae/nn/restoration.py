@@ -12,11 +12,13 @@ Only standard Keras layers are used: the models save and load with `keras.saving
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from deepae._validation import check_positive_int, check_units
 
-__all__ = ["restoration_net", "receptive_radius", "multiple", "BicubicUpsampling"]
+__all__ = ["restoration_net", "receptive_radius", "multiple", "BicubicUpsampling",
+           "SplitChannels", "MergeChannels", "shared_from_grayscale"]
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -48,6 +50,52 @@ class BicubicUpsampling(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="deepae")
+class SplitChannels(layers.Layer):
+    """Each channel of a batch of images as an image of its own, with the whole image beside
+    it: ``(n, h, w, k)`` to ``(n * k, h, w, 1 + k)``, image ``i``'s channel ``c`` at batch
+    index ``i * k + c``. Further inputs (``[image, extra, ...]``, each ``(n, h, w, m)``)
+    are repeated for each channel and appended. `MergeChannels` undoes the split."""
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        x, *extra = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        k = x.shape[-1]
+        shape = tf.shape(x)
+        own = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, shape[1], shape[2], 1))
+        return tf.concat([own] + [tf.repeat(t, k, axis=0) for t in (x, *extra)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)) else [input_shape]
+        n, h, w, k = shapes[0]
+        return (None if n is None else n * k, h, w, 1 + sum(s[-1] for s in shapes))
+
+
+@keras.saving.register_keras_serializable(package="deepae")
+class MergeChannels(layers.Layer):
+    """``(n * k, h, w, 1)`` back to ``(n, h, w, k)``: the inverse of `SplitChannels`."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = check_positive_int(channels, "channels", owner="MergeChannels")
+
+    def call(self, x):
+        import tensorflow as tf
+
+        shape = tf.shape(x)
+        y = tf.reshape(x, (-1, self.channels, shape[1], shape[2]))
+        return tf.transpose(y, (0, 2, 3, 1))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (None if n is None else n // self.channels, h, w, self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
 def _body(x, filters, convs_per_level, name):
     """Encoder-decoder with skip connections; returns the last decoder feature map."""
     skips = []
@@ -72,7 +120,7 @@ def _body(x, filters, convs_per_level, name):
 
 def restoration_net(channels: int, *, filters=(32, 64, 64), convs_per_level: int = 2,
                     noise_level_input: bool = False, scale: int = 1,
-                    name: str = "restoration_net") -> keras.Model:
+                    shared: bool = False, name: str = "restoration_net") -> keras.Model:
     """A fully convolutional restoration autoencoder for images with `channels` channels.
 
     Parameters
@@ -92,6 +140,11 @@ def restoration_net(channels: int, *, filters=(32, 64, 64), convs_per_level: int
         1 for denoising. 2 or 4 for super-resolution: the low-resolution input is first
         upsampled bicubically inside the model, and the network predicts the residual over
         that (VDSR, Kim et al. 2016), so it learns only the detail bicubic misses.
+    shared : bool
+        For colour (``channels > 1``): restore each channel with one network whose weights
+        the channels share, each channel seeing the whole image beside it (`SplitChannels`),
+        instead of one network over all channels at once. ``channels`` times the work, and
+        a grayscale network carries over exactly (`shared_from_grayscale`).
 
     Returns
     -------
@@ -113,9 +166,15 @@ def restoration_net(channels: int, *, filters=(32, 64, 64), convs_per_level: int
     if noise_level_input:
         level = keras.Input((None, None, 1), name="noise_level")
         inputs.append(level)
+    split = bool(shared) and channels > 1
+    if split:  # (n * channels, h, w, 1 + channels [+ 1]): a channel, the image, the level
+        x = SplitChannels(name="split_channels")([base, level] if noise_level_input else base)
+    elif noise_level_input:
         x = layers.Concatenate(name="with_noise_level")([base, level])
     x = _body(x, filters, convs_per_level, "body")
-    residual = layers.Conv2D(channels, 3, padding="same", name="residual")(x)
+    residual = layers.Conv2D(1 if split else channels, 3, padding="same", name="residual")(x)
+    if split:
+        residual = MergeChannels(channels, name="merge_channels")(residual)
     out = layers.Add(name="restored")([base, residual])
     return keras.Model(inputs if noise_level_input else image, out,
                        name=f"{name}_x{scale}" if scale > 1 else name)
@@ -140,3 +199,34 @@ def receptive_radius(filters, convs_per_level: int = 2) -> int:
         if i < len(filters) - 1:
             r += 2 ** (i + 1) + (convs_per_level - 1) * (2 ** i)  # up into i, decoder convs
     return r + 1  # the output convolution
+
+
+def shared_from_grayscale(model: keras.Model, gray: keras.Model) -> keras.Model:
+    """Give `model`, a shared colour network (``restoration_net(k, shared=True)``), the
+    weights of `gray`, a grayscale network of the same filters, scale and inputs: each
+    channel is then restored exactly as `gray` restores it alone (the weights that read
+    the rest of the image start at zero, for training to use). Returns `model`."""
+    if "split_channels" not in {layer.name for layer in model.layers}:
+        raise ValueError(f"shared_from_grayscale sets a shared colour network "
+                         f"(restoration_net(3, shared=True)); received {model.name!r}, "
+                         "which has no 'split_channels' layer.")
+    mine = {w.path: w for w in model.weights}
+    theirs = {w.path: w for w in gray.weights}
+    if sorted(mine) != sorted(theirs):
+        raise ValueError(f"shared_from_grayscale needs networks of the same layers; "
+                         f"received {model.name!r} with {len(mine)} weights and "
+                         f"{gray.name!r} with {len(theirs)}.")
+    k = model.input_shape[0][-1] if isinstance(model.input, list) else model.input_shape[-1]
+    for path, w in mine.items():
+        value = theirs[path].numpy()
+        if tuple(w.shape) != value.shape and path.endswith("enc0_0/kernel") \
+                and value.shape[2] + k == w.shape[2]:
+            # the input convolution: the channel itself, then the k channels of the image
+            # (zeros), then the noise level if any
+            value = np.concatenate([value[:, :, :1], np.zeros(value.shape[:2] + (
+                k,) + value.shape[3:], value.dtype), value[:, :, 1:]], axis=2)
+        if tuple(w.shape) != value.shape:
+            raise ValueError(f"shared_from_grayscale: {path} is {tuple(w.shape)} in "
+                             f"{model.name!r} but {value.shape} in {gray.name!r}.")
+        w.assign(value)
+    return model
