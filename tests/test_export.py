@@ -351,3 +351,23 @@ def test_cli_export(detector, tmp_path, capsys):
     assert main(["export", str(codec), str(tmp_path / "c")]) == 1
     assert "ImageCodec has no inference graph to export" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("fmt", list(RUNTIMES))
+def test_shared_colour_networks_export(tmp_path, fmt):
+    """colour_network='shared' (SplitChannels/MergeChannels) runs in every runtime."""
+    clean = smooth_images(8, 24, 24, c=3)
+    kw = dict(filters=(4, 8), patch_size=16, patches_per_epoch=32, epochs=1, batch_size=16,
+              random_state=0, colour_network="shared")
+    given = deepae.Denoiser(mode="given", **kw).fit(clean)
+    noisy = smooth_images(2, 13, 10, c=3, seed=5)
+    run = exported(given, tmp_path / "g", fmt)
+    out = run({"x": noisy, "sigma": np.array([0.1, 0.2], np.float32)})
+    np.testing.assert_allclose(out["image"][:1], given.transform(noisy[:1], sigma=0.1), **TOL)
+    np.testing.assert_allclose(out["image"][1:], given.transform(noisy[1:], sigma=0.2), **TOL)
+    if fmt != "litert":  # LiteRT has no bicubic resize (tested above)
+        sr = deepae.SuperResolver(scale=2, **kw).fit(clean)
+        low = smooth_images(2, 11, 9, c=3, seed=3)
+        out = exported(sr, tmp_path / "s", fmt)({"x": low})
+        assert out["image"].shape == (2, 22, 18, 3)
+        np.testing.assert_allclose(out["image"], sr.transform(low), **TOL)

@@ -63,8 +63,13 @@ class SplitChannels(layers.Layer):
         x, *extra = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         k = x.shape[-1]
         shape = tf.shape(x)
-        own = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, shape[1], shape[2], 1))
-        return tf.concat([own] + [tf.repeat(t, k, axis=0) for t in (x, *extra)], axis=-1)
+        h, w = shape[1], shape[2]
+        own = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, h, w, 1))
+        # each image k times in a row (tile and reshape: what every runtime converts)
+        whole = tf.concat([x, *extra], axis=-1)
+        m = whole.shape[-1]
+        whole = tf.reshape(tf.tile(whole[:, None], (1, k, 1, 1, 1)), (-1, h, w, m))
+        return tf.concat([own, whole], axis=-1)
 
     def compute_output_shape(self, input_shape):
         shapes = input_shape if isinstance(input_shape, (list, tuple)) and isinstance(
