@@ -692,3 +692,32 @@ def test_forged_detector_metadata_is_refused_at_load(tmp_path, edit, capsys):
     capsys.readouterr()
     assert main(["info", str(bad)]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("channels", [0, -3, 10 ** 9, "three", None, 1, 3])
+def test_forged_shared_colour_networks_are_refused(tmp_path, channels):
+    """A colour network of colour_network='shared' whose MergeChannels is edited: refused
+    with an ArtifactError, whatever the value, before it runs."""
+    from conftest import smooth_images
+
+    kw = dict(filters=(4, 8), patch_size=16, patches_per_epoch=32, epochs=1, batch_size=16,
+              random_state=0)
+    gray = deepae.SuperResolver(**kw).fit(smooth_images(4, 24, 24))
+    colour = deepae.SuperResolver(**kw, colour_network="shared").fit(
+        smooth_images(4, 24, 24, c=3))
+    good = gray.with_colour(colour).save(tmp_path / "pair.deepae")
+    assert deepae.load(good).describe()["colour_network"]["design"] == "shared"
+
+    def edit(cfg):
+        found = [layer for layer in cfg["config"]["layers"]
+                 if layer["class_name"].endswith("MergeChannels")]
+        for layer in found:
+            layer["config"]["channels"] = channels
+        return bool(found)
+
+    bad = _forge(good, tmp_path / "bad.deepae", keras_edit=edit)
+    if channels == 3:  # the edit itself changes nothing else: the check is not vacuous
+        deepae.load(bad)
+        return
+    with pytest.raises(ArtifactError):
+        deepae.load(bad)
