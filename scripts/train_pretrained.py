@@ -226,11 +226,11 @@ def from_shipped(work):
         cls = Denoiser if JOBS[jobs[0]][0] == "Denoiser" else SuperResolver
         for job in missing:
             est = cls.load(ROOT / "src" / "deepae" / "pretrained" / filename)
-            if JOBS[job][3]:  # the colour network, with its own training record
-                info = est.colour_training_
+            if JOBS[job][3]:  # the colour network, with its own training record and design
+                info, design = est.colour_training_, est.describe()["colour_network"]["design"]
                 est.model_, est.n_channels_ = est.colour_model_, 3
                 est.patch_size_, est.history_ = info["patch_size"], info["history"]
-                est.set_params(per_channel=False)
+                est.set_params(per_channel=False, colour_network=design)
             del est.colour_model_, est.colour_training_
             est.save(work / f"{job}.deepae")
             print(f"{job}: from the shipped {filename} ({len(est.history_['loss'])} epochs)",

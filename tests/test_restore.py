@@ -593,6 +593,12 @@ def test_training_script_splits_the_shipped_pairs_and_joins_them_back(tmp_path):
     np.testing.assert_array_equal(colour.transform(image), shipped.transform(image))
     assert {f.name for f in out.iterdir()} == {"denoiser.deepae", "super_resolver_x2.deepae",
                                                "super_resolver_x4.deepae"}
+    for scale in (2, 4):  # each colour network keeps its design (joint or shared)
+        shipped = deepae.SuperResolver.pretrained(scale=scale)
+        alone = deepae.SuperResolver.load(work / f"x{scale}_rgb.deepae")
+        assert alone.describe()["design"] == shipped.describe()["colour_network"]["design"]
+        np.testing.assert_array_equal(alone.transform(image[:20, :24]),
+                                      shipped.transform(image[:20, :24]))
 
 
 def _training_script():
