@@ -20,13 +20,13 @@ Jobs (`JOBS`), each a network of `ARCH`, trained in this order:
   three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits
   (``clipped=0.75``), the rest unclipped;
 - x2 / x2_rgb, x4 / x4_rgb: upscalers of box-downscaled patches.
-A colour job starts from its grayscale job's network, then trains on colour patches:
-denoiser_rgb and x4_rgb are joint networks (``colour_network="joint"``), the grayscale
+A colour job starts from its grayscale job's network, then trains on colour patches. The
+colour networks are shared ones (``colour_network="shared"``: each channel in turn, the
+whole image beside it, three times the work of a joint network), which begin as the
+grayscale network on each channel exactly (`shared_from_grayscale`). `colour_start` also
+starts a joint network (``"joint"``, as the colour networks were before): the grayscale
 one's first and last convolutions spread over the three channels (it begins as the
-grayscale network on the luminance, its correction added to each channel); x2_rgb is a
-shared one (``"shared"``: each channel in turn, the whole image beside it), which begins
-as the grayscale network on each channel exactly (`shared_from_grayscale`), three times
-the work.
+grayscale network on the luminance, its correction added to each channel).
 
 Each job checkpoints every epoch in ``--work/<job>_ckpt`` and resumes from there when
 rerun; its estimator is saved to ``--work/<job>.deepae`` when done (a finished job is
@@ -63,11 +63,12 @@ MORE_LR = 3e-4
 # job: (estimator, parameters, epochs, colour, the grayscale job a colour one starts from)
 JOBS = {
     "denoiser": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 110, False, None),
-    "denoiser_rgb": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75), 85, True, "denoiser"),
+    "denoiser_rgb": ("Denoiser", dict(sigma=(0.0, 0.35), clipped=0.75,
+                                      colour_network="shared"), 25, True, "denoiser"),
     "x2": ("SuperResolver", dict(scale=2), 65, False, None),
     "x2_rgb": ("SuperResolver", dict(scale=2, colour_network="shared"), 50, True, "x2"),
     "x4": ("SuperResolver", dict(scale=4), 65, False, None),
-    "x4_rgb": ("SuperResolver", dict(scale=4), 50, True, "x4"),
+    "x4_rgb": ("SuperResolver", dict(scale=4, colour_network="shared"), 25, True, "x4"),
 }
 FILES = {"denoiser.deepae": ("denoiser", "denoiser_rgb"),
          "super_resolver_x2.deepae": ("x2", "x2_rgb"),
