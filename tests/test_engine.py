@@ -165,6 +165,26 @@ def test_restorer_checkpoint_names_its_loss_and_old_ones_still_resume(tmp_path):
     assert again.history_["objective"] == ["mse", "mse"] and not ckpt.exists()
 
 
+def test_restorer_checkpoints_from_before_colour_network_still_resume(tmp_path):
+    """colour_network="joint" (the default) and grayscale runs record the parameters as
+    before the choice existed, so their checkpoints still resume; a colour run of the
+    other design is refused, naming the parameter."""
+    import json
+
+    ckpt = tmp_path / "ck"
+    gray, colour = smooth_images(2, 32, 32), smooth_images(2, 32, 32, c=3)
+    for images, design in ((gray, "joint"), (gray, "shared"), (colour, "joint")):
+        _make("Denoiser", epochs=2, colour_network=design, checkpoint_dir=ckpt).fit(
+            images, keep_checkpoint=True)
+        assert "colour_network" not in json.loads((ckpt / "run.json").read_text())["params"]
+        again = _make("Denoiser", epochs=2, checkpoint_dir=ckpt, resume=True).fit(images)
+        assert len(again.history_["loss"]) == 2 and not ckpt.exists()
+    _make("Denoiser", epochs=2, colour_network="shared", checkpoint_dir=ckpt).fit(
+        colour, keep_checkpoint=True)
+    with pytest.raises(ValueError, match=r"colour_network: 'shared' there, None now"):
+        _make("Denoiser", epochs=2, checkpoint_dir=ckpt, resume=True).fit(colour)
+
+
 HASH_SCRIPT = """
 import os, signal, sys
 import keras, numpy as np, deepae

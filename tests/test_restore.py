@@ -807,7 +807,8 @@ def test_shared_network_starts_as_the_grayscale_one_on_each_channel():
     with pytest.raises(ValueError, match="split_channels"):
         shared_from_grayscale(restoration_net(3, filters=(4, 8)), gray)
     with pytest.raises(ValueError, match="same layers"):
-        shared_from_grayscale(restoration_net(3, filters=(4, 8, 8), shared=True), gray)
+        shared_from_grayscale(restoration_net(3, filters=(4, 8, 8), shared=True,
+                                              noise_level_input=True), gray)
 
 
 @pytest.fixture(scope="module")
@@ -861,3 +862,49 @@ def test_shared_colour_network_layout_dtype_tiling_and_file(shared_pair, tmp_pat
 def test_colour_network_parameter_checked():
     with pytest.raises(ValueError, match="colour_network"):
         deepae.SuperResolver(colour_network="split").fit(smooth_images(2, 16, 16, c=3))
+
+
+def test_warm_start_names_the_colour_network_and_shared_from_grayscale_checks_its_input():
+    from deepae.nn.restoration import shared_from_grayscale
+
+    kw = dict(filters=(4, 8), epochs=1, patches_per_epoch=32, patch_size=16, random_state=0)
+    joint = Denoiser(**kw).fit(smooth_images(2, 16, 16, c=3))
+    with pytest.raises(ValueError, match="colour_network"):
+        joint.set_params(warm_start=True, colour_network="shared").fit(
+            smooth_images(2, 16, 16, c=3))
+    gray = Denoiser(**kw).fit(smooth_images(2, 16, 16))
+    with pytest.raises(ValueError, match="shared_from_grayscale"):
+        gray.set_params(warm_start=True).fit(smooth_images(2, 16, 16, c=3))
+    x2 = restoration_net(1, filters=(4, 8), scale=2)
+    for other in (restoration_net(3, filters=(4, 8), scale=4, shared=True),  # another scale
+                  restoration_net(3, filters=(4, 8), shared=True)):  # a denoiser
+        with pytest.raises(ValueError, match="scale"):
+            shared_from_grayscale(other, x2)
+    given = restoration_net(1, filters=(4, 8), noise_level_input=True)
+    with pytest.raises(ValueError, match="noise level"):
+        shared_from_grayscale(restoration_net(3, filters=(4, 8), shared=True), given)
+    with pytest.raises(TypeError, match="Denoiser.*model_"):
+        shared_from_grayscale(restoration_net(3, filters=(4, 8), shared=True), gray)
+
+
+def test_training_script_starts_a_shared_colour_job_as_its_grayscale_network():
+    script = _training_script()
+    kw = dict(filters=(4, 8), epochs=1, patches_per_epoch=32, patch_size=16, random_state=0)
+    gray = deepae.SuperResolver(**kw).fit(smooth_images(2, 16, 16))
+    rng = np.random.default_rng(0)
+    for w in gray.model_.weights:  # weights that change every channel's result
+        w.assign(rng.normal(0, 0.2, w.shape))
+    gray._build_predict()
+    image = smooth_images(1, 24, 32, c=3, seed=3)[0]
+    for design in ("shared", "joint"):
+        est = deepae.SuperResolver(**kw, colour_network=design)
+        script.colour_start(est, gray)
+        est.patch_size_ = 16
+        est._build_predict()
+        per_channel = gray.set_params(per_channel=True).transform(image)
+        gap = np.abs(est.transform(image) - per_channel).max()
+        assert est.describe()["design"] == design
+        if design == "shared":  # exactly the grayscale network on each channel
+            assert gap < 1e-5
+        else:  # the luminance's correction on each channel: not the same
+            assert gap > 1e-3

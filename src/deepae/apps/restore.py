@@ -237,17 +237,21 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         previous = getattr(self, "model_", None) if self.warm_start else None
         if previous is not None:
             if channels != self.n_channels_:
+                hint = (" (to start a colour network from a grayscale one, see "
+                        "deepae.nn.restoration.shared_from_grayscale)"
+                        if self.n_channels_ == 1 else "")
                 raise ValueError(f"warm_start=True continues a {type(self).__name__} of "
                                  f"{self.n_channels_}-channel images; received {channels}-"
-                                 "channel images.")
+                                 f"channel images{hint}.")
             try:
                 check_architecture(previous, lambda: build(channels), where="warm_start")
             except ArtifactError:
                 raise ValueError(
                     f"warm_start=True continues the fitted network ({previous.name}, "
                     f"{previous.count_params()} parameters); the parameters now make a "
-                    "different one: keep filters, convs_per_level, scale and mode as they "
-                    "were fitted.") from None
+                    "different one: keep filters, convs_per_level, scale, mode and "
+                    f"colour_network as they were fitted (the fitted network is "
+                    f"{_design(previous)}).") from None
             history = {k: list(v) for k, v in self.history_.items()}
         # each epoch's loss, set beside the metrics after training (not a metric of the loop)
         objective = (history or {}).pop("objective", None)
@@ -297,6 +301,8 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         run = super()._run_description(data_fingerprint, **extra)
         if run["params"].get("loss") == "mse":  # recorded as before there was a choice, so
             del run["params"]["loss"]           # that those checkpoints still resume
+        if run["params"].get("colour_network") == "joint" or extra.get("n_channels") == 1:
+            run["params"].pop("colour_network", None)  # the same (grayscale ignores it)
         return run
 
     def _build_predict(self):

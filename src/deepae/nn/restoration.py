@@ -211,10 +211,27 @@ def shared_from_grayscale(model: keras.Model, gray: keras.Model) -> keras.Model:
     weights of `gray`, a grayscale network of the same filters, scale and inputs: each
     channel is then restored exactly as `gray` restores it alone (the weights that read
     the rest of the image start at zero, for training to use). Returns `model`."""
+    for name, net in (("model", model), ("gray", gray)):
+        if not isinstance(net, keras.Model):
+            raise TypeError(f"shared_from_grayscale takes two keras.Model networks; received "
+                            f"{name}={type(net).__name__} (for a fitted estimator, pass its "
+                            "model_).")
     if "split_channels" not in {layer.name for layer in model.layers}:
         raise ValueError(f"shared_from_grayscale sets a shared colour network "
                          f"(restoration_net(3, shared=True)); received {model.name!r}, "
                          "which has no 'split_channels' layer.")
+    scales = [next((layer.scale for layer in net.layers
+                    if isinstance(layer, BicubicUpsampling)), 1) for net in (model, gray)]
+    if scales[0] != scales[1]:
+        raise ValueError(f"shared_from_grayscale needs networks of the same scale; received "
+                         f"{model.name!r} of scale {scales[0]} and {gray.name!r} of scale "
+                         f"{scales[1]} (scale 1: a denoiser).")
+    levels = [len(net.inputs) > 1 for net in (model, gray)]
+    if levels[0] != levels[1]:
+        raise ValueError(f"shared_from_grayscale needs networks that both take a noise level "
+                         f"or neither; received {model.name!r} "
+                         f"({'with' if levels[0] else 'without'} a noise level input) and "
+                         f"{gray.name!r} ({'with' if levels[1] else 'without'}).")
     mine = {w.path: w for w in model.weights}
     theirs = {w.path: w for w in gray.weights}
     if sorted(mine) != sorted(theirs):
