@@ -103,9 +103,10 @@ def test_clipped_training_and_colour_evaluation(tmp_path, capsys, monkeypatch):
     model = tmp_path / "d.deepae"
     assert main(["denoise", "train", str(colour), "-o", str(model), "--epochs", "1",
                  "--patches", "32", "--patch-size", "32", "--quiet", "--clipped", "0.5",
-                 "--loss", "psnr"]) == 0
+                 "--loss", "psnr", "--colour-network", "shared"]) == 0
     assert deepae.load(model).describe()["noise_model"]["clipped"] == 0.5
     assert deepae.load(model).loss == "psnr"
+    assert deepae.load(model).describe()["design"] == "shared"
     capsys.readouterr()
     seen = []
 

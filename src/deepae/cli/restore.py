@@ -73,7 +73,8 @@ def _train(args, which):
         raise ValueError(f"`deepae {which} train` needs -o/--output, the model file to write.")
     not_stdio(args.args[1], "FOLDER", "training reads a folder or file of images by name")
     common = dict(epochs=args.epochs, patch_size=args.patch_size,
-                  patches_per_epoch=args.patches, loss=args.loss, random_state=args.seed,
+                  patches_per_epoch=args.patches, loss=args.loss,
+                  colour_network=args.colour_network, random_state=args.seed,
                   verbose=0 if args.quiet else 1)
     output_path(args, args.output, args.args[1], args.model)
     run = run_parameters(args, args.output, args.args[1], args.model)
@@ -245,6 +246,10 @@ def add_restore_parsers(sub):
         p.add_argument("--loss", choices=("mse", "psnr"), default="mse",
                        help="train: minimise the mean squared error, or maximise each "
                        "patch's PSNR (default mse)")
+        p.add_argument("--colour-network", choices=("joint", "shared"), default="joint",
+                       help="train on colour images: one network over the three channels "
+                       "(joint), or one applied to each channel with the whole image beside "
+                       "it (shared: three times the work; default joint)")
         if which == "denoise":
             p.add_argument("--sigma", help="noise level in [0, 1]: the level to remove "
                            "(given-sigma models), to add (evaluate), or LOW,HIGH to train on "
