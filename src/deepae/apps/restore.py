@@ -608,8 +608,9 @@ class Denoiser(_Restorer):
         """The general-purpose blind Gaussian denoiser that ships with deepae.
 
         Two networks in one file (`with_colour`): grayscale images go through one trained
-        on grayscale patches, colour images through one trained on colour patches (the
-        channels together, as CBM3D does). Trained by ``scripts/train_pretrained.py`` on
+        on grayscale patches, colour images through one trained on colour patches
+        (``colour_network="shared"``: each channel restored with the whole image beside it,
+        so the channels inform each other, as in CBM3D). Trained by ``scripts/train_pretrained.py`` on
         scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
         photographs `deepae.datasets.TRAIN_WALLPAPERS`, noise sigma drawn from [0, 0.35],
         three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits as a
@@ -730,7 +731,7 @@ class SuperResolver(_Restorer):
         """The general-purpose x2 or x4 upscaler that ships with deepae.
 
         Two networks in one file (`with_colour`): one for grayscale images, one for colour
-        images. Trained by ``scripts/train_pretrained.py`` on box-downscaled patches of
+        images (``colour_network="shared"``). Trained by ``scripts/train_pretrained.py`` on box-downscaled patches of
         scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
         photographs `deepae.datasets.TRAIN_WALLPAPERS`.
         """
