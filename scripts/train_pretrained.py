@@ -139,19 +139,17 @@ def colour_start(est, gray):
                             name="denoiser" if isinstance(est, Denoiser) else "super_resolver")
     if shared:
         shared_from_grayscale(model, gray.model_)
-        est.model_, est.n_channels_, est.history_ = model, 3, {}
-        est.set_params(warm_start=True)
-        return
-    weights = []
-    for new, old in zip(model.weights, gray.model_.weights, strict=True):
-        old = old.numpy()
-        if tuple(new.shape) != old.shape:  # the first and the last convolution
-            if len(old.shape) == 4 and old.shape[-2] == 1:  # input kernel (3, 3, 1, f) -> (3, 3, 3, f)
-                old = np.concatenate([old * w for w in LUMA], axis=-2)
-            else:  # output kernel (3, 3, f, 1) or bias (1,): one per channel
-                old = np.repeat(old, 3, axis=-1)
-        weights.append(old)
-    model.set_weights(weights)
+    else:
+        weights = []
+        for new, old in zip(model.weights, gray.model_.weights, strict=True):
+            old = old.numpy()
+            if tuple(new.shape) != old.shape:  # the first and the last convolution
+                if len(old.shape) == 4 and old.shape[-2] == 1:  # in: (3, 3, 1, f) -> (3, 3, 3, f)
+                    old = np.concatenate([old * w for w in LUMA], axis=-2)
+                else:  # output kernel (3, 3, f, 1) or bias (1,): one per channel
+                    old = np.repeat(old, 3, axis=-1)
+            weights.append(old)
+        model.set_weights(weights)
     # a warm start from these weights: the fitted state a fit on colour images would leave
     est.model_, est.n_channels_, est.history_ = model, 3, {}
     est.set_params(warm_start=True)

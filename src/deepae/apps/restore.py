@@ -29,7 +29,7 @@ from deepae.apps._base import MAX_TILE, ArtifactEstimatorMixin
 from deepae.apps.export import ExportMixin, restorer_graph
 from deepae.data.images import from_float_images, pad_to_multiple, random_patches, to_float_images
 from deepae.exceptions import ArtifactError
-from deepae.nn.restoration import multiple, receptive_radius, restoration_net
+from deepae.nn.restoration import is_shared, multiple, receptive_radius, restoration_net
 from deepae.persistence import Artifact, check_architecture, register_loader
 from deepae.training import (
     RUN_PARAMS_DOC,
@@ -51,6 +51,7 @@ SIGMA_PAIR = Constraint("a (low, high) pair of floats in [0, 1]", lambda v: isin
     v, list | tuple) and len(v) == 2 and all(
     isinstance(s, numbers.Real) and not isinstance(s, bool) for s in v))
 SCALES = (2, 4)
+COLOUR_NETWORKS = ("joint", "shared")  # `restoration_net(shared=False | True)`
 PSNR_LOSS_EPS = 1e-5  # loss="psnr" caps a patch at 50 dB: a near-perfect one does not dominate
 
 
@@ -146,10 +147,8 @@ def _objectives(previous, before, total, loss):
 
 
 def _design(model):
-    """"shared" for a network that restores each channel in turn (`SplitChannels`), else
-    "joint"."""
-    return "shared" if any(layer.name == "split_channels" for layer in model.layers) \
-        else "joint"
+    """The `colour_network` that builds `model`: "shared" or "joint"."""
+    return COLOUR_NETWORKS[is_shared(model)]
 
 
 class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
@@ -164,7 +163,7 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
         "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT],
         "learning_rate": [POSITIVE_FLOAT], "loss": [Options(str, {"mse", "psnr"})],
         "tile": [Interval(numbers.Integral, 1, MAX_TILE)],
-        "per_channel": [BOOLEAN], "colour_network": [Options(str, {"joint", "shared"})],
+        "per_channel": [BOOLEAN], "colour_network": [Options(str, set(COLOUR_NETWORKS))],
         "warm_start": [BOOLEAN], **RUN_CONSTRAINTS,
     }
 
@@ -498,7 +497,7 @@ class _Restorer(ExportMixin, ArtifactEstimatorMixin, BaseEstimator):
             check_architecture(colour, *(
                 lambda d=d: type(self)(**{**self.get_params(deep=False),
                                           "colour_network": d})._network(3)
-                for d in ("joint", "shared")), where="the file's colour network")
+                for d in COLOUR_NETWORKS), where="the file's colour network")
             info = meta.get("colour")  # its history was checked by persistence.restore
             if not isinstance(info, dict) or not isinstance(info.get("history"), dict):
                 raise ArtifactError("The file holds a colour network without its training "
@@ -610,9 +609,10 @@ class Denoiser(_Restorer):
         Two networks in one file (`with_colour`): grayscale images go through one trained
         on grayscale patches, colour images through one trained on colour patches
         (``colour_network="shared"``: each channel restored with the whole image beside it,
-        so the channels inform each other, as in CBM3D). Trained by ``scripts/train_pretrained.py`` on
-        scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
-        photographs `deepae.datasets.TRAIN_WALLPAPERS`, noise sigma drawn from [0, 0.35],
+        so the channels inform each other, as in CBM3D). Trained by
+        ``scripts/train_pretrained.py`` on scikit-image's photographs
+        `deepae.datasets.TRAIN_PHOTOS` and the wallpaper photographs
+        `deepae.datasets.TRAIN_WALLPAPERS`, noise sigma drawn from [0, 0.35],
         three quarters of the noisy patches clipped to [0, 1] and rounded to 8 bits as a
         saved photograph is (``clipped=0.75``). No noise level is needed. Its training is
         in `deepae info` and the benchmark in the README.
@@ -731,9 +731,10 @@ class SuperResolver(_Restorer):
         """The general-purpose x2 or x4 upscaler that ships with deepae.
 
         Two networks in one file (`with_colour`): one for grayscale images, one for colour
-        images (``colour_network="shared"``). Trained by ``scripts/train_pretrained.py`` on box-downscaled patches of
-        scikit-image's photographs `deepae.datasets.TRAIN_PHOTOS` and the wallpaper
-        photographs `deepae.datasets.TRAIN_WALLPAPERS`.
+        images (``colour_network="shared"``). Trained by ``scripts/train_pretrained.py``
+        on box-downscaled patches of scikit-image's photographs
+        `deepae.datasets.TRAIN_PHOTOS` and the wallpaper photographs
+        `deepae.datasets.TRAIN_WALLPAPERS`.
         """
         check_in(scale, "scale", SCALES, owner="SuperResolver.pretrained")
         return cls._pretrained(f"super_resolver_x{int(scale)}.deepae")

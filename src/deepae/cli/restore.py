@@ -222,7 +222,7 @@ def _run(which):
 
 def add_restore_parsers(sub):
     """Add ``denoise`` and ``upscale``."""
-    from deepae.apps.restore import MODES, NOISES, SCALES
+    from deepae.apps.restore import COLOUR_NETWORKS, MODES, NOISES, SCALES
     from deepae.cli._options import add_common_options, add_patch_training_options
 
     for which, helptext in (("denoise", "remove noise from an image; train or evaluate a "
@@ -246,7 +246,7 @@ def add_restore_parsers(sub):
         p.add_argument("--loss", choices=("mse", "psnr"), default="mse",
                        help="train: minimise the mean squared error, or maximise each "
                        "patch's PSNR (default mse)")
-        p.add_argument("--colour-network", choices=("joint", "shared"), default="joint",
+        p.add_argument("--colour-network", choices=COLOUR_NETWORKS, default="joint",
                        help="train on colour images: one network over the three channels "
                        "(joint), or one applied to each channel with the whole image beside "
                        "it (shared: three times the work; default joint)")

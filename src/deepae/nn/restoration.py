@@ -6,7 +6,9 @@ stride-2 transposed convolutions, symmetric skip connections carry detail across
 al. 2016, "Image restoration using very deep convolutional encoder-decoder networks with
 symmetric skip connections"), and the network predicts a residual added to its input
 (Zhang et al. 2017, DnCNN), so that it only has to learn what the degradation changed.
-Only standard Keras layers are used: the models save and load with `keras.saving`.
+Besides standard Keras layers, only this module's registered ones are used
+(`BicubicUpsampling`, and `SplitChannels` / `MergeChannels` for a shared colour network):
+the models save and load with `keras.saving` in safe mode.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from keras import layers
 from deepae._validation import check_positive_int, check_units
 
 __all__ = ["restoration_net", "receptive_radius", "multiple", "BicubicUpsampling",
-           "SplitChannels", "MergeChannels", "shared_from_grayscale"]
+           "SplitChannels", "MergeChannels", "shared_from_grayscale", "is_shared"]
 
 
 @keras.saving.register_keras_serializable(package="deepae")
@@ -206,6 +208,12 @@ def receptive_radius(filters, convs_per_level: int = 2) -> int:
     return r + 1  # the output convolution
 
 
+def is_shared(model: keras.Model) -> bool:
+    """Whether `model` is a shared colour network (``restoration_net(k, shared=True)``: it
+    splits the channels with `SplitChannels`)."""
+    return any(isinstance(layer, SplitChannels) for layer in model.layers)
+
+
 def shared_from_grayscale(model: keras.Model, gray: keras.Model) -> keras.Model:
     """Give `model`, a shared colour network (``restoration_net(k, shared=True)``), the
     weights of `gray`, a grayscale network of the same filters, scale and inputs: each
@@ -216,10 +224,10 @@ def shared_from_grayscale(model: keras.Model, gray: keras.Model) -> keras.Model:
             raise TypeError(f"shared_from_grayscale takes two keras.Model networks; received "
                             f"{name}={type(net).__name__} (for a fitted estimator, pass its "
                             "model_).")
-    if "split_channels" not in {layer.name for layer in model.layers}:
+    if not is_shared(model):
         raise ValueError(f"shared_from_grayscale sets a shared colour network "
                          f"(restoration_net(3, shared=True)); received {model.name!r}, "
-                         "which has no 'split_channels' layer.")
+                         "which has no SplitChannels layer.")
     scales = [next((layer.scale for layer in net.layers
                     if isinstance(layer, BicubicUpsampling)), 1) for net in (model, gray)]
     if scales[0] != scales[1]:
